@@ -1,0 +1,67 @@
+"""The ``driftloop`` command.
+
+Each subcommand lives in the module that owns it.  A command module exposes
+``add_arguments(parser)`` and ``run(args) -> int`` and keeps heavy imports
+(torch, ray, faust, feast) inside ``run`` so that ``driftloop --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+# (command, module, one-line help). Order is the order of ``driftloop --help``.
+COMMANDS: list[tuple[str, str, str]] = [
+    ("demo", "streams.demo", "run the end-to-end demo on embedded defaults"),
+    ("kafka", "infra.kafka.launcher", "start, stop or inspect the local Kafka broker"),
+    ("produce-sample", "streams.sample", "publish sample inference events (and some bad ones) to Kafka"),
+    ("validate", "streams.validate_cmd", "consume a topic, validate every record, dead-letter the bad ones"),
+    ("reference", "streams.reference_cmd", "build a reference profile from training data or the Feast offline store"),
+    ("backtest", "streams.backtest", "replay input/label files through the drift engine and write alerts"),
+    ("worker", "streams.worker_cmd", "run the Faust drift worker on Kafka"),
+    ("alerts", "streams.alerts_cmd", "follow the alerts topic and print alerts"),
+    ("features", "feature_repo.cli", "apply / materialise the Feast feature repository"),
+    ("models", "trainers.registry_cmd", "list, show, promote or roll back model versions"),
+    ("dispatcher", "trainers.dispatcher_cmd", "turn retrain requests into Ray jobs"),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="driftloop", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", help="YAML config file (default: $DRIFTLOOP_CONFIG, else embedded defaults)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module_name, help_text in COMMANDS:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue  # command not built yet
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""Configuration: one YAML file (optional) plus environment overrides.
+
+Every subsystem owns a typed dataclass for its own section of the file and
+builds it with :func:`section`.  Nothing here knows about Kafka clients,
+Faust, Feast or Ray; it only reads mappings.
+
+Example file::
+
+    kafka:
+      bootstrap_servers: 127.0.0.1:9092
+    topics:
+      inputs: driftloop.inputs
+    drift:
+      window_seconds: 60
+
+Lookup order for the file: the ``--config`` argument, then the
+``DRIFTLOOP_CONFIG`` environment variable, then no file (embedded defaults).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any, Mapping, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown or has the wrong type."""
+
+
+def load_file(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """Read the YAML config file, or return ``{}`` when none is given."""
+    path = path or os.environ.get("DRIFTLOOP_CONFIG")
+    if not path:
+        return {}
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {p} does not exist; pass --config PATH or unset DRIFTLOOP_CONFIG")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {p} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {p} must hold a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def section(cls: type[T], raw: Mapping[str, Any] | None, name: str = "") -> T:
+    """Build dataclass ``cls`` from a mapping, refusing unknown keys with a clear error.
+
+    Nested dataclass fields are built recursively; missing keys keep their defaults.
+    """
+    raw = dict(raw or {})
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"{cls!r} is not a dataclass")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        where = f"section '{name}'" if name else cls.__name__
+        raise ConfigError(f"unknown key(s) {unknown} in {where}; known keys: {sorted(fields)}")
+    kwargs: dict[str, Any] = {}
+    hints = _resolved_hints(cls)
+    for key, value in raw.items():
+        ftype = hints.get(key)
+        if isinstance(ftype, type) and dataclasses.is_dataclass(ftype) and isinstance(value, Mapping):
+            value = section(ftype, value, f"{name}.{key}" if name else key)
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def _resolved_hints(cls: type) -> dict[str, Any]:
+    import typing
+
+    try:
+        return typing.get_type_hints(cls)
+    except Exception:  # pragma: no cover - exotic annotations
+        return {}
+
+
+@dataclasses.dataclass(frozen=True)
+class KafkaSettings:
+    """Where Kafka is and how driftloop's own local broker is started.
+
+    ``bootstrap_servers``: the cluster to use. ``KAFKA_BOOTSTRAP_SERVERS`` overrides it.
+    ``external``: when true (or when the bootstrap address came from the environment or a
+    file), ``driftloop kafka start`` does nothing: the user brings their own cluster.
+    """
+
+    bootstrap_servers: str = DEFAULT_BOOTSTRAP
+    external: bool = False
+    state_dir: str = ""  # default: $DRIFTLOOP_HOME/kafka (see infra.kafka.launcher)
+    port: int = 9092
+    controller_port: int = 9093
+    start_timeout_s: float = 90.0
+    heap: str = "512m"
+
+
+@dataclasses.dataclass(frozen=True)
+class Topics:
+    """Topic names (DESIGN.md defaults). Dead letters of topic T go to ``T.dlq``."""
+
+    inputs: str = "driftloop.inputs"
+    labels: str = "driftloop.labels"
+    alerts: str = "driftloop.alerts"
+    retrain_requests: str = "driftloop.retrain-requests"
+    retrain_results: str = "driftloop.retrain-results"
+    labelled: str = "driftloop.labelled"
+    model_updates: str = "driftloop.model-updates"
+    partitions: int = 4
+
+    @staticmethod
+    def dlq(topic: str) -> str:
+        return f"{topic}.dlq"
+
+
+def kafka_settings(raw: Mapping[str, Any]) -> KafkaSettings:
+    """The ``kafka`` section, with ``KAFKA_BOOTSTRAP_SERVERS`` taking precedence.
+
+    An address from the environment or from the file means the user brings their own
+    cluster, unless the section says ``external: false`` explicitly.
+    """
+    sect = dict(raw.get("kafka") or {})
+    env = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    from_outside = "bootstrap_servers" in sect or bool(env)
+    if env:
+        sect["bootstrap_servers"] = env
+    if from_outside and "external" not in sect:
+        sect["external"] = True
+    return section(KafkaSettings, sect, "kafka")
+
+
+def topics(raw: Mapping[str, Any]) -> Topics:
+    return section(Topics, raw.get("topics"), "topics")
+
+
+def home() -> Path:
+    """driftloop's state folder (local broker data, registry, caches).
+
+    ``DRIFTLOOP_HOME`` overrides the default ``./.driftloop`` under the current directory.
+    """
+    return Path(os.environ.get("DRIFTLOOP_HOME") or Path.cwd() / ".driftloop").resolve()

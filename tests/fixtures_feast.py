@@ -1,0 +1,1 @@
+"""Fixtures for the real feast component (filled in by its owner)."""

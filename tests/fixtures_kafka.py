@@ -1,0 +1,1 @@
+"""Fixtures for the real kafka component (filled in by its owner)."""

@@ -1,0 +1,1 @@
+"""Fixtures for the real ray component (filled in by its owner)."""
