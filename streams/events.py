@@ -1,0 +1,600 @@
+"""Event contracts (DESIGN.md): typed records and their validation.
+
+Every record on a driftloop topic is one UTF-8 JSON object.  ``parse_input`` and
+``parse_label`` turn raw bytes into typed events or raise :class:`InvalidRecord`
+with one machine-readable ``reason`` and a message that says what is wrong and
+how to fix it.  They never raise anything else, whatever the bytes are.
+
+>>> ev = parse_input(b'{"event_id": "e1", "model": "fraud", "model_version": 3, '
+...                  b'"ts": "2025-11-26T00:00:00Z", "features": {"amount": 12.5, "country": "DE"}}')
+>>> ev.model_version, ev.ts
+('3', 1764115200.0)
+>>> try:
+...     parse_input(b'{"event_id": "e1"}')
+... except InvalidRecord as err:
+...     print(err.reason)
+missing_field
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Mapping, Union
+
+FeatureValue = Union[float, str, None]
+
+#: Largest accepted message, in bytes.  Bigger payloads are dead-lettered with reason ``too_large``.
+DEFAULT_MAX_BYTES = 1_000_000
+MAX_ID_LEN = 256
+MAX_FEATURES = 10_000
+MAX_STRING_VALUE_LEN = 1024
+#: Event times outside [MIN_TS, MAX_TS] (1970 .. 2500) are rejected as ``bad_timestamp``.
+MIN_TS = 0.0
+MAX_TS = 16_725_225_600.0
+
+# Reason codes (the ``reason`` of InvalidRecord and the metric label of invalid events).
+REASONS = (
+    "not_utf8",
+    "not_json",
+    "too_large",
+    "not_object",
+    "missing_field",
+    "wrong_type",
+    "non_finite",
+    "bad_timestamp",
+    "bad_value",
+)
+
+
+class InvalidRecord(ValueError):
+    """A record that does not satisfy its contract.
+
+    ``reason`` is one of :data:`REASONS`; ``str(err)`` says what is wrong and what to do.
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+    def __reduce__(self):  # keep reason through pickling (multiprocessing, Ray)
+        return (type(self), (self.reason, str(self)))
+
+
+# --------------------------------------------------------------------------- records
+
+
+@dataclass(frozen=True, slots=True)
+class InferenceEvent:
+    event_id: str
+    model: str
+    model_version: str
+    ts: float
+    features: dict[str, FeatureValue]
+    entity: dict[str, Any] | None = None
+    prediction: float | str | None = None
+    scores: tuple[float, ...] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "event_id": self.event_id,
+            "model": self.model,
+            "model_version": self.model_version,
+            "ts": self.ts,
+            "features": dict(self.features),
+        }
+        if self.entity is not None:
+            d["entity"] = dict(self.entity)
+        if self.prediction is not None:
+            d["prediction"] = self.prediction
+        if self.scores is not None:
+            d["scores"] = list(self.scores)
+        return d
+
+
+@dataclass(frozen=True, slots=True)
+class LabelEvent:
+    event_id: str
+    model: str
+    ts: float
+    label: float | str
+    model_version: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"event_id": self.event_id, "model": self.model, "ts": self.ts, "label": self.label}
+        if self.model_version is not None:
+            d["model_version"] = self.model_version
+        return d
+
+
+@dataclass(frozen=True, slots=True)
+class LabelledExample:
+    """An inference input joined with its label (the ``labelled`` topic; training data)."""
+
+    event_id: str
+    model: str
+    model_version: str
+    ts: float
+    features: dict[str, FeatureValue]
+    label: float | str
+    prediction: float | str | None = None
+    scores: tuple[float, ...] | None = None
+    entity: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        if self.scores is not None:
+            d["scores"] = list(self.scores)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "LabelledExample":
+        ev = _input_from_obj(d)
+        label = _label_value(d)
+        return cls(ev.event_id, ev.model, ev.model_version, ev.ts, ev.features, label, ev.prediction, ev.scores, ev.entity)
+
+
+ALERT_KINDS = ("data_drift", "prediction_drift", "performance", "concept_drift", "parity")
+SEVERITIES = ("warning", "critical")
+
+
+def make_alert_id(model: str, model_version: str, kind: str, feature: str | None, window_start: float) -> str:
+    """Stable id of a finding: the same (model, version, kind, feature, window start) gives the same id."""
+    key = json.dumps([model, str(model_version), kind, feature or "", round(float(window_start), 3)])
+    return hashlib.sha256(key.encode()).hexdigest()[:24]
+
+
+@dataclass(frozen=True, slots=True)
+class AlertWindow:
+    start: float
+    end: float
+    n: int
+
+
+@dataclass(frozen=True, slots=True)
+class AlertReference:
+    id: str
+    n: int
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One finding, in the DESIGN.md alert schema (plus optional ``explained_by``/``details``)."""
+
+    model: str
+    model_version: str
+    kind: str
+    feature: str | None
+    metric: str
+    score: float
+    threshold: float
+    p_value: float | None
+    severity: str
+    window: AlertWindow
+    reference: AlertReference
+    emitted_at: float = field(default_factory=time.time)
+    alert_id: str = ""
+    explained_by: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in ALERT_KINDS:
+            raise ValueError(f"alert kind {self.kind!r} is not one of {ALERT_KINDS}")
+        if self.severity not in SEVERITIES:
+            raise ValueError(f"alert severity {self.severity!r} is not one of {SEVERITIES}")
+        if not self.alert_id:
+            object.__setattr__(
+                self, "alert_id", make_alert_id(self.model, self.model_version, self.kind, self.feature, self.window.start)
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {
+            "alert_id": self.alert_id,
+            "model": self.model,
+            "model_version": self.model_version,
+            "kind": self.kind,
+            "feature": self.feature,
+            "metric": self.metric,
+            "score": self.score,
+            "threshold": self.threshold,
+            "p_value": self.p_value,
+            "severity": self.severity,
+            "window": dataclasses.asdict(self.window),
+            "reference": dataclasses.asdict(self.reference),
+            "emitted_at": self.emitted_at,
+        }
+        if self.explained_by:
+            d["explained_by"] = self.explained_by
+        if self.details:
+            d["details"] = self.details
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, allow_nan=False, default=_json_default)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Alert":
+        try:
+            return cls(
+                model=str(d["model"]),
+                model_version=str(d["model_version"]),
+                kind=d["kind"],
+                feature=d.get("feature"),
+                metric=d["metric"],
+                score=float(d["score"]),
+                threshold=float(d["threshold"]),
+                p_value=None if d.get("p_value") is None else float(d["p_value"]),
+                severity=d["severity"],
+                window=AlertWindow(float(d["window"]["start"]), float(d["window"]["end"]), int(d["window"]["n"])),
+                reference=AlertReference(str(d["reference"]["id"]), int(d["reference"]["n"])),
+                emitted_at=float(d.get("emitted_at", 0.0)),
+                alert_id=str(d.get("alert_id", "")),
+                explained_by=d.get("explained_by"),
+                details=dict(d.get("details") or {}),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidRecord("bad_value", f"not an alert record: {exc!r}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A record that failed validation, with where it came from and why (``<topic>.dlq``)."""
+
+    topic: str
+    partition: int
+    offset: int
+    error: str
+    raw: str
+    reason: str = "bad_value"
+    raw_encoding: str = "text"  # "text" or "base64"
+    failed_at: float = field(default_factory=time.time)
+
+    @classmethod
+    def from_bytes(cls, topic: str, partition: int, offset: int, err: InvalidRecord | str, raw: bytes | None) -> "DeadLetter":
+        reason = err.reason if isinstance(err, InvalidRecord) else "bad_value"
+        raw = raw or b""
+        try:
+            text, enc = raw.decode("utf-8"), "text"
+        except UnicodeDecodeError:
+            text, enc = base64.b64encode(raw).decode("ascii"), "base64"
+        return cls(topic, partition, offset, str(err), text, reason, enc)
+
+    def raw_bytes(self) -> bytes:
+        return base64.b64decode(self.raw) if self.raw_encoding == "base64" else self.raw.encode("utf-8")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+
+def retrain_request_id(model: str, model_version: str, alert_ids: list[str]) -> str:
+    key = json.dumps([model, str(model_version), sorted(alert_ids)])
+    return "rr-" + hashlib.sha256(key.encode()).hexdigest()[:20]
+
+
+@dataclass(frozen=True)
+class RetrainRequest:
+    """Published by the retrain policy on the retrain-requests topic; idempotent by ``request_id``."""
+
+    model: str
+    model_version: str
+    alert_ids: list[str]
+    kinds: list[str]
+    window_start: float
+    window_end: float
+    n_labelled: int = 0
+    reason: str = ""
+    requested_at: float = field(default_factory=time.time)
+    request_id: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.request_id:
+            object.__setattr__(self, "request_id", retrain_request_id(self.model, self.model_version, self.alert_ids))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "RetrainRequest":
+        try:
+            return cls(
+                model=str(d["model"]),
+                model_version=str(d["model_version"]),
+                alert_ids=[str(a) for a in d.get("alert_ids", [])],
+                kinds=[str(k) for k in d.get("kinds", [])],
+                window_start=float(d["window_start"]),
+                window_end=float(d["window_end"]),
+                n_labelled=int(d.get("n_labelled", 0)),
+                reason=str(d.get("reason", "")),
+                requested_at=float(d.get("requested_at", 0.0)),
+                request_id=str(d.get("request_id", "")),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidRecord("missing_field" if isinstance(exc, KeyError) else "wrong_type",
+                                f"not a retrain request: {exc!r}; see RetrainRequest in streams/events.py") from None
+
+
+RETRAIN_STATUSES = ("submitted", "running", "succeeded", "rejected", "failed", "duplicate")
+
+
+@dataclass(frozen=True)
+class RetrainResult:
+    """Published by the dispatcher on the retrain-results topic."""
+
+    request_id: str
+    model: str
+    parent_version: str
+    status: str
+    job_id: str | None = None
+    new_version: str | None = None
+    promoted: bool = False
+    attempts: int = 1
+    error: str | None = None
+    report: dict[str, Any] = field(default_factory=dict)
+    at: float = field(default_factory=time.time)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, default=_json_default)
+
+
+@dataclass(frozen=True)
+class ModelUpdate:
+    """Published on the model-updates topic when a version is promoted or rolled back."""
+
+    model: str
+    version: str
+    previous_version: str | None
+    action: str  # "promote" | "rollback"
+    sha256: str
+    at: float = field(default_factory=time.time)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def decode_json(raw: bytes | bytearray | memoryview | str | None, max_bytes: int = DEFAULT_MAX_BYTES) -> dict[str, Any]:
+    """Bytes -> JSON object, or :class:`InvalidRecord` saying why not."""
+    if raw is None:
+        raise InvalidRecord("not_json", "empty message (null value); producers must send one JSON object per message")
+    if isinstance(raw, str):
+        data = raw.encode("utf-8", "surrogatepass")
+    else:
+        data = bytes(raw)
+    if len(data) > max_bytes:
+        raise InvalidRecord(
+            "too_large", f"payload is {len(data)} bytes, over the limit of {max_bytes}; send fewer features or raise max_bytes"
+        )
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidRecord("not_utf8", f"payload is not UTF-8 (byte {exc.start}); encode JSON as UTF-8") from None
+    if not text.strip():
+        raise InvalidRecord("not_json", "empty message; producers must send one JSON object per message")
+    try:
+        obj = json.loads(text, parse_constant=_reject_constant)
+    except InvalidRecord:
+        raise
+    except RecursionError:
+        raise InvalidRecord("not_json", "JSON is nested too deeply") from None
+    except (ValueError, TypeError) as exc:
+        raise InvalidRecord("not_json", f"payload is not valid JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise InvalidRecord("not_object", f"payload must be a JSON object, got {_json_type(obj)}")
+    return obj
+
+
+def parse_input(raw: bytes | str | Mapping[str, Any], max_bytes: int = DEFAULT_MAX_BYTES) -> InferenceEvent:
+    """Validate one inference-input record (bytes, text, or an already decoded mapping)."""
+    obj = raw if isinstance(raw, Mapping) else decode_json(raw, max_bytes)
+    try:
+        return _input_from_obj(obj)
+    except InvalidRecord:
+        raise
+    except Exception as exc:  # defensive: the contract is "never raise anything else"
+        raise InvalidRecord("bad_value", f"record could not be read: {exc!r}") from None
+
+
+def parse_label(raw: bytes | str | Mapping[str, Any], max_bytes: int = DEFAULT_MAX_BYTES) -> LabelEvent:
+    """Validate one label record."""
+    obj = raw if isinstance(raw, Mapping) else decode_json(raw, max_bytes)
+    try:
+        event_id = _id(obj, "event_id")
+        model = _id(obj, "model")
+        ts = parse_timestamp(_required(obj, "ts"), "ts")
+        label = _label_value(obj)
+        version = None if obj.get("model_version") is None else _id(obj, "model_version")
+        return LabelEvent(event_id, model, ts, label, version)
+    except InvalidRecord:
+        raise
+    except Exception as exc:  # defensive
+        raise InvalidRecord("bad_value", f"record could not be read: {exc!r}") from None
+
+
+def parse_timestamp(value: Any, name: str = "ts") -> float:
+    """Epoch seconds (number) or ISO 8601 text -> epoch seconds (naive ISO times are UTC)."""
+    if isinstance(value, bool) or value is None:
+        raise InvalidRecord("bad_timestamp", f"'{name}' must be epoch seconds or ISO 8601 text, got {_json_type(value)}")
+    if isinstance(value, (int, float)):
+        try:
+            ts = float(value)
+        except OverflowError:
+            raise InvalidRecord("bad_timestamp", f"'{name}' is out of range; send epoch seconds") from None
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            ts = float(text)
+        except ValueError:
+            try:
+                dt = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+            except ValueError:
+                raise InvalidRecord(
+                    "bad_timestamp", f"'{name}' {value[:64]!r} is neither epoch seconds nor ISO 8601 (e.g. 2025-11-26T08:00:00Z)"
+                ) from None
+            if dt.tzinfo is None:
+                dt = dt.replace(tzinfo=timezone.utc)
+            try:
+                ts = dt.timestamp()
+            except (OverflowError, OSError, ValueError):
+                raise InvalidRecord("bad_timestamp", f"'{name}' {value[:64]!r} is out of range") from None
+    else:
+        raise InvalidRecord("bad_timestamp", f"'{name}' must be epoch seconds or ISO 8601 text, got {_json_type(value)}")
+    if not math.isfinite(ts) or not (MIN_TS <= ts <= MAX_TS):
+        raise InvalidRecord(
+            "bad_timestamp", f"'{name}'={value!r} is outside 1970..2500; send epoch seconds (not milliseconds) or ISO 8601"
+        )
+    return ts
+
+
+def _input_from_obj(obj: Mapping[str, Any]) -> InferenceEvent:
+    event_id = _id(obj, "event_id")
+    model = _id(obj, "model")
+    version = _id(obj, "model_version")
+    ts = parse_timestamp(_required(obj, "ts"), "ts")
+    raw_features = _required(obj, "features")
+    if not isinstance(raw_features, dict):
+        raise InvalidRecord("wrong_type", f"'features' must be an object of name -> value, got {_json_type(raw_features)}")
+    if not raw_features:
+        raise InvalidRecord("bad_value", "'features' is empty; send at least one feature")
+    if len(raw_features) > MAX_FEATURES:
+        raise InvalidRecord("too_large", f"'features' has {len(raw_features)} entries, over the limit of {MAX_FEATURES}")
+    features: dict[str, FeatureValue] = {}
+    for name, value in raw_features.items():
+        if not name or len(name) > MAX_ID_LEN:
+            raise InvalidRecord("bad_value", f"feature name {name[:40]!r} must be 1..{MAX_ID_LEN} characters")
+        features[name] = _feature_value(name, value)
+    entity = obj.get("entity")
+    if entity is not None:
+        if not isinstance(entity, dict):
+            raise InvalidRecord("wrong_type", f"'entity' must be an object of key -> id, got {_json_type(entity)}")
+        for k, v in entity.items():
+            if isinstance(v, bool) or not isinstance(v, (str, int)):
+                raise InvalidRecord("wrong_type", f"entity key '{k}' must be a string or integer id, got {_json_type(v)}")
+        entity = dict(entity)
+    prediction = obj.get("prediction")
+    if prediction is not None:
+        if isinstance(prediction, bool):
+            prediction = float(prediction)
+        elif isinstance(prediction, (int, float)):
+            prediction = _finite(float(prediction), "prediction")
+        elif not isinstance(prediction, str):
+            raise InvalidRecord("wrong_type", f"'prediction' must be a number or string, got {_json_type(prediction)}")
+    scores = obj.get("scores")
+    if scores is not None:
+        if not isinstance(scores, list) or not scores:
+            raise InvalidRecord("wrong_type", f"'scores' must be a non-empty list of numbers, got {_json_type(scores)}")
+        out = []
+        for i, s in enumerate(scores):
+            if isinstance(s, bool) or not isinstance(s, (int, float)):
+                raise InvalidRecord("wrong_type", f"'scores[{i}]' must be a number, got {_json_type(s)}")
+            out.append(_finite(float(s), f"scores[{i}]"))
+        scores = tuple(out)
+    return InferenceEvent(event_id, model, version, ts, features, entity, prediction, scores)
+
+
+def _feature_value(name: str, value: Any) -> FeatureValue:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise InvalidRecord("wrong_type", f"feature '{name}' is a boolean; send 0/1 (numeric) or a string (categorical)")
+    if isinstance(value, (int, float)):
+        try:
+            f = float(value)
+        except OverflowError:
+            raise InvalidRecord("non_finite", f"feature '{name}' is too large for a float") from None
+        return _finite(f, f"feature '{name}'")
+    if isinstance(value, str):
+        if len(value) > MAX_STRING_VALUE_LEN:
+            raise InvalidRecord("bad_value", f"feature '{name}' is a string of {len(value)} characters (limit {MAX_STRING_VALUE_LEN})")
+        return value
+    raise InvalidRecord(
+        "wrong_type", f"feature '{name}' must be a number, a string (categorical) or null (missing), got {_json_type(value)}"
+    )
+
+
+def _label_value(obj: Mapping[str, Any]) -> float | str:
+    label = _required(obj, "label")
+    if isinstance(label, bool):
+        return float(label)
+    if isinstance(label, (int, float)):
+        try:
+            return _finite(float(label), "label")
+        except OverflowError:
+            raise InvalidRecord("non_finite", "'label' is too large for a float") from None
+    if isinstance(label, str) and label:
+        return label
+    raise InvalidRecord("wrong_type", f"'label' must be a number or a non-empty string, got {_json_type(label)}")
+
+
+def _required(obj: Mapping[str, Any], name: str) -> Any:
+    if name not in obj or obj[name] is None:
+        raise InvalidRecord("missing_field", f"required field '{name}' is missing; see the event contract in DESIGN.md")
+    return obj[name]
+
+
+def _id(obj: Mapping[str, Any], name: str) -> str:
+    value = _required(obj, name)
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise InvalidRecord("wrong_type", f"'{name}' must be a string (or integer), got {_json_type(value)}")
+    text = str(value)
+    if not text or len(text) > MAX_ID_LEN:
+        raise InvalidRecord("bad_value", f"'{name}' must be 1..{MAX_ID_LEN} characters, got {len(text)}")
+    return text
+
+
+def _finite(value: float, what: str) -> float:
+    if not math.isfinite(value):
+        raise InvalidRecord("non_finite", f"{what} is {value}; send a finite number or null for missing")
+    return value
+
+
+def _reject_constant(name: str) -> Any:
+    raise InvalidRecord("non_finite", f"JSON contains {name}, which is not valid JSON; send null for missing values")
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
+
+
+def _json_default(value: Any) -> Any:
+    try:
+        import numpy as np
+
+        if isinstance(value, np.generic):
+            return value.item()
+        if isinstance(value, np.ndarray):
+            return value.tolist()
+    except ImportError:  # pragma: no cover
+        pass
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
