@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Installs everything driftloop needs on a fresh machine, idempotently:
+#   uv (from PyPI), the virtual environment .venv with driftloop and its extras,
+#   Java 17 + Maven (Debian packages, only if missing), the Kafka broker jars (Maven Central),
+#   redis-server (Debian package, only for the Redis online-store test; optional).
+# Usage: infra/bootstrap.sh [extras]   (default extras: dev,bench)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+EXTRAS="${1:-dev,bench}"
+PY="${PYTHON:-python3}"
+
+log() { printf '[bootstrap] %s\n' "$*" >&2; }
+
+apt_install() {
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
+    if [ -z "${_APT_UPDATED:-}" ]; then apt-get update -qq >/dev/null; _APT_UPDATED=1; fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+  else
+    log "please install: $* (not root or no apt-get)"; return 1
+  fi
+}
+
+if ! "$PY" -m uv --version >/dev/null 2>&1; then
+  log "installing uv from PyPI"
+  "$PY" -m pip install --quiet --disable-pip-version-check uv
+fi
+UV=("$PY" -m uv)
+
+if [ ! -x .venv/bin/python ]; then
+  log "creating .venv"
+  "${UV[@]}" venv --quiet --python "$PY" .venv
+fi
+log "installing driftloop[$EXTRAS] into .venv"
+"${UV[@]}" pip install --quiet --python .venv/bin/python -e ".[$EXTRAS]"
+
+if ! command -v java >/dev/null || ! command -v mvn >/dev/null; then
+  log "installing Java 17 and Maven"
+  apt_install openjdk-17-jre-headless maven
+fi
+if ! command -v redis-server >/dev/null; then
+  log "installing redis-server (Redis online-store test)"
+  apt_install redis-server || log "redis-server missing: the Redis online-store test will be skipped"
+fi
+
+log "resolving the Kafka broker jars (cached after the first run)"
+.venv/bin/driftloop kafka fetch >&2
+log "ready"
