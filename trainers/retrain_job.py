@@ -1,0 +1,353 @@
+"""The retraining job: one retrain request -> one candidate version, promoted only if it earns it.
+
+Runs as a Ray job (the dispatcher submits ``python -m trainers.retrain_job ...``) or by hand::
+
+    python -m trainers.retrain_job --request '{"model": "fraud", ...}' --registry PATH \\
+        [--settings JSON] [--labelled-file FILE.jsonl] [--publish kafka|none] [--no-publish-result]
+
+Steps: load the parent version from the registry (hashes checked); read the labelled
+examples of the request window (topic or file); hold out part of the new data and part
+of the parent's replay buffer (old data); fine-tune a copy of the parent with
+:class:`~trainers.continual.ContinualLearner` inside a Ray task that asks for a GPU when
+``ray.cluster_resources()`` has one (CPU otherwise); evaluate with the promotion gate;
+register the candidate with its report (always) and promote it only when the gate passes.
+A promotion publishes a ModelUpdate; the job prints its result as one
+``DRIFTLOOP_RESULT {json}`` line (the dispatcher reads it from the job logs) and, unless
+told not to, publishes it as a RetrainResult.
+
+Idempotent: when the registry already holds a version made for this request id, the
+job reports that version and trains nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from streams.events import ModelUpdate, RetrainRequest, RetrainResult
+
+log = logging.getLogger("driftloop.retrain_job")
+
+RESULT_MARKER = "DRIFTLOOP_RESULT "
+
+
+@dataclass(frozen=True)
+class TrainerConfig:
+    """The ``trainers`` config section (what a retrain job does).
+
+    ``learner``: keyword arguments of ContinualLearner (``strategy``, ``epochs``, ``lr``, ...).
+    ``gate``: keyword arguments of GateConfig.  ``slices``: categorical features whose
+    values are gate slices.  ``min_examples``: fewer labelled examples in the window and
+    the request is answered "rejected: insufficient data" without training.
+    """
+
+    registry: str = ""  # default: $DRIFTLOOP_HOME/registry
+    min_examples: int = 50
+    max_examples: int = 200_000
+    holdout_fraction: float = 0.2
+    old_holdout_fraction: float = 0.3
+    replay_capacity: int = 500  # for a parent that has no buffer yet
+    replay_policy: str = "class_balanced"
+    timestamp_skew_s: float = 300.0
+    read_timeout_s: float = 120.0
+    slices: list[str] = field(default_factory=list)
+    learner: dict[str, Any] = field(default_factory=dict)
+    gate: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+
+
+# --------------------------------------------------------------------------- pure pieces
+
+
+def split_indices(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded (train, held-out) index split; held-out gets ``round(n*fraction)`` rows (at least 1 when n > 1)."""
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(n)
+    k = int(round(n * fraction))
+    if fraction > 0 and n > 1:
+        k = min(max(k, 1), n - 1)
+    return np.sort(perm[k:]), np.sort(perm[:k])
+
+
+def subset_buffer(buf: Any, idx: np.ndarray) -> Any:
+    """A copy of replay buffer ``buf`` holding only rows ``idx`` (experience ids kept)."""
+    out = copy.deepcopy(buf)
+    out.X = None if buf.X is None else buf.X[idx]
+    out.y = buf.y[idx]
+    out.experience = buf.experience[idx]
+    out.logits = None if buf.logits is None else buf.logits[idx]
+    return out
+
+
+def train_and_gate(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """Fine-tune a copy of the parent and run the promotion gate (runs inside a Ray task).
+
+    Pure: tensors in, weights/buffer/reports out.  Uses CUDA when the task was given a GPU.
+    """
+    import torch
+
+    from trainers.continual import ContinualLearner
+    from trainers.gate import GateConfig, PromotionGate
+    from trainers.models import ModelSpec, build_model
+
+    spec = ModelSpec.from_dict(payload["spec"])
+    parent = build_model(spec)
+    parent.load_state_dict({k: torch.as_tensor(v) for k, v in payload["state_dict"].items()})
+    candidate = copy.deepcopy(parent)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    learner_kw = dict(payload.get("learner") or {})
+    learner_kw.setdefault("seed", payload.get("seed", 0))
+    learner_kw["device"] = device
+    learner = ContinualLearner(candidate, replay=payload["replay"], **learner_kw)
+    fit = learner.fit(payload["X_train"], payload["y_train"])
+    model = learner.model.to("cpu").eval()
+    parent.eval()
+    gate = PromotionGate(GateConfig(**(payload.get("gate") or {})))
+    report = gate.evaluate(parent, model, payload["X_new"], payload["y_new"], payload["X_old"], payload["y_old"],
+                           slices_new=payload.get("slices_new") or None)
+    _attach_training(report, fit)
+    return {
+        "state_dict": {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()},
+        "replay": learner.replay,
+        "fit": fit.to_dict(),
+        "gate": report.to_dict(),
+        "gate_text": report.to_text(),
+        "promoted": bool(report.promoted),
+        "device": device,
+        "device_name": torch.cuda.get_device_name(0) if device == "cuda" else "cpu",
+    }
+
+
+def _attach_training(report: Any, fit: Any) -> None:
+    """Give the gate report the training time and device when it has fields for them."""
+    for name, value in (("training_time_s", fit.time_s), ("time_s", fit.time_s), ("device", fit.device)):
+        if hasattr(report, name) and getattr(report, name) in (None, "", 0, 0.0):
+            try:
+                setattr(report, name, value)
+            except AttributeError:  # frozen dataclass
+                pass
+
+
+# --------------------------------------------------------------------------- the job
+
+
+@dataclass
+class JobOutcome:
+    status: str  # succeeded | rejected
+    new_version: str | None = None
+    promoted: bool = False
+    error: str | None = None
+    report: dict[str, Any] = field(default_factory=dict)
+    update: ModelUpdate | None = None
+
+    def result(self, req: RetrainRequest, job_id: str | None) -> RetrainResult:
+        return RetrainResult(request_id=req.request_id, model=req.model, parent_version=req.model_version,
+                             status=self.status, job_id=job_id, new_version=self.new_version, promoted=self.promoted,
+                             error=self.error, report=self.report)
+
+
+def run_job(req: RetrainRequest, registry: Any, cfg: TrainerConfig, data: Any, *, use_ray: bool) -> JobOutcome:
+    """Everything between "request" and "outcome", given the training data (``WindowData``)."""
+    from trainers.registry import Provenance, code_version
+    from trainers.replay import ReplayBuffer
+    from trainers.training_data import encode_labels
+
+    existing = registry.find_by_request(req.model, req.request_id)
+    if existing is not None:
+        info = registry.info(req.model, existing)
+        update = None
+        if info.current and info.promoted:
+            update = ModelUpdate(req.model, existing, info.provenance.get("parent_version"), "promote", info.weights_sha256)
+        return JobOutcome("succeeded" if info.promoted else "rejected", existing, bool(info.current and info.promoted),
+                          error=None, report={"note": f"version {existing} was already made for this request; not trained again",
+                                              "metrics": info.provenance.get("metrics", {})}, update=update)
+
+    parent = registry.load(req.model, req.model_version)
+    spec, classes = parent.spec, parent.classes
+    y_all, known = encode_labels(data.labels(), spec.n_classes, classes)
+    rows = [f for f, k in zip(data.features(), known) if k]
+    y_all = y_all[known]
+    stats = dict(data.stats, unknown_label=int((~known).sum()))
+    if len(rows) < cfg.min_examples:
+        return JobOutcome("rejected", error=f"insufficient data: {len(rows)} labelled examples in window "
+                          f"[{req.window_start}, {req.window_end}], need {cfg.min_examples} (trainers.min_examples)",
+                          report={"data": stats})
+    X_all = spec.encode(rows)
+    tr, ho = split_indices(len(rows), cfg.holdout_fraction, cfg.seed)
+    slices_new = {}
+    for feat in cfg.slices:
+        values = np.array(["" if r.get(feat) is None else str(r.get(feat)) for r in rows], dtype=object)
+        slices_new[feat] = values[ho]
+
+    replay = parent.replay
+    if replay is None or len(replay) == 0:
+        replay = replay if replay is not None else ReplayBuffer(cfg.replay_capacity, cfg.replay_policy, cfg.seed)
+        held_old = None
+        X_old = np.zeros((0, spec.input_dim), np.float32)
+        y_old = np.zeros(0, np.int64)
+        train_replay = replay
+    else:
+        rtr, rho = split_indices(len(replay), cfg.old_holdout_fraction, cfg.seed + 1)
+        train_replay, held_old = subset_buffer(replay, rtr), subset_buffer(replay, rho)
+        X_old, y_old = held_old.X, held_old.y
+
+    payload = {
+        "spec": spec.to_dict(),
+        "state_dict": {k: v.numpy() for k, v in parent.state_dict.items()},
+        "replay": train_replay,
+        "X_train": X_all[tr], "y_train": y_all[tr],
+        "X_new": X_all[ho], "y_new": y_all[ho],
+        "X_old": X_old, "y_old": y_old,
+        "slices_new": slices_new,
+        "learner": cfg.learner, "gate": cfg.gate, "seed": cfg.seed,
+    }
+    t0 = time.perf_counter()
+    out, resources = _run_training(payload, use_ray)
+    wall = time.perf_counter() - t0
+
+    new_buf = out["replay"] if held_old is None else out["replay"].merge(held_old)
+    import torch
+
+    state = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in out["state_dict"].items()}
+    training = dict(out["fit"], wall_time_s=wall, device=out["device"], device_name=out["device_name"],
+                    cluster_resources=resources, n_new=len(rows), n_train=int(len(tr)), n_holdout_new=int(len(ho)),
+                    n_holdout_old=int(len(y_old)), data=stats)
+    report = dict(out["gate"], training=training)
+    prov = Provenance(parent_version=parent.info.version, request_id=req.request_id, alert_ids=list(req.alert_ids),
+                      window={"start": req.window_start, "end": req.window_end}, metrics=out["gate"],
+                      training=training, code_version=code_version(),
+                      base_model=dict(parent.provenance.base_model),
+                      reference_profile_id=parent.provenance.reference_profile_id)
+    text = out["gate_text"] + f"\ntraining: {training['wall_time_s']:.2f}s on {out['device_name']} ({out['device']})\n"
+    new_buf.model_version = None  # set below once the version number is known
+    info = registry.register(req.model, spec, state, provenance=prov, replay=new_buf, classes=classes,
+                             report=report, report_text=text, gate_passed=out["promoted"])
+    update = None
+    if out["promoted"]:
+        current = registry.current(req.model)
+        if current == req.model_version or current is None:
+            update = registry.promote(req.model, info.version)
+        else:
+            log.warning("current version of %s moved from %s to %s while training; candidate %s registered, not promoted",
+                        req.model, req.model_version, current, info.version)
+    summary = {"gate": out["gate"], "training": {k: training[k] for k in ("wall_time_s", "device", "device_name",
+                                                                        "n_train", "n_holdout_new", "n_holdout_old")}}
+    return JobOutcome("succeeded" if out["promoted"] else "rejected", info.version, update is not None,
+                      report=summary, update=update,
+                      error=None if out["promoted"] else "gate rejected: " + "; ".join(out["gate"].get("reasons", [])))
+
+
+def _run_training(payload: dict[str, Any], use_ray: bool) -> tuple[dict[str, Any], dict[str, float]]:
+    if not use_ray:
+        import torch
+
+        return train_and_gate(payload), {"CPU": float(os.cpu_count() or 1), "GPU": float(torch.cuda.device_count())}
+    import ray
+
+    from trainers.ray_cluster import cluster_gpus
+
+    resources = {k: float(v) for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU", "memory")}
+    gpus = cluster_gpus(resources)
+    task = ray.remote(train_and_gate).options(num_cpus=1, num_gpus=1 if gpus >= 1 else 0, max_retries=0)
+    log.info("training in a Ray task (%s)", "GPU" if gpus >= 1 else "CPU: the cluster has no GPU")
+    return ray.get(task.remote(ray.put(payload))), resources
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def _load_request(text: str) -> RetrainRequest:
+    if text.startswith("@"):
+        text = Path(text[1:]).read_text(encoding="utf-8")
+    return RetrainRequest.from_dict(json.loads(text))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m trainers.retrain_job", description=__doc__.splitlines()[0])
+    p.add_argument("--request", required=True, help="RetrainRequest JSON, or @FILE")
+    p.add_argument("--registry", help="registry folder (default: trainers.registry or $DRIFTLOOP_HOME/registry)")
+    p.add_argument("--settings", default="{}", help="config as JSON ({kafka, topics, trainers}), or @FILE")
+    p.add_argument("--config", help="YAML config file (merged under --settings)")
+    p.add_argument("--labelled-file", help="read training data from this JSONL instead of the labelled topic")
+    p.add_argument("--publish", choices=("kafka", "none"), default="kafka", help="where ModelUpdate/RetrainResult go")
+    p.add_argument("--no-publish-result", action="store_true",
+                   help="print the result only (the dispatcher publishes it)")
+    p.add_argument("--no-ray", action="store_true", help="train in this process, not in a Ray task")
+    p.add_argument("--job-id", help="the Ray submission id (the dispatcher passes it; goes into the result)")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+    from streams import config as C
+    from trainers.registry import ModelRegistry
+    from trainers import training_data
+
+    raw = C.load_file(args.config) if args.config else {}
+    settings = json.loads(Path(args.settings[1:]).read_text() if args.settings.startswith("@") else args.settings)
+    raw = {**raw, **settings}
+    cfg = C.section(TrainerConfig, raw.get("trainers"), "trainers")
+    req = _load_request(args.request)
+    registry = ModelRegistry(args.registry or cfg.registry or C.home() / "registry")
+    job_id = args.job_id
+    use_ray = not args.no_ray
+    if use_ray:
+        import ray
+
+        ray.init(address=os.environ.get("RAY_ADDRESS") or "auto", log_to_driver=True)
+
+    producer = None
+    topics = C.topics(raw)
+    if args.publish == "kafka":
+        from kafka import KafkaProducer
+
+        producer = KafkaProducer(bootstrap_servers=C.kafka_settings(raw).bootstrap_servers, acks="all",
+                                 value_serializer=lambda s: s.encode("utf-8"))
+    try:
+        if args.labelled_file:
+            data = training_data.read_jsonl(args.labelled_file, req.model, req.window_start, req.window_end,
+                                            cfg.max_examples)
+        elif producer is not None or args.publish == "kafka":
+            data = training_data.read_topic(C.kafka_settings(raw).bootstrap_servers, topics.labelled, req.model,
+                                            req.window_start, req.window_end, skew_s=cfg.timestamp_skew_s,
+                                            max_examples=cfg.max_examples, timeout_s=cfg.read_timeout_s)
+        else:
+            raise SystemExit("no training data source: give --labelled-file or use --publish kafka (labelled topic)")
+        log.info("request %s: %d labelled examples in window (%s)", req.request_id, len(data), data.stats)
+        outcome = run_job(req, registry, cfg, data, use_ray=use_ray)
+        result = outcome.result(req, job_id)
+        if outcome.update is not None:
+            log.info("promoted %s version %s", req.model, outcome.update.version)
+            if producer is not None:
+                producer.send(topics.model_updates, key=req.model.encode(), value=outcome.update.to_json())
+        if producer is not None and not args.no_publish_result:
+            producer.send(topics.retrain_results, key=req.request_id.encode(), value=result.to_json())
+        if producer is not None:
+            producer.flush(timeout=30)
+        line = result.to_dict()
+        line["model_update"] = outcome.update.to_dict() if outcome.update else None
+        print(RESULT_MARKER + json.dumps(line, sort_keys=True, default=_json_default), flush=True)
+    finally:
+        if producer is not None:
+            producer.close()
+    return 0
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
