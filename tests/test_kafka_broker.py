@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -49,10 +50,18 @@ def _gone(pid: int) -> bool:
     return stat.rsplit(")", 1)[-1].split()[0] == "Z"  # exited, only not reaped yet
 
 
-def test_start_status_stop_twice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Iterator[Path]:
+    """A broker state folder; whatever broker still runs there is stopped afterwards (failed tests too)."""
+    path = tmp_path / "kafka"
+    yield path
+    LocalKafka(KafkaSettings(external=False), path).stop(timeout_s=30)
+
+
+def test_start_status_stop_twice(state_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
     settings = _settings()
-    kafka = LocalKafka(settings, tmp_path / "kafka", jvm_opts=["-XX:TieredStopAtLevel=1"])
+    kafka = LocalKafka(settings, state_dir, jvm_opts=["-XX:TieredStopAtLevel=1"])
     topic = "launcher.kept"
 
     # Round 1: from nothing (storage gets formatted), through the Python API.
@@ -70,11 +79,11 @@ def test_start_status_stop_twice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert kafka.stop() is False  # stopping a stopped broker is harmless too
 
     # A stale pid file (a live process that is not this broker) must not block the next start.
-    (tmp_path / "kafka" / "kafka.pid").write_text(f"{os.getpid()}\n")
+    (state_dir / "kafka.pid").write_text(f"{os.getpid()}\n")
     assert not kafka.is_running()
 
     # Round 2: through the command line, as a user would (a fresh object each time, as a new process).
-    state = ["--state-dir", str(tmp_path / "kafka"), "--port", str(settings.port),
+    state = ["--state-dir", str(state_dir), "--port", str(settings.port),
              "--controller-port", str(settings.controller_port), "--timeout", "120"]
     capsys.readouterr()
     assert kafka_cli("start", *state) == 0
@@ -86,14 +95,20 @@ def test_start_status_stop_twice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     out = capsys.readouterr().out
     assert "running" in out and "topics 1" in out  # the topic of round 1 survived the restart
     assert list_user_topics(first.bootstrap) == [topic]
-    pid = LocalKafka(settings, tmp_path / "kafka").running_pid()
+    pid = LocalKafka(settings, state_dir).running_pid()
     assert pid is not None and pid != first.pid
+    # Pointing KAFKA_BOOTSTRAP_SERVERS at this broker (as other commands need) makes it "external":
+    # start only checks it, and stop still stops the local broker of this state folder.
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", first.bootstrap)
+    assert kafka_cli("start", *state) == 0
+    assert "external Kafka cluster" in capsys.readouterr().out
     assert kafka_cli("stop", *state) == 0
-    assert "stopped" in capsys.readouterr().out
+    assert "Kafka stopped" in capsys.readouterr().out
     assert _gone(pid)
+    monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS")
     assert kafka_cli("status", *state) == 3
     assert "not running" in capsys.readouterr().out
-    assert not (tmp_path / "kafka" / "kafka.pid").exists()
+    assert not (state_dir / "kafka.pid").exists()
 
 
 def test_stale_pid_of_dead_process_is_cleared(tmp_path: Path) -> None:

@@ -543,10 +543,10 @@ class LocalKafka:
     def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> bool:
         """Stop the broker with a clean shutdown; return True if one was running.
 
-        Does nothing for an external cluster.
+        Never touches an external cluster; a local broker left running in the state folder is
+        stopped even when the configuration now names an external cluster (for instance
+        ``KAFKA_BOOTSTRAP_SERVERS`` pointing at this very broker).
         """
-        if self.external:
-            return False
         if not self.state_dir.is_dir():
             return False
         with _file_lock(self.state_dir / ".lock"):
@@ -637,22 +637,24 @@ def run(args: argparse.Namespace) -> int:
             elif r.already_running:
                 print(f"Kafka is already running at {r.bootstrap} (pid {r.pid}); state in {kafka.state_dir}")
             else:
-                kind = "cold" if (r.fetch_s or r.formatted) else "warm"
+                if r.fetch_s:
+                    kind = "cold start: jars fetched, storage formatted" if r.formatted else "jars fetched"
+                else:
+                    kind = "first start in this state folder: storage formatted" if r.formatted else "warm start"
                 print(
-                    f"Kafka {KAFKA_VERSION} started at {r.bootstrap} (pid {r.pid}) in {r.total_s:.1f} s, {kind} start "
+                    f"Kafka {KAFKA_VERSION} started at {r.bootstrap} (pid {r.pid}) in {r.total_s:.1f} s, {kind} "
                     f"[jar fetch {r.fetch_s:.1f} s, storage format {r.format_s:.1f} s, broker up {r.broker_s:.1f} s]\n"
                     f"state: {kafka.state_dir}  log: {kafka.server_log}\nstop it with: driftloop kafka stop"
                 )
             return 0
         if args.action == "stop":
-            if kafka.external:
-                print(f"An external Kafka cluster is configured ({kafka.bootstrap}); nothing to stop.")
-                return 0
             t0 = time.monotonic()
             was_running = kafka.stop()
             if was_running:
                 took = time.monotonic() - t0
                 print(f"Kafka stopped (clean shutdown in {took:.1f} s); data kept in {kafka.state_dir}")
+            elif kafka.external:
+                print(f"An external Kafka cluster is configured ({kafka.bootstrap}); nothing to stop.")
             else:
                 print(f"Kafka is not running (state: {kafka.state_dir})")
             return 0
