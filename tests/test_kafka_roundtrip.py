@@ -186,3 +186,11 @@ def test_transactions_on_single_broker(kafka_bootstrap: str, kafka_topic_factory
         return got
 
     assert asyncio.run(main()) == [b"committed-1", b"committed-2", b"committed-3"]
+
+
+def test_ensure_topics_reports_what_the_broker_refused(kafka_bootstrap: str, unique_topic: str) -> None:
+    from streams.kafka_admin import TopicSetupError
+
+    with pytest.raises(TopicSetupError, match=unique_topic):
+        ensure_topics(kafka_bootstrap, [unique_topic], partitions=1, replication=3)  # one broker only
+    assert unique_topic not in list_user_topics(kafka_bootstrap)
