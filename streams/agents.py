@@ -1,0 +1,571 @@
+"""Faust agents of the drift worker: thin loops around :mod:`streams.worker_state`.
+
+Three agents (see :mod:`streams.app` for the wiring):
+
+* ``inputs``: micro-batches (``stream.take_events``) of the inputs topic -> validate ->
+  dead letters | per-partition :class:`SourceState` -> partials + watermarks on the internal topic;
+  inputs stored for the label join;
+* ``labels``: micro-batches of the labels topic -> validate -> :class:`JoinState` ->
+  labelled examples topic, labelled-window partials;
+* ``aggregate``: the internal topic -> :class:`AggState` per (model, version) -> judge ->
+  alerts topic, retrain requests.
+
+Every batch waits for its sends and state writes to be acknowledged by Kafka before the
+batch's offsets can be committed, so state is never behind the committed offsets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Iterable
+
+from streams import worker_state as ws
+from streams.events import Alert, DeadLetter, InvalidRecord, parse_input, parse_label
+from streams.retrain_policy import RetrainPolicyConfig, RetrainState, decide
+
+log = logging.getLogger("driftloop.worker")
+
+
+class Profiles:
+    """Reference profiles by (model, version): registered files, else built by the aggregator."""
+
+    def __init__(self, folder: Path, recheck_s: float = 5.0) -> None:
+        self.folder = folder
+        self.recheck_s = recheck_s
+        self._cache: dict[tuple[str, str], Any] = {}
+        self._missing: dict[tuple[str, str], float] = {}
+
+    def path(self, model: str, version: str) -> Path:
+        return self.folder / model / f"{version}.json"
+
+    def get(self, model: str, version: str) -> Any:
+        key = (model, version)
+        prof = self._cache.get(key)
+        if prof is not None:
+            return prof
+        now = time.monotonic()
+        if now - self._missing.get(key, -1e18) < self.recheck_s:
+            return None
+        p = self.path(model, version)
+        if p.is_file():
+            from streams.profile import ReferenceProfile
+
+            prof = ReferenceProfile.load(p)
+            self._cache[key] = prof
+            log.info("reference for %s v%s: %s (%s)", model, version, prof.id, p)
+            return prof
+        self._missing[key] = now
+        return None
+
+    def put(self, profile: Any, save: bool = True) -> None:
+        key = (profile.model, profile.model_version)
+        self._cache[key] = profile
+        self._missing.pop(key, None)
+        if save and not self.path(*key).exists():
+            tmp = self.path(*key).with_suffix(".tmp")
+            profile.save(tmp)
+            tmp.replace(self.path(*key))
+
+
+class TableInputStore(ws.InputStore):
+    """:class:`InputStore` on a Faust table, one key per input, written to changelog partition ``p``."""
+
+    def __init__(self, table: Any, partition: int, futs: list) -> None:
+        super().__init__()
+        self.table, self.p, self.futs = table, partition, futs
+        prefix = f"j|{partition}|"
+        import heapq
+
+        for k, rec in list(table.data.items()):  # rebuild the expiry index after recovery
+            if isinstance(k, str) and k.startswith(prefix) and rec:
+                heapq.heappush(self._heap, (float(rec["e"]["ts"]), k[len(prefix):]))
+        self.data = _TableView(table, prefix)
+
+    def bind(self, futs: list) -> None:
+        self.futs = futs
+        self.data.futs = futs
+
+
+class _TableView(dict):
+    """dict-like view of one partition's join keys; writes go to the table and its changelog."""
+
+    def __init__(self, table: Any, prefix: str) -> None:
+        super().__init__()
+        self.table, self.prefix, self.futs = table, prefix, []
+        self.partition = int(prefix.split("|")[1])
+
+    def get(self, k, default=None):
+        return self.table.data.get(self.prefix + k, default)
+
+    def __contains__(self, k) -> bool:
+        return (self.prefix + k) in self.table.data
+
+    def __setitem__(self, k, v) -> None:
+        self.table.data[self.prefix + k] = v
+        self.futs.append(self.table.send_changelog(self.partition, self.prefix + k, v))
+
+    def pop(self, k, default=None):
+        key = self.prefix + k
+        v = self.table.data.get(key, default)
+        if key in self.table.data:
+            del self.table.data[key]
+            self.futs.append(self.table.send_changelog(self.partition, key, None))
+        return v
+
+    def __len__(self) -> int:  # pragma: no cover - diagnostics only
+        return sum(1 for k in self.table.data if isinstance(k, str) and k.startswith(self.prefix))
+
+
+class Worker:
+    """State caches, locks and the batch handlers the agents call."""
+
+    def __init__(self, app: Any, settings: Any, metrics: Any, topics: dict[str, Any], state: Any, joins: Any,
+                 parity_step: Any = None) -> None:
+        self.app, self.s, self.m, self.t = app, settings, metrics, topics
+        self.state, self.joins = state, joins
+        self.parity = parity_step
+        w = settings.worker
+        d = settings.drift
+        self.geom = ws.Geometry(float(d.window_seconds), float(d.hop), w.lateness(d.allowed_lateness_s))
+        self.ttl = float(w.label_ttl_s)
+        self.port = ws.engine_port(d)
+        self.profiles = Profiles(settings.reference_dir)
+        self.retrain_cfg = _retrain_config(w.retrain)
+        self.n = settings.partitions
+        self.locks: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self.agg_lock = asyncio.Lock()
+        self.sources: dict[int, ws.SourceState] = {}
+        self.joinstates: dict[int, ws.JoinState] = {}
+        self.stores: dict[int, TableInputStore] = {}
+        self.aggs: dict[str, ws.AggState] = {}
+        self.wms: dict[int, ws.Watermarks] = {}
+        self.last_seen: dict[int, float] = {}  # source partition -> wall time of its last watermark record
+
+    # ------------------------------------------------------------------ state helpers
+    def reset_caches(self) -> None:
+        self.sources.clear()
+        self.joinstates.clear()
+        self.stores.clear()
+        self.aggs.clear()
+        self.wms.clear()
+
+    def _put(self, key: str, value: Any, partition: int, futs: list) -> None:
+        self.state.data[key] = value
+        futs.append(self.state.send_changelog(partition, key, value))
+
+    def source(self, p: int) -> ws.SourceState:
+        st = self.sources.get(p)
+        if st is None:
+            st = self.sources[p] = ws.SourceState(p, self.state.data.get(f"in|{p}"))
+        return st
+
+    def joinstate(self, p: int) -> ws.JoinState:
+        st = self.joinstates.get(p)
+        if st is None:
+            st = self.joinstates[p] = ws.JoinState(p, self.state.data.get(f"lb|{p}"))
+        return st
+
+    def store(self, p: int, futs: list) -> TableInputStore:
+        st = self.stores.get(p)
+        if st is None:
+            st = self.stores[p] = TableInputStore(self.joins, p, futs)
+        st.bind(futs)
+        return st
+
+    def agg(self, mv: str) -> ws.AggState:
+        st = self.aggs.get(mv)
+        if st is None:
+            m, v = mv.split("|", 1)
+            st = self.aggs[mv] = ws.AggState(m, v, self.state.data.get(f"agg|{mv}"))
+            if st.profile is None:
+                prof = self.profiles.get(m, v)
+                if prof is not None:
+                    st.set_profile(prof, "registered")
+            if st.profile is not None:
+                self.profiles.put(st.profile_obj(self.port), save=st.profile_source == "bootstrap")
+                self.m.reference.labels(model=m, model_version=v, source=st.profile_source).set(1)
+        return st
+
+    def watermarks(self, q: int) -> ws.Watermarks:
+        st = self.wms.get(q)
+        if st is None:
+            st = self.wms[q] = ws.Watermarks(self.state.data.get(f"wm|{q}"))
+        return st
+
+    async def _send(self, topic: Any, key: Any, value: Any, futs: list, partition: int | None = None) -> None:
+        futs.append(await topic.send(key=key, value=value, partition=partition))
+
+    @staticmethod
+    async def _wait(futs: list) -> None:
+        if futs:
+            await asyncio.gather(*[asyncio.ensure_future(f) if not isinstance(f, asyncio.Future) else f for f in futs])
+            futs.clear()
+
+    async def _dead_letter(self, topic_name: str, dlq: Any, ev: Any, err: Any, futs: list) -> None:
+        msg = ev.message
+        raw = msg.value if isinstance(msg.value, (bytes, bytearray)) else (msg.value or b"")
+        dl = DeadLetter.from_bytes(topic_name, msg.partition, msg.offset, err, bytes(raw))
+        await self._send(dlq, msg.key, dl.to_json().encode(), futs)
+        self.m.invalid.labels(topic=topic_name, reason=dl.reason).inc()
+
+    # ------------------------------------------------------------------ inputs
+    async def on_inputs(self, events: list) -> None:
+        t0 = time.perf_counter()
+        by_p: dict[int, list] = defaultdict(list)
+        for ev in events:
+            by_p[ev.message.partition].append(ev)
+        name = self.s.topics.inputs
+        futs: list = []
+        accepted_all = []
+        for p in sorted(by_p):
+            evs = sorted(by_p[p], key=lambda e: e.message.offset)
+            async with self.locks[p]:
+                src = self.source(p)
+                valid = []
+                for ev in evs:
+                    if ev.message.offset <= src.offset:
+                        continue  # already in state (replay after a restart): its dead letter, if any, was sent
+                    try:
+                        valid.append((ev.message.offset, parse_input(ev.message.value or b"")))
+                    except InvalidRecord as err:
+                        await self._dead_letter(name, self.t["inputs_dlq"], ev, err, futs)
+                n_replayed = sum(1 for ev in evs if ev.message.offset <= src.offset)
+                if n_replayed:
+                    self.m.replayed.labels(topic=name).inc(n_replayed)
+                if not valid:
+                    if evs and evs[-1].message.offset > src.offset:
+                        src.offset = evs[-1].message.offset
+                        self._put(f"in|{p}", src.to_dict(), p, futs)
+                    continue
+                out = src.ingest(valid, self.geom, self.port, self.profiles.get, self.s.worker.max_rows_per_message)
+                src.offset = max(src.offset, evs[-1].message.offset)
+                late_ids = {o for o, _ in out.late}
+                for o, e in out.late:
+                    ev = next(x for x in evs if x.message.offset == o)
+                    err = InvalidRecord("late", f"event time {e.ts} is older than the closed window (watermark {src.wm}, "
+                                                f"allowed lateness {self.geom.lateness} s); raise worker.allowed_lateness_s to accept it")
+                    await self._dead_letter(name, self.t["inputs_dlq"], ev, err, futs)
+                    self.m.late.labels(topic=name, model=e.model, model_version=e.model_version).inc()
+                accepted = [(o, e) for o, e in valid if o not in late_ids]
+                accepted_all.extend(e for _, e in accepted)
+                for _, e in accepted:
+                    self.m.events.labels(topic=name, model=e.model, model_version=e.model_version).inc()
+                for mv, rec in out.records:
+                    await self._send(self.t["partials"], mv.encode(), rec, futs)
+                    self.m.partials.labels(action="published").inc()
+                if out.watermark_moved:
+                    for q in range(self.n):
+                        await self._send(self.t["partials"], b"wm", ws.watermark_record(p, ws.INPUTS, src.wm), futs, partition=q)
+                    self.m.watermark.labels(stream="inputs", partition=str(p)).set(src.wm)
+                    self.m.event_time_lag.labels(stream="inputs", partition=str(p)).set(time.time() - src.wm)
+                if self.s.worker.label_join and accepted:
+                    js = self.joinstate(p)
+                    js.store_inputs(self.store(p, futs), accepted, src.wm)
+                    self._put(f"lb|{p}", js.to_dict(), p, futs)
+                self._put(f"in|{p}", src.to_dict(), p, futs)
+                await self._wait(futs)
+        if self.parity is not None and accepted_all:
+            try:
+                alerts = await self.parity.check(accepted_all)
+            except Exception as exc:  # the parity step must never stop drift detection
+                log.warning("parity step failed: %r", exc)
+                alerts = []
+            await self._publish_alerts(alerts, futs)
+            await self._wait(futs)
+        self.m.batch_size.labels(agent="inputs").observe(len(events))
+        self.m.processing.labels(agent="inputs").observe(time.perf_counter() - t0)
+
+    # ------------------------------------------------------------------ labels
+    async def on_labels(self, events: list) -> None:
+        t0 = time.perf_counter()
+        by_p: dict[int, list] = defaultdict(list)
+        for ev in events:
+            by_p[ev.message.partition].append(ev)
+        name = self.s.topics.labels
+        futs: list = []
+        for p in sorted(by_p):
+            evs = sorted(by_p[p], key=lambda e: e.message.offset)
+            async with self.locks[p]:
+                js = self.joinstate(p)
+                valid = []
+                for ev in evs:
+                    if ev.message.offset <= js.offset:
+                        self.m.replayed.labels(topic=name).inc()
+                        continue
+                    try:
+                        valid.append((ev.message.offset, parse_label(ev.message.value or b"")))
+                    except InvalidRecord as err:
+                        await self._dead_letter(name, self.t["labels_dlq"], ev, err, futs)
+                for _, lab in valid:
+                    self.m.events.labels(topic=name, model=lab.model, model_version=lab.model_version or "").inc()
+                if self.s.worker.label_join:
+                    src = self.source(p)
+                    if src.wm is not None and (js.input_wm is None or src.wm > js.input_wm):
+                        js.input_wm = src.wm
+                    out = js.ingest_labels(self.store(p, futs), valid, self.geom, self.ttl, self.port, self._profile_for_labels)
+                    await self._join_outputs(p, out, futs)
+                js.offset = max(js.offset, evs[-1].message.offset)
+                self._put(f"lb|{p}", js.to_dict(), p, futs)
+                await self._wait(futs)
+        self.m.batch_size.labels(agent="labels").observe(len(events))
+        self.m.processing.labels(agent="labels").observe(time.perf_counter() - t0)
+
+    def _profile_for_labels(self, model: str, version: str) -> Any:
+        return self.profiles.get(model, version)
+
+    async def _join_outputs(self, p: int, out: ws.JoinOutcome, futs: list) -> None:
+        for ex in out.pairs:
+            await self._send(self.t["labelled"], ex.event_id.encode(), json.dumps(ex.to_dict(), sort_keys=True).encode(), futs)
+        for outcome in ("matched", "duplicate", "unknown", "expired_inputs", "too_late", "late_pairs"):
+            k = getattr(out, outcome)
+            if k:
+                self.m.labels.labels(outcome=outcome).inc(k)
+        for mv, rec in out.records:
+            await self._send(self.t["partials"], mv.encode(), rec, futs)
+        if out.watermark is not None:
+            for q in range(self.n):
+                await self._send(self.t["partials"], b"wm", ws.watermark_record(p, ws.LABELS, out.watermark), futs, partition=q)
+
+    async def join_tick(self) -> None:
+        """Periodic: retry waiting labels and close labelled windows when only inputs moved."""
+        if not self.s.worker.label_join:
+            return
+        for p in list(self.joinstates):
+            async with self.locks[p]:
+                js = self.joinstates.get(p)
+                if js is None or not (js.waiting or js.open):
+                    continue
+                futs: list = []
+                src = self.sources.get(p)
+                if src is not None and src.wm is not None and (js.input_wm is None or src.wm > js.input_wm):
+                    js.input_wm = src.wm
+                out = js.ingest_labels(self.store(p, futs), [], self.geom, self.ttl, self.port, self._profile_for_labels)
+                if out.pairs or out.records or out.unknown or out.expired_inputs:
+                    await self._join_outputs(p, out, futs)
+                    self._put(f"lb|{p}", js.to_dict(), p, futs)
+                    await self._wait(futs)
+
+    # ------------------------------------------------------------------ aggregate
+    async def on_partials(self, events: list) -> None:
+        t0 = time.perf_counter()
+        by_q: dict[int, list] = defaultdict(list)
+        for ev in events:
+            by_q[ev.message.partition].append(ev)
+        futs: list = []
+        async with self.agg_lock:
+            for q in sorted(by_q):
+                touched: set[str] = set()
+                wmst = self.watermarks(q)
+                wm_touched = False
+                for ev in sorted(by_q[q], key=lambda e: e.message.offset):
+                    o, rec = ev.message.offset, ev.value
+                    if isinstance(rec, (bytes, bytearray)):
+                        rec = json.loads(rec)
+                    if rec.get("type") == "wm":
+                        if o <= wmst.offset:
+                            continue
+                        wmst.offset = o
+                        wm_touched = True
+                        self.last_seen[int(rec["src"])] = time.time()
+                        if wmst.update(rec["stream"], int(rec["src"]), rec["wm"]):
+                            for mv in list(wmst.mvs):
+                                agg = self.agg(mv)
+                                if o <= agg.offset:
+                                    continue
+                                agg.offset = o
+                                touched.add(mv)
+                                await self._judge(agg, rec["stream"], wmst, futs, q)
+                        continue
+                    mv = ws.mv_key(rec["model"], rec["version"])
+                    agg = self.agg(mv)
+                    if o <= agg.offset:
+                        continue
+                    if mv not in wmst.mvs:
+                        wmst.mvs.append(mv)
+                        wm_touched = True
+                    agg.offset = o
+                    touched.add(mv)
+                    if agg.add(rec, self.port, _StateView(self, q, futs)):
+                        self.m.partials.labels(action="merged").inc()
+                    else:
+                        self.m.partials.labels(action="duplicate").inc()
+                    await self._judge(agg, rec["stream"], wmst, futs, q)
+                await self._wait(futs)  # alerts and requests out before the state says they are done
+                for mv in sorted(touched):
+                    self._put(f"agg|{mv}", self.aggs[mv].to_dict(), q, futs)
+                if wm_touched:
+                    self._put(f"wm|{q}", wmst.to_dict(), q, futs)
+                await self._wait(futs)
+        self.m.processing.labels(agent="aggregate").observe(time.perf_counter() - t0)
+
+    def _idle_sources(self) -> list[int]:
+        t = self.s.worker.idle_source_timeout_s
+        if t <= 0:
+            return []
+        now = time.time()
+        return [p for p in range(self.n) if now - self.last_seen.get(p, now) > t]
+
+    async def _judge(self, agg: ws.AggState, stream: str, wmst: ws.Watermarks, futs: list, q: int) -> None:
+        stream = ws.LABELS if stream == ws.LABELS else ws.INPUTS
+        gwm = wmst.global_wm(stream, self.n, self._idle_sources())
+        if gwm is None or not agg.pending.get(stream):
+            return
+        out = agg.judge_ready(stream, gwm, self.geom, self.port, self.s.worker.reference_bootstrap_n, _StateView(self, q, futs))
+        m, v = agg.model, agg.version
+        for w, n in out.reference_windows:
+            self.m.reference_windows.labels(model=m, model_version=v).inc(n)
+        if out.reference_built is not None:
+            prof = out.reference_built
+            log.info("built reference %s for %s v%s from the first %d events (windows %s .. %s); judging from now on",
+                     prof.id, m, v, agg.ref_n, agg.ref_windows[0], agg.ref_windows[-1])
+            self.m.reference.labels(model=m, model_version=v, source="bootstrap").set(1)
+            try:
+                self.profiles.put(prof, save=True)
+            except OSError as exc:
+                log.warning("could not save the bootstrapped reference: %r", exc)
+        for st, w, n in out.judged:
+            self.m.window_samples.labels(model=m, model_version=v, stream=st).set(n)
+            self.m.windows_judged.labels(model=m, model_version=v, stream=st).inc()
+        alerts = out.alerts
+        if not alerts:
+            return
+        if self.parity is not None and hasattr(self.parity, "explain"):
+            alerts = self.parity.explain(alerts)
+        await self._publish_alerts(alerts, futs)
+        rstate = RetrainState.from_dict(agg.retrain)
+        open_parity = ()
+        if self.parity is not None and hasattr(self.parity, "open_parity_features"):
+            open_parity = self.parity.open_parity_features(m, v)
+        dec = decide(self.retrain_cfg, rstate, alerts, agg.n_labelled, open_parity)
+        agg.retrain = dec.state.to_dict()
+        self.m.retrain_requests.labels(model=m, decision=dec.reason).inc()
+        if dec.request is not None:
+            await self._send(self.t["retrain_requests"], dec.request.request_id.encode(), dec.request.to_json().encode(), futs)
+            log.info("retrain request %s for %s v%s (%s)", dec.request.request_id, m, v, dec.request.reason)
+
+    async def _publish_alerts(self, alerts: Iterable[Alert], futs: list) -> None:
+        for a in alerts:
+            await self._send(self.t["alerts"], a.alert_id.encode(), a.to_json().encode(), futs)
+            self.m.alerts.labels(kind=a.kind, severity=a.severity).inc()
+            if a.feature:
+                self.m.drift_score.labels(model=a.model, model_version=a.model_version, feature=a.feature, metric=a.metric).set(a.score)
+            log.info("alert %s %s %s/%s %s=%.4g (%s) window [%s, %s) n=%d", a.alert_id, a.kind, a.model, a.model_version,
+                     a.metric, a.score, a.severity, a.window.start, a.window.end, a.window.n)
+
+    # ------------------------------------------------------------------ lag
+    async def update_lag(self) -> None:
+        consumer = self.app.consumer
+        try:
+            assignment = consumer.assignment()
+        except Exception:  # pragma: no cover - not started yet
+            return
+        for tp in assignment:
+            try:
+                hw = consumer.highwater(tp)
+                committed = consumer._committed_offset.get(tp)
+            except Exception:
+                continue
+            if hw is None:
+                continue
+            pos = committed if committed is not None else 0
+            self.m.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(max(0, hw - pos))
+
+
+class _StateView:
+    """Chunk store for bootstrap rows: keys of the ``state`` table on changelog partition ``q``."""
+
+    def __init__(self, worker: Worker, q: int, futs: list) -> None:
+        self.w, self.q, self.futs = worker, q, futs
+
+    def __setitem__(self, k: str, v: Any) -> None:
+        self.w._put(k, v, self.q, self.futs)
+
+    def get(self, k: str, default: Any = None) -> Any:
+        return self.w.state.data.get(k, default)
+
+    def pop(self, k: str, default: Any = None) -> Any:
+        v = self.w.state.data.get(k, default)
+        if k in self.w.state.data:
+            del self.w.state.data[k]
+            self.futs.append(self.w.state.send_changelog(self.q, k, None))
+        return v
+
+
+def _retrain_config(raw: Any) -> RetrainPolicyConfig:
+    from streams import config as cfg
+
+    raw = dict(raw or {})
+    if "kinds" in raw:
+        raw["kinds"] = tuple(raw["kinds"])
+    return cfg.section(RetrainPolicyConfig, raw, "worker.retrain")
+
+
+def register(app: Any, settings: Any, metrics: Any, parity_step: Any = None) -> Worker:
+    """Create topics, tables and agents on ``app``; returns the :class:`Worker`."""
+    t = settings.topics
+    n = settings.partitions
+    raw = dict(value_serializer="raw", key_serializer="raw")
+    topics = {
+        "inputs": app.topic(t.inputs, partitions=n, **raw),
+        "labels": app.topic(t.labels, partitions=n, **raw),
+        "inputs_dlq": app.topic(t.dlq(t.inputs), **raw),
+        "labels_dlq": app.topic(t.dlq(t.labels), **raw),
+        "alerts": app.topic(t.alerts, **raw),
+        "labelled": app.topic(t.labelled, **raw),
+        "retrain_requests": app.topic(t.retrain_requests, **raw),
+        "partials": app.topic(settings.partials_topic, partitions=n, internal=True, key_serializer="raw",
+                              value_serializer="json"),
+    }
+    import faust
+
+    schema = faust.Schema(key_serializer="json", value_serializer="json")
+    state = app.Table("state", default=None, partitions=n, schema=schema,
+                      extra_topic_configs={"max.message.bytes": "8000000"})
+    joins = app.Table("joinstore", default=None, partitions=n, schema=schema)
+    worker = Worker(app, settings, metrics, topics, state, joins, parity_step)
+    app.driftloop_worker = worker
+    w = settings.worker
+
+    @app.agent(topics["inputs"], name="driftloop.inputs")
+    async def inputs(stream):
+        async for events in stream.take_events(w.batch_size, within=w.batch_within_s):
+            await worker.on_inputs(list(events))
+
+    @app.agent(topics["labels"], name="driftloop.labels")
+    async def labels(stream):
+        async for events in stream.take_events(w.batch_size, within=w.batch_within_s):
+            await worker.on_labels(list(events))
+
+    @app.agent(topics["partials"], name="driftloop.aggregate")
+    async def aggregate(stream):
+        async for events in stream.take_events(w.batch_size, within=min(w.batch_within_s, 0.1)):
+            await worker.on_partials(list(events))
+
+    @app.timer(max(0.5, w.lag_interval_s))
+    async def lag():
+        await worker.update_lag()
+
+    @app.timer(1.0)
+    async def join_tick():
+        await worker.join_tick()
+
+    @app.task
+    async def serve_metrics():
+        if w.metrics_port:
+            try:
+                metrics.serve(w.metrics_port)
+                log.info("serving /metrics on port %d", w.metrics_port)
+            except OSError as exc:
+                log.error("cannot serve /metrics on port %d: %s; set worker.metrics_port", w.metrics_port, exc)
+
+    def _reset(*_a, **_kw):
+        worker.reset_caches()
+
+    app.on_partitions_revoked.connect(_reset)
+    app.on_partitions_assigned.connect(_reset)
+    return worker

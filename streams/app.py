@@ -1,0 +1,141 @@
+"""The Faust app of the drift worker: ``make_app(config) -> faust.App``.
+
+Run it with ``driftloop worker`` or ``faust -A streams.app worker -l info`` (the module-level
+``app`` is built from ``$DRIFTLOOP_CONFIG`` / embedded defaults, lazily on first access).
+
+What it wires (logic lives in :mod:`streams.worker_state`, agents in :mod:`streams.agents`):
+
+* topics from :func:`streams.config.topics` (values read as raw bytes, so a record that is not
+  even UTF-8 still reaches ``<topic>.dlq`` unchanged), the internal partials topic
+  ``worker.partials_topic`` (default ``<app_id>.partials``);
+* one plain Faust table ``state`` (memory store, changelog topic ``<app_id>-state-changelog``)
+  holding per-partition source state, label-join state, watermarks and per-model aggregator
+  state; and one table ``joinstore`` with one key per stored input (label join).  No windowed
+  tables: windows are closed by the worker's own event-time watermark;
+* the Prometheus registry (:class:`streams.metrics.WorkerMetrics`) served on ``worker.metrics_port``.
+
+Partition counts: the inputs and labels topics, the internal topic and the tables' changelogs
+must have the same number of partitions (``topics.partitions``), so that Faust's assignor gives
+a worker partition *i* of all of them (label *i* meets input *i*; state *i* is recovered where
+partition *i* is processed).  Producers must key inputs and labels by ``event_id``.
+
+Parity hook (used by the Feast parity checker, :mod:`streams.parity`): pass ``parity_step`` to
+:func:`make_app`, an object with
+
+* ``async check(events: list[InferenceEvent]) -> list[Alert]`` — called with every accepted
+  micro-batch of inputs; returned alerts are published on the alerts topic;
+* ``open_features(model: str, version: str) -> Mapping[str, str] | set[str]`` — the features of
+  that version with an open parity alert (feature -> parity alert id); the aggregator passes
+  them to :func:`streams.parity.explain` so drift on those features is marked ``explained_by``
+  and the retrain policy does not request a retrain for it.
+
+Processing guarantee: ``worker.processing_guarantee`` (default ``at_least_once``).  State is
+exact either way (offsets are stored inside the state records, see :mod:`streams.worker_state`),
+and alerts have deterministic ids, so a crash can at most re-send an identical alert, which
+consumers (``driftloop alerts``) drop by ``alert_id``.  ``exactly_once`` is passed through to
+Faust (transactions on the broker) but see the report in bench/results for what it does with
+faust-streaming 0.15.3 + aiokafka 0.14.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from streams import config as cfg
+from streams.worker_state import WorkerConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """Everything the worker reads from the config file, resolved."""
+
+    worker: WorkerConfig
+    bootstrap: str
+    topics: cfg.Topics
+    drift: Any  # streams.engine.DriftConfig
+    data_dir: Path
+    reference_dir: Path
+    partitions: int
+    partials_topic: str
+
+
+def load_settings(raw: Mapping[str, Any] | None = None) -> WorkerSettings:
+    raw = dict(raw or {})
+    worker = cfg.section(WorkerConfig, raw.get("worker"), "worker")
+    topics = cfg.topics(raw)
+    kafka = cfg.kafka_settings(raw)
+    from streams.engine import DriftConfig
+
+    drift = _drift_config(DriftConfig, raw.get("drift"))
+    home = cfg.home()
+    data_dir = Path(worker.data_dir) if worker.data_dir else home / "worker" / worker.app_id
+    ref_dir = Path(worker.reference_dir) if worker.reference_dir else home / "references"
+    parts = worker.source_partitions or topics.partitions
+    if worker.internal_partitions and worker.internal_partitions != parts:
+        raise cfg.ConfigError(
+            f"worker.internal_partitions ({worker.internal_partitions}) must equal the inputs topic's partitions ({parts}); "
+            "Faust co-partitions the internal topic and the tables with the source topics"
+        )
+    if worker.processing_guarantee not in ("at_least_once", "exactly_once"):
+        raise cfg.ConfigError("worker.processing_guarantee must be at_least_once or exactly_once")
+    return WorkerSettings(worker, kafka.bootstrap_servers, topics, drift, data_dir, ref_dir, parts,
+                          worker.partials_topic or f"{worker.app_id}.partials")
+
+
+def _drift_config(cls: type, raw: Any) -> Any:
+    from_mapping = getattr(cls, "from_mapping", None)
+    if from_mapping is not None:
+        return from_mapping(raw or {})
+    return cfg.section(cls, raw, "drift")
+
+
+def make_app(raw_config: Mapping[str, Any] | None = None, *, parity_step: Any = None, metrics: Any = None):
+    """Build the Faust app (agents registered, nothing started)."""
+    import faust
+
+    from streams.agents import register
+    from streams.metrics import WorkerMetrics
+
+    s = load_settings(raw_config)
+    w = s.worker
+    s.data_dir.mkdir(parents=True, exist_ok=True)
+    brokers = [f"kafka://{b.strip()}" for b in s.bootstrap.split(",") if b.strip()]
+    app = faust.App(
+        w.app_id,
+        broker=brokers,
+        datadir=str(s.data_dir),
+        store="memory://",
+        topic_partitions=s.partitions,
+        topic_replication_factor=1,
+        processing_guarantee=w.processing_guarantee,
+        consumer_auto_offset_reset="earliest",
+        table_standby_replicas=0,
+        web_enabled=bool(w.web_port),
+        web_port=w.web_port or 6066,
+        producer_linger_ms=w.producer_linger_ms,
+        producer_max_request_size=4_000_000,
+        broker_commit_every=10_000,
+        broker_commit_interval=1.0,
+        stream_buffer_maxsize=max(4096, 2 * w.batch_size),
+        autodiscover=False,
+    )
+    register(app, s, metrics or WorkerMetrics(), parity_step=parity_step)
+    return app
+
+
+def _default_app():
+    return make_app(cfg.load_file(os.environ.get("DRIFTLOOP_CONFIG") or None))
+
+
+def __getattr__(name: str):  # module-level ``app`` for ``faust -A streams.app worker``
+    if name == "app":
+        a = _default_app()
+        globals()["app"] = a
+        return a
+    raise AttributeError(name)
