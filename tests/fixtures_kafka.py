@@ -65,8 +65,7 @@ def kafka_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaSes
         bootstrap_servers=f"127.0.0.1:{port}", external=False,
         port=port, controller_port=controller_port, start_timeout_s=120.0, heap="512m",
     )
-    # C1-only JIT: the broker starts ~1.3x faster and compiles less on a small machine.
-    kafka = LocalKafka(settings, tmp_path_factory.mktemp("kafka-session"), jvm_opts=["-XX:TieredStopAtLevel=1"])
+    kafka = LocalKafka(settings, tmp_path_factory.mktemp("kafka-session"))
     bootstrap = kafka.start()
     try:
         yield KafkaSession(bootstrap, False)

@@ -61,7 +61,7 @@ def state_dir(tmp_path: Path) -> Iterator[Path]:
 def test_start_status_stop_twice(state_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
     settings = _settings()
-    kafka = LocalKafka(settings, state_dir, jvm_opts=["-XX:TieredStopAtLevel=1"])
+    kafka = LocalKafka(settings, state_dir)
     topic = "launcher.kept"
 
     # Round 1: from nothing (storage gets formatted), through the Python API.
