@@ -50,7 +50,10 @@ class LocalCluster:
         return _pid_alive(self.pid)
 
     def stop(self, timeout_s: float = 30.0) -> None:
+        """Stop the head (and everything it started) and remove its temp dir."""
         stop_pid(self.pid, timeout_s)
+        if Path(self.temp_dir).name.startswith("dlray-"):
+            shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -98,12 +101,33 @@ def start_local_cluster(
     token_auth: bool = True,
     timeout_s: float = 120.0,
     python: str | None = None,
+    attempts: int = 3,
 ) -> LocalCluster:
     """Start ``ray start --head --block`` with the dashboard (Jobs API) on 127.0.0.1.
 
     Ports are picked free; the temp dir is short (Unix socket paths are limited to 107
-    bytes) and private to this cluster.  Returns once the Jobs API answers.
+    bytes) and private to this cluster.  Returns once the node is up and the Jobs API
+    answers.  On a loaded machine the raylet can miss Ray's fixed 30 s registration
+    deadline; the start is then retried (``attempts`` in all).
     """
+    for attempt in range(1, attempts + 1):
+        try:
+            return _start_once(state_dir, num_cpus=num_cpus, num_gpus=num_gpus, object_store_mb=object_store_mb,
+                               dashboard_port=dashboard_port, token_auth=token_auth, timeout_s=timeout_s,
+                               python=python)
+        except _StartFailed as exc:
+            if attempt == attempts:
+                raise RuntimeError(str(exc)) from None
+            log.warning("%s; retrying (%d/%d)", exc, attempt + 1, attempts)
+    raise AssertionError("unreachable")
+
+
+class _StartFailed(RuntimeError):
+    pass
+
+
+def _start_once(state_dir, *, num_cpus, num_gpus, object_store_mb, dashboard_port, token_auth, timeout_s,
+                python) -> LocalCluster:
     state = Path(state_dir).resolve()
     state.mkdir(parents=True, exist_ok=True)
     token_path = ensure_token(state / "auth_token") if token_auth else None
@@ -139,6 +163,7 @@ def start_local_cluster(
     env["RAY_USAGE_STATS_ENABLED"] = "0"
     env.pop("RAY_ADDRESS", None)
     log_file = state / "ray-head.log"
+    log_offset = log_file.stat().st_size if log_file.exists() else 0
     with open(log_file, "ab") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     cluster = LocalCluster(
@@ -151,14 +176,34 @@ def start_local_cluster(
         log_file=str(log_file),
     )
     try:
+        _wait_for_node(proc, log_file, log_offset, timeout_s)
         wait_for_jobs_api(cluster, timeout_s, proc)
-    except BaseException:
+    except BaseException as exc:
         cluster.stop()
+        if isinstance(exc, (RuntimeError, TimeoutError)) and not isinstance(exc, _StartFailed):
+            raise _StartFailed(str(exc)) from exc
         raise
     (state / "cluster.json").write_text(json.dumps(cluster.to_dict(), indent=2))
     log.info("local Ray cluster up: dashboard %s, gcs %s, token auth %s",
              cluster.dashboard_url, cluster.gcs_address, "on" if token_path else "off")
     return cluster
+
+
+def _wait_for_node(proc: subprocess.Popen, log_file: Path, offset: int, timeout_s: float) -> None:
+    """Wait for ``ray start`` to report "Ray runtime started" (or to die)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with open(log_file, "rb") as fh:
+            fh.seek(offset)
+            text = fh.read().decode("utf-8", "replace")
+        if "Ray runtime started" in text:
+            return
+        if proc.poll() is not None:
+            tail = " | ".join(text.strip().splitlines()[-2:])
+            raise _StartFailed(f"`ray start` exited with code {proc.returncode} before the node was up ({tail}); "
+                               f"see {log_file}")
+        time.sleep(0.3)
+    raise _StartFailed(f"the local Ray node did not start within {timeout_s:.0f}s; see {log_file}")
 
 
 def wait_for_jobs_api(cluster: LocalCluster, timeout_s: float, proc: subprocess.Popen | None = None) -> None:

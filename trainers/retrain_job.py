@@ -114,8 +114,8 @@ def train_and_gate(payload: Mapping[str, Any]) -> dict[str, Any]:
     parent.eval()
     gate = PromotionGate(GateConfig(**(payload.get("gate") or {})))
     report = gate.evaluate(parent, model, payload["X_new"], payload["y_new"], payload["X_old"], payload["y_old"],
-                           slices_new=payload.get("slices_new") or None)
-    _attach_training(report, fit)
+                           slices_new=payload.get("slices_new") or None,
+                           training=dict(fit.to_dict(), device=device))
     return {
         "state_dict": {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()},
         "replay": learner.replay,
@@ -126,16 +126,6 @@ def train_and_gate(payload: Mapping[str, Any]) -> dict[str, Any]:
         "device": device,
         "device_name": torch.cuda.get_device_name(0) if device == "cuda" else "cpu",
     }
-
-
-def _attach_training(report: Any, fit: Any) -> None:
-    """Give the gate report the training time and device when it has fields for them."""
-    for name, value in (("training_time_s", fit.time_s), ("time_s", fit.time_s), ("device", fit.device)):
-        if hasattr(report, name) and getattr(report, name) in (None, "", 0, 0.0):
-            try:
-                setattr(report, name, value)
-            except AttributeError:  # frozen dataclass
-                pass
 
 
 # --------------------------------------------------------------------------- the job
@@ -160,6 +150,7 @@ def run_job(req: RetrainRequest, registry: Any, cfg: TrainerConfig, data: Any, *
     """Everything between "request" and "outcome", given the training data (``WindowData``)."""
     from trainers.registry import Provenance, code_version
     from trainers.replay import ReplayBuffer
+    from trainers.evaluation import slices_by_value
     from trainers.training_data import encode_labels
 
     existing = registry.find_by_request(req.model, req.request_id)
@@ -185,9 +176,9 @@ def run_job(req: RetrainRequest, registry: Any, cfg: TrainerConfig, data: Any, *
     X_all = spec.encode(rows)
     tr, ho = split_indices(len(rows), cfg.holdout_fraction, cfg.seed)
     slices_new = {}
-    for feat in cfg.slices:
-        values = np.array(["" if r.get(feat) is None else str(r.get(feat)) for r in rows], dtype=object)
-        slices_new[feat] = values[ho]
+    for feat in cfg.slices:  # gate slices: "country=DE" -> boolean mask over the held-out new rows
+        values = ["" if rows[i].get(feat) is None else str(rows[i].get(feat)) for i in ho]
+        slices_new.update({f"{feat}={k}": m for k, m in slices_by_value(values).items()})
 
     replay = parent.replay
     if replay is None or len(replay) == 0:
