@@ -24,6 +24,8 @@ from tests.fixtures_kafka import free_ports
 
 pytestmark = pytest.mark.kafka
 
+CLEAN_SHUTDOWN_MARKER = ".kafka_cleanshutdown"  # written by the broker on clean shutdown, removed at start
+
 
 def _settings(**kw) -> KafkaSettings:
     port, controller_port = free_ports(2)
@@ -70,11 +72,13 @@ def test_start_status_stop_twice(state_dir: Path, monkeypatch: pytest.MonkeyPatc
     assert first.bootstrap == f"127.0.0.1:{settings.port}"
     assert kafka.is_running()
     assert kafka.status().running and kafka.status().pid == first.pid
+    assert not (kafka.data_dir / CLEAN_SHUTDOWN_MARKER).exists()
     again = kafka.start_detailed()  # second start is harmless
     assert again.already_running and again.pid == first.pid
     ensure_topics(first.bootstrap, [topic], partitions=2)
     assert kafka.stop() is True
     assert _gone(first.pid)
+    assert (kafka.data_dir / CLEAN_SHUTDOWN_MARKER).is_file()  # Kafka writes it only after a clean shutdown
     assert not kafka.is_running() and not kafka.status().running
     assert kafka.stop() is False  # stopping a stopped broker is harmless too
 
@@ -105,6 +109,7 @@ def test_start_status_stop_twice(state_dir: Path, monkeypatch: pytest.MonkeyPatc
     assert kafka_cli("stop", *state) == 0
     assert "Kafka stopped" in capsys.readouterr().out
     assert _gone(pid)
+    assert (kafka.data_dir / CLEAN_SHUTDOWN_MARKER).is_file()
     monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS")
     assert kafka_cli("status", *state) == 3
     assert "not running" in capsys.readouterr().out
