@@ -137,6 +137,7 @@ def transaction_frame(
     span = days * 86_400.0
     offsets = np.sort(rng.uniform(0.0, span, n))
     ts = pd.to_datetime(end - timedelta(days=days), utc=True) + pd.to_timedelta(offsets, unit="s")
+    ts = ts.floor("ms")  # whole milliseconds: Feast's offline joins discard nanoseconds with a warning
     c = rng.integers(0, n_c, n)
     m = rng.integers(0, n_m, n)
     amount = np.round(rng.lognormal(3.0, 1.0, n), 2)
