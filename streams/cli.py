@@ -37,13 +37,26 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue  # command not built yet
+            if exc.name == module_name:
+                continue  # command not built in this checkout
+            module, error = None, exc
+        except Exception as exc:  # one broken command must not take the others down
+            module, error = None, exc
         p = sub.add_parser(name, help=help_text, description=help_text)
+        if module is None:
+            p.set_defaults(_run=_broken(name, module_name, error))
+            continue
         module.add_arguments(p)
         p.set_defaults(_run=module.run)
     return parser
+
+
+def _broken(name: str, module_name: str, error: BaseException):
+    def run(args: argparse.Namespace) -> int:
+        print(f"driftloop {name}: cannot load {module_name}: {error!r}; reinstall with `make setup`", file=sys.stderr)
+        return 1
+
+    return run
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -133,6 +133,8 @@ def kafka_settings(raw: Mapping[str, Any]) -> KafkaSettings:
         sect["bootstrap_servers"] = env
     if from_outside and "external" not in sect:
         sect["external"] = True
+    if not from_outside and "port" in sect:
+        sect["bootstrap_servers"] = f"127.0.0.1:{sect['port']}"
     return section(KafkaSettings, sect, "kafka")
 
 
