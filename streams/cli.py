@@ -29,7 +29,11 @@ COMMANDS: list[tuple[str, str, str]] = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="driftloop", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="driftloop",
+        description="Watch deployed models for drift, tell pipeline bugs from a changing world, "
+        "and retrain continually without forgetting.",
+    )
     parser.add_argument("--config", help="YAML config file (default: $DRIFTLOOP_CONFIG, else embedded defaults)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
