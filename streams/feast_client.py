@@ -42,6 +42,9 @@ class LookupConfig:
     retry_after_s: float = 5.0
     #: entity rows per get_online_features call
     max_batch: int = 2_000
+    #: longest time opening the store may take (importing Feast, loading the registry); meanwhile
+    #: lookups answer "starting" at once instead of waiting
+    open_timeout_s: float = 120.0
 
     def __post_init__(self) -> None:
         if self.timeout_s <= 0 or self.cache_ttl_s < 0 or self.retry_after_s < 0:
@@ -158,6 +161,8 @@ class FeastOnlineClient:
         self._specs: dict[tuple[str, str], ServiceSpec | None] = {}
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="feast-lookup")
         self._inflight: concurrent.futures.Future | None = None
+        self._opening: concurrent.futures.Future | None = None
+        self._open_started = 0.0
         self._down_until = -float("inf")
         self.stats = LookupStats()
 
@@ -185,7 +190,9 @@ class FeastOnlineClient:
     async def warmup(self, models: Sequence[tuple[str, str]] = (), timeout_s: float = 60.0) -> None:
         """Open the store and resolve ``models``' services ahead of traffic (importing Feast and
         loading the registry take seconds, longer than a lookup's timeout)."""
+        self._open_started = self._clock()
         fut = self._executor.submit(lambda: [self._open(), *(self._resolve(m, v) for m, v in models)])
+        self._opening = fut
         try:
             result = await asyncio.wait_for(asyncio.wrap_future(fut), timeout_s)
         except asyncio.TimeoutError:
@@ -257,6 +264,8 @@ class FeastOnlineClient:
 
     async def _run(self, fn: Callable[[], Any]) -> Any:
         now = self._clock()
+        if self._store is None:
+            self._check_opening(now)
         if now < self._down_until:
             self.stats.skipped += 1
             raise StoreUnavailable("backoff", f"feature store failed recently; retrying after {self._down_until - now:.1f}s")
@@ -278,9 +287,28 @@ class FeastOnlineClient:
             self._down_until = self._clock() + self.config.retry_after_s
             raise StoreUnavailable("error", f"feature store lookup failed: {type(exc).__name__}: {exc}"[:500]) from exc
 
+    def _check_opening(self, now: float) -> None:
+        """Open the store in the background; until it is open, answer "starting" without waiting."""
+        if self._opening is None:
+            self._open_started = now
+            self._opening = self._executor.submit(self._open)
+        if not self._opening.done():
+            self.stats.skipped += 1
+            if now - self._open_started > self.config.open_timeout_s:
+                raise StoreUnavailable("timeout", f"feature store did not open within {self.config.open_timeout_s}s")
+            raise StoreUnavailable("starting", "feature store is still opening (importing Feast, loading the registry)")
+        exc = self._opening.exception()
+        if exc is not None:
+            self._opening = None  # try again after the back-off
+            self.stats.failures += 1
+            self._down_until = now + self.config.retry_after_s
+            raise StoreUnavailable("error", f"feature store could not be opened: {type(exc).__name__}: {exc}"[:500])
+
     def _open(self) -> Any:
         if self._store is None:
-            self._store = self._store_or_factory()
+            store = self._store_or_factory()
+            store.list_feature_services()  # load the registry now, not on the first lookup
+            self._store = store
         return self._store
 
     def _resolve(self, model: str, version: str) -> ServiceSpec | None:

@@ -371,9 +371,10 @@ class ParityChecker:
         self._advance(events)
         return self._judge_closed()
 
-    def unknown(self, events: Sequence[InferenceEvent], reason: str) -> list[Alert]:
+    def unknown(self, events: Sequence[InferenceEvent], reason: str, alert: bool = True) -> list[Alert]:
         """The store could not answer for ``events``: count them (and their sent features) and
-        raise one ``parity_unknown`` alert per model version until lookups succeed again."""
+        raise one ``parity_unknown`` alert per model version until lookups succeed again
+        (``alert=False``: count only, e.g. while the store is still opening)."""
         alerts: list[Alert] = []
         by_mv: dict[tuple[str, str], list[InferenceEvent]] = {}
         for ev in events:
@@ -387,7 +388,7 @@ class ParityChecker:
                 for f in ev.features:
                     win.sent[f] = win.sent.get(f, 0) + 1
             self.merge_into_state(partial)
-            if mv not in self._unknown:
+            if alert and mv not in self._unknown:
                 self._unknown[mv] = reason
                 first = min(partial)
                 schema = self._schema(*mv)
@@ -504,9 +505,32 @@ class ParityChecker:
 
     # -- queries and state ---------------------------------------------------------------
 
-    def open_alerts(self, model: str, version: str) -> dict[str, str]:
-        """Features with an open value-parity alert -> that alert's id."""
-        return {f: o.alert_id for (f, check), o in self._open.get((model, version), {}).items() if check == "value"}
+    def open_alerts(self, model: str, version: str, include_pending: bool = False) -> dict[str, str]:
+        """Features with an open value-parity alert -> that alert's id.
+
+        ``include_pending`` adds features whose still-open window already breaches (enough
+        samples, rate above threshold, significant), with the id the alert will get when the
+        window closes (ids are deterministic): drift judged before the parity window closes
+        is still explained."""
+        out = {f: o.alert_id for (f, check), o in self._open.get((model, version), {}).items() if check == "value"}
+        if include_pending:
+            for f, aid in self.pending_breaches(model, version).items():
+                out.setdefault(f, aid)
+        return out
+
+    def pending_breaches(self, model: str, version: str) -> dict[str, str]:
+        """Features breaching in a not yet judged window -> the id their alert will have."""
+        cfg = self.config
+        out: dict[str, str] = {}
+        for key in sorted(self._windows):
+            if (key.model, key.model_version) != (model, version):
+                continue
+            for f, t in self._windows[key].features.items():
+                if f in out or t.n < cfg.min_samples or t.rate <= cfg.warning_rate:
+                    continue
+                if _binom_sf(t.mismatches, t.n, cfg.warning_rate) <= cfg.alpha:
+                    out[f] = make_alert_id(model, version, "parity", f, key.start)
+        return out
 
     def open_features(self, model: str, version: str) -> set[str]:
         return set(self.open_alerts(model, version))

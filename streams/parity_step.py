@@ -98,7 +98,8 @@ class ParityStep:
             try:
                 rows = await self.client.lookup(model, version, [ev.entity for ev in evs])
             except StoreUnavailable as exc:
-                alerts += self.checker.unknown(evs, f"{exc.reason}: {exc}")
+                # while the store is still opening (Feast import, registry load) events are counted, not alerted
+                alerts += self.checker.unknown(evs, f"{exc.reason}: {exc}", alert=exc.reason != "starting")
                 self._count(model, version, "unknown", len(evs), "unknown", time.perf_counter() - t0)
                 continue
             except Exception as exc:  # never let parity take the worker down
@@ -124,11 +125,14 @@ class ParityStep:
         return alerts
 
     def open_parity_features(self, model: str, version: str) -> set[str]:
-        return self.checker.open_features(model, version)
+        """Features with an open (or already breaching, not yet judged) parity alert."""
+        return set(self.open_parity_alerts(model, version))
 
     def open_parity_alerts(self, model: str, version: str) -> dict[str, str]:
-        """Features with an open parity alert -> its alert id."""
-        return self.checker.open_alerts(model, version)
+        """Features with an open (or already breaching, not yet judged) parity alert -> its alert id."""
+        return self.checker.open_alerts(model, version, include_pending=True)
+
+    open_features = open_parity_alerts  # the name streams/app.py documents
 
     def explain(self, alerts: Iterable[Alert]) -> list[Alert]:
         """:func:`streams.parity.explain` with this step's open parity alerts."""

@@ -198,3 +198,24 @@ def test_hung_online_store_times_out_to_unknown_without_blocking_the_loop(feast_
     assert second == []  # alerted once; the second batch is not even sent to the hung store
     assert step.client.stats.timeouts == 1 and step.client.stats.skipped == 1
     assert ticks > 0  # the event loop kept running while the lookup hung
+
+
+def test_first_batches_while_the_store_opens_are_counted_not_alerted(feast_repo):
+    from feature_repo.data_gen import Skew
+
+    step = make_step(feast_repo.path)  # no start(): the first lookup opens the store in the background
+    events = stream(feast_repo.values(), skews=[Skew(FEATURE, 100.0, 0.2)])
+
+    async def main():
+        first = await step.check(events[:100])
+        assert step.client.stats.skipped == 1 and step.client.stats.store_calls == 0
+        await step.start([("fraud", "1")])  # wait for the store to be open
+        rest = [a for i in range(100, len(events), 200) for a in await step.check(events[i:i + 200])]
+        return first, rest + step.flush()
+
+    try:
+        first, rest = asyncio.run(main())
+    finally:
+        step.close()
+    assert first == [] and step.checker.unknown_models() == {}
+    assert [(a.feature, a.metric) for a in rest] == [(FEATURE, METRIC_MISMATCH)]

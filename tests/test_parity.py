@@ -274,3 +274,35 @@ def test_explain_uses_parity_alerts_in_the_same_batch_and_sets_of_features():
     out2 = explain([drift], {("fraud", "1"): {"avg"}})
     assert out2[0].explained_by == "parity-open:avg"
     assert explain([drift], {}) == [drift]
+
+
+def test_pending_breach_explains_drift_judged_before_the_parity_window_closes():
+    c = checker()
+    events, rows = make_events(600, scaled="avg")
+    c.ingest(events, rows)  # window [0, 60) still open
+    assert c.open_alerts("fraud", "1") == {}
+    pending = c.open_alerts("fraud", "1", include_pending=True)
+    out = explain([_alert("data_drift", "avg")], {("fraud", "1"): pending})
+    (parity,) = c.flush()
+    assert out[0].explained_by == parity.alert_id == pending["avg"]  # same deterministic id
+
+
+def test_retrain_policy_skips_explained_drift_and_requests_for_a_real_shift():
+    from streams.retrain_policy import RetrainPolicyConfig, RetrainState, decide
+
+    policy = RetrainPolicyConfig(min_labelled=0, cooldown_s=0)
+    drift = _alert("data_drift", "avg")
+    # pipeline bug: the served feature differs from the store -> parity alert, drift explained, no retrain
+    bug = checker()
+    events, rows = make_events(600, scaled="avg")
+    parity = bug.ingest(events, rows) + bug.flush()
+    explained = explain([drift], {("fraud", "1"): bug.open_alerts("fraud", "1")})
+    assert decide(policy, RetrainState(), explained, 1000, bug.open_features("fraud", "1")).request is None
+    assert decide(policy, RetrainState(), explained, 1000).reason == "explained_by_parity"
+    # a real change in the world: store and stream moved together -> no parity, drift retrains
+    world = checker()
+    rows = [dict(r, avg=ev.features["avg"]) for ev, r in zip(events, rows)]
+    assert world.ingest(events, rows) + world.flush() == [] and parity
+    unexplained = explain([drift], {("fraud", "1"): world.open_alerts("fraud", "1")})
+    d = decide(policy, RetrainState(), unexplained, 1000, world.open_features("fraud", "1"))
+    assert d.reason == "requested" and d.request.alert_ids == [drift.alert_id]
