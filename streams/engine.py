@@ -1,0 +1,780 @@
+"""The drift engine: windows, gating, tests, policy (pure; no Kafka, Faust, Feast or Ray).
+
+The same object runs inside the Faust agents and inside ``driftloop backtest``.
+
+API (the truth for other modules)::
+
+    DriftConfig(window_seconds=60.0, hop_seconds=None, min_samples=500, allowed_lateness_s=0.0,
+                fdr_alpha=0.05, immediate_alpha=1e-5, open_after=2, close_after=3,
+                thresholds=Thresholds(), concept_detectors=("cusum",), cusum_h=..., ...)
+        the "drift" config section: streams.config.section(DriftConfig, raw.get("drift"), "drift")
+    engine = DriftEngine(config, profiles)   # profiles: {(model, version): ReferenceProfile},
+                                             # a list of profiles, or a callable (model, version) -> profile | None
+    engine.ingest(events: Sequence[InferenceEvent]) -> list[Alert]            # window, watermark, judge
+    engine.ingest_columns(model, version, ts, columns, predictions=None, scores=None) -> list[Alert]
+        # columnar fast path: columns = {name: array} or an (n, F) float matrix in
+        # engine.encoder(model, version).numeric_names order (NaN = missing)
+    engine.ingest_labelled(examples: Sequence[LabelledExample]) -> list[Alert]  # concept drift (sequential
+        # CUSUM / River detectors on the error stream, in event-time order) + performance windows
+    engine.flush() -> list[Alert]                  # close every open window (end of a file)
+    engine.state_dict() -> dict (JSON-safe); engine.load_state_dict(d)
+    engine.stats -> dict of counters; engine.take_cleared() -> list[dict] (alerts closed by hysteresis)
+    engine.open_alerts() -> {(model, version, kind, feature): alert_id}
+
+  Distributed path (partials per partition, merged by an aggregator, judged once):
+    engine.accumulate(events) -> dict[WindowKey, WindowAccumulator]           # no judging, no state
+    engine.accumulate_columns(model, version, ts, columns, predictions=None, scores=None) -> same
+    engine.accumulate_labelled(examples) -> dict[WindowKey, WindowAccumulator] # key.stream == "labels"
+    WindowAccumulator.merge(other) (exact, in place), .to_dict()/.from_dict(), .n, .n_labelled
+    engine.judge(key, acc) -> list[Alert]   # gating + carry-forward + tests + BH + effect size + hysteresis;
+                                            # call in window order per (model, version, stream)
+    engine.observe_errors(model, version, ts, errors, event_ids=None) -> list[Alert]  # concept detectors only
+    WindowKey(model, model_version, start, end, stream="inputs"): NamedTuple, .to_str()/.from_str()
+
+Alerts are :class:`streams.events.Alert` with ``alert_id = make_alert_id(model, version, kind,
+feature, start of the window in which the alert opened)``; ``details`` carries ``rank``
+(1 = largest effect in its window), ``q_value`` and all metrics.
+
+Policy (see streams/policy.py): a window with fewer than ``min_samples`` events is
+insufficient: no verdict, and its counts are carried into the next window until the
+minimum is met (tumbling windows; with hopping windows the overlap already
+re-counts them).  A finding needs a Benjamini-Hochberg significant test (FDR
+``fdr_alpha`` across the features of one window) and an effect size at or above
+its warning threshold.  An alert opens after ``open_after`` consecutive drifting
+windows, or at once when the BH-adjusted p-value is <= ``immediate_alpha``; it
+closes after ``close_after`` clean windows.
+
+Concept drift: a one-sided Bernoulli CUSUM of the 0/1 error stream against the
+reference error rate (from the profile, else estimated on the first
+``concept_warmup`` labelled examples), designed for an increase of
+``cusum_shift`` (absolute) and alarming at ``cusum_h`` nats; optional River
+detectors (``adwin``, ``page_hinkley``, ``ddm``, ``eddm``, ``hddm_a``, ``hddm_w``)
+run beside it.  River detectors are not part of ``state_dict`` (they restart on load).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field, fields, is_dataclass
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+from scipy import stats
+
+from streams.drift_metrics import (
+    BernoulliCusum,
+    NumericBatch,
+    binomial_increase,
+    chi2_counts,
+    ece_from_bins,
+    js_distance,
+    ks_from_counts,
+    psi,
+    rate_change,
+    wasserstein_from_counts,
+)
+from streams.events import Alert, AlertReference, AlertWindow, InferenceEvent, LabelledExample, make_alert_id
+from streams.policy import Component, FeatureTest, Finding, Hysteresis, Level, Thresholds, select_findings
+from streams.profile import CategoricalProfile, NumericProfile, ReferenceProfile
+from streams.windows import CONF_UNITS, INPUTS, LABELS, Encoder, WindowAccumulator, WindowKey, label_arrays, window_indices
+
+DATA_KINDS = ("data_drift", "prediction_drift")
+LABEL_KINDS = ("performance", "concept_drift")
+RIVER_DETECTORS = ("adwin", "page_hinkley", "ddm", "eddm", "hddm_a", "hddm_w")
+
+
+@dataclass(frozen=True)
+class DriftConfig:
+    """The ``drift`` config section.  Every field has a working default."""
+
+    window_seconds: float = 60.0
+    hop_seconds: float | None = None  # None: tumbling windows
+    min_samples: int = 500  # events (or labelled examples) a window needs for a verdict
+    allowed_lateness_s: float = 0.0  # a window closes when the event-time watermark passes end + lateness
+    fdr_alpha: float = 0.05  # Benjamini-Hochberg FDR across the features of one window
+    immediate_alpha: float = 1e-5  # BH-adjusted p at or below which one window opens an alert
+    open_after: int = 2  # consecutive drifting windows to open an alert
+    close_after: int = 3  # consecutive clean windows to close it
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    psi_smoothing: float = 0.5  # added to every PSI bin count
+    concept_detectors: tuple[str, ...] = ("cusum",)
+    cusum_shift: float = 0.1  # error-rate increase the CUSUM is tuned for (absolute)
+    cusum_h: float = 12.0  # alarm threshold in nats (ARL under no change grows ~ exp(h))
+    concept_warmup: int = 1000  # labelled examples to estimate the error rate without a labelled reference
+    reference_events: int = 10000  # backtest without --reference: profile from the first N events
+    n_bins: int = 10  # PSI bins of profiles built by backtest
+    fine_bins: int = 100  # KS/Wasserstein bins of profiles built by backtest
+    top_k: int = 20  # categories kept by profiles built by backtest
+
+    def __post_init__(self) -> None:
+        th = self.thresholds
+        if isinstance(th, Mapping):
+            object.__setattr__(self, "thresholds", Thresholds.from_mapping(th))
+        elif is_dataclass(th) and any(not isinstance(getattr(th, f.name), Level) for f in fields(th)):
+            object.__setattr__(self, "thresholds", Thresholds.from_mapping({f.name: getattr(th, f.name) for f in fields(th)}))
+        object.__setattr__(self, "concept_detectors", tuple(self.concept_detectors))
+        if self.window_seconds <= 0:
+            raise ValueError(f"drift.window_seconds must be > 0, got {self.window_seconds}")
+        hop = self.hop
+        ratio = self.window_seconds / hop
+        if hop <= 0 or hop > self.window_seconds or abs(ratio - round(ratio)) > 1e-9:
+            raise ValueError(
+                f"drift.hop_seconds ({self.hop_seconds}) must divide window_seconds ({self.window_seconds}); "
+                "leave it empty for tumbling windows"
+            )
+        if self.min_samples < 1:
+            raise ValueError("drift.min_samples must be >= 1")
+        unknown = [d for d in self.concept_detectors if d != "cusum" and d not in RIVER_DETECTORS]
+        if unknown:
+            raise ValueError(f"unknown concept detector(s) {unknown}; choose from {('cusum',) + RIVER_DETECTORS}")
+
+    @property
+    def hop(self) -> float:
+        return float(self.hop_seconds or self.window_seconds)
+
+    @property
+    def tumbling(self) -> bool:
+        return self.hop == float(self.window_seconds)
+
+
+def _river_detector(name: str):
+    from river import drift
+    from river.drift import binary
+
+    return {
+        "adwin": lambda: drift.ADWIN(),
+        "page_hinkley": lambda: drift.PageHinkley(),
+        "ddm": lambda: binary.DDM(),
+        "eddm": lambda: binary.EDDM(),
+        "hddm_a": lambda: binary.HDDM_A(),
+        "hddm_w": lambda: binary.HDDM_W(),
+    }[name]()
+
+
+class _ModelState:
+    """Everything the engine tracks for one (model, version)."""
+
+    def __init__(self, profile: ReferenceProfile, smoothing: float) -> None:
+        self.profile = profile
+        self.encoder = Encoder(profile)
+        num = [profile.features[s.name] for s in self.encoder.numeric]
+        self.batch = NumericBatch(
+            [fp.counts for fp in num], [fp.coarse_starts for fp in num], [fp.reps() for fp in num],
+            [fp.spread for fp in num], smoothing,
+        )
+        # gather index: (F_num, Bmax) positions of fine-bin counts in the accumulator (padding -> a zero slot)
+        pad = self.encoder.n_buckets
+        g = np.full((len(num), self.batch.bmax), pad, dtype=np.int64)
+        for i, seg in enumerate(self.encoder.numeric):
+            b = profile.features[seg.name].n_buckets
+            g[i, :b] = np.arange(seg.offset, seg.offset + b)
+        self.gather = g
+        self.miss_idx = np.array([s.offset + s.size - 2 for s in self.encoder.numeric], dtype=np.int64)
+        self.ref_missing = np.array([fp.missing for fp in num], dtype=float)
+        self.ref_n = np.array([fp.n for fp in num], dtype=float)
+        self.open: dict[float, WindowAccumulator] = {}
+        self.open_labels: dict[float, WindowAccumulator] = {}
+        self.watermark = -math.inf
+        self.closed_through = -math.inf
+        self.lwatermark = -math.inf
+        self.lclosed_through = -math.inf
+        self.carry: tuple[float, WindowAccumulator] | None = None
+        self.lcarry: tuple[float, WindowAccumulator] | None = None
+        self.warm_n = 0
+        self.warm_err = 0
+        self.cusum: BernoulliCusum | None = None
+        self.river: dict[str, Any] = {}
+        self.concept_hit = False
+        self.sequential = False  # True once observe_errors fed the event-level detectors
+
+
+class DriftEngine:
+    """Windowed drift detection for many (model, version) pairs; see the module docstring."""
+
+    def __init__(
+        self,
+        config: DriftConfig | None = None,
+        profiles: Mapping[tuple[str, str], ReferenceProfile]
+        | Sequence[ReferenceProfile]
+        | Callable[[str, str], ReferenceProfile | None]
+        | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config or DriftConfig()
+        self._lookup: Callable[[str, str], ReferenceProfile | None]
+        self._profiles: dict[tuple[str, str], ReferenceProfile] = {}
+        if callable(profiles):
+            self._lookup = profiles
+        else:
+            if isinstance(profiles, Mapping):
+                items = [(tuple(map(str, k)), v) for k, v in profiles.items()]
+            else:
+                items = [((p.model, p.model_version), p) for p in (profiles or [])]
+            self._profiles = dict(items)
+            self._lookup = lambda m, v: self._profiles.get((m, v))
+        self.clock = clock
+        self.hyst = Hysteresis(self.config.open_after, self.config.close_after, self.config.immediate_alpha)
+        self._models: dict[tuple[str, str], _ModelState] = {}
+        self._cleared: list[dict[str, Any]] = []
+        self.stats: dict[str, Any] = defaultdict(int)
+        self.stats["alerts_by_kind"] = defaultdict(int)
+
+    # ------------------------------------------------------------------ profiles / state
+    def set_profile(self, profile: ReferenceProfile) -> None:
+        """Add or replace the reference of one (model, version) (open windows of an old profile are dropped)."""
+        self._profiles[(profile.model, profile.model_version)] = profile
+        old = self._models.get((profile.model, profile.model_version))
+        if old is not None and old.profile.id != profile.id:
+            del self._models[(profile.model, profile.model_version)]
+
+    def _state(self, model: str, version: str) -> _ModelState | None:
+        ms = self._models.get((model, version))
+        if ms is not None:
+            return ms
+        prof = self._lookup(model, version)
+        if prof is None:
+            return None
+        ms = _ModelState(prof, self.config.psi_smoothing)
+        self._models[(model, version)] = ms
+        return ms
+
+    def encoder(self, model: str, version: str) -> Encoder | None:
+        ms = self._state(model, version)
+        return ms.encoder if ms else None
+
+    # ------------------------------------------------------------------ accumulate (no judging)
+    @staticmethod
+    def _group(events: Iterable[Any]) -> dict[tuple[str, str], list[Any]]:
+        groups: dict[tuple[str, str], list[Any]] = {}
+        for e in events:
+            groups.setdefault((e.model, e.model_version), []).append(e)
+        return groups
+
+    def accumulate(self, events: Sequence[InferenceEvent]) -> dict[WindowKey, WindowAccumulator]:
+        """Partial window accumulators of a batch of input events (no judging, engine state untouched)."""
+        out: dict[WindowKey, WindowAccumulator] = {}
+        for (model, version), evs in self._group(events).items():
+            ms = self._state(model, version)
+            if ms is None:
+                self.stats["no_reference"] += len(evs)
+                continue
+            enc = ms.encoder
+            ts = np.fromiter((e.ts for e in evs), dtype=float, count=len(evs))
+            cols = enc.events_to_columns(evs)
+            preds = [e.prediction for e in evs] if enc.pred_segment is not None else None
+            if preds is not None and all(p is None for p in preds):
+                preds = None
+            scores = [e.scores for e in evs] if enc.score_segment is not None else None
+            if scores is not None and all(s is None for s in scores):
+                scores = None
+            out.update(self._accumulate_encoded(ms, model, version, ts, enc.encode(cols, len(evs)), preds, scores))
+        return out
+
+    def accumulate_columns(
+        self, model: str, version: str, ts: np.ndarray, columns: Mapping[str, Any] | np.ndarray,
+        predictions: Sequence[Any] | None = None, scores: Sequence[Any] | None = None,
+    ) -> dict[WindowKey, WindowAccumulator]:
+        """Columnar variant of :meth:`accumulate` for one (model, version)."""
+        ms = self._state(str(model), str(version))
+        ts = np.asarray(ts, dtype=float)
+        if ms is None:
+            self.stats["no_reference"] += len(ts)
+            return {}
+        enc = ms.encoder
+        if isinstance(columns, np.ndarray):
+            if columns.ndim != 2 or columns.shape[1] != len(enc.numeric_names):
+                raise ValueError(f"matrix must be (n, {len(enc.numeric_names)}) in order {enc.numeric_names}")
+            idx = enc.encode_matrix(columns.astype(float, copy=False))
+            missing = [s for s in enc.segments if s.kind != "numeric"]
+            if missing:
+                idx = np.concatenate([idx] + [np.full(len(ts), s.offset + s.size - 2, np.int64) for s in missing])
+        else:
+            idx = enc.encode(columns, len(ts))
+        return self._accumulate_encoded(ms, str(model), str(version), ts, idx, predictions, scores)
+
+    def _accumulate_encoded(self, ms, model, version, ts, idx, preds, scores) -> dict[WindowKey, WindowAccumulator]:
+        n = len(ts)
+        if n == 0:
+            return {}
+        out_idx = ms.encoder.encode_outputs(preds, scores, n)
+        if out_idx.size:
+            idx = np.concatenate([idx, out_idx])
+        mat = idx.reshape(-1, n)
+        cfg = self.config
+        pos, k = window_indices(ts, cfg.window_seconds, cfg.hop)
+        out: dict[WindowKey, WindowAccumulator] = {}
+        ks = np.unique(k)
+        for kk in ks:
+            sel = pos[k == kk] if len(ks) > 1 or len(pos) != n else pos
+            acc = WindowAccumulator.empty(ms.encoder)
+            acc.add_indices(mat[:, sel].ravel(), len(sel), ts[sel])
+            start = float(kk) * cfg.hop
+            out[WindowKey(model, version, start, start + cfg.window_seconds, INPUTS)] = acc
+        return out
+
+    def accumulate_labelled(self, examples: Sequence[LabelledExample]) -> dict[WindowKey, WindowAccumulator]:
+        """Partial label-window accumulators (error and calibration counts), keyed with stream "labels"."""
+        out: dict[WindowKey, WindowAccumulator] = {}
+        cfg = self.config
+        for (model, version), exs in self._group(examples).items():
+            ms = self._state(model, version)
+            if ms is None:
+                self.stats["no_reference"] += len(exs)
+                continue
+            ts = np.fromiter((e.ts for e in exs), dtype=float, count=len(exs))
+            errors, conf = label_arrays(exs)
+            pos, k = window_indices(ts, cfg.window_seconds, cfg.hop)
+            for kk in np.unique(k):
+                sel = pos[k == kk]
+                acc = WindowAccumulator.empty(ms.encoder)
+                acc.add_labels(errors[sel], conf[sel], ts[sel])
+                start = float(kk) * cfg.hop
+                out[WindowKey(model, version, start, start + cfg.window_seconds, LABELS)] = acc
+        return out
+
+    # ------------------------------------------------------------------ single-process path
+    def ingest(self, events: Sequence[InferenceEvent]) -> list[Alert]:
+        """Count a micro-batch of input events, advance the watermark, judge the windows it closes."""
+        self.stats["events"] += len(events)
+        return self._absorb(self.accumulate(events))
+
+    def ingest_columns(
+        self, model: str, version: str, ts: np.ndarray, columns: Mapping[str, Any] | np.ndarray,
+        predictions: Sequence[Any] | None = None, scores: Sequence[Any] | None = None,
+    ) -> list[Alert]:
+        """Columnar variant of :meth:`ingest` for one (model, version)."""
+        self.stats["events"] += len(ts)
+        return self._absorb(self.accumulate_columns(model, version, ts, columns, predictions, scores))
+
+    def ingest_labelled(self, examples: Sequence[LabelledExample]) -> list[Alert]:
+        """Labelled examples: concept-drift detectors in event-time order, then performance windows."""
+        self.stats["labelled"] += len(examples)
+        alerts: list[Alert] = []
+        for (model, version), exs in self._group(examples).items():
+            exs = sorted(exs, key=lambda e: (e.ts, e.event_id))
+            errors, _ = label_arrays(exs)
+            ts = np.fromiter((e.ts for e in exs), dtype=float, count=len(exs))
+            alerts += self.observe_errors(model, version, ts, errors, [e.event_id for e in exs])
+        alerts += self._absorb(self.accumulate_labelled(examples))
+        return alerts
+
+    def _absorb(self, partials: Mapping[WindowKey, WindowAccumulator]) -> list[Alert]:
+        touched: dict[tuple[str, str, str], float] = {}
+        for key, acc in sorted(partials.items(), key=lambda kv: kv[0].start):
+            ms = self._state(key.model, key.model_version)
+            if ms is None:
+                continue
+            labels = key.stream == LABELS
+            closed = ms.lclosed_through if labels else ms.closed_through
+            if key.end <= closed:  # that window was judged already
+                self.stats["late_label_events" if labels else "late_events"] += acc.n_labelled if labels else acc.n
+                continue
+            store = ms.open_labels if labels else ms.open
+            if key.start in store:
+                store[key.start].merge(acc)
+            else:
+                store[key.start] = acc
+            tk = (key.model, key.model_version, key.stream)
+            touched[tk] = max(touched.get(tk, -math.inf), acc.max_ts)
+        alerts: list[Alert] = []
+        for (model, version, stream), max_ts in touched.items():
+            ms = self._models[(model, version)]
+            if stream == LABELS:
+                ms.lwatermark = max(ms.lwatermark, max_ts)
+            else:
+                ms.watermark = max(ms.watermark, max_ts)
+            alerts += self._close(ms, model, version, stream, final=False)
+        return alerts
+
+    def _close(self, ms: _ModelState, model: str, version: str, stream: str, final: bool) -> list[Alert]:
+        labels = stream == LABELS
+        store = ms.open_labels if labels else ms.open
+        wm = (ms.lwatermark if labels else ms.watermark) - self.config.allowed_lateness_s
+        alerts: list[Alert] = []
+        for start in sorted(store):
+            end = start + self.config.window_seconds
+            if not final and end > wm:
+                break
+            acc = store.pop(start)
+            if labels:
+                ms.lclosed_through = max(ms.lclosed_through, end)
+            else:
+                ms.closed_through = max(ms.closed_through, end)
+            alerts += self.judge(WindowKey(model, version, start, end, stream), acc)
+        return alerts
+
+    def flush(self) -> list[Alert]:
+        """Close and judge every open window (end of a replay)."""
+        alerts: list[Alert] = []
+        for (model, version), ms in list(self._models.items()):
+            alerts += self._close(ms, model, version, INPUTS, final=True)
+            alerts += self._close(ms, model, version, LABELS, final=True)
+        return alerts
+
+    # ------------------------------------------------------------------ judging
+    def judge(self, key: WindowKey, acc: WindowAccumulator) -> list[Alert]:
+        """Judge one complete window: gating (with carry-forward), tests, BH + effect size, hysteresis."""
+        ms = self._state(key.model, key.model_version)
+        if ms is None:
+            return []
+        if acc.profile_id != ms.profile.id:
+            raise ValueError(
+                f"window of profile {acc.profile_id} judged against profile {ms.profile.id}; "
+                "accumulate and judge with the same reference"
+            )
+        labels = key.stream == LABELS
+        carry = ms.lcarry if labels else ms.carry
+        start = key.start
+        if carry is not None:
+            start = carry[0]
+            acc = carry[1].copy().merge(acc)
+        n = acc.n_labelled if labels else acc.n
+        p0 = self._p0(ms) if labels else None
+        if labels and p0 is None and not ms.sequential and n > 0:
+            # no labelled reference and no sequential feed: these windows estimate the error rate
+            take = acc.n_labelled
+            ms.warm_n += take
+            ms.warm_err += acc.n_errors
+            self.stats["label_windows_warmup"] += 1
+            ms.lcarry = None
+            return []
+        if n < self.config.min_samples or (labels and p0 is None):
+            self.stats["label_windows_insufficient" if labels else "windows_insufficient"] += 1
+            keep = (start, acc) if self.config.tumbling else None
+            if labels:
+                ms.lcarry = keep
+            else:
+                ms.carry = keep
+            return []
+        concept: list[Alert] = []
+        if labels:
+            ms.lcarry = None
+            self.stats["label_windows_judged"] += 1
+            if not ms.sequential:
+                concept = self._window_cusum(ms, key, start, acc)
+            findings = self._label_findings(ms, acc, p0)
+            kinds = LABEL_KINDS
+        else:
+            ms.carry = None
+            self.stats["windows_judged"] += 1
+            findings = []
+            for kind, tests in self._data_tests(ms, acc).items():
+                findings += select_findings(tests, self.config.fdr_alpha, self.config.thresholds)
+            kinds = DATA_KINDS
+        findings.sort(key=lambda f: (-f.ratio, f.kind, str(f.feature)))
+        rank = {(f.kind, f.feature): i + 1 for i, f in enumerate(findings)}
+        model, version = key.model, key.model_version
+
+        def make_id(f: Finding, wstart: float) -> str:
+            return make_alert_id(model, version, f.kind, f.feature, wstart)
+
+        alerts = []
+        for tr in self.hyst.step(model, version, kinds, start, findings, make_id):
+            if tr.action == "clear":
+                self._cleared.append(
+                    {"model": model, "model_version": version, "kind": tr.key[2], "feature": tr.key[3] or None,
+                     "cleared_at_window_end": key.end}
+                )
+                self.stats["alerts_cleared"] += 1
+                continue
+            f = tr.finding
+            alerts.append(self._alert(ms, f, start, key.end, n, rank[(f.kind, f.feature)]))
+        return concept + alerts
+
+    def _cusum(self, ms: _ModelState) -> BernoulliCusum:
+        if ms.cusum is None:
+            p0, n0 = self._p0(ms), max(self._p0_n(ms), 1)
+            # conservative reference rate: upper ~2-sigma bound, so estimation noise does not alarm
+            p0u = min(p0 + 2.0 * math.sqrt(max(p0 * (1 - p0), 1e-4) / n0), 0.98)
+            ms.cusum = BernoulliCusum(p0u, min(p0u + self.config.cusum_shift, 0.995), self.config.cusum_h)
+        return ms.cusum
+
+    def _window_cusum(self, ms: _ModelState, key: WindowKey, start: float, acc: WindowAccumulator) -> list[Alert]:
+        """CUSUM on window error counts (distributed path: per-event order is not known after merging)."""
+        if "cusum" not in self.config.concept_detectors:
+            return []
+        c = self._cusum(ms)
+        if not c.update_counts(acc.n_errors, acc.n_labelled):
+            return []
+        return self._concept_alarm(ms, key.model, key.model_version, "cusum", self.config.cusum_h, start, key.end,
+                                   acc.n_labelled, {"detector": "cusum", "granularity": "window"})
+
+    def _concept_alarm(self, ms, model, version, name, score, wstart, wend, n, extra) -> list[Alert]:
+        ms.concept_hit = True
+        key = self.hyst.key(model, version, "concept_drift", None)
+        f = Finding("concept_drift", None, name, float(score), float(self.config.cusum_h if name == "cusum" else score),
+                    "critical", None, None, 1.0, {})
+        tr = self.hyst.force_open(key, f, wstart, lambda f_, s_: make_alert_id(model, version, "concept_drift", None, s_))
+        if tr is None:
+            return []
+        extra = dict(extra)
+        extra["reference_error_rate"] = self._p0(ms)
+        return [self._alert(ms, f, wstart, wend, int(n), 1, extra)]
+
+    def _alert(self, ms: _ModelState, f: Finding, start: float, end: float, n: int, rank: int, extra=None) -> Alert:
+        p = ms.profile
+        details = {"rank": rank, "q_value": f.q_value, "effect_ratio": f.ratio, "metrics": f.metrics}
+        if extra:
+            details.update(extra)
+        self.stats["alerts_by_kind"][f.kind] += 1
+        return Alert(
+            model=p.model, model_version=p.model_version, kind=f.kind, feature=f.feature, metric=f.metric,
+            score=float(f.score), threshold=float(f.threshold), p_value=f.p_value, severity=f.severity,
+            window=AlertWindow(float(start), float(end), int(n)), reference=AlertReference(p.id, int(p.n)),
+            emitted_at=self.clock(), details=_json_safe(details),
+        )
+
+    def _data_tests(self, ms: _ModelState, acc: WindowAccumulator) -> dict[str, list[FeatureTest]]:
+        th = self.config.thresholds
+        tests: list[FeatureTest] = []
+        enc = ms.encoder
+        if enc.numeric:
+            counts = np.append(acc.counts, 0)
+            win = counts[ms.gather].astype(float)
+            res = ms.batch.compute(win)
+            wmiss = (counts[ms.miss_idx] + counts[ms.miss_idx + 1]).astype(float)
+            mdelta, mp = _rate_change_vec(ms.ref_missing, ms.ref_n, wmiss, np.full(len(wmiss), float(acc.n)))
+            for i, seg in enumerate(enc.numeric):
+                metrics = {k: float(v[i]) for k, v in res.items()}
+                metrics.update(missing_rate=float(wmiss[i] / acc.n), missing_delta=float(mdelta[i]))
+                comps = []
+                if win[i].sum() > 0:
+                    comps.append(Component("ks", metrics["ks_p"], {"ks": metrics["ks"], "wasserstein": metrics["wasserstein"]}))
+                    comps.append(Component("chi2", metrics["chi2_p"], {"psi": metrics["psi"], "js": metrics["js"]}))
+                comps.append(Component("missing", float(mp[i]), {"missing_rate": abs(float(mdelta[i]))}))
+                tests.append(FeatureTest("data_drift", seg.name, comps, metrics))
+        for seg in enc.segments:
+            if seg.kind == "categorical":
+                tests.append(self._categorical_test("data_drift", seg.name, ms.profile.features[seg.name], acc, seg))
+        out = {"data_drift": tests}
+        pred_tests = []
+        prof = ms.profile
+        if enc.pred_segment is not None:
+            vals, miss, inv = acc.segment(enc.pred_segment)
+            if vals.sum() > 0:
+                if prof.prediction.kind == "numeric":
+                    pred_tests.append(self._numeric_test("prediction_drift", "prediction", prof.prediction, acc, enc.pred_segment))
+                else:
+                    pred_tests.append(self._categorical_test("prediction_drift", "prediction", prof.prediction, acc, enc.pred_segment))
+        if enc.score_segment is not None:
+            vals, miss, inv = acc.segment(enc.score_segment)
+            if vals.sum() > 0:
+                pred_tests.append(self._numeric_test("prediction_drift", "score", prof.score, acc, enc.score_segment))
+        if pred_tests:
+            out["prediction_drift"] = pred_tests
+        return out
+
+    def _numeric_test(self, kind: str, name: str, fp: NumericProfile, acc: WindowAccumulator, seg) -> FeatureTest:
+        """Scalar version of the batched numeric test (prediction and score segments)."""
+        vals, miss, inv = acc.segment(seg)
+        ref = np.asarray(fp.counts)
+        ks, ks_p = ks_from_counts(ref, vals)
+        wass = wasserstein_from_counts(fp.reps(), ref, vals, fp.spread)
+        rc, wc = fp.coarse(ref), fp.coarse(vals)
+        chi, chi_p = chi2_counts(rc, wc)
+        metrics = {
+            "psi": psi(rc, wc, self.config.psi_smoothing), "js": js_distance(rc, wc), "ks": ks, "ks_p": ks_p,
+            "wasserstein": wass, "chi2": chi, "chi2_p": chi_p,
+        }
+        present = int(vals.sum())
+        delta, mp = rate_change(fp.missing, fp.n, miss + inv, present + miss + inv)
+        metrics.update(missing_rate=(miss + inv) / max(present + miss + inv, 1), missing_delta=delta)
+        comps = [
+            Component("ks", ks_p, {"ks": ks, "wasserstein": wass}),
+            Component("chi2", chi_p, {"psi": metrics["psi"], "js": metrics["js"]}),
+            Component("missing", mp, {"missing_rate": abs(delta)}),
+        ]
+        return FeatureTest(kind, name, comps, metrics)
+
+    def _categorical_test(self, kind: str, name: str, fp: CategoricalProfile, acc: WindowAccumulator, seg) -> FeatureTest:
+        vals, miss, inv = acc.segment(seg)
+        ref = np.asarray(fp.counts)
+        chi, chi_p = chi2_counts(ref, vals)
+        metrics = {"psi": psi(ref, vals, self.config.psi_smoothing), "js": js_distance(ref, vals), "chi2": chi, "chi2_p": chi_p}
+        total = int(vals.sum()) + miss + inv
+        delta, mp = rate_change(fp.missing, fp.n, miss + inv, total)
+        metrics.update(missing_rate=(miss + inv) / max(total, 1), missing_delta=delta, unseen_or_other=float(vals[-1]) / max(vals.sum(), 1))
+        comps = []
+        if vals.sum() > 0:
+            comps.append(Component("chi2", chi_p, {"psi": metrics["psi"], "js": metrics["js"]}))
+        comps.append(Component("missing", mp, {"missing_rate": abs(delta)}))
+        return FeatureTest(kind, name, comps, metrics)
+
+    # ------------------------------------------------------------------ labels and concept drift
+    def _p0(self, ms: _ModelState) -> float | None:
+        """Reference error rate: from the labelled profile, else from the warm-up examples."""
+        lp = ms.profile.labels
+        if lp is not None and lp.n > 0:
+            return lp.error_rate
+        if ms.warm_n >= self.config.concept_warmup:
+            return ms.warm_err / ms.warm_n
+        return None
+
+    def _p0_n(self, ms: _ModelState) -> int:
+        lp = ms.profile.labels
+        return lp.n if lp is not None and lp.n > 0 else ms.warm_n
+
+    def _label_findings(self, ms: _ModelState, acc: WindowAccumulator, p0: float) -> list[Finding]:
+        n, e = acc.n_labelled, acc.n_errors
+        rate = e / n
+        p = binomial_increase(p0, e, n)
+        metrics = {"error_rate": rate, "reference_error_rate": p0, "accuracy": 1.0 - rate, "n_labelled": n}
+        if acc.ece_count.sum() > 0:
+            metrics["ece"] = ece_from_bins(acc.ece_count, acc.ece_correct, acc.ece_conf / CONF_UNITS)
+            if ms.profile.reference_ece is not None:
+                metrics["reference_ece"] = ms.profile.reference_ece
+        test = FeatureTest("performance", None, [Component("error_rate", p, {"error_rate": rate - p0})], metrics)
+        findings = select_findings([test], self.config.fdr_alpha, self.config.thresholds)
+        if ms.concept_hit:
+            # keep the concept-drift track "drifting" while its detectors keep alarming
+            findings.append(Finding("concept_drift", None, "cusum", 0.0, self.config.cusum_h, "critical", None, None, 0.0, {}))
+            ms.concept_hit = False
+        return findings
+
+    def observe_errors(
+        self, model: str, version: str, ts: np.ndarray, errors: np.ndarray, event_ids: Sequence[str] | None = None
+    ) -> list[Alert]:
+        """Feed the 0/1 error stream of one model version, in event-time order, to the concept detectors."""
+        ms = self._state(str(model), str(version))
+        if ms is None:
+            return []
+        cfg = self.config
+        errors = np.asarray(errors).astype(np.int8)
+        ts = np.asarray(ts, dtype=float)
+        start = 0
+        if self._p0(ms) is None:  # warm-up: estimate the error rate first
+            take = min(cfg.concept_warmup - ms.warm_n, len(errors))
+            ms.warm_n += take
+            ms.warm_err += int(errors[:take].sum())
+            start = take
+            if self._p0(ms) is None:
+                return []
+        ms.sequential = True
+        alarms: list[tuple[int, str, float]] = []  # (position, detector, score)
+        if "cusum" in cfg.concept_detectors:
+            c = self._cusum(ms)
+            for i in c.update(errors[start:]):
+                alarms.append((start + i, "cusum", cfg.cusum_h))
+        for name in cfg.concept_detectors:
+            if name == "cusum":
+                continue
+            det = ms.river.get(name)
+            if det is None:
+                det = ms.river[name] = _river_detector(name)
+            binary = name not in ("adwin", "page_hinkley")
+            for i in range(start, len(errors)):
+                det.update(bool(errors[i]) if binary else float(errors[i]))
+                if det.drift_detected:
+                    alarms.append((i, name, 1.0))
+        alerts: list[Alert] = []
+        for pos, name, score in sorted(alarms):
+            wstart = math.floor(ts[pos] / cfg.hop) * cfg.hop
+            extra = {
+                "detector": name,
+                "granularity": "event",
+                "detected_ts": float(ts[pos]),
+                "detected_event_id": None if event_ids is None else event_ids[pos],
+            }
+            alerts += self._concept_alarm(ms, ms.profile.model, ms.profile.model_version, name, score, wstart,
+                                          wstart + cfg.window_seconds, pos - start + 1, extra)
+        return alerts
+
+    # ------------------------------------------------------------------ introspection and state
+    def take_cleared(self) -> list[dict[str, Any]]:
+        """Alerts closed by hysteresis since the last call (model, version, kind, feature, window end)."""
+        out, self._cleared = self._cleared, []
+        return out
+
+    def open_alerts(self) -> dict[tuple[str, str, str, str], str]:
+        return self.hyst.open_alerts()
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-safe snapshot: open windows, carries, watermarks, hysteresis, CUSUM, counters."""
+        models = {}
+        for (model, version), ms in self._models.items():
+            models[f"{model}\x1f{version}"] = {
+                "profile_id": ms.profile.id,
+                "open": [[s, a.to_dict()] for s, a in sorted(ms.open.items())],
+                "open_labels": [[s, a.to_dict()] for s, a in sorted(ms.open_labels.items())],
+                "watermark": _f(ms.watermark),
+                "closed_through": _f(ms.closed_through),
+                "lwatermark": _f(ms.lwatermark),
+                "lclosed_through": _f(ms.lclosed_through),
+                "carry": None if ms.carry is None else [ms.carry[0], ms.carry[1].to_dict()],
+                "lcarry": None if ms.lcarry is None else [ms.lcarry[0], ms.lcarry[1].to_dict()],
+                "warm_n": ms.warm_n,
+                "warm_err": ms.warm_err,
+                "cusum": None if ms.cusum is None else ms.cusum.state_dict(),
+                "concept_hit": ms.concept_hit,
+                "sequential": ms.sequential,
+            }
+        st = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in self.stats.items()}
+        return {"format": 1, "models": models, "hysteresis": self.hyst.state_dict(), "stats": st, "cleared": list(self._cleared)}
+
+    def load_state_dict(self, d: Mapping[str, Any]) -> None:
+        """Restore a :meth:`state_dict` snapshot (profiles must be available to the engine)."""
+        self._models = {}
+        for k, m in d.get("models", {}).items():
+            model, version = k.split("\x1f", 1)
+            ms = self._state(model, version)
+            if ms is None or ms.profile.id != m["profile_id"]:
+                raise ValueError(
+                    f"state of {model} v{version} was built on profile {m['profile_id']}, "
+                    f"which this engine does not have; load the same reference profile"
+                )
+            ms.open = {float(s): WindowAccumulator.from_dict(a) for s, a in m["open"]}
+            ms.open_labels = {float(s): WindowAccumulator.from_dict(a) for s, a in m["open_labels"]}
+            ms.watermark, ms.closed_through = _unf(m["watermark"]), _unf(m["closed_through"])
+            ms.lwatermark, ms.lclosed_through = _unf(m["lwatermark"]), _unf(m["lclosed_through"])
+            ms.carry = None if m["carry"] is None else (float(m["carry"][0]), WindowAccumulator.from_dict(m["carry"][1]))
+            ms.lcarry = None if m["lcarry"] is None else (float(m["lcarry"][0]), WindowAccumulator.from_dict(m["lcarry"][1]))
+            ms.warm_n, ms.warm_err = int(m["warm_n"]), int(m["warm_err"])
+            ms.cusum = None if m["cusum"] is None else BernoulliCusum.from_state(m["cusum"])
+            ms.concept_hit = bool(m.get("concept_hit", False))
+            ms.sequential = bool(m.get("sequential", False))
+        self.hyst.load_state_dict(d.get("hysteresis", {}))
+        self.stats = defaultdict(int)
+        for k, v in d.get("stats", {}).items():
+            self.stats[k] = defaultdict(int, v) if isinstance(v, Mapping) else v
+        self.stats.setdefault("alerts_by_kind", defaultdict(int))
+        self._cleared = list(d.get("cleared", []))
+
+
+def _rate_change_vec(ref_k, ref_n, win_k, win_n) -> tuple[np.ndarray, np.ndarray]:
+    """Vectorised :func:`streams.drift_metrics.rate_change`."""
+    ref_n = np.where(ref_n > 0, ref_n, 1.0)
+    win_n = np.where(win_n > 0, win_n, 1.0)
+    delta = win_k / win_n - ref_k / ref_n
+    pooled = (ref_k + win_k) / (ref_n + win_n)
+    var = pooled * (1 - pooled) * (1 / ref_n + 1 / win_n)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(var > 0, np.abs(delta) / np.sqrt(np.where(var > 0, var, 1.0)), 0.0)
+    p = np.where(var > 0, 2.0 * stats.norm.sf(z), 1.0)
+    return delta, p
+
+
+def _f(x: float) -> float | None:
+    return None if math.isinf(x) else x
+
+
+def _unf(x: float | None) -> float:
+    return -math.inf if x is None else float(x)
+
+
+def _json_safe(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, (np.floating, float)):
+        v = float(obj)
+        return v if math.isfinite(v) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+__all__ = ["DriftConfig", "DriftEngine", "WindowKey", "WindowAccumulator", "Thresholds", "Level"]
