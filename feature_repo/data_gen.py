@@ -120,9 +120,9 @@ def merchant_frame(rng: np.random.Generator, n: int, times: pd.DatetimeIndex) ->
             "event_timestamp": np.repeat(times, n),
             "merchant_category": np.tile(category, days).astype(object),
             "merchant_fraud_rate_30d": np.round(
-                np.clip(np.tile(base_fraud, days) * rng.lognormal(0.0, 0.1, days * n), 0.0, 1.0), 6
+                np.clip(np.tile(base_fraud, days) * rng.lognormal(0.0, 0.01, days * n), 0.0, 1.0), 6
             ),
-            "merchant_avg_amount_30d": np.round(np.tile(base_amount, days) * rng.lognormal(0.0, 0.05, days * n), 4),
+            "merchant_avg_amount_30d": np.round(np.tile(base_amount, days) * rng.lognormal(0.0, 0.005, days * n), 4),
         }
     )
     frame["created"] = frame["event_timestamp"] + pd.Timedelta(minutes=5)
