@@ -169,7 +169,7 @@ def run_avalanche(sc: Scenario, seed: int, strategy: str, buffer: int | None) ->
     times = []
     for i, exp in enumerate(bench.train_stream):
         t0 = time.perf_counter()
-        with contextlib.redirect_stdout(io.StringIO()):
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             strat.train(exp, num_workers=0)
         times.append(time.perf_counter() - t0)
         for j, (Xt, yt) in enumerate(sc.test):
@@ -198,7 +198,7 @@ def methods_for(args) -> list[tuple[str, int | None, callable]]:
     """(name, buffer, fn(scenario, seed) -> result)."""
     ms: list[tuple[str, int | None, callable]] = []
     ms.append(("joint", None, run_joint))
-    ms.append(("driftloop naive", None, lambda sc, s: run_driftloop(sc, s, None, epochs=EPOCHS, lr=LR)))
+    ms.append(("driftloop naive", None, lambda sc, s: run_driftloop(sc, s, None, epochs=EPOCHS, lr=LR, val_fraction=0.0)))
     if args.avalanche:
         for name in ("Naive", "EWC"):
             if name in args.avalanche:
@@ -207,16 +207,19 @@ def methods_for(args) -> list[tuple[str, int | None, callable]]:
         ms.append((f"driftloop defaults", cap, lambda sc, s, c=cap: run_driftloop(sc, s, c)))
         ms.append((
             "driftloop DER++ balanced", cap,
-            lambda sc, s, c=cap: run_driftloop(sc, s, c, epochs=EPOCHS, lr=LR, batch_size=BATCH, replay_batch_size=BATCH),
+            lambda sc, s, c=cap: run_driftloop(sc, s, c, epochs=EPOCHS, lr=LR, batch_size=BATCH,
+                                                replay_batch_size=BATCH, val_fraction=0.0),
         ))
         if not args.quick:
             ms.append((
                 "driftloop ER balanced", cap,
-                lambda sc, s, c=cap: run_driftloop(sc, s, c, epochs=EPOCHS, lr=LR, distill=0.0, replay_ce=1.0),
+                lambda sc, s, c=cap: run_driftloop(sc, s, c, epochs=EPOCHS, lr=LR, distill=0.0,
+                                                    replay_ce=1.0, val_fraction=0.0),
             ))
             ms.append((
                 "driftloop DER++ reservoir", cap,
-                lambda sc, s, c=cap: run_driftloop(sc, s, c, epochs=EPOCHS, lr=LR, policy="reservoir"),
+                lambda sc, s, c=cap: run_driftloop(sc, s, c, epochs=EPOCHS, lr=LR, policy="reservoir",
+                                                    val_fraction=0.0),
             ))
         for name in ("Replay", "DER++"):
             if name in args.avalanche:

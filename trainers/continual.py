@@ -117,7 +117,7 @@ class ContinualLearner:
         replay_batch_size: int = 32,
         distill: float = 0.3,
         ewc: float = 0.0,
-        val_fraction: float = 0.0,
+        val_fraction: float = 0.1,
         patience: int = 5,
         seed: int = 0,
         device: str | None = None,
@@ -130,6 +130,8 @@ class ContinualLearner:
         min_val_samples: int = 20,
         mask_unseen_logits: bool = False,
         logit_adjust: float = 1.0,
+        distill_new: float = 0.0,
+        align_weights: bool = False,
     ) -> None:
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}; use one of {STRATEGIES}")
@@ -158,6 +160,8 @@ class ContinualLearner:
         self.min_val_samples = int(min_val_samples)
         self.mask_unseen_logits = bool(mask_unseen_logits)
         self.logit_adjust = float(logit_adjust)
+        self.distill_new = float(distill_new)
+        self.align_weights = bool(align_weights)
         self.momentum = float(momentum)
         self.weight_decay = float(weight_decay)
         self.seed = int(seed)
@@ -200,6 +204,13 @@ class ContinualLearner:
         n_out = self._n_outputs(Xt[:1])
         if max(new_classes) >= n_out or min(new_classes) < 0:
             raise ValueError(f"labels must be in [0, {n_out}) for this model, got {new_classes}")
+        old_classes = sorted(self.seen_classes - set(new_classes))
+        teacher = None
+        if self.distill_new > 0 and old_classes:
+            # the parent's logits for old classes on the new rows (LwF-style, computed once)
+            self.model.eval()
+            teacher = self._logits(Xt)[:, old_classes].clone()
+            old_cols = torch.as_tensor(old_classes, device=dev)
         self.seen_classes.update(new_classes)
         # ER-ACE: the new batch competes only among the classes of this experience
         new_mask = None
@@ -277,6 +288,8 @@ class ContinualLearner:
                         if Lr is not None:
                             w = Lw[ridx]
                             loss = loss + self.distill * (((out_rep - Lr[ridx]) ** 2) * w).sum() / w.sum().clamp_min(1.0)
+                    if teacher is not None:
+                        loss = loss + self.distill_new * F.mse_loss(out_new[:, old_cols], teacher[idx])
                     if ewc_terms is not None:
                         loss = loss + self._ewc_penalty(ewc_terms)
                     opt.zero_grad(set_to_none=True)
@@ -307,6 +320,8 @@ class ContinualLearner:
         if best_state is not None:
             self.model.load_state_dict(best_state)
         self.model.eval()
+        if self.align_weights and old_classes:
+            self._align_head(old_classes, new_classes)
         val_accuracy = self._evaluate(Xv, yv)[1] if n_val else None
 
         if self.ewc > 0:
@@ -378,6 +393,18 @@ class ContinualLearner:
         out = self._logits(X)
         return float(F.cross_entropy(out, y)), float((out.argmax(1) == y).float().mean())
 
+    @torch.no_grad()
+    def _align_head(self, old_classes: list[int], new_classes: list[int]) -> None:
+        """Weight aligning (Zhao et al. 2020): scale new-class rows of the last linear layer
+        so their mean norm matches the old classes' mean norm."""
+        head = layers_of(self.model)[-1]
+        W = getattr(head, "weight", None)
+        if W is None or W.ndim != 2:
+            return
+        norms = W.norm(dim=1)
+        gamma = norms[old_classes].mean() / norms[new_classes].mean().clamp_min(1e-12)
+        W[new_classes] *= gamma
+
     def _ewc_terms(self):
         if self._fisher is None:
             return None
@@ -387,24 +414,30 @@ class ContinualLearner:
     def _ewc_penalty(self, terms) -> torch.Tensor:
         return 0.5 * self.ewc * sum((f * (p - a) ** 2).sum() for p, f, a in terms)
 
-    def _update_fisher(self, X: torch.Tensor, y: torch.Tensor, batch_size: int = 32) -> None:
-        """Online EWC: decayed sum of diagonal empirical Fisher, anchored at the new weights."""
+    def _update_fisher(self, X: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> None:
+        """Online EWC: decayed sum of the diagonal empirical Fisher (mean of squared
+        per-example gradients, via ``torch.func``), anchored at the new weights."""
+        from torch.func import functional_call, grad, vmap
+
         self.model.eval()
-        named = dict(self.model.named_parameters())
+        named = {k: p.detach() for k, p in self.model.named_parameters()}
+        buffers = {k: b.detach() for k, b in self.model.named_buffers()}
+
+        def loss_one(p, x, t):
+            out = functional_call(self.model, (p, buffers), (x.unsqueeze(0),))
+            return F.cross_entropy(out, t.unsqueeze(0))
+
+        per_example = vmap(grad(loss_one), in_dims=(None, 0, 0))
         fisher = {k: torch.zeros_like(p) for k, p in named.items()}
         n = X.shape[0]
         for i in range(0, n, batch_size):
-            self.model.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(self.model(X[i : i + batch_size]), y[i : i + batch_size])
-            loss.backward()
-            for k, p in named.items():
-                if p.grad is not None:
-                    fisher[k] += p.grad.detach() ** 2 * (min(batch_size, n - i) / n)
-        self.model.zero_grad(set_to_none=True)
+            g = per_example(named, X[i : i + batch_size], y[i : i + batch_size])
+            for k in fisher:
+                fisher[k] += (g[k] ** 2).sum(0) / n
         if self._fisher is not None:
             fisher = {k: self.ewc_decay * self._fisher[k] + fisher[k] for k in fisher}
         self._fisher = fisher
-        self._anchor = {k: p.detach().clone() for k, p in named.items()}
+        self._anchor = {k: p.clone() for k, p in named.items()}
 
     def _checkpoint(self, experience: int) -> str:
         os.makedirs(self.checkpoint_dir, exist_ok=True)
