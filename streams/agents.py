@@ -72,53 +72,36 @@ class Profiles:
             tmp.replace(self.path(*key))
 
 
-class TableInputStore(ws.InputStore):
-    """:class:`InputStore` on a Faust table, one key per input, written to changelog partition ``p``."""
+class TableKV:
+    """Mutable-mapping view of one partition's keys (``<prefix><key>``) of a Faust table.
 
-    def __init__(self, table: Any, partition: int, futs: list) -> None:
-        super().__init__()
-        self.table, self.p, self.futs = table, partition, futs
-        prefix = f"j|{partition}|"
-        import heapq
+    Writes update the local store and send a changelog record to partition ``partition``
+    (collected in ``futs``, awaited by the caller before the batch is acknowledged).
+    """
 
-        for k, rec in list(table.data.items()):  # rebuild the expiry index after recovery
-            if isinstance(k, str) and k.startswith(prefix) and rec:
-                heapq.heappush(self._heap, (float(rec["e"]["ts"]), k[len(prefix):]))
-        self.data = _TableView(table, prefix)
+    def __init__(self, table: Any, prefix: str, partition: int) -> None:
+        self.table, self.prefix, self.partition = table, prefix, partition
+        self.futs: list = []
 
-    def bind(self, futs: list) -> None:
-        self.futs = futs
-        self.data.futs = futs
+    def keys(self) -> list[str]:
+        n = len(self.prefix)
+        return [k[n:] for k in list(self.table.data.keys()) if isinstance(k, str) and k.startswith(self.prefix)]
 
-
-class _TableView(dict):
-    """dict-like view of one partition's join keys; writes go to the table and its changelog."""
-
-    def __init__(self, table: Any, prefix: str) -> None:
-        super().__init__()
-        self.table, self.prefix, self.futs = table, prefix, []
-        self.partition = int(prefix.split("|")[1])
-
-    def get(self, k, default=None):
+    def get(self, k: str, default: Any = None) -> Any:
         return self.table.data.get(self.prefix + k, default)
 
-    def __contains__(self, k) -> bool:
-        return (self.prefix + k) in self.table.data
-
-    def __setitem__(self, k, v) -> None:
+    def __setitem__(self, k: str, v: Any) -> None:
         self.table.data[self.prefix + k] = v
         self.futs.append(self.table.send_changelog(self.partition, self.prefix + k, v))
 
-    def pop(self, k, default=None):
+    def pop(self, k: str, default: Any = None) -> Any:
         key = self.prefix + k
-        v = self.table.data.get(key, default)
-        if key in self.table.data:
-            del self.table.data[key]
-            self.futs.append(self.table.send_changelog(self.partition, key, None))
+        if key not in self.table.data:
+            return default
+        v = self.table.data[key]
+        del self.table.data[key]
+        self.futs.append(self.table.send_changelog(self.partition, key, None))
         return v
-
-    def __len__(self) -> int:  # pragma: no cover - diagnostics only
-        return sum(1 for k in self.table.data if isinstance(k, str) and k.startswith(self.prefix))
 
 
 class Worker:
@@ -141,7 +124,7 @@ class Worker:
         self.agg_lock = asyncio.Lock()
         self.sources: dict[int, ws.SourceState] = {}
         self.joinstates: dict[int, ws.JoinState] = {}
-        self.stores: dict[int, TableInputStore] = {}
+        self.stores: dict[int, ws.InputStore] = {}
         self.aggs: dict[str, ws.AggState] = {}
         self.wms: dict[int, ws.Watermarks] = {}
         self.last_seen: dict[int, float] = {}  # source partition -> wall time of its last watermark record
@@ -170,11 +153,11 @@ class Worker:
             st = self.joinstates[p] = ws.JoinState(p, self.state.data.get(f"lb|{p}"))
         return st
 
-    def store(self, p: int, futs: list) -> TableInputStore:
+    def store(self, p: int, futs: list) -> ws.InputStore:
         st = self.stores.get(p)
         if st is None:
-            st = self.stores[p] = TableInputStore(self.joins, p, futs)
-        st.bind(futs)
+            st = self.stores[p] = ws.InputStore(TableKV(self.joins, f"j|{p}|", p))
+        st.kv.futs = futs
         return st
 
     def agg(self, mv: str) -> ws.AggState:
@@ -227,11 +210,15 @@ class Worker:
             async with self.locks[p]:
                 src = self.source(p)
                 valid = []
+                raw_by_offset: dict[int, str] = {}
                 for ev in evs:
                     if ev.message.offset <= src.offset:
                         continue  # already in state (replay after a restart): its dead letter, if any, was sent
                     try:
-                        valid.append((ev.message.offset, parse_input(ev.message.value or b"")))
+                        raw = ev.message.value or b""
+                        valid.append((ev.message.offset, parse_input(raw)))
+                        if self.s.worker.label_join:
+                            raw_by_offset[ev.message.offset] = raw.decode("utf-8")
                     except InvalidRecord as err:
                         await self._dead_letter(name, self.t["inputs_dlq"], ev, err, futs)
                 n_replayed = sum(1 for ev in evs if ev.message.offset <= src.offset)
@@ -265,7 +252,8 @@ class Worker:
                     self.m.event_time_lag.labels(stream="inputs", partition=str(p)).set(time.time() - src.wm)
                 if self.s.worker.label_join and accepted:
                     js = self.joinstate(p)
-                    js.store_inputs(self.store(p, futs), accepted, src.wm)
+                    raws = [raw_by_offset[o] for o, _ in accepted]
+                    js.store_inputs(self.store(p, futs), accepted, src.wm, raws)
                     self._put(f"lb|{p}", js.to_dict(), p, futs)
                 self._put(f"in|{p}", src.to_dict(), p, futs)
                 await self._wait(futs)

@@ -552,40 +552,85 @@ class AggState:
 
 
 class InputStore:
-    """Inputs waiting for their label, by event_id: ``{"e": event dict, "lo": joined label offset or None}``.
+    """Inputs waiting for their label, stored in chunks over a key-value backend.
 
-    This in-memory version is for tests and single-process use; the worker uses one backed by a
-    Faust table (one key per event, so the changelog stays small per write).
+    ``kv`` is any mutable mapping (a dict in tests; a Faust-table view on the worker, where every
+    write is a changelog record).  One key per micro-batch of inputs (``c|<first offset>`` ->
+    ``{"max_ts", "rows": {event_id: [ts, event]}}`` where ``event`` is the raw JSON text or a dict)
+    and one key per joined event (``m|<event_id>`` -> label offset), so the changelog carries a
+    few records per batch, not one per event.  An in-memory index (event_id -> chunk) is rebuilt
+    from ``kv`` when the store is created (after a restart or rebalance).
     """
 
-    def __init__(self) -> None:
-        self.data: dict[str, dict[str, Any]] = {}
-        self._heap: list[tuple[float, str]] = []
-
-    def get(self, event_id: str) -> dict[str, Any] | None:
-        return self.data.get(event_id)
-
-    def put(self, event_id: str, rec: dict[str, Any]) -> None:
-        if event_id not in self.data:
-            import heapq
-
-            heapq.heappush(self._heap, (float(rec["e"]["ts"]), event_id))
-        self.data[event_id] = rec
-
-    def expire(self, horizon: float) -> list[dict[str, Any]]:
-        """Remove and return the records of inputs older than ``horizon`` (event time)."""
+    def __init__(self, kv: "MutableMapping[str, Any] | None" = None, max_chunk: int = 500) -> None:
         import heapq
 
-        out = []
+        self.kv = {} if kv is None else kv
+        self.max_chunk = max_chunk
+        self.index: dict[str, str] = {}
+        self._heap: list[tuple[float, str]] = []
+        for k in list(self.kv.keys()):
+            if k.startswith("c|"):
+                chunk = self.kv.get(k)
+                if chunk:
+                    for eid in chunk["rows"]:
+                        self.index[eid] = k
+                    heapq.heappush(self._heap, (float(chunk["max_ts"]), k))
+
+    def has(self, event_id: str) -> bool:
+        return event_id in self.index
+
+    def add(self, first_offset: int, rows: Sequence[tuple[str, float, Any]]) -> None:
+        """Store (event_id, ts, event) rows received from ``first_offset`` on (idempotent per offset)."""
+        import heapq
+
+        for i in range(0, len(rows), self.max_chunk):
+            part = rows[i : i + self.max_chunk]
+            key = f"c|{first_offset}|{i}"
+            chunk = {"max_ts": max(r[1] for r in part), "rows": {eid: [ts, ev] for eid, ts, ev in part}}
+            self.kv[key] = chunk
+            for eid, _, _ in part:
+                self.index[eid] = key
+            heapq.heappush(self._heap, (float(chunk["max_ts"]), key))
+
+    def get(self, event_id: str) -> tuple[float, Any] | None:
+        key = self.index.get(event_id)
+        if key is None:
+            return None
+        chunk = self.kv.get(key)
+        row = chunk["rows"].get(event_id) if chunk else None
+        return None if row is None else (float(row[0]), row[1])
+
+    def joined(self, event_id: str) -> int | None:
+        v = self.kv.get(f"m|{event_id}")
+        return None if v is None else int(v)
+
+    def mark_joined(self, event_id: str, label_offset: int) -> None:
+        self.kv[f"m|{event_id}"] = int(label_offset)
+
+    def expire(self, horizon: float) -> tuple[int, int]:
+        """Drop chunks whose newest input is older than ``horizon``; returns (expired unjoined, expired joined)."""
+        import heapq
+
+        unjoined = joined = 0
         while self._heap and self._heap[0][0] < horizon:
-            _, k = heapq.heappop(self._heap)
-            rec = self.data.pop(k, None)
-            if rec is not None:
-                out.append(rec)
-        return out
+            _, key = heapq.heappop(self._heap)
+            chunk = self.kv.get(key)
+            if not chunk:
+                continue
+            for eid in chunk["rows"]:
+                if self.index.get(eid) == key:
+                    del self.index[eid]
+                if self.kv.get(f"m|{eid}") is not None:
+                    joined += 1
+                    self.kv.pop(f"m|{eid}", None)
+                else:
+                    unjoined += 1
+            self.kv.pop(key, None)
+        return unjoined, joined
 
     def __len__(self) -> int:
-        return len(self.data)
+        return len(self.index)
 
 
 @dataclass
@@ -631,16 +676,22 @@ class JoinState:
         if k:
             self.counts[name] = self.counts.get(name, 0) + k
 
-    def store_inputs(self, store: "InputStore", batch: Sequence[tuple[int, InferenceEvent]], input_wm: float | None) -> int:
-        """Remember accepted inputs (offset order) for joining; returns how many were stored."""
-        stored = 0
-        for o, e in batch:
-            if o <= self.in_offset:
+    def store_inputs(self, store: "InputStore", batch: Sequence[tuple[int, InferenceEvent]], input_wm: float | None,
+                     raws: Sequence[str] | None = None) -> int:
+        """Remember accepted inputs (offset order) for joining; ``raws``: their JSON text (cheaper than dicts)."""
+        rows = []
+        first = None
+        for i, (o, e) in enumerate(batch):
+            if o <= self.in_offset or store.has(e.event_id):
                 continue
-            if store.get(e.event_id) is None:
-                store.put(e.event_id, {"e": e.to_dict(), "lo": None})
-                stored += 1
-            self.in_offset = o
+            if first is None:
+                first = o
+            rows.append((e.event_id, e.ts, raws[i] if raws is not None else e.to_dict()))
+        if rows:
+            store.add(first, rows)
+        if batch:
+            self.in_offset = max(self.in_offset, batch[-1][0])
+        stored = len(rows)
         if input_wm is not None and (self.input_wm is None or input_wm > self.input_wm):
             self.input_wm = input_wm
         return stored
@@ -687,9 +738,8 @@ class JoinState:
         out.waiting = len(still)
         # expire stored inputs whose label can no longer arrive
         if self.label_wm is not None:
-            for rec in store.expire(self.label_wm - ttl - geom.lateness):
-                if rec["lo"] is None:
-                    out.expired_inputs += 1
+            unjoined, _ = store.expire(self.label_wm - ttl - geom.lateness)
+            out.expired_inputs += unjoined
 
     def _join_one(self, store: "InputStore", o: int, lab: dict, ttl: float, out: JoinOutcome) -> None:
         rec = store.get(lab["event_id"])
@@ -698,17 +748,23 @@ class JoinState:
             return
         self._pair(store, o, lab, rec, ttl, out)
 
-    def _pair(self, store: "InputStore", o: int, lab: dict, rec: dict, ttl: float, out: JoinOutcome) -> None:
-        if rec["lo"] is not None and rec["lo"] != o:
+    def _pair(self, store: "InputStore", o: int, lab: dict, rec: tuple[float, Any], ttl: float, out: JoinOutcome) -> None:
+        from streams.events import parse_input
+
+        eid = lab["event_id"]
+        lo = store.joined(eid)
+        if lo is not None and lo != o:
             out.duplicate += 1
             return
-        e = rec["e"]
-        if float(lab["ts"]) - float(e["ts"]) > ttl:
+        ts, ev = rec
+        if float(lab["ts"]) - ts > ttl:
             out.too_late += 1
             return
-        store.put(lab["event_id"], {**rec, "lo": o})
+        store.mark_joined(eid, o)
         out.matched += 1
-        out.pairs.append(LabelledExample.from_dict({**e, "label": lab["label"]}))
+        e = parse_input(ev) if not isinstance(ev, dict) else parse_input(ev)
+        out.pairs.append(LabelledExample(e.event_id, e.model, e.model_version, e.ts, e.features, lab["label"],
+                                         e.prediction, e.scores, e.entity))
 
     def _accumulate(self, out: JoinOutcome, geom: Geometry, ttl: float, port: EnginePort, get_profile) -> None:
         lwm_before = self.labelled_wm(ttl)
