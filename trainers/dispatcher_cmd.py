@@ -72,18 +72,28 @@ class JobsAdapter:
                 "request_id": req.request_id, "alert_ids": ",".join(req.alert_ids), "kinds": ",".join(req.kinds),
                 "attempt": str(attempt)}
 
-    def submit(self, action: Submit) -> bool:
-        """Submit; returns True when Ray already had this submission id (adopted), raises on other errors."""
-        try:
-            self.client.submit_job(entrypoint=self.entrypoint(action.request, action.submission_id),
-                                   submission_id=action.submission_id, runtime_env=self.runtime_env(),
-                                   metadata=self.metadata(action.request, action.attempt),
-                                   entrypoint_num_cpus=self.entrypoint_num_cpus)
-            return False
-        except Exception as exc:
-            if is_duplicate_submission_error(exc):
-                return True
-            raise
+    def submit(self, action: Submit, tries: int = 3, backoff_s: float = 1.0) -> bool:
+        """Submit; returns True when Ray already had this submission id (adopted), raises on other errors.
+
+        Transient errors (the job agent still starting, a dropped connection) are retried
+        ``tries`` times under the same submission id, so a submit that did reach Ray is
+        adopted, never doubled.
+        """
+        for i in range(tries):
+            try:
+                self.client.submit_job(entrypoint=self.entrypoint(action.request, action.submission_id),
+                                       submission_id=action.submission_id, runtime_env=self.runtime_env(),
+                                       metadata=self.metadata(action.request, action.attempt),
+                                       entrypoint_num_cpus=self.entrypoint_num_cpus)
+                return False
+            except Exception as exc:
+                if is_duplicate_submission_error(exc):
+                    return True
+                if i == tries - 1 or not _transient(exc):
+                    raise
+                log.info("submit of %s failed (%s); retrying", action.submission_id, str(exc).splitlines()[-1:])
+                time.sleep(backoff_s * (i + 1))
+        raise AssertionError("unreachable")
 
     def status(self, sid: str) -> tuple[str, str]:
         info = self.client.get_job_info(sid)
@@ -91,6 +101,12 @@ class JobsAdapter:
 
     def result(self, sid: str) -> dict[str, Any] | None:
         return parse_job_result(self.client.get_job_logs(sid))
+
+
+def _transient(exc: BaseException) -> bool:
+    text = str(exc)
+    return any(m in text for m in ("Server disconnected", "Connection refused", "Max retries exceeded",
+                                   "status code 500", "status code 502", "status code 503", "timed out"))
 
 
 class Dispatcher:

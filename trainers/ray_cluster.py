@@ -50,9 +50,9 @@ class LocalCluster:
         return _pid_alive(self.pid)
 
     def stop(self, timeout_s: float = 30.0) -> None:
-        """Stop the head (and everything it started) and remove its temp dir."""
+        """Stop the head (and everything it started) and remove its temp dir (kept with DRIFTLOOP_KEEP_RAY_LOGS=1)."""
         stop_pid(self.pid, timeout_s)
-        if Path(self.temp_dir).name.startswith("dlray-"):
+        if Path(self.temp_dir).name.startswith("dlray-") and not os.environ.get("DRIFTLOOP_KEEP_RAY_LOGS"):
             shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
