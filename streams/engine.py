@@ -186,7 +186,7 @@ class _ModelState:
         self.warm_err = 0
         self.cusum: BernoulliCusum | None = None
         self.river: dict[str, Any] = {}
-        self.concept_hit = False
+        self.concept_alarms: list[float] = []  # event times of concept alarms not yet seen by a label window
         self.sequential = False  # True once observe_errors fed the event-level detectors
 
 
@@ -455,7 +455,9 @@ class DriftEngine:
             self.stats["label_windows_judged"] += 1
             if not ms.sequential:
                 concept = self._window_cusum(ms, key, start, acc)
-            findings = self._label_findings(ms, acc, p0)
+            hit = any(start <= t < key.end for t in ms.concept_alarms)
+            ms.concept_alarms = [t for t in ms.concept_alarms if t >= key.end]
+            findings = self._label_findings(ms, acc, p0, hit)
             kinds = LABEL_KINDS
         else:
             ms.carry = None
@@ -500,10 +502,11 @@ class DriftEngine:
         if not c.update_counts(acc.n_errors, acc.n_labelled):
             return []
         return self._concept_alarm(ms, key.model, key.model_version, "cusum", self.config.cusum_h, start, key.end,
-                                   acc.n_labelled, {"detector": "cusum", "granularity": "window"})
+                                   acc.n_labelled, {"detector": "cusum", "granularity": "window"}, ts=start)
 
-    def _concept_alarm(self, ms, model, version, name, score, wstart, wend, n, extra) -> list[Alert]:
-        ms.concept_hit = True
+    def _concept_alarm(self, ms, model, version, name, score, wstart, wend, n, extra, ts=None) -> list[Alert]:
+        if ts is not None:
+            ms.concept_alarms.append(float(ts))
         key = self.hyst.key(model, version, "concept_drift", None)
         f = Finding("concept_drift", None, name, float(score), float(self.config.cusum_h if name == "cusum" else score),
                     "critical", None, None, 1.0, {})
@@ -617,7 +620,7 @@ class DriftEngine:
         lp = ms.profile.labels
         return lp.n if lp is not None and lp.n > 0 else ms.warm_n
 
-    def _label_findings(self, ms: _ModelState, acc: WindowAccumulator, p0: float) -> list[Finding]:
+    def _label_findings(self, ms: _ModelState, acc: WindowAccumulator, p0: float, concept_hit: bool) -> list[Finding]:
         n, e = acc.n_labelled, acc.n_errors
         rate = e / n
         p = binomial_increase(p0, e, n)
@@ -628,10 +631,9 @@ class DriftEngine:
                 metrics["reference_ece"] = ms.profile.reference_ece
         test = FeatureTest("performance", None, [Component("error_rate", p, {"error_rate": rate - p0})], metrics)
         findings = select_findings([test], self.config.fdr_alpha, self.config.thresholds)
-        if ms.concept_hit:
-            # keep the concept-drift track "drifting" while its detectors keep alarming
+        if concept_hit:
+            # the concept-drift track stays "drifting" while its detectors keep alarming in its windows
             findings.append(Finding("concept_drift", None, "cusum", 0.0, self.config.cusum_h, "critical", None, None, 0.0, {}))
-            ms.concept_hit = False
         return findings
 
     def observe_errors(
@@ -679,7 +681,7 @@ class DriftEngine:
                 "detected_event_id": None if event_ids is None else event_ids[pos],
             }
             alerts += self._concept_alarm(ms, ms.profile.model, ms.profile.model_version, name, score, wstart,
-                                          wstart + cfg.window_seconds, pos - start + 1, extra)
+                                          wstart + cfg.window_seconds, pos - start + 1, extra, ts=ts[pos])
         return alerts
 
     # ------------------------------------------------------------------ introspection and state
@@ -708,7 +710,7 @@ class DriftEngine:
                 "warm_n": ms.warm_n,
                 "warm_err": ms.warm_err,
                 "cusum": None if ms.cusum is None else ms.cusum.state_dict(),
-                "concept_hit": ms.concept_hit,
+                "concept_alarms": ms.concept_alarms,
                 "sequential": ms.sequential,
             }
         st = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in self.stats.items()}
@@ -733,7 +735,7 @@ class DriftEngine:
             ms.lcarry = None if m["lcarry"] is None else (float(m["lcarry"][0]), WindowAccumulator.from_dict(m["lcarry"][1]))
             ms.warm_n, ms.warm_err = int(m["warm_n"]), int(m["warm_err"])
             ms.cusum = None if m["cusum"] is None else BernoulliCusum.from_state(m["cusum"])
-            ms.concept_hit = bool(m.get("concept_hit", False))
+            ms.concept_alarms = [float(t) for t in m.get("concept_alarms", [])]
             ms.sequential = bool(m.get("sequential", False))
         self.hyst.load_state_dict(d.get("hysteresis", {}))
         self.stats = defaultdict(int)

@@ -417,9 +417,17 @@ def events_to_frame(rows: Iterable[InferenceEvent | LabelledExample | Mapping[st
     records = []
     for r in rows:
         if isinstance(r, (InferenceEvent, LabelledExample)):
-            d = r.to_dict()
-        else:
-            d = dict(r)
+            rec = {"event_id": r.event_id, "model": r.model, "model_version": r.model_version, "ts": r.ts}
+            rec.update(r.features)
+            if r.prediction is not None:
+                rec["prediction"] = r.prediction
+            if r.scores is not None:
+                rec["scores"] = list(r.scores)
+            if isinstance(r, LabelledExample):
+                rec["label"] = r.label
+            records.append(rec)
+            continue
+        d = dict(r)
         rec: dict[str, Any] = {k: d.get(k) for k in ("event_id", "model", "model_version", "ts") if k in d}
         feats = d.get("features")
         if isinstance(feats, Mapping):

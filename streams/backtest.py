@@ -1,0 +1,303 @@
+"""``driftloop backtest``: replay input (and label) files through the drift engine.
+
+Reads inference inputs (JSONL, one event per line), optionally labels (JSONL, joined
+to the inputs by ``event_id``), replays them in event-time order through the same
+:class:`streams.engine.DriftEngine` the Kafka worker runs, and writes one alert per
+line (DESIGN.md schema).  A bad line is reported on stderr with its line number and
+skipped.  Without ``--reference``, the first ``drift.reference_events`` events of
+each (model, version), in event-time order, become its reference and are not
+replayed.  A summary goes to stderr.
+
+Large files: a first pass validates every line and keeps only (event time, byte
+offset); the second pass reads the events again in event-time order, in chunks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Iterator, TextIO
+
+import numpy as np
+
+CHUNK = 5000
+#: Up to this many parsed events stay in memory between the two passes; beyond, the second pass re-reads.
+KEEP_IN_MEMORY = 200_000
+PROGRESS_MIN_EVENTS = 100_000
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--reference", action="append", metavar="PROFILE.json",
+                        help="reference profile (repeat for several model versions); default: the first "
+                             "drift.reference_events events of each model version")
+    parser.add_argument("--inputs", required=True, metavar="INPUTS.jsonl", help="inference inputs, one JSON event per line")
+    parser.add_argument("--labels", metavar="LABELS.jsonl", help="labels, one JSON object per line, joined by event_id")
+    parser.add_argument("--out", required=True, metavar="ALERTS.jsonl", help="where to write the alerts ('-' for stdout)")
+    parser.add_argument("--window-seconds", type=float, help="window length in event-time seconds (default: config, 60)")
+    parser.add_argument("--hop-seconds", type=float, help="hop for hopping windows (default: tumbling)")
+    parser.add_argument("--min-samples", type=int, help="events a window needs for a verdict (default: config, 500)")
+    parser.add_argument("--reference-events", type=int, help="events per model version for a reference built from the inputs")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _drift_config(args: argparse.Namespace):
+    from streams.config import load_file, section
+    from streams.engine import DriftConfig
+
+    raw = load_file(getattr(args, "config", None))
+    sect = dict(raw.get("drift") or {})
+    for opt, key in (("window_seconds", "window_seconds"), ("hop_seconds", "hop_seconds"),
+                     ("min_samples", "min_samples"), ("reference_events", "reference_events")):
+        val = getattr(args, opt, None)
+        if val is not None:
+            sect[key] = val
+    return section(DriftConfig, sect, "drift")
+
+
+def _lines(path: Path) -> Iterator[tuple[int, int, bytes]]:
+    """(line number, byte offset, raw line) of a file."""
+    with path.open("rb") as fh:
+        offset = 0
+        for lineno, raw in enumerate(fh, 1):
+            yield lineno, offset, raw
+            offset += len(raw)
+
+
+def scan_inputs(
+    path: Path, err: TextIO, bad_limit: int = 100, keep_limit: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, list | None]:
+    """First pass: validate every line.
+
+    Returns (event times, byte offsets, line numbers) of the good lines, the bad count, and the
+    parsed events themselves when there are at most ``keep_limit`` of them (else None: re-read).
+    """
+    from streams.events import InvalidRecord, parse_input
+
+    kept: list | None = []
+    ts: list[float] = []
+    offs: list[int] = []
+    nums: list[int] = []
+    bad = 0
+    for lineno, off, raw in _lines(path):
+        if not raw.strip():
+            continue
+        try:
+            ev = parse_input(raw)
+        except InvalidRecord as exc:
+            bad += 1
+            if bad <= bad_limit:
+                print(f"{path}:{lineno}: skipped ({exc.reason}): {exc}", file=err)
+            elif bad == bad_limit + 1:
+                print(f"{path}: more bad lines; only the first {bad_limit} are listed", file=err)
+            continue
+        ts.append(ev.ts)
+        offs.append(off)
+        nums.append(lineno)
+        if kept is not None:
+            kept.append(ev)
+            if len(kept) > keep_limit:
+                kept = None
+    return np.asarray(ts, float), np.asarray(offs, np.int64), np.asarray(nums, np.int64), bad, kept
+
+
+def read_labels(path: Path, err: TextIO, bad_limit: int = 100) -> tuple[dict[str, Any], int]:
+    """event_id -> LabelEvent (the last label of an event wins), and the number of bad lines."""
+    from streams.events import InvalidRecord, parse_label
+
+    labels: dict[str, Any] = {}
+    bad = 0
+    for lineno, _off, raw in _lines(path):
+        if not raw.strip():
+            continue
+        try:
+            lab = parse_label(raw)
+        except InvalidRecord as exc:
+            bad += 1
+            if bad <= bad_limit:
+                print(f"{path}:{lineno}: skipped ({exc.reason}): {exc}", file=err)
+            continue
+        labels[lab.event_id] = lab
+    return labels, bad
+
+
+def replay(
+    inputs: Path,
+    out: TextIO,
+    config,
+    profiles: list | None = None,
+    labels_path: Path | None = None,
+    err: TextIO = sys.stderr,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Replay ``inputs`` (and labels) through a fresh engine; write alerts to ``out``; return the summary."""
+    from streams.engine import DriftEngine
+    from streams.events import LabelledExample, parse_input
+    from streams.profile import build_profile
+
+    ts, offs, nums, bad_inputs, kept = scan_inputs(inputs, err, keep_limit=KEEP_IN_MEMORY)
+    labels, bad_labels = read_labels(labels_path, err) if labels_path else ({}, 0)
+    order = np.argsort(ts, kind="stable")
+    engine = DriftEngine(config, profiles or [])
+    summary: dict[str, Any] = {
+        "events_read": int(len(ts)),
+        "bad_input_lines": bad_inputs,
+        "labels_read": len(labels),
+        "bad_label_lines": bad_labels,
+        "labelled_joined": 0,
+        "label_model_mismatch": 0,
+    }
+    building: dict[tuple[str, str], list] = defaultdict(list)  # (model, version) -> reference events so far
+    have_ref = {(p.model, p.model_version) for p in (profiles or [])}
+    references_built: dict[str, Any] = {}
+    alerts_written = 0
+
+    def emit(alerts) -> None:
+        nonlocal alerts_written
+        for a in alerts:
+            out.write(a.to_json() + "\n")
+            alerts_written += 1
+
+    def to_labelled(evs):
+        exs = []
+        for e in evs:
+            lab = labels.get(e.event_id)
+            if lab is None:
+                continue
+            if lab.model != e.model or (lab.model_version is not None and lab.model_version != e.model_version):
+                summary["label_model_mismatch"] += 1
+                continue
+            exs.append(LabelledExample(e.event_id, e.model, e.model_version, e.ts, e.features, lab.label,
+                                       e.prediction, e.scores, e.entity))
+        return exs
+
+    def make_reference(key, evs, note: str) -> None:
+        exs = {x.event_id: x for x in to_labelled(evs)}
+        rows = [exs.get(e.event_id, e) for e in evs]
+        prof = build_profile(rows, key[0], key[1], n_bins=config.n_bins, fine_bins=config.fine_bins,
+                             top_k=config.top_k, source=f"backtest: {note}")
+        engine.set_profile(prof)
+        have_ref.add(key)
+        references_built[f"{key[0]} v{key[1]}"] = {"id": prof.id, "n": prof.n, "note": note}
+        print(f"reference for {key[0]} v{key[1]}: built from {note} ({prof.n} events, id {prof.id})", file=err)
+
+    bar = None
+    if progress and len(order) >= PROGRESS_MIN_EVENTS:
+        try:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(order), unit="ev", file=err, desc="backtest", mininterval=0.5)
+        except ImportError:  # pragma: no cover
+            bar = None
+    with inputs.open("rb") as fh:
+        for c0 in range(0, len(order), CHUNK):
+            sel = order[c0 : c0 + CHUNK]
+            if kept is not None:
+                batch = [kept[i] for i in sel]
+            else:
+                batch = []
+                for off in offs[sel]:
+                    fh.seek(int(off))
+                    batch.append(parse_input(fh.readline()))
+            replayed = []
+            for e in batch:
+                key = (e.model, e.model_version)
+                if key in have_ref:
+                    replayed.append(e)
+                    continue
+                buf = building[key]
+                buf.append(e)
+                if len(buf) >= config.reference_events:
+                    make_reference(key, buf, f"the first {len(buf)} events of the inputs (not replayed)")
+                    del building[key]
+            if replayed:
+                emit(engine.ingest(replayed))
+                exs = to_labelled(replayed)
+                summary["labelled_joined"] += len(exs)
+                if exs:
+                    emit(engine.ingest_labelled(exs))
+            if bar is not None:
+                bar.update(len(sel))
+    if bar is not None:
+        bar.close()
+    emit(engine.flush())
+    for key, buf in building.items():
+        print(f"{key[0]} v{key[1]}: only {len(buf)} events, fewer than reference_events={config.reference_events}; "
+              "not judged (pass --reference or lower --reference-events)", file=err)
+    st = engine.stats
+    summary.update(
+        events_replayed=int(st.get("events", 0)),
+        windows_judged=int(st.get("windows_judged", 0)),
+        insufficient_windows=int(st.get("windows_insufficient", 0)),
+        label_windows_judged=int(st.get("label_windows_judged", 0)),
+        insufficient_label_windows=int(st.get("label_windows_insufficient", 0)),
+        late_events=int(st.get("late_events", 0)),
+        events_without_reference=int(st.get("no_reference", 0)),
+        alerts=alerts_written,
+        alerts_by_kind=dict(st.get("alerts_by_kind", {})),
+        alerts_cleared=int(st.get("alerts_cleared", 0)),
+        references_built=references_built,
+    )
+    return summary
+
+
+def print_summary(summary: dict[str, Any], err: TextIO) -> None:
+    kinds = ", ".join(f"{k} {v}" for k, v in sorted(summary["alerts_by_kind"].items())) or "none"
+    lines = [
+        f"events read: {summary['events_read']} (bad lines skipped: {summary['bad_input_lines']}), "
+        f"replayed: {summary['events_replayed']}",
+    ]
+    if summary["labels_read"] or summary["bad_label_lines"]:
+        lines.append(f"labels read: {summary['labels_read']} (bad lines skipped: {summary['bad_label_lines']}), "
+                     f"joined to inputs: {summary['labelled_joined']}")
+    lines.append(f"windows judged: {summary['windows_judged']}, insufficient windows: {summary['insufficient_windows']}")
+    if summary["label_windows_judged"] or summary["insufficient_label_windows"]:
+        lines.append(f"label windows judged: {summary['label_windows_judged']}, "
+                     f"insufficient: {summary['insufficient_label_windows']}")
+    if summary["events_without_reference"]:
+        lines.append(f"events without a reference (not judged): {summary['events_without_reference']}")
+    lines.append(f"alerts: {summary['alerts']} ({kinds}); cleared: {summary['alerts_cleared']}")
+    print("\n".join(lines), file=err)
+
+
+def run(args: argparse.Namespace) -> int:
+    from streams.config import ConfigError
+    from streams.profile import ProfileError, ReferenceProfile
+
+    err = sys.stderr
+    try:
+        config = _drift_config(args)
+    except (ConfigError, ValueError, TypeError) as exc:
+        print(f"backtest: bad configuration: {exc}", file=err)
+        return 2
+    inputs = Path(args.inputs)
+    if not inputs.is_file():
+        print(f"backtest: inputs file {inputs} does not exist", file=err)
+        return 2
+    labels = Path(args.labels) if args.labels else None
+    if labels is not None and not labels.is_file():
+        print(f"backtest: labels file {labels} does not exist", file=err)
+        return 2
+    profiles = []
+    for ref in args.reference or []:
+        try:
+            profiles.append(ReferenceProfile.load(ref))
+        except ProfileError as exc:
+            print(f"backtest: {exc}", file=err)
+            return 2
+    if not profiles:
+        print(f"backtest: no --reference given; each model version's reference is built from its first "
+              f"{config.reference_events} events (in event-time order), which are not replayed", file=err)
+    out_path = args.out
+    if out_path == "-":
+        summary = replay(inputs, sys.stdout, config, profiles, labels, err, progress=not args.quiet)
+    else:
+        Path(out_path).parent.mkdir(parents=True, exist_ok=True)
+        with open(out_path, "w", encoding="utf-8") as out:
+            summary = replay(inputs, out, config, profiles, labels, err, progress=not args.quiet)
+    print_summary(summary, err)
+    if args.verbose:
+        print(json.dumps(summary, sort_keys=True), file=err)
+    return 0
