@@ -274,8 +274,6 @@ def test_prometheus_config_parses_and_scrapes_the_worker_port() -> None:
         assert t.split(":")[0] in compose["services"], f"scrape target {t} is not a compose service"
 
 
-@pytest.mark.xfail(strict=True, reason="docker-compose ray-head starts Ray without --metrics-export-port=8080, "
-                                        "so Prometheus's ray-head:8080 target answers nothing (see infra/README.md)")
 def test_compose_ray_head_exports_metrics_where_prometheus_scrapes() -> None:
     prom = yaml.safe_load(PROMETHEUS.read_text(encoding="utf-8"))
     ray_targets = [t for j in prom["scrape_configs"] for sc in j.get("static_configs", []) for t in sc["targets"]
