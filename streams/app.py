@@ -121,6 +121,8 @@ def make_app(raw_config: Mapping[str, Any] | None = None, *, parity_step: Any = 
         producer_linger_ms=w.producer_linger_ms,
         producer_max_request_size=4_000_000,
         broker_commit_every=10_000,
+        broker_session_timeout=w.session_timeout_s,
+        broker_heartbeat_interval=max(1.0, w.session_timeout_s / 4),
         broker_commit_interval=1.0,
         stream_buffer_maxsize=max(4096, 2 * w.batch_size),
         autodiscover=False,

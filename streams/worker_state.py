@@ -83,6 +83,7 @@ class WorkerConfig:
     max_rows_per_message: int = 500
     producer_linger_ms: int = 5
     lag_interval_s: float = 5.0
+    session_timeout_s: float = 10.0  # a killed worker's partitions move to the others after this long
     retrain: dict = field(default_factory=dict)  # RetrainPolicyConfig fields
 
     def lateness(self, drift_allowed_lateness: float | None) -> float:
@@ -645,6 +646,7 @@ class JoinOutcome:
     skipped: int = 0
     records: list[tuple[str, dict]] = field(default_factory=list)  # (mv key, partial record) of closed labelled windows
     late_pairs: int = 0
+    pair_wm: list = field(default_factory=list)  # labelled watermark before each pair (lateness is per pair)
     watermark: float | None = None  # labelled-window watermark (input event time) of this partition
 
 
@@ -715,10 +717,12 @@ class JoinState:
         fresh = [(o, lab) for o, lab in batch if o > self.offset]
         out.skipped = len(batch) - len(fresh)
         for o, lab in fresh:
+            self._lwm = self.labelled_wm(ttl)  # lateness of this label's pair is judged before it moves the watermark
             if self.label_wm is None or lab.ts > self.label_wm:
                 self.label_wm = lab.ts
             self._join_one(store, o, lab.to_dict(), ttl, out)
             self.offset = o
+        self._lwm = self.labelled_wm(ttl)
         self.retry(store, geom, ttl, out)
         self._accumulate(out, geom, ttl, port, get_profile)
         return out
@@ -765,11 +769,17 @@ class JoinState:
         e = parse_input(ev) if not isinstance(ev, dict) else parse_input(ev)
         out.pairs.append(LabelledExample(e.event_id, e.model, e.model_version, e.ts, e.features, lab["label"],
                                          e.prediction, e.scores, e.entity))
+        out.pair_wm.append(getattr(self, "_lwm", None))
 
     def _accumulate(self, out: JoinOutcome, geom: Geometry, ttl: float, port: EnginePort, get_profile) -> None:
-        lwm_before = self.labelled_wm(ttl)
+        lwm_before = None
         by_mv: dict[str, list[LabelledExample]] = {}
-        for ex in out.pairs:
+        for ex, lwm in zip(out.pairs, out.pair_wm):
+            if lwm is not None and geom.closed(float(geom.last_end(np.array([ex.ts]))[0]), lwm):
+                out.late_pairs += 1  # its window had closed before the label came: training data, not judged
+                continue
+            if lwm is not None and (lwm_before is None or lwm < lwm_before):
+                lwm_before = lwm
             by_mv.setdefault(mv_key(ex.model, ex.model_version), []).append(ex)
         for mv, exs in by_mv.items():
             m, v = mv.split("|", 1)
@@ -781,8 +791,7 @@ class JoinState:
             for key, acc in port.accumulate_labelled(profile, exs).items():
                 w = win_str(key.start, key.end)
                 if geom.closed(key.end, lwm_before):
-                    out.late_pairs += int(getattr(acc, "n_labelled", 0) or 0)
-                    continue
+                    continue  # hopping windows: this one had closed (the pair counts in its later windows)
                 entry = windows.get(w)
                 if entry is None:
                     windows[w] = {"n": int(acc.n_labelled), "acc": acc.to_dict()}

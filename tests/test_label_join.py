@@ -1,0 +1,112 @@
+"""Label join (streams/worker_state.JoinState + InputStore): pure, no Kafka."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from streams import worker_state as ws
+from streams.engine import DriftConfig
+from streams.events import LabelEvent, parse_input
+from streams.profile import build_profile
+from streams.sample import SampleTraffic
+
+GEOM = ws.Geometry(10.0, 10.0, 0.0)
+TTL = 120.0
+
+
+@pytest.fixture(scope="module")
+def setup():
+    prof = build_profile([parse_input(e) for e in SampleTraffic(seed=123).events(3000)], "fraud", "1")
+    return ws.engine_port(DriftConfig(window_seconds=10, min_samples=50)), prof
+
+
+def labels_for(events, delay=30.0, seed=0):
+    tr = SampleTraffic(seed=seed)
+    return [LabelEvent(d["event_id"], d["model"], d["ts"], d["label"]) for d in tr.labels(events, delay_s=delay)]
+
+
+def test_out_of_order_labels_after_their_inputs_are_joined(setup):
+    port, prof = setup
+    events = SampleTraffic(seed=1).events(1000)
+    store, js = ws.InputStore(), ws.JoinState(0)
+    js.store_inputs(store, [(i, parse_input(e)) for i, e in enumerate(events)], events[-1]["ts"],
+                    raws=[json.dumps(e) for e in events])
+    labs = labels_for(events[::2])
+    random.Random(3).shuffle(labs)
+    out = js.ingest_labels(store, list(enumerate(labs)), GEOM, TTL, port, lambda m, v: prof)
+    assert out.matched == len(labs) == len(out.pairs)
+    assert {p.event_id for p in out.pairs} == {e["event_id"] for e in events[::2]}
+    by_id = {e["event_id"]: e for e in events}
+    for p in out.pairs[:20]:
+        assert p.features == by_id[p.event_id]["features"] and p.model_version == "1"
+
+
+def test_label_before_its_input_waits_then_joins(setup):
+    port, prof = setup
+    ev = SampleTraffic(seed=2).events(5)
+    store, js = ws.InputStore(), ws.JoinState(0)
+    lab = labels_for(ev[:1])[0]
+    out = js.ingest_labels(store, [(0, lab)], GEOM, TTL, port, lambda m, v: prof)
+    assert out.matched == 0 and out.waiting == 1 and out.unknown == 0
+    js.store_inputs(store, [(i, parse_input(e)) for i, e in enumerate(ev)], ev[-1]["ts"])
+    out = js.ingest_labels(store, [], GEOM, TTL, port, lambda m, v: prof)
+    assert out.matched == 1 and out.pairs[0].event_id == ev[0]["event_id"]
+
+
+def test_unknown_label_is_counted_once_inputs_have_passed_it(setup):
+    port, prof = setup
+    events = SampleTraffic(seed=3).events(200)
+    store, js = ws.InputStore(), ws.JoinState(0)
+    js.store_inputs(store, [(i, parse_input(e)) for i, e in enumerate(events[:10])], events[9]["ts"])
+    ghost = LabelEvent("ghost", "fraud", events[50]["ts"], 1.0)
+    out = js.ingest_labels(store, [(0, ghost)], GEOM, TTL, port, lambda m, v: prof)
+    assert out.unknown == 0 and out.waiting == 1  # inputs have not reached its time yet: it may still come
+    js.store_inputs(store, [(i, parse_input(e)) for i, e in enumerate(events) if i >= 10], events[-1]["ts"])
+    out = js.ingest_labels(store, [], GEOM, TTL, port, lambda m, v: prof)
+    assert out.unknown == 1 and out.waiting == 0
+    assert js.counts["unknown"] == 1
+
+
+def test_duplicate_label_is_counted_but_a_replayed_one_is_not(setup):
+    port, prof = setup
+    events = SampleTraffic(seed=4).events(10)
+    store, js = ws.InputStore(), ws.JoinState(0)
+    js.store_inputs(store, [(i, parse_input(e)) for i, e in enumerate(events)], events[-1]["ts"])
+    lab = labels_for(events[:1])[0]
+    saved = json.loads(json.dumps(js.to_dict()))
+    out = js.ingest_labels(store, [(0, lab)], GEOM, TTL, port, lambda m, v: prof)
+    assert out.matched == 1
+    # crash before the join state was saved: the same label offset comes again -> joined again, not a duplicate
+    again = ws.JoinState(0, saved).ingest_labels(store, [(0, lab)], GEOM, TTL, port, lambda m, v: prof)
+    assert again.matched == 1 and again.duplicate == 0
+    dup = js.ingest_labels(store, [(1, lab)], GEOM, TTL, port, lambda m, v: prof)
+    assert dup.duplicate == 1 and dup.matched == 0
+
+
+def test_inputs_without_labels_expire_after_the_ttl_and_the_store_stays_bounded(setup):
+    port, prof = setup
+    events = SampleTraffic(seed=5).events(3000)  # 60 s
+    store, js = ws.InputStore(max_chunk=100), ws.JoinState(0)
+    for i in range(0, len(events), 500):
+        part = events[i : i + 500]
+        js.store_inputs(store, [(i + j, parse_input(e)) for j, e in enumerate(part)], part[-1]["ts"])
+    late = LabelEvent(events[-1]["event_id"], "fraud", events[-1]["ts"] + 30 + 20, 0.0)
+    out = js.ingest_labels(store, [(0, late)], ws.Geometry(10, 10, 0), 10.0, port, lambda m, v: prof)
+    assert out.expired_inputs > 0 and len(store) < len(events)
+    assert out.too_late == 1  # its label came 50 s after the input, the TTL is 10 s
+
+
+def test_labelled_windows_close_on_the_label_watermark_and_carry_error_counts(setup):
+    port, prof = setup
+    events = SampleTraffic(seed=6).events(2000)  # 40 s
+    store, js = ws.InputStore(), ws.JoinState(0)
+    js.store_inputs(store, [(i, parse_input(e)) for i, e in enumerate(events)], events[-1]["ts"])
+    labs = labels_for(events, delay=5.0)
+    out = js.ingest_labels(store, list(enumerate(labs)), GEOM, 10.0, port, lambda m, v: prof)
+    parts = [r for _, r in out.records if r["stream"] == ws.LABELS]
+    assert parts and all(r["acc"]["n_labelled"] == r["n"] for r in parts)
+    # label watermark = last label ts; windows whose end + TTL is behind it are closed
+    assert all(ws.win_parse(r["window"])[1] + 10.0 <= labs[-1].ts for r in parts)
