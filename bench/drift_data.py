@@ -86,12 +86,16 @@ class Stream:
 
 def river_frame(dataset, n: int, categorical: tuple[str, ...] = ()) -> pd.DataFrame:
     """First ``n`` inputs of a River dataset as a DataFrame (``categorical`` columns as str)."""
-    rows = [x for x, _ in itertools.islice(dataset, n)]
-    df = pd.DataFrame.from_records(rows)
-    df.columns = [f"x{c}" if isinstance(c, (int, np.integer)) else str(c) for c in df.columns]
-    for c in df.columns:
-        df[c] = df[c].astype(str) if c in categorical else df[c].astype(np.float64)
-    return df
+    it = iter(dataset)
+    parts = []
+    for a in range(0, n, 50_000):  # in chunks: a million dicts at once would take gigabytes
+        rows = [x for x, _ in itertools.islice(it, min(50_000, n - a))]
+        df = pd.DataFrame.from_records(rows)
+        df.columns = [f"x{c}" if isinstance(c, (int, np.integer)) else str(c) for c in df.columns]
+        for c in df.columns:
+            df[c] = df[c].astype(str) if c in categorical else df[c].astype(np.float64)
+        parts.append(df)
+    return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
 
 
 def river_xy(dataset, n: int) -> tuple[pd.DataFrame, np.ndarray]:
@@ -328,6 +332,8 @@ def hyperplane_shift(transform: str, kind: str, seed: int, lay: Layout) -> Strea
     mask = drift_mask(len(data), lay.start(), w, rng)
     if transform == "mean_shift":
         data, note = mean_shift(data, ref, cols, mask, 0.3), "+0.3 reference sd on 3 of 20 features"
+    elif transform == "small_shift":
+        data, note = mean_shift(data, ref, cols, mask, 0.2), "+0.2 reference sd on 3 of 20 features (PSI < 0.1)"
     else:
         data, note = scale_change(data, ref, cols, mask, 1.5), "spread x1.5 on 3 of 20 features"
     return Stream(f"hyperplane_{transform}/{kind}/s{seed}", f"hyperplane_{transform}", kind,
@@ -351,6 +357,9 @@ def real_shift(table: str, transform: str, kind: str, seed: int, lay: Layout) ->
     if transform == "mean_shift":
         cols = sorted(rng.choice(eligible_numeric(base), size=3, replace=False).tolist())
         data, note = mean_shift(data, ref, cols, mask, 0.5), "+0.5 reference sd on 3 numeric features"
+    elif transform == "small_shift":
+        cols = sorted(rng.choice(eligible_numeric(base), size=3, replace=False).tolist())
+        data, note = mean_shift(data, ref, cols, mask, 0.25), "+0.25 reference sd on 3 numeric features"
     elif transform == "scale":
         cols = sorted(rng.choice(eligible_numeric(base), size=3, replace=False).tolist())
         data, note = scale_change(data, ref, cols, mask, 1.5), "spread x1.5 around the mean on 3 numeric features"
@@ -428,11 +437,12 @@ def drift_scenarios() -> list[tuple[str, Callable[[int, Layout], Stream]]]:
     for kind in ("abrupt", "gradual"):
         out.append((f"agrawal_perturbation/{kind}", lambda s, l, k=kind: agrawal_perturbation(k, s, l)))
     out.append(("agrawal_category/abrupt", lambda s, l: agrawal_category("abrupt", s, l)))
-    for tr, kinds in (("mean_shift", ("abrupt", "gradual")), ("scale", ("abrupt",))):
+    for tr, kinds in (("mean_shift", ("abrupt", "gradual")), ("small_shift", ("abrupt", "gradual")), ("scale", ("abrupt",))):
         for kind in kinds:
             out.append((f"hyperplane_{tr}/{kind}", lambda s, l, t=tr, k=kind: hyperplane_shift(t, k, s, l)))
     for table in ("breast_cancer", "segments"):
-        for tr, kinds in (("mean_shift", ("abrupt", "gradual")), ("scale", ("abrupt",)), ("category", ("abrupt", "gradual"))):
+        small = (("small_shift", ("abrupt",)),) if table == "breast_cancer" else ()
+        for tr, kinds in (("mean_shift", ("abrupt", "gradual")),) + small + (("scale", ("abrupt",)), ("category", ("abrupt", "gradual"))):
             for kind in kinds:
                 out.append((f"{table}_{tr}/{kind}", lambda s, l, t=table, r=tr, k=kind: real_shift(t, r, k, s, l)))
     return out

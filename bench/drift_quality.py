@@ -368,7 +368,7 @@ def _pct(t: tuple[int, int]) -> str:
 
 
 def markdown(summary: dict, rows: list[dict], meta: dict) -> str:
-    lines = [f"# drift_quality ({meta['mode']})", "",
+    lines = [f"# drift_quality ({meta['mode']}{', subset of detectors' if meta.get('only') else ''})", "",
              f"Command: `{meta['command']}`  ", f"Window: {meta['window']} events per event-time window "
              f"(engine window {meta['engine'].get('window_seconds', '?')} s); written {meta['written_at']}; "
              f"run took {meta['seconds']:.0f} s.", "",
@@ -500,10 +500,14 @@ def main(argv: list[str] | None = None) -> int:
             "generation_seconds": round(gen_seconds, 1),
             "command": ".venv/bin/python bench/drift_quality.py" + ("" if args.mode == "quick" else f" --{args.mode}"),
             "written_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "skipped": skipped,
-            "stream_table": list(stream_table.values()), "plan": plan.__dict__}
+            "stream_table": list(stream_table.values()), "plan": plan.__dict__, "only": args.only}
     meta["goals"] = goals(summary, "driftloop (default config)")
     payload = {"name": NAME, "meta": meta, "summary": summary, "rows": rows}
-    jp, mp = write_results(NAME, payload, markdown(summary, rows, meta), args.out_dir)
+    name = NAME
+    if args.only:  # a subset of detectors does not overwrite the full table
+        name = f"{NAME}_{args.mode}_only_" + "_".join("".join(ch for ch in k.lower() if ch.isalnum()) for k in args.only.split(","))
+        meta["command"] += f" --only {args.only}"
+    jp, mp = write_results(name, payload, markdown(summary, rows, meta), args.out_dir)
     print(mp.read_text())
     print(f"wrote {jp} and {mp}", file=sys.stderr)
     return 0

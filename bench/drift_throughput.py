@@ -245,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     env = common.environment()
     lines = [f"# drift_throughput ({args.mode})", "", f"Command: `{meta['command']}`  ",
              f"{F} numeric features, micro-batches of {B} events, windows of {args.window} events; one thread "
-             f"(OMP/MKL/OPENBLAS_NUM_THREADS=1, OPENBLAS_CORETYPE={env.get('OPENBLAS_CORETYPE')}); {plan.rounds} "
+             f"(OMP/MKL/OPENBLAS_NUM_THREADS=1, OPENBLAS_CORETYPE={env.get('OPENBLAS_CORETYPE') or 'unset'}); {plan.rounds} "
              f"interleaved rounds, median. CPU: {env.get('cpu')}. Written {meta['written_at']}; run took "
              f"{meta['seconds']:.0f} s. Rates per CPU second of the bench process (per core); wall-clock rates "
              "in the JSON.", "",
