@@ -117,6 +117,10 @@ class ViewSpec:
     features: tuple[str, ...]
 
     @property
+    def single_string_key(self) -> bool:
+        return len(self.join_keys) == 1 and self.key_types[0] == "string"
+
+    @property
     def refs(self) -> list[str]:
         return [f"{self.name}:{f}" for f in self.features]
 
@@ -135,8 +139,8 @@ class LookupStats:
     calls: int = 0  # lookup() calls
     store_calls: int = 0  # get_online_features calls
     rows_requested: int = 0  # entity rows asked of the store
-    cache_hits: int = 0
-    cache_misses: int = 0
+    cache_hits: int = 0  # distinct entity keys per batch and view found in the cache
+    cache_misses: int = 0  # ... and fetched from the store
     failures: int = 0
     timeouts: int = 0
     skipped: int = 0  # lookups answered "unavailable" without asking (back-off or busy)
@@ -214,40 +218,54 @@ class FeastOnlineClient:
         if spec is None:
             return [None] * len(entities)
         t0 = time.perf_counter()
-        rows: list[dict[str, Any] | None] = [None] * len(entities)
+        n = len(entities)
+        # per view: the key of every event, then one cache probe per distinct key
+        keys_by_view: list[list[tuple | None]] = []
+        found: dict[str, dict[tuple, dict[str, Any]]] = {}
         wanted: dict[str, dict[tuple, None]] = {}
-        keys_of: list[list[tuple[ViewSpec, tuple] | None]] = []
-        for ent in entities:
-            per_view: list[tuple[ViewSpec, tuple] | None] = []
-            for view in spec.views:
-                key = _key(view, ent)
-                per_view.append(None if key is None else (view, key))
-                if key is not None and self._cache.get((view.name, key)) is TTLCache.MISS:
-                    wanted.setdefault(view.name, {})[key] = None
-            keys_of.append(per_view)
-        n_missing = sum(len(v) for v in wanted.values())
-        fetched: dict[tuple[str, tuple], dict[str, Any]] = {}
-        if n_missing:
-            fetched = await self._run(lambda: self._fetch(spec, wanted))
-            for k, v in fetched.items():
-                self._cache.put(k, v)
-        for i, per_view in enumerate(keys_of):
-            row: dict[str, Any] | None = None
-            for item in per_view:
-                if item is None:
+        for view in spec.views:
+            if view.single_string_key:  # the common case, without a call per event
+                k0 = view.join_keys[0]
+                raw = [ent.get(k0) if ent else None for ent in entities]
+                keys = [None if v is None else (v if type(v) is str else str(v),) for v in raw]
+            else:
+                keys = [_key(view, ent) for ent in entities]
+            keys_by_view.append(keys)
+            have: dict[tuple, dict[str, Any]] = {}
+            miss: dict[tuple, None] = {}
+            for key in set(keys):
+                if key is None:
                     continue
-                view, key = item
-                vals = fetched.get((view.name, key))
-                if vals is None:
-                    vals = self._cache.get((view.name, key))
-                    if vals is TTLCache.MISS:  # evicted between the two passes: treat as missing
-                        vals = dict.fromkeys(view.features)
-                    else:
-                        self.stats.cache_hits += 1
+                vals = self._cache.get((view.name, key))
+                if vals is TTLCache.MISS:
+                    miss[key] = None
                 else:
-                    self.stats.cache_misses += 1
-                row = {**(row or {}), **vals}
-            rows[i] = row
+                    have[key] = vals
+            self.stats.cache_hits += len(have)
+            self.stats.cache_misses += len(miss)
+            found[view.name] = have
+            if miss:
+                wanted[view.name] = miss
+        if wanted:
+            fetched = await self._run(lambda: self._fetch(spec, wanted))
+            for (vname, key), vals in fetched.items():
+                self._cache.put((vname, key), vals)
+                found[vname][key] = vals
+        cols = [[None if k is None else found[v.name][k] for k in keys] for v, keys in zip(spec.views, keys_by_view)]
+        rows: list[dict[str, Any] | None]
+        if len(cols) == 2 and None not in cols[0] and None not in cols[1]:  # the usual case, in one pass
+            rows = [{**a, **b} for a, b in zip(cols[0], cols[1])]
+        else:
+            rows = [None] * n
+            for col in cols:
+                for i, vals in enumerate(col):
+                    if vals is None:
+                        continue
+                    row = rows[i]
+                    if row is None:
+                        rows[i] = dict(vals)
+                    else:
+                        row.update(vals)
         self.stats.last_latency_s = time.perf_counter() - t0
         if len(self.stats.latencies_s) < 100_000:
             self.stats.latencies_s.append(self.stats.last_latency_s)

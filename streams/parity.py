@@ -46,10 +46,14 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from collections import Counter
+from itertools import chain
+from operator import attrgetter, itemgetter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
+from scipy.stats import binom
 
 from streams.events import Alert, AlertReference, AlertWindow, InferenceEvent, make_alert_id
 
@@ -58,6 +62,8 @@ METRIC_MISMATCH = "mismatch_rate"
 METRIC_NOT_IN_STORE = "schema_not_in_store"
 METRIC_NOT_IN_STREAM = "schema_not_in_stream"
 METRIC_UNKNOWN = "parity_unknown"
+_ABSENT = object()
+_ts = attrgetter("ts")
 
 
 @dataclass(frozen=True)
@@ -110,42 +116,64 @@ SchemaLookup = Callable[[str, str], "ModelSchema | None"]
 # --------------------------------------------------------------------------- comparison
 
 
-def compare_column(
-    served: Sequence[Any], stored: Sequence[Any], rtol: float, atol: float
-) -> list[str | None]:
-    """Reason of mismatch per position (``None`` = match), vectorised for numbers.
+#: reason codes of :func:`compare_codes` (0 = match)
+CODES = (None, "value", "type", "served_missing", "store_missing")
+_NUMERIC_TYPES = frozenset({float, int, type(None)})
+_STRING_TYPES = frozenset({str, type(None)})
+_NONE = type(None)
+
+
+def compare_codes(served: Sequence[Any], stored: Sequence[Any], rtol: float, atol: float) -> np.ndarray:
+    """Mismatch code per position (index into :data:`CODES`; 0 = match), vectorised.
+
+    All-numeric and all-string columns (nulls allowed) take numpy fast paths; mixed
+    columns are compared value by value with the same rules.
+    """
+    n = len(served)
+    ts, tt = set(map(type, served)), set(map(type, stored))
+    if ts <= _NUMERIC_TYPES and tt <= _NUMERIC_TYPES:
+        a = np.array(served, dtype=float)
+        b = np.array(stored, dtype=float)
+        na, nb = np.isnan(a), np.isnan(b)
+        codes = np.zeros(n, dtype=np.int8)
+        with np.errstate(invalid="ignore"):
+            codes[~na & ~nb & ~(np.abs(a - b) <= atol + rtol * np.abs(b))] = 1
+        codes[na & ~nb] = 3
+        codes[~na & nb] = 4
+        return codes
+    if ts <= _STRING_TYPES and tt <= _STRING_TYPES:
+        a = np.array(served, dtype=object)
+        b = np.array(stored, dtype=object)
+        na, nb = np.equal(a, None), np.equal(b, None)
+        codes = np.zeros(n, dtype=np.int8)
+        codes[~na & ~nb & (a != b)] = 1
+        codes[na & ~nb] = 3
+        codes[~na & nb] = 4
+        return codes
+    return np.array([_compare_one(x, y, rtol, atol) for x, y in zip(served, stored)], dtype=np.int8)
+
+
+def _compare_one(s: Any, t: Any, rtol: float, atol: float) -> int:
+    s = None if isinstance(s, float) and math.isnan(s) else s  # NaN is missing, as in the fast path
+    t = None if isinstance(t, float) and math.isnan(t) else t
+    s_num = isinstance(s, (int, float)) and not isinstance(s, bool)
+    t_num = isinstance(t, (int, float)) and not isinstance(t, bool)
+    if s is None or t is None:
+        return 0 if s is t else (3 if s is None else 4)
+    if s_num and t_num:
+        return 0 if abs(s - t) <= atol + rtol * abs(t) else 1
+    if s_num or t_num:
+        return 2
+    return 0 if s == t else 1
+
+
+def compare_column(served: Sequence[Any], stored: Sequence[Any], rtol: float, atol: float) -> list[str | None]:
+    """Reason of mismatch per position (``None`` = match).
 
     >>> compare_column([1.0, 2.0, None, "DE", "DE", 5.0, None], [1.00001, 3.0, 1.0, "DE", "FR", "x", None], 1e-4, 0)
     [None, 'value', 'served_missing', None, 'value', 'type', None]
     """
-    n = len(served)
-    a = np.full(n, np.nan)
-    b = np.full(n, np.nan)
-    out: list[str | None] = [None] * n
-    numeric = np.zeros(n, dtype=bool)
-    for i, (s, t) in enumerate(zip(served, stored)):
-        s_num = isinstance(s, (int, float)) and not isinstance(s, bool)
-        t_num = isinstance(t, (int, float)) and not isinstance(t, bool)
-        if s_num and t_num:
-            a[i], b[i] = s, t
-            numeric[i] = True
-        elif s is None or t is None:
-            if s is None and t is not None:
-                out[i] = "served_missing"
-            elif t is None and s is not None:
-                out[i] = "store_missing"
-        elif s_num or t_num:
-            out[i] = "type"
-        elif s != t:
-            out[i] = "value"
-    if numeric.any():
-        with np.errstate(invalid="ignore"):
-            close = np.abs(a - b) <= atol + rtol * np.abs(b)
-            both_nan = np.isnan(a) & np.isnan(b)
-        bad = numeric & ~(close | both_nan)
-        for i in np.flatnonzero(bad):
-            out[int(i)] = "value"
-    return out
+    return [CODES[c] for c in compare_codes(served, stored, rtol, atol)]
 
 
 # --------------------------------------------------------------------------- accumulators
@@ -304,48 +332,77 @@ class ParityChecker:
         if len(events) != len(stored):
             raise ValueError(f"{len(events)} events but {len(stored)} stored rows; pass one row (or None) per event")
         cfg = self.config
-        groups: dict[ParityWindowKey, list[int]] = {}
-        for i, ev in enumerate(events):
-            groups.setdefault(self.window_of(ev.model, ev.model_version, ev.ts), []).append(i)
+        groups = self._group(events)
         out: dict[ParityWindowKey, ParityWindow] = {}
         for key, idx in groups.items():
             win = ParityWindow(n_events=len(idx))
             schema = self._schema(key.model, key.model_version)
-            for i in idx:
-                for f in events[i].features:
-                    win.sent[f] = win.sent.get(f, 0) + 1
+            win.sent = dict(Counter(chain.from_iterable(events[i].features for i in idx)))
             cmp_idx = [i for i in idx if stored[i] is not None]
             win.n_no_entity = len(idx) - len(cmp_idx)
             win.n_compared_events = len(cmp_idx)
             if cmp_idx:
-                feats: set[str] = set()
-                for i in cmp_idx:
-                    feats.update(stored[i].keys())  # type: ignore[union-attr]
+                feat_dicts = [events[i].features for i in cmp_idx]
+                rows = [stored[i] for i in cmp_idx]
+                feats = set(chain.from_iterable(r.keys() for r in rows))  # type: ignore[union-attr]
                 if schema is not None:
                     feats &= schema.store_features
                 for f in sorted(feats):
-                    rows = [i for i in cmp_idx if f in events[i].features]
-                    if not rows:
-                        continue
-                    served = [events[i].features[f] for i in rows]
-                    stor = [stored[i].get(f) for i in rows]  # type: ignore[union-attr]
-                    reasons = compare_column(served, stor, cfg.rtol, cfg.atol)
-                    tally = FeatureTally(n=len(rows))
-                    examples = []
-                    for i, s, t, r in zip(rows, served, stor, reasons):
-                        if r is None:
+                    get = itemgetter(f)
+                    try:  # fast path: every event sent f and every stored row has it
+                        served = list(map(get, feat_dicts))
+                    except KeyError:
+                        served = [d.get(f, _ABSENT) for d in feat_dicts]
+                    try:
+                        stor = list(map(get, rows))
+                    except KeyError:
+                        stor = [r.get(f) for r in rows]  # type: ignore[union-attr]
+                    pos = cmp_idx
+                    if len(served) and served.count(_ABSENT):
+                        keep = [j for j, v in enumerate(served) if v is not _ABSENT]
+                        if not keep:
                             continue
-                        tally.mismatches += 1
-                        tally.reasons[r] = tally.reasons.get(r, 0) + 1
-                        if r == "value" and isinstance(s, (int, float)) and isinstance(t, (int, float)) and s and t:
-                            tally.log_ratio_sum += math.log10(abs(s / t))
-                            tally.log_ratio_n += 1
-                        examples.append({"event_id": events[i].event_id, "entity": dict(events[i].entity or {}),
-                                         "served": s, "stored": t, "reason": r})
-                    tally.examples = _merge_examples([], examples, cfg.max_examples)
+                        served = [served[j] for j in keep]
+                        stor = [stor[j] for j in keep]
+                        pos = [cmp_idx[j] for j in keep]
+                    codes = compare_codes(served, stor, cfg.rtol, cfg.atol)
+                    tally = FeatureTally(n=len(served))
+                    bad = np.flatnonzero(codes)
+                    if len(bad):
+                        tally.mismatches = int(len(bad))
+                        counts = np.bincount(codes[bad], minlength=len(CODES))
+                        tally.reasons = {CODES[c]: int(counts[c]) for c in range(1, len(CODES)) if counts[c]}
+                        for j in bad[codes[bad] == 1]:
+                            x, y = served[j], stor[j]
+                            if isinstance(x, (int, float)) and isinstance(y, (int, float)) and x and y:
+                                tally.log_ratio_sum += math.log10(abs(x / y))
+                                tally.log_ratio_n += 1
+                        picked = sorted(bad, key=lambda j: events[pos[j]].event_id)[: cfg.max_examples]
+                        tally.examples = [
+                            {"event_id": events[pos[j]].event_id, "entity": dict(events[pos[j]].entity or {}),
+                             "served": served[j], "stored": stor[j], "reason": CODES[codes[j]]}
+                            for j in picked
+                        ]
                     win.features[f] = tally
             out[key] = win
         return out
+
+    def _group(self, events: Sequence[InferenceEvent]) -> dict[ParityWindowKey, list[int]]:
+        """Event positions per (model, version, window); one vectorised pass in the usual case
+        of a batch inside one window of one model version."""
+        ws = self.config.window_seconds
+        if not events:
+            return {}
+        starts = np.floor(np.fromiter(map(_ts, events), float, len(events)) / ws) * ws
+        mvs = {(ev.model, ev.model_version) for ev in events}
+        if len(mvs) == 1 and starts[0] == starts[-1] and starts.min() == starts.max():
+            (m, v), start = next(iter(mvs)), float(starts[0])
+            return {ParityWindowKey(m, v, start, start + ws): list(range(len(events)))}
+        groups: dict[ParityWindowKey, list[int]] = {}
+        for i, ev in enumerate(events):
+            start = float(starts[i])
+            groups.setdefault(ParityWindowKey(ev.model, ev.model_version, start, start + ws), []).append(i)
+        return groups
 
     def merge_into_state(self, partials: Mapping[ParityWindowKey, ParityWindow]) -> None:
         """Add partial windows (from :meth:`accumulate`, maybe of another process) to the open ones.
@@ -411,7 +468,16 @@ class ParityChecker:
             alerts += self._close(key)
         return alerts
 
-    def _advance(self, events: Iterable[InferenceEvent]) -> None:
+    def _advance(self, events: Sequence[InferenceEvent]) -> None:
+        if not events:
+            return
+        mvs = {(ev.model, ev.model_version) for ev in events}
+        if len(mvs) == 1:
+            (mv,) = mvs
+            newest = max(map(_ts, events))
+            if newest > self._watermark.get(mv, -math.inf):
+                self._watermark[mv] = newest
+            return
         for ev in events:
             mv = (ev.model, ev.model_version)
             if ev.ts > self._watermark.get(mv, -math.inf):
@@ -626,8 +692,6 @@ def _binom_sf(k: int, n: int, p: float) -> float:
         return 0.0
     if p >= 1.0:
         return 1.0
-    from scipy.stats import binom
-
     return float(binom.sf(k - 1, n, p))
 
 

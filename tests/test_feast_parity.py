@@ -203,12 +203,22 @@ def test_hung_online_store_times_out_to_unknown_without_blocking_the_loop(feast_
 def test_first_batches_while_the_store_opens_are_counted_not_alerted(feast_repo):
     from feature_repo.data_gen import Skew
 
-    step = make_step(feast_repo.path)  # no start(): the first lookup opens the store in the background
+    from feature_repo.store import open_store
+
+    gate = threading.Event()  # holds the store "opening" until the first batch went through
+
+    def slow_open():
+        assert gate.wait(60)
+        return open_store(feast_repo.path)
+
+    # no start(): the first lookup opens the store in the background
+    step = ParityStep(FeastOnlineClient(slow_open, LookupConfig(timeout_s=5.0)), CFG)
     events = stream(feast_repo.values(), skews=[Skew(FEATURE, 100.0, 0.2)])
 
     async def main():
         first = await step.check(events[:100])
         assert step.client.stats.skipped == 1 and step.client.stats.store_calls == 0
+        gate.set()
         await step.start([("fraud", "1")])  # wait for the store to be open
         rest = [a for i in range(100, len(events), 200) for a in await step.check(events[i:i + 200])]
         return first, rest + step.flush()

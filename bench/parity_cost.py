@@ -1,0 +1,282 @@
+"""Cost of the training/serving parity check, and what it takes from the worker's throughput.
+
+Setup (in a temporary folder): the demo Feast repository generated, applied and materialised
+into the SQLite online store; a reference profile from the offline store
+(``feature_repo.offline.historical_table`` -> ``streams.profile.build_profile``); inference
+events whose store features come from the online values (``feature_repo.data_gen.serving_events``,
+20 % of customers with a x100 serving bug on one feature, so mismatches are found and alerted).
+
+Part 1, parity cost per event (``ParityStep.check``: lookups + comparison + windows), peers in
+interleaved rounds on the same events, medians over rounds:
+
+- batched + cached: one ``check`` per micro-batch of ``--batch`` events, default LRU/TTL cache;
+- batched, no cache: the same with ``cache_size=0`` (one get_online_features per view per batch);
+- unbatched, no cache: one ``check`` per event (one get_online_features per view per event);
+- comparison only: ``ParityChecker.ingest`` with the stored rows given (no Feast at all).
+
+Part 2, worker pipeline events/s with parity on and off, in the same run: the inputs path of the
+worker in one process — ``parse_input`` of the raw JSON bytes, ``DriftEngine.ingest`` (windows,
+watermark, judging), and with parity on also ``ParityStep.check`` + ``explain`` per micro-batch.
+Kafka I/O is not in it (it would add the same cost to both sides, so the parity share measured
+here is an upper bound of its share in the Kafka worker).  Goal: parity on costs <= 30 % of the
+throughput with the SQLite store.
+
+Rates are per CPU second of this process (``time.process_time``; the lookup thread included),
+robust on a shared machine; wall rates are reported beside them.
+
+    .venv/bin/python bench/parity_cost.py [--smoke|--quick|--full] [--out-dir DIR] [--batch N]
+"""
+
+from __future__ import annotations
+
+import common  # noqa: F401  (first: threads, telemetry, sys.path)
+
+import asyncio
+import json
+import shutil
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from common import fmt, md_table, parse_args, write_results
+
+NAME = "parity_cost"
+FEATURE = "customer_avg_amount_30d"
+START = 1_764_115_200.0
+
+
+@dataclass(frozen=True)
+class Plan:
+    rounds: int
+    n_events: int
+    n_unbatched: int
+    n_customers: int
+    n_merchants: int
+    days: int
+    n_transactions: int
+
+
+PLANS = {
+    "smoke": Plan(1, 2_000, 100, 100, 20, 5, 1_000),
+    "quick": Plan(3, 20_000, 1_000, 500, 100, 14, 10_000),
+    "full": Plan(5, 100_000, 5_000, 5_000, 500, 14, 50_000),
+}
+
+
+def build(tmp: Path, plan: Plan, seed: int):
+    from feature_repo import REPO_PATH, data_gen
+    from feature_repo import store as st
+    from feature_repo.offline import historical_table
+    from streams.profile import build_profile
+
+    repo = tmp / "repo"
+    shutil.copytree(REPO_PATH, repo, ignore=shutil.ignore_patterns("data", "__pycache__", "*.db"))
+    g = data_gen.generate(repo, seed=seed, days=plan.days, n_customers=plan.n_customers,
+                          n_merchants=plan.n_merchants, n_transactions=plan.n_transactions)
+    fs = st.open_store(repo)
+    st.apply(fs)
+    done = st.materialize(fs, datetime.now(timezone.utc) + timedelta(seconds=1))
+    table = historical_table("fraud", "1", g.end - timedelta(days=min(5, plan.days)), g.end, repo)
+    profile = build_profile(table, "fraud", "1", label_column=table.attrs["label_column"],
+                            feature_columns=table.attrs["feature_columns"], source=table.attrs["source"])
+    values = data_gen.latest_values(repo, done)
+    return repo, profile, values
+
+
+def make_step(repo: Path, cache: bool):
+    from streams.feast_client import FeastOnlineClient, LookupConfig
+    from streams.parity import ParityConfig
+    from streams.parity_step import ParityStep
+
+    lookup = LookupConfig(timeout_s=10.0, cache_size=50_000 if cache else 0)
+    return ParityStep(FeastOnlineClient.from_repo(repo, config=lookup), ParityConfig())
+
+
+def measure(fn: Callable[[], int]) -> dict[str, float]:
+    c0, w0 = time.process_time(), time.perf_counter()
+    n = fn()
+    cpu, wall = time.process_time() - c0, time.perf_counter() - w0
+    return {"n": n, "cpu_s": cpu, "wall_s": wall, "cpu_us_per_event": cpu / n * 1e6, "wall_us_per_event": wall / n * 1e6,
+            "events_per_cpu_s": n / cpu if cpu else float("inf"), "events_per_wall_s": n / wall if wall else float("inf")}
+
+
+def parity_variant(repo: Path, events: list, batch: int, cache: bool) -> tuple[dict[str, float], dict[str, Any]]:
+    step = make_step(repo, cache)
+    extra: dict[str, Any] = {}
+
+    async def run_all() -> int:
+        await step.start([("fraud", "1")])
+        alerts = []
+        t0 = (time.process_time(), time.perf_counter())
+        for i in range(0, len(events), batch):
+            alerts += await step.check(events[i:i + batch])
+        alerts += step.flush()
+        extra["alerts"] = sorted({(a.feature, a.metric) for a in alerts})
+        extra["t"] = (time.process_time() - t0[0], time.perf_counter() - t0[1])
+        return len(events)
+
+    try:
+        res = measure(lambda: asyncio.run(run_all()))
+    finally:
+        step.close()
+    cpu, wall = extra.pop("t")  # the store opening (warm-up) is not part of the per-event cost
+    n = len(events)
+    res.update(cpu_s=cpu, wall_s=wall, cpu_us_per_event=cpu / n * 1e6, wall_us_per_event=wall / n * 1e6,
+               events_per_cpu_s=n / cpu, events_per_wall_s=n / wall)
+    st = step.client.stats
+    hits, misses = st.cache_hits, st.cache_misses
+    extra.update(store_calls=st.store_calls, rows_requested=st.rows_requested,
+                 cache_hit_rate=hits / (hits + misses) if hits + misses else 0.0, timeouts=st.timeouts)
+    return res, extra
+
+
+def checker_only(events: list, values: dict) -> tuple[dict[str, float], dict[str, Any]]:
+    from streams.parity import ModelSchema, ParityChecker, ParityConfig
+
+    feats = frozenset(f for d in values.values() for row in list(d.values())[:1] for f in row)
+    checker = ParityChecker(ParityConfig(), {("fraud", "1"): ModelSchema(feats)})
+    rows = [{**values["customer_id"][e.entity["customer_id"]], **values["merchant_id"][e.entity["merchant_id"]]}
+            for e in events]
+    out: dict[str, Any] = {}
+
+    def run() -> int:
+        alerts = []
+        for i in range(0, len(events), 500):
+            alerts += checker.ingest(events[i:i + 500], rows[i:i + 500])
+        alerts += checker.flush()
+        out["alerts"] = sorted({(a.feature, a.metric) for a in alerts})
+        return len(events)
+
+    return measure(run), out
+
+
+def pipeline(raw: list[bytes], profile, repo: Path | None, batch: int) -> tuple[dict[str, float], dict[str, Any]]:
+    from streams.engine import DriftConfig, DriftEngine
+    from streams.events import parse_input
+
+    engine = DriftEngine(DriftConfig(), {("fraud", "1"): profile})
+    step = make_step(repo, cache=True) if repo is not None else None
+    out: dict[str, Any] = {}
+
+    async def run_all() -> None:
+        if step is not None:
+            await step.start([("fraud", "1")])
+        t0 = (time.process_time(), time.perf_counter())
+        drift, parity = [], []
+        for i in range(0, len(raw), batch):
+            events = [parse_input(b) for b in raw[i:i + batch]]
+            if step is not None:
+                parity += await step.check(events)
+            judged = engine.ingest(events)
+            drift += step.explain(judged) if step is not None else judged
+        if step is not None:
+            parity += step.flush()
+        drift += step.explain(engine.flush()) if step is not None else engine.flush()
+        out["t"] = (time.process_time() - t0[0], time.perf_counter() - t0[1])
+        out["drift_alerts"] = sorted({(a.feature, a.explained_by is not None) for a in drift if a.kind == "data_drift"})
+        out["parity_alerts"] = sorted({(a.feature, a.metric) for a in parity})
+
+    try:
+        asyncio.run(run_all())
+    finally:
+        if step is not None:
+            step.close()
+    cpu, wall = out.pop("t")
+    n = len(raw)
+    return ({"n": n, "cpu_s": cpu, "wall_s": wall, "events_per_cpu_s": n / cpu, "events_per_wall_s": n / wall,
+             "cpu_us_per_event": cpu / n * 1e6, "wall_us_per_event": wall / n * 1e6}, out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(__doc__.splitlines()[0], argv, extra=[(("--batch",), {"type": int, "default": 500,
+                                                                            "help": "micro-batch size (default 500)"})])
+    plan = PLANS[args.mode]
+    from feature_repo.data_gen import Skew, serving_events
+    from streams.events import parse_input
+
+    tmp = Path(tempfile.mkdtemp(prefix="parity-bench-"))
+    try:
+        t0 = time.perf_counter()
+        repo, profile, values = build(tmp, plan, args.seed + 7)
+        setup_s = time.perf_counter() - t0
+        dicts = serving_events(values, plan.n_events, seed=args.seed, start_ts=START, skews=[Skew(FEATURE, 100.0, 0.2)])
+        raw = [json.dumps(d).encode() for d in dicts]
+        events = [parse_input(b) for b in raw]
+        few = events[: plan.n_unbatched]
+
+        peers: dict[str, Callable[[], tuple[dict[str, float], dict[str, Any]]]] = {
+            "batched + cached": lambda: parity_variant(repo, events, args.batch, cache=True),
+            "batched, no cache": lambda: parity_variant(repo, events, args.batch, cache=False),
+            "unbatched, no cache": lambda: parity_variant(repo, few, 1, cache=False),
+            "comparison only (no Feast)": lambda: checker_only(events, values),
+        }
+        workers = {
+            "parity off": lambda: pipeline(raw, profile, None, args.batch),
+            "parity on (SQLite)": lambda: pipeline(raw, profile, repo, args.batch),
+        }
+        # one-time costs (Feast's lazy imports, first SQLite connection, scipy) before any timing
+        parity_variant(repo, events[: args.batch], args.batch, cache=True)
+        pipeline(raw[: args.batch], profile, repo, args.batch)
+        runs: dict[str, list[dict[str, float]]] = {k: [] for k in [*peers, *workers]}
+        info: dict[str, dict[str, Any]] = {}
+        for r in range(plan.rounds):
+            order = list(peers.items()) + list(workers.items())
+            order = order[r % len(order):] + order[: r % len(order)]  # rotate: no peer always goes first
+            for name, fn in order:
+                res, extra = fn()
+                runs[name].append(res)
+                info[name] = extra
+                print(f"round {r + 1}/{plan.rounds} {name}: {res['cpu_us_per_event']:.1f} us/event CPU, "
+                      f"{res['events_per_cpu_s']:,.0f} events/CPU s", flush=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    def med(name: str, key: str) -> float:
+        return statistics.median(x[key] for x in runs[name])
+
+    unb = med("unbatched, no cache", "cpu_us_per_event")
+    cost_rows, cost = [], {}
+    for name in peers:
+        us, wus = med(name, "cpu_us_per_event"), med(name, "wall_us_per_event")
+        cost[name] = {"cpu_us_per_event": us, "wall_us_per_event": wus, "speedup_vs_unbatched": unb / us,
+                      "n_events": runs[name][0]["n"], **info[name]}
+        cost_rows.append([name, runs[name][0]["n"], us, wus, unb / us, info[name].get("store_calls"),
+                          info[name].get("cache_hit_rate")])
+    off, on = med("parity off", "events_per_cpu_s"), med("parity on (SQLite)", "events_per_cpu_s")
+    off_w, on_w = med("parity off", "events_per_wall_s"), med("parity on (SQLite)", "events_per_wall_s")
+    share = 1.0 - on / off
+    worker = {"parity_off_events_per_cpu_s": off, "parity_on_events_per_cpu_s": on,
+              "parity_off_events_per_wall_s": off_w, "parity_on_events_per_wall_s": on_w,
+              "throughput_ratio_on_off": on / off, "parity_share_of_throughput": share,
+              "goal_max_share": 0.30, "goal_met": share <= 0.30,
+              "alerts_off": info["parity off"], "alerts_on": info["parity on (SQLite)"]}
+    payload = {"mode": args.mode, "plan": plan.__dict__, "batch": args.batch, "setup_s": setup_s,
+               "parity_cost": cost, "worker_pipeline": worker, "runs": runs}
+    md = [f"# {NAME} ({args.mode})", "",
+          f"{plan.n_events:,} events, micro-batches of {args.batch}, {plan.n_customers} customers x "
+          f"{plan.n_merchants} merchants, SQLite online store; medians of {plan.rounds} interleaved round(s). "
+          "CPU = process CPU time (lookup thread included).", "",
+          "## Parity check cost per event", "",
+          md_table(["variant", "events", "CPU us/event", "wall us/event", "x faster than unbatched",
+                    "store calls", "cache hit rate"], cost_rows), "",
+          "## Worker inputs path (parse + drift engine), parity off vs on", "",
+          md_table(["", "events/CPU s", "events/wall s"], [["parity off", off, off_w], ["parity on (SQLite)", on, on_w]]),
+          "",
+          f"Throughput with parity on = {fmt(on / off)} x parity off: parity takes {share:.1%} of the throughput "
+          f"(goal <= 30 %: {'met' if share <= 0.30 else 'NOT met'}).", "",
+          f"Alerts with parity on: parity {worker['alerts_on'].get('parity_alerts')}, data drift "
+          f"(feature, explained) {worker['alerts_on'].get('drift_alerts')}; off: data drift "
+          f"{worker['alerts_off'].get('drift_alerts')}.", "",
+          "Kafka I/O is not in the pipeline figures; it adds the same cost with parity on and off, so the share "
+          "above is an upper bound of parity's share in the Kafka worker."]
+    jpath, mpath = write_results(NAME, payload, "\n".join(md), args.out_dir)
+    print(f"wrote {jpath} and {mpath}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
