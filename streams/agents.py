@@ -253,7 +253,7 @@ class Worker:
                 if self.s.worker.label_join and accepted:
                     js = self.joinstate(p)
                     raws = [raw_by_offset[o] for o, _ in accepted]
-                    js.store_inputs(self.store(p, futs), accepted, src.wm, raws)
+                    js.store_inputs(self.store(p, futs), accepted, src.wm, raws, ttl=self.ttl)
                     self._put(f"lb|{p}", js.to_dict(), p, futs)
                 self._put(f"in|{p}", src.to_dict(), p, futs)
                 await self._wait(futs)

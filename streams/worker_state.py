@@ -70,7 +70,7 @@ class WorkerConfig:
     batch_within_s: float = 0.5
     allowed_lateness_s: float | None = None  # None: drift.allowed_lateness_s, else 0
     label_join: bool = True
-    label_ttl_s: float = 3600.0  # a label must arrive within this much event time after its input
+    label_ttl_s: float = 600.0  # a label must arrive within this much event time after its input
     reference_dir: str = ""  # default: $DRIFTLOOP_HOME/references
     reference_bootstrap_n: int = 10_000
     metrics_port: int = 9108  # 0: no /metrics server
@@ -679,7 +679,7 @@ class JoinState:
             self.counts[name] = self.counts.get(name, 0) + k
 
     def store_inputs(self, store: "InputStore", batch: Sequence[tuple[int, InferenceEvent]], input_wm: float | None,
-                     raws: Sequence[str] | None = None) -> int:
+                     raws: Sequence[str] | None = None, ttl: float | None = None) -> int:
         """Remember accepted inputs (offset order) for joining; ``raws``: their JSON text (cheaper than dicts)."""
         rows = []
         first = None
@@ -694,6 +694,10 @@ class JoinState:
         if batch:
             self.in_offset = max(self.in_offset, batch[-1][0])
         stored = len(rows)
+        if ttl is not None and input_wm is not None:
+            # without labels (or with labels far behind), inputs still leave after two TTLs of input event time
+            unjoined, _ = store.expire(input_wm - 2 * ttl)
+            self._count("expired_inputs", unjoined)
         if input_wm is not None and (self.input_wm is None or input_wm > self.input_wm):
             self.input_wm = input_wm
         return stored

@@ -110,3 +110,13 @@ def test_labelled_windows_close_on_the_label_watermark_and_carry_error_counts(se
     assert parts and all(r["acc"]["n_labelled"] == r["n"] for r in parts)
     # label watermark = last label ts; windows whose end + TTL is behind it are closed
     assert all(ws.win_parse(r["window"])[1] + 10.0 <= labs[-1].ts for r in parts)
+
+
+def test_without_labels_stored_inputs_leave_after_two_ttls_of_input_time(setup):
+    events = SampleTraffic(seed=7).events(5000)  # 100 s
+    store, js = ws.InputStore(max_chunk=100), ws.JoinState(0)
+    for i in range(0, len(events), 250):
+        part = events[i : i + 250]
+        js.store_inputs(store, [(i + j, parse_input(e)) for j, e in enumerate(part)], part[-1]["ts"], ttl=10.0)
+    assert len(store) <= 50 * 22  # about 2 TTLs (20 s at 50 events/s) plus one chunk
+    assert js.counts["expired_inputs"] >= 5000 - 50 * 22
