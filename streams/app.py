@@ -19,15 +19,20 @@ must have the same number of partitions (``topics.partitions``), so that Faust's
 a worker partition *i* of all of them (label *i* meets input *i*; state *i* is recovered where
 partition *i* is processed).  Producers must key inputs and labels by ``event_id``.
 
-Parity hook (used by the Feast parity checker, :mod:`streams.parity`): pass ``parity_step`` to
-:func:`make_app`, an object with
+Parity hook (the Feast parity checker, :mod:`streams.parity_step`): ``make_app(parity_step=...)``
+takes any object with
 
 * ``async check(events: list[InferenceEvent]) -> list[Alert]`` — called with every accepted
-  micro-batch of inputs; returned alerts are published on the alerts topic;
-* ``open_features(model: str, version: str) -> Mapping[str, str] | set[str]`` — the features of
-  that version with an open parity alert (feature -> parity alert id); the aggregator passes
-  them to :func:`streams.parity.explain` so drift on those features is marked ``explained_by``
-  and the retrain policy does not request a retrain for it.
+  micro-batch of inputs (never raises for store trouble); returned alerts go to the alerts topic;
+* ``explain(alerts: list[Alert]) -> list[Alert]`` — called by the aggregator on every judged
+  window's alerts: drift on features with an open parity alert comes back ``explained_by`` it
+  (see :func:`streams.parity.explain`);
+* optionally ``open_parity_features(model, version) -> set[str]`` — passed to the retrain policy,
+  which never requests a retrain for drift that parity explains.
+
+When no step is passed and the config file says ``parity: {enabled: true}``, the app builds one
+with :func:`streams.parity_step.from_config` (its metrics join the worker's registry).  The
+parity checker's own window state is in memory only (a restart re-learns it).
 
 Processing guarantee: ``worker.processing_guarantee`` (default ``at_least_once``).  State is
 exact either way (offsets are stored inside the state records, see :mod:`streams.worker_state`),
@@ -127,7 +132,12 @@ def make_app(raw_config: Mapping[str, Any] | None = None, *, parity_step: Any = 
         stream_buffer_maxsize=max(4096, 2 * w.batch_size),
         autodiscover=False,
     )
-    register(app, s, metrics or WorkerMetrics(), parity_step=parity_step)
+    metrics = metrics or WorkerMetrics()
+    if parity_step is None and ((raw_config or {}).get("parity") or {}).get("enabled") is True:
+        from streams.parity_step import from_config
+
+        parity_step = from_config(dict(raw_config or {}), metrics.registry)
+    register(app, s, metrics, parity_step=parity_step)
     return app
 
 
