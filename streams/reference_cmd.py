@@ -55,7 +55,12 @@ def _build(args: argparse.Namespace) -> int:
             return 2
         from feature_repo.offline import historical_table
 
-        table = historical_table(model=args.model, version=args.version, start=args.start, end=args.end, repo_path=args.repo)
+        try:
+            table = historical_table(model=args.model, version=args.version, start=args.start, end=args.end,
+                                     repo_path=args.repo)
+        except (LookupError, ValueError, OSError) as exc:
+            print(f"reference: the Feast offline store gave no training table: {exc}", file=sys.stderr)
+            return 2
         source = f"feast offline store {args.start}..{args.end}"
     attrs = getattr(table, "attrs", {}) or {}
     label_column = args.label_column or attrs.get("label_column")

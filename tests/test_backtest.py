@@ -153,3 +153,21 @@ def test_reference_show(tmp_path, capsys):
     shown = json.loads(capsys.readouterr().out)
     assert shown["features"]["a"]["kind"] == "numeric" and shown["features"]["b"]["kind"] == "categorical"
     assert shown["features"]["a"]["missing"] == 1
+
+
+@pytest.mark.feast
+def test_reference_build_from_the_feast_offline_store(feast_repo, tmp_path, capsys):
+    from datetime import timedelta
+
+    out = tmp_path / "ref.json"
+    start = (feast_repo.end - timedelta(days=6)).isoformat()
+    end = feast_repo.end.isoformat()
+    rc = main(["reference", "build", "--model", "fraud", "--version", "1", "--start", start, "--end", end,
+               "--repo", str(feast_repo.path), "--out", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    prof = json.loads(out.read_text())
+    assert prof["n"] > 0 and prof["source"].startswith("feast offline store")
+    assert "amount" in prof["features"] and "is_fraud" not in prof["features"]
+    rc = main(["reference", "build", "--model", "nope", "--version", "1", "--start", start, "--end", end,
+               "--repo", str(feast_repo.path), "--out", str(tmp_path / "x.json")])
+    assert rc == 2 and "no training table" in capsys.readouterr().err
