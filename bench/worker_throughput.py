@@ -339,6 +339,7 @@ def run_latency(bootstrap: str, tmp: Path, duration_s: float, rate: float) -> di
         "p99_s": float(np.percentile(lat, 99)) if lat.size else None,
         "max_s": float(lat.max()) if lat.size else None,
         "windows_judged": m.get("driftloop_windows_judged_total"),
+        "latencies_s": [round(float(x), 3) for x in lat],
     }
 
 

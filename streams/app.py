@@ -37,9 +37,11 @@ parity checker's own window state is in memory only (a restart re-learns it).
 Processing guarantee: ``worker.processing_guarantee`` (default ``at_least_once``).  State is
 exact either way (offsets are stored inside the state records, see :mod:`streams.worker_state`),
 and alerts have deterministic ids, so a crash can at most re-send an identical alert, which
-consumers (``driftloop alerts``) drop by ``alert_id``.  ``exactly_once`` is passed through to
-Faust (transactions on the broker) but see the report in bench/results for what it does with
-faust-streaming 0.15.3 + aiokafka 0.14.
+consumers (``driftloop alerts``) drop by ``alert_id``.  ``exactly_once`` (Kafka transactions) was
+measured with faust-streaming 0.15.3 + aiokafka 0.14 on Kafka 4.1: one worker runs, survives
+SIGKILL with the same alerts and no re-sent alert records; but with two workers in one group
+both agents crash at the first rebalance (``ProducerSendError: No transaction producer found``,
+faust-streaming issues #323/#517 describe the same family), so it is not the default.
 """
 
 from __future__ import annotations

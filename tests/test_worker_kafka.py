@@ -111,7 +111,7 @@ class Setup:
             by_id.setdefault(a.alert_id, _essential(a))
         return by_id, len(raw)
 
-    def wait_done(self, procs: list["WorkerProc"], timeout_s: float = 180.0) -> None:
+    def wait_done(self, procs: list["WorkerProc"], timeout_s: float = 180.0, slack: int = 0) -> None:
         """Until the group has committed every end offset of inputs, labels and partials (twice, 1.5 s apart)."""
         from streams.kafka_admin import admin_client, topic_end_offsets
 
@@ -128,7 +128,7 @@ class Setup:
                 for t in topics:
                     for part, end in topic_end_offsets(self.bootstrap, t).items():
                         c = committed.get(_tp(t, part))
-                        if end > 0 and (c is None or c.offset < end):
+                        if end > 0 and (c is None or c.offset < end - slack):
                             done = False
             except Exception:  # group or topic not there yet
                 done = False
