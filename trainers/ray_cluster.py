@@ -143,10 +143,8 @@ def _start_once(state_dir, *, num_cpus, num_gpus, object_store_mb, dashboard_por
         "--node-manager-port": free_port(),
         "--object-manager-port": free_port(),
     }
-    ray_bin = str(Path(python or sys.executable).with_name("ray"))
-    if not Path(ray_bin).exists():
-        ray_bin = shutil.which("ray") or "ray"
-    cmd = [ray_bin, "start", "--head", "--block", "--disable-usage-stats",
+    # the ray CLI through this interpreter: works without a `ray` script on PATH (pip --target installs)
+    cmd = [python or sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block", "--disable-usage-stats",
            "--node-ip-address", "127.0.0.1", "--dashboard-host", "127.0.0.1",
            "--include-dashboard", "true", "--temp-dir", str(temp_dir),
            "--object-store-memory", str(int(object_store_mb) * 1024 * 1024)]

@@ -165,18 +165,26 @@ def run_job(req: RetrainRequest, registry: Any, cfg: TrainerConfig, data: Any, *
 
     parent = registry.load(req.model, req.model_version)
     spec, classes = parent.spec, parent.classes
-    y_all, known = encode_labels(data.labels(), spec.n_classes, classes)
-    rows = [f for f, k in zip(data.features(), known) if k]
-    y_all = y_all[known]
+    if data.X is not None:  # pre-encoded (npz)
+        if data.X.shape[1] != spec.input_dim:
+            raise ValueError(f"training data has {data.X.shape[1]} columns, model {req.model} v{req.model_version} "
+                             f"expects {spec.input_dim} ({spec.columns()[:5]}...)")
+        known = (data.y >= 0) & (data.y < spec.n_classes)
+        X_all, y_all, rows = data.X[known], data.y[known], None
+    else:
+        y_all, known = encode_labels(data.labels(), spec.n_classes, classes)
+        rows = [f for f, k in zip(data.features(), known) if k]
+        y_all = y_all[known]
+        X_all = spec.encode(rows) if rows else np.zeros((0, spec.input_dim), np.float32)
+    n = int(len(y_all))
     stats = dict(data.stats, unknown_label=int((~known).sum()))
-    if len(rows) < cfg.min_examples:
-        return JobOutcome("rejected", error=f"insufficient data: {len(rows)} labelled examples in window "
+    if n < cfg.min_examples:
+        return JobOutcome("rejected", error=f"insufficient data: {n} labelled examples in window "
                           f"[{req.window_start}, {req.window_end}], need {cfg.min_examples} (trainers.min_examples)",
                           report={"data": stats})
-    X_all = spec.encode(rows)
-    tr, ho = split_indices(len(rows), cfg.holdout_fraction, cfg.seed)
+    tr, ho = split_indices(n, cfg.holdout_fraction, cfg.seed)
     slices_new = {}
-    for feat in cfg.slices:  # gate slices: "country=DE" -> boolean mask over the held-out new rows
+    for feat in cfg.slices if rows is not None else []:  # gate slices: "country=DE" -> mask over held-out rows
         values = ["" if rows[i].get(feat) is None else str(rows[i].get(feat)) for i in ho]
         slices_new.update({f"{feat}={k}": m for k, m in slices_by_value(values).items()})
 
@@ -211,7 +219,7 @@ def run_job(req: RetrainRequest, registry: Any, cfg: TrainerConfig, data: Any, *
 
     state = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in out["state_dict"].items()}
     training = dict(out["fit"], wall_time_s=wall, device=out["device"], device_name=out["device_name"],
-                    cluster_resources=resources, n_new=len(rows), n_train=int(len(tr)), n_holdout_new=int(len(ho)),
+                    cluster_resources=resources, n_new=n, n_train=int(len(tr)), n_holdout_new=int(len(ho)),
                     n_holdout_old=int(len(y_old)), data=stats)
     report = dict(out["gate"], training=training)
     prov = Provenance(parent_version=parent.info.version, request_id=req.request_id, alert_ids=list(req.alert_ids),
@@ -303,7 +311,9 @@ def main(argv: list[str] | None = None) -> int:
         producer = KafkaProducer(bootstrap_servers=C.kafka_settings(raw).bootstrap_servers, acks="all",
                                  value_serializer=lambda s: s.encode("utf-8"))
     try:
-        if args.labelled_file:
+        if args.labelled_file and args.labelled_file.endswith(".npz"):
+            data = training_data.read_npz(args.labelled_file, req.window_start, req.window_end, cfg.max_examples)
+        elif args.labelled_file:
             data = training_data.read_jsonl(args.labelled_file, req.model, req.window_start, req.window_end,
                                             cfg.max_examples)
         elif producer is not None or args.publish == "kafka":

@@ -40,9 +40,11 @@ class WindowData:
 
     examples: list[LabelledExample] = field(default_factory=list)
     stats: dict[str, int] = field(default_factory=dict)
+    X: np.ndarray | None = None  # pre-encoded rows (``read_npz``): used instead of ``examples``
+    y: np.ndarray | None = None  # their class indices
 
     def __len__(self) -> int:
-        return len(self.examples)
+        return len(self.examples) if self.X is None else int(self.X.shape[0])
 
     def features(self) -> list[dict[str, Any]]:
         return [e.features for e in self.examples]
@@ -89,6 +91,28 @@ def read_jsonl(path: str | Path, model: str, start: float, end: float, max_examp
     """Labelled examples of ``model`` in ``[start, end]`` from a JSONL file (one record per line)."""
     with open(path, "r", encoding="utf-8") as fh:
         return select((line for line in fh if line.strip()), model, start, end, max_examples)
+
+
+def read_npz(path: str | Path, start: float, end: float, max_examples: int | None = None) -> WindowData:
+    """Pre-encoded training data: ``X`` (rows x encoded columns), ``y`` (class indices), optional ``ts``.
+
+    For large offline sets (the feature store export, the GPU check) where JSON is too slow.
+    Rows are filtered to ``start <= ts <= end`` when ``ts`` is present.  No pickles are loaded.
+    """
+    with np.load(path, allow_pickle=False) as z:
+        X = np.asarray(z["X"], dtype=np.float32)
+        y = np.asarray(z["y"], dtype=np.int64)
+        ts = np.asarray(z["ts"], dtype=np.float64) if "ts" in z.files else None
+    if X.ndim != 2 or y.shape != (X.shape[0],):
+        raise ValueError(f"{path}: X must be 2-D and y 1-D with one label per row, got {X.shape} and {y.shape}")
+    keep = np.ones(len(y), dtype=bool) if ts is None else (ts >= start) & (ts <= end)
+    stats = {"read": int(len(y)), "outside_window": int((~keep).sum()), "truncated": 0}
+    X, y = X[keep], y[keep]
+    if max_examples is not None and len(y) > max_examples:
+        stats["truncated"] = int(len(y) - max_examples)
+        X, y = X[:max_examples], y[:max_examples]
+    stats["selected"] = int(len(y))
+    return WindowData([], stats, X, y)
 
 
 def read_topic(bootstrap_servers: str, topic: str, model: str, start: float, end: float, *,
