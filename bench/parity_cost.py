@@ -62,8 +62,8 @@ class Plan:
 
 PLANS = {
     "smoke": Plan(1, 2_000, 100, 100, 20, 5, 1_000),
-    "quick": Plan(3, 20_000, 1_000, 500, 100, 14, 10_000),
-    "full": Plan(5, 100_000, 5_000, 5_000, 500, 14, 50_000),
+    "quick": Plan(3, 60_000, 1_000, 500, 100, 14, 10_000),
+    "full": Plan(5, 300_000, 5_000, 5_000, 500, 14, 50_000),
 }
 
 
@@ -138,7 +138,8 @@ def checker_only(events: list, values: dict) -> tuple[dict[str, float], dict[str
     from streams.parity import ModelSchema, ParityChecker, ParityConfig
 
     feats = frozenset(f for d in values.values() for row in list(d.values())[:1] for f in row)
-    checker = ParityChecker(ParityConfig(), {("fraud", "1"): ModelSchema(feats)})
+    request = frozenset(events[0].features) - feats
+    checker = ParityChecker(ParityConfig(), {("fraud", "1"): ModelSchema(feats, request)})
     rows = [{**values["customer_id"][e.entity["customer_id"]], **values["merchant_id"][e.entity["merchant_id"]]}
             for e in events]
     out: dict[str, Any] = {}

@@ -251,7 +251,10 @@ class FeastOnlineClient:
             for (vname, key), vals in fetched.items():
                 self._cache.put((vname, key), vals)
                 found[vname][key] = vals
-        cols = [[None if k is None else found[v.name][k] for k in keys] for v, keys in zip(spec.views, keys_by_view)]
+        cols = []
+        for v, keys in zip(spec.views, keys_by_view):
+            vals_of = found[v.name]
+            cols.append([None if k is None else vals_of[k] for k in keys])
         rows: list[dict[str, Any] | None]
         if len(cols) == 2 and None not in cols[0] and None not in cols[1]:  # the usual case, in one pass
             rows = [{**a, **b} for a, b in zip(cols[0], cols[1])]

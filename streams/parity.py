@@ -344,22 +344,28 @@ class ParityChecker:
             if cmp_idx:
                 feat_dicts = [events[i].features for i in cmp_idx]
                 rows = [stored[i] for i in cmp_idx]
-                feats = set(chain.from_iterable(r.keys() for r in rows))  # type: ignore[union-attr]
                 if schema is not None:
-                    feats &= schema.store_features
+                    feats = schema.store_features
+                else:
+                    feats = frozenset(chain.from_iterable(r.keys() for r in rows))  # type: ignore[union-attr]
                 for f in sorted(feats):
                     get = itemgetter(f)
-                    try:  # fast path: every event sent f and every stored row has it
+                    # fast path: every event sent f and every stored row has it; otherwise positions
+                    # where the event did not send f, or no row of f's view was looked up, are skipped
+                    try:
                         served = list(map(get, feat_dicts))
+                        absent = False
                     except KeyError:
                         served = [d.get(f, _ABSENT) for d in feat_dicts]
+                        absent = True
                     try:
                         stor = list(map(get, rows))
                     except KeyError:
-                        stor = [r.get(f) for r in rows]  # type: ignore[union-attr]
+                        stor = [r.get(f, _ABSENT) for r in rows]  # type: ignore[union-attr]
+                        absent = True
                     pos = cmp_idx
-                    if len(served) and served.count(_ABSENT):
-                        keep = [j for j, v in enumerate(served) if v is not _ABSENT]
+                    if absent:
+                        keep = [j for j, (x, y) in enumerate(zip(served, stor)) if x is not _ABSENT and y is not _ABSENT]
                         if not keep:
                             continue
                         served = [served[j] for j in keep]

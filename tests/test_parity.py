@@ -306,3 +306,12 @@ def test_retrain_policy_skips_explained_drift_and_requests_for_a_real_shift():
     unexplained = explain([drift], {("fraud", "1"): world.open_alerts("fraud", "1")})
     d = decide(policy, RetrainState(), unexplained, 1000, world.open_features("fraud", "1"))
     assert d.reason == "requested" and d.request.alert_ids == [drift.alert_id]
+
+
+def test_features_of_views_not_looked_up_are_skipped_not_counted_missing():
+    c = checker()
+    events, rows = make_events(600)
+    # the event carried no key of the view holding "country": its row lacks the feature entirely
+    rows = [{k: v for k, v in r.items() if k != "country"} if i % 2 else r for i, r in enumerate(rows)]
+    assert c.ingest(events, rows) + c.flush() == []
+    assert c.last_rates[("fraud", "1", "country")] == (0.0, 300)
