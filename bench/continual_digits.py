@@ -12,7 +12,7 @@ backward transfer (BWT, mean of acc_final(j) - acc_after_j(j) over j < last: neg
     .venv/bin/python bench/continual_digits.py            # --quick (default)
     .venv/bin/python bench/continual_digits.py --full     # 5 seeds, buffers 50/200/500, all peers
 
-Writes bench/results/continual_digits.json and .md.
+Writes bench/results/continual_digits.json and .md (--full) or continual_digits.quick.* (--quick).
 """
 
 from __future__ import annotations
@@ -93,12 +93,13 @@ def accuracy(model: torch.nn.Module, X: np.ndarray, y: np.ndarray) -> float:
     return float((pred == y).mean())
 
 
-def summarize(R: np.ndarray, times: list[float], buffer_bytes: int | None) -> dict:
+def summarize(R: np.ndarray, times: list[float], buffer_bytes: int | None, cpu: list[float]) -> dict:
     T = R.shape[0]
     return {
         "avg_acc": float(R[-1].mean() * 100),
         "bwt": float(np.mean([R[-1, j] - R[j, j] for j in range(T - 1)]) * 100),
         "time_per_task_s": float(np.mean(times)),
+        "cpu_per_task_s": float(np.mean(cpu)),
         "buffer_bytes": buffer_bytes,
         "acc_matrix": (R * 100).round(2).tolist(),
     }
@@ -110,13 +111,15 @@ def run_driftloop(sc: Scenario, seed: int, buffer: int | None, **kw) -> dict:
     replay = ReplayBuffer(buffer, policy=kw.pop("policy", "class_balanced"), seed=seed) if buffer else None
     learner = ContinualLearner(model, replay=replay, seed=seed, device="cpu", **kw)
     R = np.zeros((N_TASKS, N_TASKS))
-    times = []
+    times, cpu = [], []
     for i, (X, y) in enumerate(sc.train):
-        rep = learner.fit(X, y)
-        times.append(rep.time_s)
+        c0, t0 = time.process_time(), time.perf_counter()
+        learner.fit(X, y)
+        cpu.append(time.process_time() - c0)
+        times.append(time.perf_counter() - t0)
         for j, (Xt, yt) in enumerate(sc.test):
             R[i, j] = accuracy(learner.model, Xt, yt)
-    return summarize(R, times, replay.nbytes if replay is not None else None)
+    return summarize(R, times, replay.nbytes if replay is not None else None, cpu)
 
 
 def run_joint(sc: Scenario, seed: int) -> dict:
@@ -125,12 +128,13 @@ def run_joint(sc: Scenario, seed: int) -> dict:
     X = np.concatenate([a for a, _ in sc.train])
     y = np.concatenate([b for _, b in sc.train])
     learner = ContinualLearner(model, replay=None, epochs=EPOCHS, lr=LR, seed=seed, device="cpu", val_fraction=0.0)
-    rep = learner.fit(X, y)
+    c0, t0 = time.process_time(), time.perf_counter()
+    learner.fit(X, y)
+    cpu, wall = time.process_time() - c0, time.perf_counter() - t0
     accs = np.array([accuracy(learner.model, Xt, yt) for Xt, yt in sc.test])
     R = np.tile(accs, (N_TASKS, 1))
-    out = summarize(R, [rep.time_s], None)
+    out = summarize(R, [wall / N_TASKS], None, [cpu / N_TASKS])
     out["bwt"] = None
-    out["time_per_task_s"] = rep.time_s / N_TASKS
     return out
 
 
@@ -166,18 +170,19 @@ def run_avalanche(sc: Scenario, seed: int, strategy: str, buffer: int | None) ->
     else:
         raise ValueError(strategy)
     R = np.zeros((N_TASKS, N_TASKS))
-    times = []
+    times, cpu = [], []
     for i, exp in enumerate(bench.train_stream):
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             strat.train(exp, num_workers=0)
+        cpu.append(time.process_time() - c0)
         times.append(time.perf_counter() - t0)
         for j, (Xt, yt) in enumerate(sc.test):
             R[i, j] = accuracy(model, Xt, yt)
     nbytes = None
     if strategy in ("Replay", "DER++"):
         nbytes = _avalanche_buffer_bytes(strat, buffer)
-    return summarize(R, times, nbytes)
+    return summarize(R, times, nbytes, cpu)
 
 
 def _avalanche_buffer_bytes(strat, buffer: int) -> int | None:
@@ -210,7 +215,11 @@ def methods_for(args) -> list[tuple[str, int | None, callable]]:
             lambda sc, s, c=cap: run_driftloop(sc, s, c, epochs=EPOCHS, lr=LR, batch_size=BATCH,
                                                 replay_batch_size=BATCH, val_fraction=0.0),
         ))
-        if not args.quick:
+        ms.append((
+            "driftloop DER++ fast (10 ep, lr 0.2)", cap,
+            lambda sc, s, c=cap: run_driftloop(sc, s, c, epochs=10, lr=0.2, val_fraction=0.0),
+        ))
+        if not args.quick and cap == 200:  # ablations at the middle buffer only
             ms.append((
                 "driftloop ER balanced", cap,
                 lambda sc, s, c=cap: run_driftloop(sc, s, c, epochs=EPOCHS, lr=LR, distill=0.0,
@@ -232,7 +241,7 @@ def aggregate(runs: list[dict]) -> dict:
     out: dict = {"n_ok": len(ok), "n_failed": len(runs) - len(ok)}
     if len(ok) < len(runs):
         out["errors"] = sorted({r["error"] for r in runs if "error" in r})
-    for k in ("avg_acc", "bwt", "time_per_task_s", "buffer_bytes"):
+    for k in ("avg_acc", "bwt", "time_per_task_s", "cpu_per_task_s", "buffer_bytes"):
         vals = [r[k] for r in ok if r.get(k) is not None]
         if vals:
             out[k] = float(np.mean(vals))
@@ -250,9 +259,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scenarios", nargs="*", default=["split", "permuted"])
     p.add_argument("--avalanche", nargs="*", default=None, help="Avalanche strategies (Naive Replay EWC DER++); empty = none")
     p.add_argument("--threads", type=int, default=1, help="torch threads for every method (default 1)")
-    p.add_argument("--out", default=os.path.join(HERE, "results", "continual_digits"))
+    p.add_argument("--out", default=None, help="output path without extension (default "
+                   "bench/results/continual_digits for --full, continual_digits.quick for --quick)")
     args = p.parse_args(argv)
     args.quick = not args.full
+    if args.out is None:
+        args.out = os.path.join(HERE, "results", "continual_digits" + ("" if args.full else ".quick"))
     if args.seeds is None:
         args.seeds = 2 if args.quick else 5
     if args.buffers is None:
@@ -274,6 +286,7 @@ def main(argv: list[str] | None = None) -> int:
             "machine": platform.machine(), "cpus": os.cpu_count(),
         },
         "scenarios": {},
+        "complete": False,
     }
     try:
         import avalanche
@@ -281,32 +294,42 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001
         results["environment"]["avalanche"] = f"not importable: {exc}"
     t_start = time.perf_counter()
+    methods = methods_for(args)
     for scen in args.scenarios:
-        rows = []
-        for name, cap, fn in methods_for(args):
-            runs = []
-            for seed in range(args.seeds):
-                sc = make_scenario(scen, seed)
+        runs: dict[int, list[dict]] = {k: [] for k in range(len(methods))}
+        # seeds outermost, methods interleaved: a load change on a shared machine hits all peers
+        for seed in range(args.seeds):
+            sc = make_scenario(scen, seed)
+            for k, (name, cap, fn) in enumerate(methods):
                 try:
-                    runs.append(fn(sc, seed))
+                    runs[k].append(fn(sc, seed))
                 except Exception as exc:  # noqa: BLE001 - record why a peer did not run
-                    runs.append({"error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc(limit=3)})
-            agg = aggregate(runs)
-            row = {"method": name, "buffer": cap, **agg, "runs": runs}
-            rows.append(row)
-            acc = f"{agg['avg_acc']:.1f}" if "avg_acc" in agg else "FAILED"
-            t = f"{agg.get('time_per_task_s', float('nan')):.3f}s"
-            print(f"[{scen}] {name:28s} buf={str(cap):4s} acc={acc} t/task={t} ({time.perf_counter() - t_start:.0f}s)", flush=True)
-        results["scenarios"][scen] = rows
+                    runs[k].append({"error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc(limit=3)})
+                r = runs[k][-1]
+                acc = f"{r['avg_acc']:.1f}" if "avg_acc" in r else "FAILED " + r["error"][:120]
+                print(f"[{scen} seed {seed}] {name:38s} buf={str(cap):4s} acc={acc} "
+                      f"cpu/task={r.get('cpu_per_task_s', float('nan')):.3f}s ({time.perf_counter() - t_start:.0f}s)",
+                      flush=True)
+            rows = [{"method": name, "buffer": cap, **aggregate(runs[k]), "runs": runs[k]}
+                    for k, (name, cap, _) in enumerate(methods)]
+            results["scenarios"][scen] = rows
+            results["seeds_done"] = {**results.get("seeds_done", {}), scen: seed + 1}
+            _write(args.out, results)
     results["wall_s"] = time.perf_counter() - t_start
-    results["verdicts"] = verdicts(results)
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out + ".json", "w") as f:
-        json.dump(results, f, indent=1)
-    with open(args.out + ".md", "w") as f:
-        f.write(markdown(results))
+    results["complete"] = True
+    _write(args.out, results)
     print(markdown(results))
     return 0
+
+
+def _write(out: str, results: dict) -> None:
+    """Write JSON and Markdown (also after every row, so a long run leaves partial results)."""
+    results["verdicts"] = verdicts(results)
+    os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
+    for ext, text in ((".json", json.dumps(results, indent=1)), (".md", markdown(results))):
+        with open(out + ext + ".tmp", "w") as f:
+            f.write(text)
+        os.replace(out + ext + ".tmp", out + ext)
 
 
 def _row(rows, method, cap):
@@ -321,7 +344,7 @@ def verdicts(results: dict) -> list[dict]:
             av = [r for r in rows if r["method"].startswith("avalanche") and r["buffer"] in (cap, None) and "avg_acc" in r]
             best_av = max(av, key=lambda r: r["avg_acc"], default=None)
             der = _row(rows, "avalanche DER++", cap)
-            for mine in ("driftloop DER++ balanced", "driftloop defaults"):
+            for mine in ("driftloop DER++ balanced", "driftloop defaults", "driftloop DER++ fast (10 ep, lr 0.2)"):
                 r = _row(rows, mine, cap)
                 if r is None:
                     continue
@@ -332,6 +355,7 @@ def verdicts(results: dict) -> list[dict]:
                     v["acc_minus_best_avalanche"] = r["avg_acc"] - best_av["avg_acc"]
                 if der is not None:
                     v["time_ratio_vs_avalanche_der"] = r["time_per_task_s"] / der["time_per_task_s"]
+                    v["cpu_ratio_vs_avalanche_der"] = r["cpu_per_task_s"] / der["cpu_per_task_s"]
                 if joint is not None:
                     v["acc_minus_joint"] = r["avg_acc"] - joint["avg_acc"]
                 out.append(v)
@@ -346,27 +370,31 @@ def markdown(results: dict) -> str:
         f"Mode {pr['mode']}: {pr['seeds']} seeds, buffers {pr['buffers']}, {pr['model']}, {pr['optimizer']}, "
         f"batch {pr['batch']}, {pr['epochs_per_task']} epochs/task, torch threads {pr['threads']}. "
         f"Mean (std) over seeds. acc = average accuracy over the 5 task test sets after the last task; "
-        "BWT = backward transfer (negative = forgetting); time = training wall time per task; "
-        "ratios are vs Avalanche DER++ at the same buffer, measured in the same run.",
+        "BWT = backward transfer (negative = forgetting); CPU s/task = process CPU time of training "
+        "per task (robust to other load on a shared machine), wall s/task = wall clock; "
+        "ratios are vs Avalanche DER++ at the same buffer, measured in the same run (seeds outermost, "
+        "methods interleaved).",
         "",
-        f"Environment: {results['environment']}. Total wall time {results.get('wall_s', 0):.0f} s.",
+        f"Environment: {results['environment']}. Total wall time {results.get('wall_s', 0):.0f} s."
+        + ("" if results.get("complete") else " PARTIAL: the run had not finished when this was written."),
         "",
     ]
     for scen, rows in results["scenarios"].items():
-        lines += [f"## {scen}", "", "| method | buffer | acc % | BWT | time/task s | buffer KiB | acc − DER++ | time ÷ DER++ |",
-                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        lines += [f"## {scen}", "",
+                  "| method | buffer | acc % | BWT | CPU s/task | wall s/task | buffer KiB | acc − DER++ | CPU time ÷ DER++ |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for r in rows:
             if "avg_acc" not in r:
-                lines.append(f"| {r['method']} | {r['buffer'] or '-'} | failed: {'; '.join(r.get('errors', []))[:200]} | | | | | |")
+                lines.append(f"| {r['method']} | {r['buffer'] or '-'} | failed: {'; '.join(r.get('errors', []))[:200]} | | | | | | |")
                 continue
             der = _row(rows, "avalanche DER++", r["buffer"]) if r["buffer"] else None
             dacc = f"{r['avg_acc'] - der['avg_acc']:+.1f}" if der else ""
-            dt = f"{r['time_per_task_s'] / der['time_per_task_s']:.2f}" if der else ""
+            dt = f"{r['cpu_per_task_s'] / der['cpu_per_task_s']:.2f}" if der else ""
             bwt = f"{r['bwt']:.1f}" if r.get("bwt") is not None else "-"
             kib = f"{r['buffer_bytes'] / 1024:.0f}" if r.get("buffer_bytes") else "-"
             lines.append(
                 f"| {r['method']} | {r['buffer'] or '-'} | {r['avg_acc']:.1f} ({r['avg_acc_std']:.1f}) | {bwt} | "
-                f"{r['time_per_task_s']:.3f} | {kib} | {dacc} | {dt} |"
+                f"{r['cpu_per_task_s']:.3f} | {r['time_per_task_s']:.3f} | {kib} | {dacc} | {dt} |"
             )
         lines.append("")
     lines += ["## Goals", ""]
@@ -376,8 +404,9 @@ def markdown(results: dict) -> str:
             parts.append(f"best Avalanche ({v['best_avalanche']}) {v['best_avalanche_acc']:.1f} -> {v['acc_minus_best_avalanche']:+.1f}")
         if "acc_minus_joint" in v:
             parts.append(f"vs joint {v['acc_minus_joint']:+.1f}")
-        if "time_ratio_vs_avalanche_der" in v:
-            parts.append(f"time/task ÷ Avalanche DER++ {v['time_ratio_vs_avalanche_der']:.2f}")
+        if "cpu_ratio_vs_avalanche_der" in v:
+            parts.append(f"CPU time/task ÷ Avalanche DER++ {v['cpu_ratio_vs_avalanche_der']:.2f} "
+                         f"(wall {v['time_ratio_vs_avalanche_der']:.2f})")
         lines.append("- " + "; ".join(parts))
     lines.append("")
     return "\n".join(lines)

@@ -125,7 +125,7 @@ def test_early_stopping_restores_the_best_epoch():
     X = rng.normal(size=(300, D)).astype(np.float32)
     y = rng.integers(0, 4, size=300)  # pure noise: validation cannot improve for long
     learner = ContinualLearner(model(hidden=(64,)), replay=None, epochs=60, val_fraction=0.3, patience=3,
-                               lr=0.3, device="cpu")
+                               lr=0.3, device="cpu", restore_best=True)
     report = learner.fit(X, y)
     assert report.stopped_early and report.epochs_run < 60
     assert report.n_val == 90 and report.n_train == 210

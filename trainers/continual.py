@@ -14,7 +14,7 @@ training it adds the experience, with the model's logits, to the replay buffer.
 >>> learner = ContinualLearner(build_model(ModelSpec(list("abcd"), 2, hidden=(16,)), seed=0),
 ...                            replay=ReplayBuffer(50), epochs=5, device="cpu")
 >>> report = learner.fit(X, y)
->>> report.replay_size_after, (learner.predict(X) == y).mean() > 0.9
+>>> report.replay_size_after, bool((learner.predict(X) == y).mean() > 0.9)
 (50, True)
 """
 
@@ -99,10 +99,21 @@ def _as_tensor(a: Any, dtype: torch.dtype, device: torch.device) -> torch.Tensor
 class ContinualLearner:
     """Learns a sequence of experiences with a PyTorch classifier without forgetting.
 
-    Defaults are the configuration that won the Split/Permuted-Digits benchmark
-    (``bench/continual_digits.py``): SGD lr 0.1, batch 32 + 32 replayed, DER++
-    distillation (``distill``) plus replay cross-entropy (``replay_ce``), the
-    asymmetric new-data loss (``ace``), early stopping on a 10% validation split.
+    Every step trains on ``batch_size`` new rows plus ``replay_batch_size`` rows drawn
+    from the buffer. The loss is cross-entropy on the new rows, ``replay_ce`` x
+    cross-entropy on the replayed rows and ``distill`` x MSE between the model's logits
+    and the logits stored with the replayed rows (DER++), with logit adjustment
+    (``logit_adjust``: the log-prior of the mixed batch is added to the training logits,
+    so the new classes' majority in each step is not learned as a bias). Defaults were
+    chosen on ``bench/continual_digits.py`` (Split/Permuted-Digits).
+
+    Options that did not win there and stay off by default: ``ace`` (ER-ACE masking of
+    the new-batch loss), ``mask_unseen_logits`` (no distillation target for classes not
+    yet seen when a row was stored), ``ewc`` (online EWC), ``restore_best`` (roll back to the best validation epoch;
+    by default early stopping only stops).
+
+    ``strategy``: ``full`` trains every layer, ``head`` only the last parameterised layer
+    (feature extraction), ``last_n`` the last ``last_n`` parameterised layers.
     """
 
     def __init__(
@@ -130,8 +141,7 @@ class ContinualLearner:
         min_val_samples: int = 20,
         mask_unseen_logits: bool = False,
         logit_adjust: float = 1.0,
-        distill_new: float = 0.0,
-        align_weights: bool = False,
+        restore_best: bool = False,
     ) -> None:
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}; use one of {STRATEGIES}")
@@ -160,8 +170,7 @@ class ContinualLearner:
         self.min_val_samples = int(min_val_samples)
         self.mask_unseen_logits = bool(mask_unseen_logits)
         self.logit_adjust = float(logit_adjust)
-        self.distill_new = float(distill_new)
-        self.align_weights = bool(align_weights)
+        self.restore_best = bool(restore_best)
         self.momentum = float(momentum)
         self.weight_decay = float(weight_decay)
         self.seed = int(seed)
@@ -204,13 +213,6 @@ class ContinualLearner:
         n_out = self._n_outputs(Xt[:1])
         if max(new_classes) >= n_out or min(new_classes) < 0:
             raise ValueError(f"labels must be in [0, {n_out}) for this model, got {new_classes}")
-        old_classes = sorted(self.seen_classes - set(new_classes))
-        teacher = None
-        if self.distill_new > 0 and old_classes:
-            # the parent's logits for old classes on the new rows (LwF-style, computed once)
-            self.model.eval()
-            teacher = self._logits(Xt)[:, old_classes].clone()
-            old_cols = torch.as_tensor(old_classes, device=dev)
         self.seen_classes.update(new_classes)
         # ER-ACE: the new batch competes only among the classes of this experience
         new_mask = None
@@ -288,8 +290,6 @@ class ContinualLearner:
                         if Lr is not None:
                             w = Lw[ridx]
                             loss = loss + self.distill * (((out_rep - Lr[ridx]) ** 2) * w).sum() / w.sum().clamp_min(1.0)
-                    if teacher is not None:
-                        loss = loss + self.distill_new * F.mse_loss(out_new[:, old_cols], teacher[idx])
                     if ewc_terms is not None:
                         loss = loss + self._ewc_penalty(ewc_terms)
                     opt.zero_grad(set_to_none=True)
@@ -306,7 +306,8 @@ class ContinualLearner:
                     score = val_acc - 1e-3 * val_loss  # accuracy first, loss breaks ties
                     if score > best_score + 1e-9:
                         best_score, best_epoch, bad = score, epoch + 1, 0
-                        best_state = copy.deepcopy(self.model.state_dict())
+                        if self.restore_best:
+                            best_state = copy.deepcopy(self.model.state_dict())
                     else:
                         bad += 1
                     self.model.train()
@@ -320,8 +321,6 @@ class ContinualLearner:
         if best_state is not None:
             self.model.load_state_dict(best_state)
         self.model.eval()
-        if self.align_weights and old_classes:
-            self._align_head(old_classes, new_classes)
         val_accuracy = self._evaluate(Xv, yv)[1] if n_val else None
 
         if self.ewc > 0:
@@ -392,18 +391,6 @@ class ContinualLearner:
         self.model.eval()
         out = self._logits(X)
         return float(F.cross_entropy(out, y)), float((out.argmax(1) == y).float().mean())
-
-    @torch.no_grad()
-    def _align_head(self, old_classes: list[int], new_classes: list[int]) -> None:
-        """Weight aligning (Zhao et al. 2020): scale new-class rows of the last linear layer
-        so their mean norm matches the old classes' mean norm."""
-        head = layers_of(self.model)[-1]
-        W = getattr(head, "weight", None)
-        if W is None or W.ndim != 2:
-            return
-        norms = W.norm(dim=1)
-        gamma = norms[old_classes].mean() / norms[new_classes].mean().clamp_min(1e-12)
-        W[new_classes] *= gamma
 
     def _ewc_terms(self):
         if self._fisher is None:
