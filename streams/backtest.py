@@ -25,8 +25,9 @@ import numpy as np
 
 CHUNK = 5000
 #: Up to this many parsed events stay in memory between the two passes; beyond, the second pass re-reads.
-KEEP_IN_MEMORY = 200_000
+KEEP_IN_MEMORY = 100_000
 PROGRESS_MIN_EVENTS = 100_000
+PROGRESS_MIN_BYTES = 50_000_000
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -66,8 +67,16 @@ def _lines(path: Path) -> Iterator[tuple[int, int, bytes]]:
             offset += len(raw)
 
 
+def _bar(total: int, unit: str, desc: str, err: TextIO):
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover
+        return None
+    return tqdm(total=total, unit=unit, unit_scale=True, file=err, desc=desc, mininterval=0.5)
+
+
 def scan_inputs(
-    path: Path, err: TextIO, bad_limit: int = 100, keep_limit: int = 0
+    path: Path, err: TextIO, bad_limit: int = 100, keep_limit: int = 0, progress: bool = False
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, list | None]:
     """First pass: validate every line.
 
@@ -81,7 +90,10 @@ def scan_inputs(
     offs: list[int] = []
     nums: list[int] = []
     bad = 0
+    bar = _bar(path.stat().st_size, "B", "reading", err) if progress and path.stat().st_size >= PROGRESS_MIN_BYTES else None
     for lineno, off, raw in _lines(path):
+        if bar is not None:
+            bar.update(len(raw))
         if not raw.strip():
             continue
         try:
@@ -100,6 +112,8 @@ def scan_inputs(
             kept.append(ev)
             if len(kept) > keep_limit:
                 kept = None
+    if bar is not None:
+        bar.close()
     return np.asarray(ts, float), np.asarray(offs, np.int64), np.asarray(nums, np.int64), bad, kept
 
 
@@ -137,7 +151,7 @@ def replay(
     from streams.events import LabelledExample, parse_input
     from streams.profile import build_profile
 
-    ts, offs, nums, bad_inputs, kept = scan_inputs(inputs, err, keep_limit=KEEP_IN_MEMORY)
+    ts, offs, nums, bad_inputs, kept = scan_inputs(inputs, err, keep_limit=KEEP_IN_MEMORY, progress=progress)
     labels, bad_labels = read_labels(labels_path, err) if labels_path else ({}, 0)
     order = np.argsort(ts, kind="stable")
     engine = DriftEngine(config, profiles or [])
@@ -183,14 +197,7 @@ def replay(
         references_built[f"{key[0]} v{key[1]}"] = {"id": prof.id, "n": prof.n, "note": note}
         print(f"reference for {key[0]} v{key[1]}: built from {note} ({prof.n} events, id {prof.id})", file=err)
 
-    bar = None
-    if progress and len(order) >= PROGRESS_MIN_EVENTS:
-        try:
-            from tqdm import tqdm
-
-            bar = tqdm(total=len(order), unit="ev", file=err, desc="backtest", mininterval=0.5)
-        except ImportError:  # pragma: no cover
-            bar = None
+    bar = _bar(len(order), "ev", "replaying", err) if progress and len(order) >= PROGRESS_MIN_EVENTS else None
     with inputs.open("rb") as fh:
         for c0 in range(0, len(order), CHUNK):
             sel = order[c0 : c0 + CHUNK]
