@@ -324,3 +324,12 @@ def test_hopping_windows_judge_overlapping_windows():
     assert [a.feature for a in alerts] == ["f0"]
     assert alerts[0].window.end - alerts[0].window.start == 60.0
     assert eng.stats["windows_judged"] >= 500 / 20  # one judged window per hop
+
+
+def test_a_feature_that_stops_arriving_is_a_missing_rate_alert():
+    eng = DriftEngine(_cfg(), [_profile()])
+    after = [dataclasses.replace(e, features={k: v for k, v in e.features.items() if k != "f1"})
+             for e in _events(2000, t0=100.0, seed=29)]
+    alerts = _feed(eng, _events(1000, seed=30) + after) + eng.flush()
+    assert [(a.feature, a.metric, a.severity) for a in alerts] == [("f1", "missing_rate", "critical")]
+    assert alerts[0].score == pytest.approx(1.0)
