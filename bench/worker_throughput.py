@@ -240,7 +240,7 @@ def run_faust_baseline(bootstrap: str, tmp: Path, topic: str, n: int, timeout_s:
     env = {**os.environ, "APP_ID": f"bench-faust-{uuid.uuid4().hex[:6]}", "BOOTSTRAP": bootstrap, "TOPIC": topic,
            "OUT": str(out), "PARTITIONS": str(PARTITIONS)}
     log = open(d / "log.txt", "wb")
-    proc = subprocess.Popen([sys.executable, str(d / "app.py"), "worker", "-l", "warning", "--without-web"],
+    proc = subprocess.Popen([sys.executable, str(d / "app.py"), "worker", "-l", "warn", "--without-web"],
                             cwd=d, env=env, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + timeout_s
     try:

@@ -347,7 +347,7 @@ class Worker:
         futs: list = []
         async with self.agg_lock:
             for q in sorted(by_q):
-                touched: set[str] = set()
+                touched: dict[str, ws.AggState] = {}
                 wmst = self.watermarks(q)
                 wm_touched = False
                 for ev in sorted(by_q[q], key=lambda e: e.message.offset):
@@ -366,7 +366,7 @@ class Worker:
                                 if o <= agg.offset:
                                     continue
                                 agg.offset = o
-                                touched.add(mv)
+                                touched[mv] = agg
                                 await self._judge(agg, rec["stream"], wmst, futs, q)
                         continue
                     mv = ws.mv_key(rec["model"], rec["version"])
@@ -377,15 +377,15 @@ class Worker:
                         wmst.mvs.append(mv)
                         wm_touched = True
                     agg.offset = o
-                    touched.add(mv)
+                    touched[mv] = agg
                     if agg.add(rec, self.port, _StateView(self, q, futs)):
                         self.m.partials.labels(action="merged").inc()
                     else:
                         self.m.partials.labels(action="duplicate").inc()
                     await self._judge(agg, rec["stream"], wmst, futs, q)
                 await self._wait(futs)  # alerts and requests out before the state says they are done
-                for mv in sorted(touched):
-                    self._put(f"agg|{mv}", self.aggs[mv].to_dict(), q, futs)
+                for mv in sorted(touched):  # objects held locally: a rebalance may reset the caches meanwhile
+                    self._put(f"agg|{mv}", touched[mv].to_dict(), q, futs)
                 if wm_touched:
                     self._put(f"wm|{q}", wmst.to_dict(), q, futs)
                 await self._wait(futs)
