@@ -162,8 +162,12 @@ def test_adapter_loop_retries_then_succeeds_and_survives_restart(tmp_path: Path)
     assert job["metadata"]["request_id"] == req.request_id and job["metadata"]["alert_ids"] == "a1"
     assert "trainers.retrain_job" in job["entrypoint"] and "PYTHONPATH" in job["runtime_env"]["env_vars"]
 
-    # restart: a new dispatcher over the same ledger file trains nothing again
+    assert json.loads(ledger_path.read_text())["entries"][req.request_id]["state"] == "succeeded"
+
+    # restart: a new dispatcher over the same ledger file trains nothing again and repeats no result
+    n = len(published)
     d2 = Dispatcher.open(ledger_path, jobs, published.append, max_attempts=3)
     d2.recover()
+    assert len(published) == n
     d2.handle(req)
     assert published[-1].status == "duplicate" and len(fake.jobs) == 2

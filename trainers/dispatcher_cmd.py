@@ -161,7 +161,14 @@ class Dispatcher:
             self._apply(self.ledger.on_job_status(rid, sid, status, message=message, job_result=result))
 
     def _apply(self, actions: list) -> None:
+        """Carry out actions; the ledger is saved after each submit and at the end.
+
+        Results are published before the state that produced them is saved: a crash in
+        between re-publishes a result after the restart (at least once), never loses it.
+        """
         queue = list(actions)
+        if not queue:
+            return
         while queue:
             action = queue.pop(0)
             if isinstance(action, Publish):
@@ -181,6 +188,7 @@ class Dispatcher:
                 more = self.ledger.on_submitted(rid, action.submission_id, adopted=adopted)
             self.save()
             queue.extend(more)
+        self.save()
 
 
 def serve(dispatcher: Dispatcher, consumer: Any, *, poll_interval_s: float = 1.0,
