@@ -89,6 +89,7 @@ def environment() -> dict[str, Any]:
         "OPENBLAS_L2_SIZE": os.environ.get("OPENBLAS_L2_SIZE"),
         "telemetry_off": {k: os.environ.get(k) for k in ("DO_NOT_TRACK", "ITERATIVE_DO_NOT_TRACK")},
     }
+    info["git"] = _git_state()
     for mod in ("numpy", "scipy", "pandas", "river", "evidently", "frouros", "sklearn"):
         try:
             m = __import__(mod)
@@ -105,6 +106,20 @@ def environment() -> dict[str, Any]:
     except Exception:
         pass
     return info
+
+
+def _git_state() -> dict[str, Any]:
+    """Commit of the checkout and whether streams/ (the engine) had uncommitted changes."""
+    import subprocess
+
+    def git(*a: str) -> str:
+        try:
+            return subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    return {"commit": git("rev-parse", "--short", "HEAD") or None,
+            "streams_dirty": bool(git("status", "--porcelain", "--", "streams"))}
 
 
 def _cpu_model() -> str:

@@ -320,7 +320,8 @@ def markdown(summary: dict, rows: list[dict], meta: dict) -> str:
     lines = [f"# concept_drift ({meta['mode']})", "", f"Command: `{meta['command']}`  ",
              f"Windows of {meta['window']} events (engine window {meta['engine_window_seconds']} s). Detected = first alarm "
              f"after the drift start, at most width + {meta['horizon']} events later. Written {meta['written_at']}; "
-             f"run took {meta['seconds']:.0f} s.", ""]
+             f"run took {meta['seconds']:.0f} s; checkout {meta['git']['commit']}"
+             f"{' with uncommitted changes in streams/' if meta['git']['streams_dirty'] else ''}.", ""]
     head = ["detector", "detected", "median delay (events)", "median delay, abrupt", "false alarms on controls",
             "FA/M controls (95% upper)", "pre-drift false alarms", "seconds"]
     body = []
@@ -412,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
     meta = {"mode": args.mode, "window": args.window, "horizon": args.horizon, "engine_window_seconds": wsec,
             "seconds": time.perf_counter() - t0, "skipped": skipped, "plan": plan.__dict__,
             "command": ".venv/bin/python bench/concept_drift.py" + ("" if args.mode == "quick" else f" --{args.mode}"),
-            "written_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "written_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "git": common._git_state(),
             "families": [[f, FAMILIES[f][2], round(float(np.mean([a for a, _ in v])), 3),
                           round(float(np.mean([b for _, b in v])), 3)] for f, v in fam_err.items()]}
     meta["goals"] = goals(summary, "driftloop (default config)")

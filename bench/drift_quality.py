@@ -75,7 +75,9 @@ def score(stream: dd.Stream, run: Run, window: int) -> dict[str, Any]:
     start, end = stream.drift_start, stream.tolerance_end(window)
     hits = [a for a in run.alarms if start < a <= end]
     pre = [w for w in wins if (w + 1) * window <= start]
+    late = [a for a in run.alarms if a > start]
     out.update(detected=bool(hits), delay=(hits[0] - start) if hits else None,
+               first_alarm_after_start=(late[0] - start) if late else None,
                pre_drift_false_alarms=len(pre), pre_drift_events=max(0, start - run.lo))
     return out
 
@@ -371,7 +373,8 @@ def markdown(summary: dict, rows: list[dict], meta: dict) -> str:
     lines = [f"# drift_quality ({meta['mode']}{', subset of detectors' if meta.get('only') else ''})", "",
              f"Command: `{meta['command']}`  ", f"Window: {meta['window']} events per event-time window "
              f"(engine window {meta['engine'].get('window_seconds', '?')} s); written {meta['written_at']}; "
-             f"run took {meta['seconds']:.0f} s.", "",
+             f"run took {meta['seconds']:.0f} s; checkout {meta['git']['commit']}"
+             f"{' with uncommitted changes in streams/' if meta['git']['streams_dirty'] else ''}.", "",
              "Detected = an alarm after the drift point and at most two windows after it (abrupt), "
              "or width + two windows (gradual / incremental). False alarms are counted as windows with "
              "an alarm; controls ≥ 20 features carry the goal (≤ 1 per million events). "
@@ -500,7 +503,8 @@ def main(argv: list[str] | None = None) -> int:
             "generation_seconds": round(gen_seconds, 1),
             "command": ".venv/bin/python bench/drift_quality.py" + ("" if args.mode == "quick" else f" --{args.mode}"),
             "written_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "skipped": skipped,
-            "stream_table": list(stream_table.values()), "plan": plan.__dict__, "only": args.only}
+            "stream_table": list(stream_table.values()), "plan": plan.__dict__, "only": args.only,
+            "git": common._git_state()}
     meta["goals"] = goals(summary, "driftloop (default config)")
     payload = {"name": NAME, "meta": meta, "summary": summary, "rows": rows}
     name = NAME

@@ -241,13 +241,14 @@ def main(argv: list[str] | None = None) -> int:
             "engine_alerts_per_run": engine_alerts, "evidently_error": evidently_error,
             "seconds": time.perf_counter() - t_start, "peak_rss_mb": peak_rss_mb(),
             "command": ".venv/bin/python bench/drift_throughput.py" + ("" if args.mode == "quick" else f" --{args.mode}"),
-            "written_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+            "written_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "git": common._git_state()}
     env = common.environment()
     lines = [f"# drift_throughput ({args.mode})", "", f"Command: `{meta['command']}`  ",
              f"{F} numeric features, micro-batches of {B} events, windows of {args.window} events; one thread "
              f"(OMP/MKL/OPENBLAS_NUM_THREADS=1, OPENBLAS_CORETYPE={env.get('OPENBLAS_CORETYPE') or 'unset'}); {plan.rounds} "
              f"interleaved rounds, median. CPU: {env.get('cpu')}. Written {meta['written_at']}; run took "
-             f"{meta['seconds']:.0f} s. Rates per CPU second of the bench process (per core); wall-clock rates "
+             f"{meta['seconds']:.0f} s; checkout {meta['git']['commit']}"
+             f"{' with uncommitted changes in streams/' if meta['git']['streams_dirty'] else ''}. Rates per CPU second of the bench process (per core); wall-clock rates "
              "in the JSON.", "",
              md_table(["path", "measured on", "values / s / core", "vs ADWIN", "vs KSWIN", "vs Evidently", "values / wall s"],
                       [[m.name, m.note, res[m.name]["values_per_cpu_s"], res[m.name]["x_adwin"], res[m.name]["x_kswin"],
