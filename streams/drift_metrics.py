@@ -37,6 +37,7 @@ __all__ = [
     "wasserstein_from_counts",
     "chi2_counts",
     "rate_change",
+    "pool_small",
     "binomial_increase",
     "ece_from_bins",
     "BernoulliCusum",
@@ -107,6 +108,19 @@ def chi2_counts(ref_counts, win_counts) -> tuple[float, float]:
         return 0.0, 1.0
     res = stats.chi2_contingency(table, correction=False)
     return float(res.statistic), float(res.pvalue)
+
+
+def pool_small(ref_counts, win_counts, min_share: float = 0.01) -> tuple[np.ndarray, np.ndarray]:
+    """Pool the cells with less than ``min_share`` of the reference into one cell (for chi-square tails)."""
+    r = np.asarray(ref_counts, dtype=float)
+    w = np.asarray(win_counts, dtype=float)
+    total = r.sum()
+    if total <= 0:
+        return r, w
+    small = r / total < min_share
+    if small.sum() <= 1:
+        return r, w
+    return np.append(r[~small], r[small].sum()), np.append(w[~small], w[small].sum())
 
 
 def rate_change(ref_k: int, ref_n: int, win_k: int, win_n: int) -> tuple[float, float]:

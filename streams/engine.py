@@ -80,6 +80,7 @@ from streams.drift_metrics import (
     binomial_increase,
     chi2_counts,
     ece_from_bins,
+    pool_small,
     js_distance,
     ks_from_counts,
     psi,
@@ -606,7 +607,7 @@ class DriftEngine:
     def _categorical_test(self, kind: str, name: str, fp: CategoricalProfile, acc: WindowAccumulator, seg) -> FeatureTest:
         vals, miss, inv = acc.segment(seg)
         ref = np.asarray(fp.counts)
-        chi, chi_p = chi2_counts(ref, vals)
+        chi, chi_p = chi2_counts(*pool_small(ref, vals))  # rare categories pooled: reliable chi-square tails
         metrics = {"psi": psi(ref, vals, self.config.psi_smoothing), "js": js_distance(ref, vals), "chi2": chi, "chi2_p": chi_p}
         total = int(vals.sum()) + miss + inv
         delta, mp = rate_change(fp.missing, fp.n, miss + inv, total)

@@ -41,6 +41,8 @@ FORMAT_VERSION = 1
 META_COLUMNS = ("event_id", "model", "model_version", "ts", "entity", "prediction", "scores", "score", "label")
 #: Multiples of the reference spread at which tail edges are placed beyond min and max.
 TAIL_LADDER = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+#: A PSI bin holds at least this share of 1/n_bins of the reference values (smaller ones are merged).
+MIN_BIN_SHARE = 0.5
 #: Number of confidence bins for the expected calibration error.
 ECE_BINS = 10
 
@@ -241,6 +243,7 @@ def numeric_profile(values: np.ndarray, n_bins: int = 10, fine_bins: int = 100) 
     # PSI bins: (-inf, first decile], ..., (last decile, +inf); fine bins are nested inside.
     coarse_starts = [0] + [int(i) + 1 for i in np.searchsorted(edges, coarse_vals)]
     coarse_starts = sorted(set(s for s in coarse_starts if s < len(edges) + 1))
+    coarse_starts = _merge_small_groups(counts, coarse_starts, MIN_BIN_SHARE / n_bins * v.size)
     return NumericProfile(
         edges=[float(e) for e in edges],
         counts=[int(c) for c in counts],
@@ -250,6 +253,27 @@ def numeric_profile(values: np.ndarray, n_bins: int = 10, fine_bins: int = 100) 
         spread=spread,
         median=float(med),
     )
+
+
+def _merge_small_groups(counts: np.ndarray, starts: list[int], min_count: float) -> list[int]:
+    """Merge PSI bins holding less than ``min_count`` reference values into their right (last: left) neighbour.
+
+    Ties (e.g. a feature that is 0 most of the time) collapse quantile edges and can leave a bin with a
+    fraction of a percent of the mass; chi-square tails are unreliable on such cells.
+    """
+    group = np.add.reduceat(counts, starts)
+    out: list[int] = []
+    pending, start = 0, None
+    for s0, c in zip(starts, group):
+        if start is None:
+            start = s0
+        pending += int(c)
+        if pending >= min_count:
+            out.append(start)
+            start, pending = None, 0
+    if not out:
+        out.append(0)
+    return out
 
 
 def categorical_profile(values: Sequence[Any], top_k: int = 20) -> CategoricalProfile:

@@ -158,3 +158,12 @@ def test_cusum_window_counts_step():
     assert c.s == 0.0
     assert c.update_counts(200, 500)
     assert c.s == 0.0
+
+
+def test_pool_small_keeps_big_cells_and_pools_rare_ones():
+    from streams.drift_metrics import pool_small
+
+    r, w = pool_small([500, 400, 5, 3, 0], [40, 50, 2, 0, 7])
+    assert r.tolist() == [500, 400, 8] and w.tolist() == [40, 50, 9]
+    r, w = pool_small([500, 400, 5], [1, 2, 3])  # a single rare cell stays as it is
+    assert r.tolist() == [500, 400, 5]

@@ -105,3 +105,12 @@ def test_load_table_csv_parquet_jsonl(tmp_path):
     (tmp_path / "bad2.jsonl").write_text('{"x": 1}\n{nope\n')
     with pytest.raises(ProfileError, match="bad2.jsonl:2"):
         load_table(tmp_path / "bad2.jsonl")
+
+
+def test_psi_bins_of_a_mostly_zero_feature_are_not_tiny():
+    rng = np.random.default_rng(4)
+    x = np.where(rng.random(10_000) < 0.9, 0.0, rng.exponential(size=10_000))
+    p = numeric_profile(x)
+    coarse = p.coarse(np.asarray(p.counts))
+    assert coarse.sum() == 10_000
+    assert coarse.min() >= 0.05 * 10_000  # no PSI/chi-square cell with a sliver of the mass
