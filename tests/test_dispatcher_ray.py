@@ -185,3 +185,20 @@ def test_retrain_request_becomes_one_ray_job_and_a_promoted_version(
     assert results[-1].status == "duplicate"
     ours = [j for j in ray_jobs.list_jobs() if (j.metadata or {}).get("request_id") == req.request_id]
     assert len(ours) == 1 and [v.version for v in reg.versions("tiny")] == ["1", "2"]
+
+
+def test_jobs_api_refuses_requests_without_the_token(ray_cluster, ray_jobs) -> None:
+    """Token authentication is on: the Jobs API answers 401 without the token, 200 with it."""
+    import urllib.error
+    import urllib.request
+
+    from pathlib import Path as _P
+
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(ray_cluster.dashboard_url + "/api/jobs/", timeout=30)
+    assert err.value.code == 401
+    token = _P(ray_cluster.token_path).read_text().strip()
+    req = urllib.request.Request(ray_cluster.dashboard_url + "/api/jobs/", headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        assert resp.status == 200
+    assert isinstance(ray_jobs.list_jobs(), list)

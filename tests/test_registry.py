@@ -49,7 +49,7 @@ def test_round_trip_keeps_weights_spec_replay_and_provenance(tmp_path: Path) -> 
     rebuilt = loaded.build_model()
     x = torch.randn(5, SPEC.input_dim)
     assert torch.allclose(rebuilt(x), model(x))
-    assert len(loaded.replay) == 20
+    assert len(loaded.replay) == 20 and loaded.replay.model_version == "1"
     assert loaded.provenance.alert_ids == ["a1", "a2"]
     assert loaded.provenance.base_model["licence"] == "Apache-2.0"
     assert loaded.provenance.code_version  # git describe or package version
@@ -216,3 +216,66 @@ def test_register_base_trains_from_jsonl(tmp_path: Path, capsys: pytest.CaptureF
     assert loaded.provenance.base_model == {"source": "synthetic", "licence": "CC0-1.0"}
     assert loaded.provenance.window == {"start": 1000.0, "end": 1119.0}
 
+
+
+# --------------------------------------------------------------------------- the retrain job (in-process, no Ray)
+
+
+def _window(n: int, seed: int, region: float, rule: int):
+    from trainers.training_data import WindowData
+    from streams.events import LabelledExample
+
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 2)).astype("float32")
+    X[:, 0] += region
+    y = (X[:, rule] > 0).astype(int)
+    ex = [LabelledExample(f"e{seed}-{i}", "toy", "1", 100.0 + i, {"a": float(X[i, 0]), "b": float(X[i, 1])},
+                          ["no", "yes"][y[i]], entity=None) for i in range(n)]
+    return X, y, WindowData(ex, {"selected": n})
+
+
+def test_retrain_job_registers_candidate_with_provenance_and_is_idempotent(tmp_path: Path) -> None:
+    from streams.events import RetrainRequest
+    from trainers.continual import ContinualLearner
+    from trainers.retrain_job import TrainerConfig, run_job
+
+    reg = ModelRegistry(tmp_path)
+    spec = ModelSpec(["a", "b"], 2, hidden=(16,))
+    X, y, _ = _window(300, 0, -2.0, 1)
+    base = ContinualLearner(build_model(spec, seed=0), replay=ReplayBuffer(100, seed=0), epochs=10, device="cpu")
+    base.fit(X, y)
+    v1 = reg.register("toy", spec, base.model.state_dict(), replay=base.replay, classes=["no", "yes"],
+                      provenance=Provenance(base_model={"source": "test", "licence": "MIT"}, reference_profile_id="r1"))
+    reg.promote("toy", v1.version)
+    _, _, data = _window(300, 1, 2.0, 0)
+    req = RetrainRequest("toy", "1", ["al-1"], ["concept_drift"], 100.0, 400.0)
+    cfg = TrainerConfig(min_examples=50, learner={"epochs": 10},
+                        gate={"min_improvement_new": 0.05, "max_forgetting_old": 0.15, "max_ece": 0.5})
+    out = run_job(req, reg, cfg, data, use_ray=False)
+    assert out.new_version == "2" and out.status == "succeeded", out
+    assert out.promoted and out.update is not None and out.update.version == "2" and reg.current("toy") == "2"
+    new = reg.load("toy", "2")
+    prov = new.provenance
+    assert (prov.parent_version, prov.request_id, prov.alert_ids) == ("1", req.request_id, ["al-1"])
+    assert prov.base_model == {"source": "test", "licence": "MIT"} and prov.reference_profile_id == "r1"
+    assert prov.training["n_holdout_old"] > 0 and prov.training["n_holdout_new"] == 60
+    assert new.report["promoted"] is True and new.classes == ["no", "yes"]
+    assert len(new.replay) == 100 and len(new.replay.experience_counts()) == 2  # old rows kept + new experience
+
+    again = run_job(req, reg, cfg, data, use_ray=False)  # redelivered to the job itself: nothing trains
+    assert again.new_version == "2" and "not trained again" in again.report["note"]
+    assert [v.version for v in reg.versions("toy")] == ["1", "2"]
+
+
+def test_retrain_job_with_too_little_data_registers_nothing(tmp_path: Path) -> None:
+    from streams.events import RetrainRequest
+    from trainers.retrain_job import TrainerConfig, run_job
+
+    reg = ModelRegistry(tmp_path)
+    spec = ModelSpec(["a", "b"], 2, hidden=(4,))
+    reg.promote("toy", reg.register("toy", spec, build_model(spec).state_dict(), classes=["no", "yes"]).version)
+    _, _, data = _window(20, 1, 0.0, 0)
+    out = run_job(RetrainRequest("toy", "1", ["x"], ["data_drift"], 0.0, 1e9), reg, TrainerConfig(min_examples=50),
+                  data, use_ray=False)
+    assert out.status == "rejected" and "insufficient data: 20" in out.error and out.new_version is None
+    assert [v.version for v in reg.versions("toy")] == ["1"]

@@ -293,7 +293,8 @@ class ModelRegistry:
     ) -> VersionInfo:
         """Write a new version (next integer) and return its info. It is not promoted.
 
-        ``replay`` is a ``ReplayBuffer`` (saved as ``replay.npz``) or ``None``.
+        ``replay`` is a ``ReplayBuffer`` (saved as ``replay.npz``, its ``model_version`` set to the
+        new version) or ``None``.
         ``gate_passed`` records the gate verdict (``report["promoted"]`` when not given).
         """
         from safetensors.torch import save_file
@@ -315,8 +316,6 @@ class ModelRegistry:
             if classes is not None:
                 spec_d["classes"] = list(classes)
             (stage / SPEC).write_text(json.dumps(spec_d, indent=2, sort_keys=True), encoding="utf-8")
-            if replay is not None:
-                replay.save(stage / REPLAY)
             if report is not None:
                 (stage / REPORT_JSON).write_text(
                     json.dumps(report, indent=2, sort_keys=True, default=_json_default), encoding="utf-8"
@@ -326,6 +325,9 @@ class ModelRegistry:
             with self._locked(model):
                 index = self._read_index(model)
                 version = str(self._next_version(mdir, index))
+                if replay is not None:
+                    replay.model_version = version  # the buffer names the version it belongs to
+                    replay.save(stage / REPLAY)
                 (stage / PROVENANCE).write_text(
                     json.dumps(prov.to_dict(), indent=2, sort_keys=True, default=_json_default), encoding="utf-8"
                 )

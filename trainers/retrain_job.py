@@ -228,7 +228,6 @@ def run_job(req: RetrainRequest, registry: Any, cfg: TrainerConfig, data: Any, *
                       base_model=dict(parent.provenance.base_model),
                       reference_profile_id=parent.provenance.reference_profile_id)
     text = out["gate_text"] + f"\ntraining: {training['wall_time_s']:.2f}s on {out['device_name']} ({out['device']})\n"
-    new_buf.model_version = None  # set below once the version number is known
     info = registry.register(req.model, spec, state, provenance=prov, replay=new_buf, classes=classes,
                              report=report, report_text=text, gate_passed=out["promoted"])
     update = None
