@@ -62,7 +62,8 @@ class JobsAdapter:
         env_vars = dict(self.extra_env)
         if self.runtime_env_mode == "working_dir":
             return {"working_dir": str(PROJECT_ROOT), "env_vars": env_vars,
-                    "excludes": [".venv", ".git", ".driftloop", "bench/results", "**/__pycache__", "*.npz"]}
+                    "excludes": [".venv", ".git", ".driftloop", ".whl", ".gl", "bench/results",
+                                 "feature_repo/data", "**/__pycache__", "*.npz"]}
         env_vars["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")) if p)
         return {"env_vars": env_vars}
 
