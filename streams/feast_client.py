@@ -45,6 +45,9 @@ class LookupConfig:
     #: longest time opening the store may take (importing Feast, loading the registry); meanwhile
     #: lookups answer "starting" at once instead of waiting
     open_timeout_s: float = 120.0
+    #: warmup()/open_blocking() make one lookup of a missing entity (Feast's first online read is
+    #: slow) and wait this long for it; 0 = no warm-up lookup
+    warmup_lookup_s: float = 10.0
 
     def __post_init__(self) -> None:
         if self.timeout_s <= 0 or self.cache_ttl_s < 0 or self.retry_after_s < 0:
@@ -205,6 +208,36 @@ class FeastOnlineClient:
             raise StoreUnavailable("error", f"feature store did not open: {type(exc).__name__}: {exc}"[:500]) from exc
         for (m, v), spec in zip(models, result[1:]):
             self._specs[(m, v)] = spec
+        if self.config.warmup_lookup_s > 0:
+            warm = self._executor.submit(_warm_lookup, self._store)
+            self._inflight = warm  # while it runs, lookups answer "busy" (a hung store stays unknown)
+            try:
+                await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(warm)), self.config.warmup_lookup_s)
+            except asyncio.TimeoutError:
+                pass
+
+    def open_blocking(self, models: Sequence[tuple[str, str]] = (), timeout_s: float | None = None) -> None:
+        """Synchronous :meth:`warmup`, for callers without a running event loop (before the
+        worker starts consuming)."""
+        timeout_s = self.config.open_timeout_s if timeout_s is None else timeout_s
+        self._open_started = self._clock()
+        fut = self._executor.submit(lambda: [self._open(), *(self._resolve(m, v) for m, v in models)])
+        self._opening = fut
+        try:
+            result = fut.result(timeout_s)
+        except concurrent.futures.TimeoutError:
+            raise StoreUnavailable("timeout", f"feature store did not open within {timeout_s}s") from None
+        except Exception as exc:
+            raise StoreUnavailable("error", f"feature store did not open: {type(exc).__name__}: {exc}"[:500]) from exc
+        for (m, v), spec in zip(models, result[1:]):
+            self._specs[(m, v)] = spec
+        if self.config.warmup_lookup_s > 0:
+            warm = self._executor.submit(_warm_lookup, self._store)
+            self._inflight = warm
+            try:
+                warm.result(self.config.warmup_lookup_s)
+            except concurrent.futures.TimeoutError:
+                pass
 
     def cached_spec(self, model: str, version: str) -> ServiceSpec | None:
         return self._specs.get((model, version))
@@ -369,6 +402,25 @@ class FeastOnlineClient:
                 for r, key in enumerate(chunk):
                     out[(view.name, key)] = {f: _plain(resp[f][r]) for f in view.features}
         return out
+
+
+def _warm_lookup(store: Any) -> None:
+    """One online lookup of an entity that does not exist: Feast initialises its online read path
+    lazily (imports, connections), which takes longer than a lookup's timeout the first time."""
+    from feast import ValueType
+
+    try:
+        for fv in store.list_feature_views():
+            if not fv.entity_columns or not fv.features:
+                continue
+            row = {c.name: (0 if c.dtype.to_value_type() in (ValueType.INT64, ValueType.INT32) else "__driftloop_warmup__")
+                   for c in fv.entity_columns}
+            store.get_online_features(features=[f"{fv.name}:{fv.features[0].name}"], entity_rows=[row]).to_dict()
+            return
+    except Exception as exc:  # the store may be down; lookups will say so
+        import logging
+
+        logging.getLogger(__name__).debug("warm-up lookup failed: %r", exc)
 
 
 def _key(view: ViewSpec, entity: Mapping[str, Any] | None) -> tuple | None:

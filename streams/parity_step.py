@@ -73,6 +73,7 @@ class ParityStep:
         self._hits = 0
         self._misses = 0
         self._warned_no_service: set[tuple[str, str]] = set()
+        self._said_starting = False
 
     def _schema_of(self, model: str, version: str):
         spec = self.client.cached_spec(model, version)
@@ -82,6 +83,17 @@ class ParityStep:
         """Open the store ahead of traffic; False (logged) when it cannot be opened now."""
         try:
             await self.client.warmup(list(models))
+            return True
+        except StoreUnavailable as exc:
+            log.warning("parity: feature store not ready (%s); parity stays unknown until it answers", exc)
+            return False
+
+    def prepare(self, models: Iterable[tuple[str, str]] = (), timeout_s: float | None = None) -> bool:
+        """Open the store before the worker starts consuming (blocking; no event loop needed).
+        False (logged) when it cannot be opened now; parity then stays unknown until it answers."""
+        try:
+            self.client.open_blocking(list(models), timeout_s)
+            log.info("parity: feature store open")
             return True
         except StoreUnavailable as exc:
             log.warning("parity: feature store not ready (%s); parity stays unknown until it answers", exc)
@@ -98,6 +110,9 @@ class ParityStep:
             try:
                 rows = await self.client.lookup(model, version, [ev.entity for ev in evs])
             except StoreUnavailable as exc:
+                if exc.reason == "starting" and not self._said_starting:
+                    self._said_starting = True
+                    log.info("parity: feature store still opening; events are counted as unchecked meanwhile")
                 # while the store is still opening (Feast import, registry load) events are counted, not alerted
                 alerts += self.checker.unknown(evs, f"{exc.reason}: {exc}", alert=exc.reason != "starting")
                 self._count(model, version, "unknown", len(evs), "unknown", time.perf_counter() - t0)
@@ -174,9 +189,10 @@ class ParityStep:
             m.mismatch_rate.labels(model, version, feature).set(rate)
 
 
-def from_config(raw: Mapping[str, Any], registry: Any = None) -> ParityStep | None:
+def from_config(raw: Mapping[str, Any], registry: Any = None, prepare: bool = False) -> ParityStep | None:
     """The step described by the ``features`` and ``parity`` sections, or ``None`` when
-    ``parity.enabled`` is false.  ``registry``: a prometheus CollectorRegistry for its metrics."""
+    ``parity.enabled`` is false.  ``registry``: a prometheus CollectorRegistry for its metrics;
+    ``prepare``: open the store now (blocking, see :meth:`ParityStep.prepare`)."""
     from feature_repo.settings import load as load_features
     from streams.config import section
 
@@ -186,7 +202,10 @@ def from_config(raw: Mapping[str, Any], registry: Any = None) -> ParityStep | No
     feats = load_features(raw)
     client = FeastOnlineClient.from_repo(feats.repo, feats.online_store, feats.redis_connection or None, settings.lookup)
     metrics = ParityMetrics(registry) if registry is not None else None
-    return ParityStep(client, settings.checker, metrics)
+    step = ParityStep(client, settings.checker, metrics)
+    if prepare:
+        step.prepare()
+    return step
 
 
 __all__ = ["ParitySettings", "ParityMetrics", "ParityStep", "from_config", "METRIC_UNKNOWN"]

@@ -167,7 +167,7 @@ class Blackhole:
 def test_hung_online_store_times_out_to_unknown_without_blocking_the_loop(feast_repo):
     hole = Blackhole()
     step = make_step(feast_repo.path, "redis", f"127.0.0.1:{hole.port}",
-                     LookupConfig(timeout_s=0.3, retry_after_s=3600.0))
+                     LookupConfig(timeout_s=0.3, retry_after_s=3600.0, warmup_lookup_s=0))
     events = stream(feast_repo.values(), n=400)
 
     async def main():
@@ -198,6 +198,23 @@ def test_hung_online_store_times_out_to_unknown_without_blocking_the_loop(feast_
     assert second == []  # alerted once; the second batch is not even sent to the hung store
     assert step.client.stats.timeouts == 1 and step.client.stats.skipped == 1
     assert ticks > 0  # the event loop kept running while the lookup hung
+
+
+def test_hung_store_during_warm_up_is_reported_unknown(feast_repo):
+    hole = Blackhole()
+    step = make_step(feast_repo.path, "redis", f"127.0.0.1:{hole.port}", LookupConfig(timeout_s=0.3, warmup_lookup_s=0.5))
+    events = stream(feast_repo.values(), n=200)
+
+    async def main():
+        await step.start([("fraud", "1")])  # returns although the warm-up lookup hangs
+        return await step.check(events)
+
+    try:
+        alerts = asyncio.run(main())
+    finally:
+        step.close()
+        hole.close()
+    assert [a.metric for a in alerts] == [METRIC_UNKNOWN] and alerts[0].details["reason"].startswith("busy")
 
 
 def test_first_batches_while_the_store_opens_are_counted_not_alerted(feast_repo):
