@@ -24,7 +24,11 @@ throughput with the SQLite store.
 Rates are per CPU second of this process (``time.process_time``; the lookup thread included),
 robust on a shared machine; wall rates are reported beside them.
 
-    .venv/bin/python bench/parity_cost.py [--smoke|--quick|--full] [--out-dir DIR] [--batch N]
+    .venv/bin/python bench/parity_cost.py [--smoke|--quick|--full] [--out-dir DIR] [--batch N] [--kafka]
+
+``--kafka`` adds Part 3: the real Faust worker (``driftloop worker`` with the parity step, as in
+tests/test_feast_worker_e2e.py) on a local Kafka broker, parity off and on, same events; rate =
+events per second of the inputs agent's batch processing time.
 """
 
 from __future__ import annotations
@@ -192,9 +196,68 @@ def pipeline(raw: list[bytes], profile, repo: Path | None, batch: int) -> tuple[
              "cpu_us_per_event": cpu / n * 1e6, "wall_us_per_event": wall / n * 1e6}, out)
 
 
+def kafka_worker(values: dict, profile, repo: Path, n: int, seed: int, tmp: Path, rounds: int) -> dict[str, Any]:
+    """The real Faust worker on a local Kafka broker, parity off and on (alternating rounds): events
+    per second of the inputs agent's batch processing time (driftloop_batch_processing_seconds)."""
+    import yaml
+
+    from feature_repo.data_gen import Skew, serving_events
+    from infra.kafka.launcher import LocalKafka
+    from streams.config import KafkaSettings
+    from tests.fixtures_kafka import free_ports
+    from tests.test_feast_worker_e2e import ParityWorker
+    from tests.test_worker_kafka import Setup
+
+    port, cport = free_ports(2)
+    kafka = LocalKafka(KafkaSettings(bootstrap_servers=f"127.0.0.1:{port}", port=port, controller_port=cport,
+                                     start_timeout_s=180.0, heap="512m"), tmp / "kafka")
+    bootstrap = kafka.start()
+    events = serving_events(values, n, seed=seed, start_ts=START, skews=[Skew(FEATURE, 100.0, 0.2)])
+    records = [(e["event_id"].encode(), json.dumps(e).encode()) for e in events]
+    out: dict[str, list[dict[str, float]]] = {"parity off": [], "parity on (SQLite)": []}
+    try:
+        for r in range(rounds):
+            for name in (["parity off", "parity on (SQLite)"] if r % 2 == 0 else ["parity on (SQLite)", "parity off"]):
+                run_dir = tmp / f"kafka-{r}-{name.split()[1]}"
+                run_dir.mkdir()
+                setup = Setup(bootstrap, run_dir, retrain={"enabled": False})
+                profile.save(setup.refs / "fraud" / "1.json")
+                conf = yaml.safe_load(setup.config.read_text())
+                conf["drift"] = {"window_seconds": 60, "min_samples": 500}
+                conf["features"] = {"repo_path": str(repo)}
+                conf["parity"] = {"enabled": name != "parity off", "lookup": {"timeout_s": 2.0}}
+                setup.config.write_text(yaml.safe_dump(conf))
+                setup.produce("inputs", records)
+                w = ParityWorker(setup, "w0")
+                try:
+                    setup.wait_done([w], timeout_s=600)
+                    m = w.metrics()
+                finally:
+                    w.stop()
+                proc_s = m.get('driftloop_batch_processing_seconds_sum{agent="inputs"}', float("nan"))
+                n_ev = m.get("driftloop_events_total", float("nan"))
+                res = {"events": n_ev, "inputs_processing_s": proc_s, "events_per_processing_s": n_ev / proc_s,
+                       "parity_lookups": m.get("driftloop_parity_lookups_total", 0.0),
+                       "alerts": m.get("driftloop_alerts_total", 0.0)}
+                out[name].append(res)
+                print(f"kafka round {r + 1}/{rounds} {name}: {res['events_per_processing_s']:,.0f} events per "
+                      f"processing second ({n_ev:,.0f} events)", flush=True)
+    finally:
+        kafka.stop()
+    off = statistics.median(x["events_per_processing_s"] for x in out["parity off"])
+    on = statistics.median(x["events_per_processing_s"] for x in out["parity on (SQLite)"])
+    return {"runs": out, "parity_off_events_per_processing_s": off, "parity_on_events_per_processing_s": on,
+            "throughput_ratio_on_off": on / off, "parity_share_of_throughput": 1 - on / off,
+            "goal_met": 1 - on / off <= 0.30}
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(__doc__.splitlines()[0], argv, extra=[(("--batch",), {"type": int, "default": 500,
-                                                                            "help": "micro-batch size (default 500)"})])
+    args = parse_args(__doc__.splitlines()[0], argv, extra=[
+        (("--batch",), {"type": int, "default": 500, "help": "micro-batch size (default 500)"}),
+        (("--kafka",), {"action": "store_true",
+                        "help": "also run the Faust worker on a local Kafka broker, parity off and on (minutes)"}),
+        (("--kafka-events",), {"type": int, "default": 30_000, "help": "events per Kafka worker run"}),
+    ])
     plan = PLANS[args.mode]
     from feature_repo.data_gen import Skew, serving_events
     from streams.events import parse_input
@@ -233,6 +296,8 @@ def main(argv: list[str] | None = None) -> int:
                 info[name] = extra
                 print(f"round {r + 1}/{plan.rounds} {name}: {res['cpu_us_per_event']:.1f} us/event CPU, "
                       f"{res['events_per_cpu_s']:,.0f} events/CPU s", flush=True)
+        kafka = kafka_worker(values, profile, repo, args.kafka_events, args.seed, tmp, max(2, plan.rounds - 1)) \
+            if args.kafka else None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -256,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
               "goal_max_share": 0.30, "goal_met": share <= 0.30,
               "alerts_off": info["parity off"], "alerts_on": info["parity on (SQLite)"]}
     payload = {"mode": args.mode, "plan": plan.__dict__, "batch": args.batch, "setup_s": setup_s,
-               "parity_cost": cost, "worker_pipeline": worker, "runs": runs}
+               "parity_cost": cost, "worker_pipeline": worker, "runs": runs, "kafka_worker": kafka}
     md = [f"# {NAME} ({args.mode})", "",
           f"{plan.n_events:,} events, micro-batches of {args.batch}, {plan.n_customers} customers x "
           f"{plan.n_merchants} merchants, SQLite online store; medians of {plan.rounds} interleaved round(s). "
@@ -274,6 +339,15 @@ def main(argv: list[str] | None = None) -> int:
           f"{worker['alerts_off'].get('drift_alerts')}.", "",
           "Kafka I/O is not in the pipeline figures; it adds the same cost with parity on and off, so the share "
           "above is an upper bound of parity's share in the Kafka worker."]
+    if kafka is not None:
+        md += ["", "## Faust worker on Kafka, parity off vs on", "",
+               f"{args.kafka_events:,} events per run, one worker, medians of {len(kafka['runs']['parity off'])} runs "
+               "each (alternating); rate = events / sum of the inputs agent's batch processing time "
+               "(driftloop_batch_processing_seconds, which includes the parity step and the Kafka sends).", "",
+               md_table(["", "events per processing s"], [["parity off", kafka["parity_off_events_per_processing_s"]],
+                                                          ["parity on (SQLite)", kafka["parity_on_events_per_processing_s"]]]),
+               "", f"Parity on = {fmt(kafka['throughput_ratio_on_off'])} x parity off: parity takes "
+               f"{kafka['parity_share_of_throughput']:.1%} (goal <= 30 %: {'met' if kafka['goal_met'] else 'NOT met'})."]
     jpath, mpath = write_results(NAME, payload, "\n".join(md), args.out_dir)
     print(f"wrote {jpath} and {mpath}")
     return 0

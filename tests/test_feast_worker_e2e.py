@@ -15,14 +15,18 @@ worker importing Feast, per scenario.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
+
+from tests.test_worker_kafka import WorkerProc, _free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.kafka, pytest.mark.feast]
 
@@ -49,6 +53,23 @@ sys.exit(cli.main(sys.argv[1:]))
 """
 
 
+class ParityWorker(WorkerProc):
+    """``driftloop worker`` with the parity step (WorkerProc's helpers, another command line)."""
+
+    def __init__(self, s, name):  # no super().__init__: it would start a plain worker
+        root = Path(__file__).resolve().parents[1]
+        self.setup, self.name = s, name
+        self.metrics_port = _free_port()
+        self.log = s.tmp / f"{name}.log"
+        self._log = open(self.log, "ab")
+        env = {**os.environ, "DRIFTLOOP_HOME": str(s.tmp / "home")}
+        env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", LAUNCH, "--config", str(s.config), "worker", "--metrics-port",
+             str(self.metrics_port), "--data-dir", str(s.tmp / f"data-{name}")],
+            cwd=root, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+
+
 def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -60,7 +81,7 @@ def scenario(kafka_bootstrap, tmp_path, *, world: bool, skew: bool, online: dict
     from feature_repo.offline import historical_table
     from streams.profile import build_profile
     from tests.fixtures_feast import build_repo, copy_repo
-    from tests.test_worker_kafka import Setup, WorkerProc, _free_port
+    from tests.test_worker_kafka import Setup
 
     repo = build_repo(copy_repo(tmp_path / "repo"))
     table = historical_table("fraud", "1", repo.end - timedelta(days=5), repo.end, repo.path)
@@ -87,25 +108,6 @@ def scenario(kafka_bootstrap, tmp_path, *, world: bool, skew: bool, online: dict
 
     events = serving_events(values, N_EVENTS, seed=5, start_ts=START, skews=[shift] if skew else [])
     setup.produce("inputs", [(e["event_id"].encode(), json.dumps(e).encode()) for e in events])
-
-    class ParityWorker(WorkerProc):
-        """``driftloop worker`` with the parity step (WorkerProc's helpers, another command line)."""
-
-        def __init__(self, s, name):  # noqa: D401 - no super().__init__: it would start a plain worker
-            import os
-            from pathlib import Path
-
-            root = Path(__file__).resolve().parents[1]
-            self.setup, self.name = s, name
-            self.metrics_port = _free_port()
-            self.log = s.tmp / f"{name}.log"
-            self._log = open(self.log, "ab")
-            env = {**os.environ, "DRIFTLOOP_HOME": str(s.tmp / "home")}
-            env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
-            self.proc = subprocess.Popen(
-                [sys.executable, "-c", LAUNCH, "--config", str(s.config), "worker", "--metrics-port",
-                 str(self.metrics_port), "--data-dir", str(s.tmp / f"data-{name}")],
-                cwd=root, env=env, stdout=self._log, stderr=subprocess.STDOUT)
 
     w = ParityWorker(setup, "w0")
     try:
