@@ -15,7 +15,7 @@ import argparse
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -108,9 +108,18 @@ class SampleTraffic:
             )
         return out
 
-    def labels(self, events: list[dict[str, Any]], delay_s: float = 30.0, flip: float = 0.0) -> list[dict[str, Any]]:
-        """Ground truth for ``events``, arriving ``delay_s`` later; ``flip`` = share of labels that
-        contradict the model's score (a concept change)."""
+    def labels(
+        self,
+        events: list[dict[str, Any]],
+        delay_s: float = 30.0,
+        flip: float = 0.0,
+        rule: Callable[[dict[str, Any]], int | None] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Ground truth for ``events``, arriving ``delay_s`` later.
+
+        ``flip``: share of labels that contradict the model's score (noise: nothing to learn);
+        ``rule``: a new concept, a function of the event that returns the label where it applies
+        (else None), e.g. a fraud ring on large amounts: learnable by retraining."""
         rng = np.random.default_rng(self.seed + 1)
         out = []
         for ev in events:
@@ -118,8 +127,22 @@ class SampleTraffic:
             label = int(rng.random() < p1)
             if flip and rng.random() < flip:
                 label = 1 - label
+            if rule is not None:
+                forced = rule(ev)
+                if forced is not None:
+                    label = int(forced)
             out.append({"event_id": ev["event_id"], "model": ev["model"], "ts": ev["ts"] + delay_s, "label": label})
         return out
+
+
+def fraud_ring(min_amount: float = 150.0) -> Callable[[dict[str, Any]], int | None]:
+    """A new concept for the demo: every payment above ``min_amount`` made on the web is fraud."""
+
+    def rule(ev: dict[str, Any]) -> int | None:
+        f = ev["features"]
+        return 1 if (f.get("amount") or 0.0) > min_amount and f.get("channel") == "web" else None
+
+    return rule
 
 
 def malformed(n: int, seed: int = 0) -> list[bytes]:

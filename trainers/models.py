@@ -31,8 +31,12 @@ class ModelSpec:
     hidden: tuple[int, ...] = (256, 256)
     categorical: dict[str, list[str]] = field(default_factory=dict)
     arch: str = "mlp"
+    #: numeric feature -> (center, scale): encoded as (value - center) / scale, missing -> 0 (the center).
+    #: Fit it on the base model's training data with :meth:`with_scaling`; versions inherit it.
+    scaling: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self.scaling = {k: (float(v[0]), float(v[1]) or 1.0) for k, v in dict(self.scaling).items()}
         self.feature_names = list(self.feature_names)
         self.hidden = tuple(int(h) for h in self.hidden)
         self.categorical = {k: [str(c) for c in v] for k, v in dict(self.categorical).items()}
@@ -102,8 +106,26 @@ class ModelSpec:
                     fv = float(v)
                     if not math.isnan(fv):
                         out[r, col] = fv
+                if f in self.scaling:
+                    center, scale = self.scaling[f]
+                    present = np.array([_present(row.get(f)) for row in rows], dtype=bool)
+                    out[present, col] = (out[present, col] - center) / scale
                 col += 1
         return out
+
+    def with_scaling(self, rows: Sequence[Mapping[str, Any]]) -> "ModelSpec":
+        """A copy whose numeric features are standardised with the median and IQR-based spread of ``rows``."""
+        scaling = {}
+        for f in self.feature_names:
+            if f in self.categorical:
+                continue
+            vals = np.array([float(r[f]) for r in rows if _present(r.get(f))], dtype=np.float64)
+            if len(vals) == 0:
+                continue
+            q1, med, q3 = np.percentile(vals, [25, 50, 75])
+            spread = (q3 - q1) / 1.349 or float(np.std(vals)) or 1.0
+            scaling[f] = (float(med), float(spread))
+        return ModelSpec(self.feature_names, self.n_classes, self.hidden, self.categorical, self.arch, scaling)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -112,6 +134,7 @@ class ModelSpec:
             "hidden": list(self.hidden),
             "categorical": {k: list(v) for k, v in self.categorical.items()},
             "arch": self.arch,
+            "scaling": {k: list(v) for k, v in self.scaling.items()},
         }
 
     @classmethod
@@ -122,7 +145,17 @@ class ModelSpec:
             hidden=tuple(d.get("hidden", (256, 256))),
             categorical=dict(d.get("categorical", {})),
             arch=d.get("arch", "mlp"),
+            scaling=dict(d.get("scaling", {})),
         )
+
+
+def _present(v: Any) -> bool:
+    if v is None or isinstance(v, str):
+        try:
+            return v is not None and not math.isnan(float(v))
+        except ValueError:
+            return False
+    return not math.isnan(float(v))
 
 
 def build_model(spec: ModelSpec, seed: int | None = None):

@@ -182,6 +182,9 @@ def _register_base(raw: dict, reg: Any, args: argparse.Namespace) -> int:
         rows = [f for f, k in zip(data.features(), known) if k]
         if not rows:
             raise ValueError(f"{args.train} has no usable labelled examples of model {args.model!r}")
+        if not spec.scaling:  # standardise numeric inputs on the base training data; versions inherit it
+            spec = spec.with_scaling(rows)
+            model = build_model(spec, seed=args.seed)
         replay = ReplayBuffer(args.replay_capacity, args.replay_policy, args.seed)
         learner = ContinualLearner(model, replay=replay, epochs=args.epochs, seed=args.seed)
         fit = learner.fit(spec.encode(rows), y[known])
