@@ -29,6 +29,7 @@ from streams.events import Alert, DeadLetter, InvalidRecord, parse_input, parse_
 from streams.retrain_policy import RetrainPolicyConfig, RetrainState, decide
 
 log = logging.getLogger("driftloop.worker")
+BOOTSTRAP_SOURCE = "worker-bootstrap"
 
 
 class Profiles:
@@ -165,9 +166,11 @@ class Worker:
         if st is None:
             m, v = mv.split("|", 1)
             st = self.aggs[mv] = ws.AggState(m, v, self.state.data.get(f"agg|{mv}"))
-            if st.profile is None:
+            if st.profile is None and not st.ref_windows and not st.judged_through:
                 prof = self.profiles.get(m, v)
-                if prof is not None:
+                # a profile this worker group bootstrapped is rebuilt from the rows in the state,
+                # never taken from the file (a stale state must not skip its reference windows)
+                if prof is not None and prof.source != BOOTSTRAP_SOURCE:
                     st.set_profile(prof, "registered")
             if st.profile is not None:
                 self.profiles.put(st.profile_obj(self.port), save=st.profile_source == "bootstrap")

@@ -440,8 +440,17 @@ class AggState:
             return False
         slot = self.pending.setdefault(stream, {}).setdefault(w, {"srcs": {}, "rows": {}})
         if rec["type"] == "partial":
+            # A partial is complete for (window, source).  An "acc" partial supersedes rows that a
+            # previous owner of the partition shipped for this window before a rebalance (the new
+            # owner opened the window in acc mode and counted all of its events).
             slot["srcs"][src] = {"mode": rec["mode"], "n": int(rec["n"]), "acc": rec.get("acc")}
+            if rec["mode"] == "acc" and slot["rows"].pop(src, None) is not None:
+                for k in self.rows.get(w, {}).pop(src, []):
+                    if chunks is not None:
+                        chunks.pop(k, None)
             return True
+        if slot["srcs"].get(src, {}).get("mode") == "acc":
+            return True  # rows from a previous owner, after the complete acc partial: already counted
         r = slot["rows"].setdefault(src, {"max_offset": -1, "n": 0, "acc": None})
         fresh = [row for row in rec["rows"] if int(row[0]) > r["max_offset"]]
         if not fresh:

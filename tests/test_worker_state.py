@@ -197,3 +197,21 @@ def test_aggregator_state_survives_a_json_round_trip(port, profile):
         alerts_b += b.judge_ready(ws.INPUTS, ws.win_parse(r["window"])[1], GEOM, port, 10**9).alerts
         b = ws.AggState("fraud", "1", _json(b.to_dict()))  # "restart" after every record
     assert [x.alert_id for x in alerts_a] == [x.alert_id for x in alerts_b] and alerts_a
+
+
+def test_acc_partial_of_a_new_owner_supersedes_rows_of_the_previous_one(port, profile):
+    """After a rebalance the new owner may count a window in acc mode that the old owner had
+    started shipping as rows (no profile yet when it opened): the window must not count twice."""
+    events = [e for e in traffic(600) if e.ts < SampleTraffic().start_ts + 10]
+    w = ws.win_str(SampleTraffic().start_ts, SampleTraffic().start_ts + 10)
+    rows = ws.rows_record(0, "fraud", "1", w, [[i, e.to_dict()] for i, e in enumerate(events[:200])])
+    new_owner = ws.SourceState(0)
+    out = new_owner.ingest([(i, e) for i, e in enumerate(traffic(600))], GEOM, port, lambda m, v: profile)
+    partial = next(r for _, r in out.records if r["type"] == "partial" and r["window"] == w)
+    agg = ws.AggState("fraud", "1")
+    agg.set_profile(profile, "registered")
+    agg.add(_json(rows), port)
+    agg.add(_json(partial), port)
+    agg.add(_json(rows), port)  # the old owner's rows arriving late change nothing
+    res = agg.judge_ready(ws.INPUTS, SampleTraffic().start_ts + 10, GEOM, port, 10**9)
+    assert res.judged == [(ws.INPUTS, w, len(events))]
