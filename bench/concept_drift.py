@@ -417,7 +417,8 @@ def main(argv: list[str] | None = None) -> int:
             "families": [[f, FAMILIES[f][2], round(float(np.mean([a for a, _ in v])), 3),
                           round(float(np.mean([b for _, b in v])), 3)] for f, v in fam_err.items()]}
     meta["goals"] = goals(summary, "driftloop (default config)")
-    jp, mp = write_results(NAME, {"name": NAME, "meta": meta, "summary": summary, "rows": rows},
+    name = NAME + ("_full" if args.mode == "full" else "")  # a full run does not replace the quick table
+    jp, mp = write_results(name, {"name": NAME, "meta": meta, "summary": summary, "rows": rows},
                            markdown(summary, rows, meta), args.out_dir)
     print(mp.read_text())
     print(f"wrote {jp} and {mp}", file=sys.stderr)

@@ -507,7 +507,7 @@ def main(argv: list[str] | None = None) -> int:
             "git": common._git_state()}
     meta["goals"] = goals(summary, "driftloop (default config)")
     payload = {"name": NAME, "meta": meta, "summary": summary, "rows": rows}
-    name = NAME
+    name = NAME + ("_full" if args.mode == "full" else "")  # a full run does not replace the quick table
     if args.only:  # a subset of detectors does not overwrite the full table
         name = f"{NAME}_{args.mode}_only_" + "_".join("".join(ch for ch in k.lower() if ch.isalnum()) for k in args.only.split(","))
         meta["command"] += f" --only {args.only}"

@@ -256,7 +256,8 @@ def main(argv: list[str] | None = None) -> int:
              "## Goals", "", md_table(["goal", "measured", "met"], goal_rows), ""]
     if evidently_error:
         lines.append(f"Evidently skipped: {evidently_error}")
-    jp, mp = write_results(NAME, {"name": NAME, "meta": meta, "results": res, "goals": goal_rows, "environment": env},
+    name = NAME + ("_full" if args.mode == "full" else "")  # a full run does not replace the quick table
+    jp, mp = write_results(name, {"name": NAME, "meta": meta, "results": res, "goals": goal_rows, "environment": env},
                            "\n".join(lines), args.out_dir)
     print(mp.read_text())
     print(f"wrote {jp} and {mp}", file=sys.stderr)
