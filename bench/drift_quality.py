@@ -273,6 +273,8 @@ class Plan:
     costly_control_events: int
     costly_pre_windows: int = 1
     costly_max_events: int | None = None  # cap on a costly detector's region (smoke)
+    pre_windows: float = 8.5  # windows before the drift point
+    post_windows: int = 4  # windows after start + width
 
 
 #: The streams costly peers (KSWIN per feature, Evidently per window) see in quick mode (seed 0 only).
@@ -280,7 +282,8 @@ COSTLY_SCENARIOS = ("rbf_switch/abrupt", "hyperplane_mean_shift/abrupt", "breast
 
 PLANS = {
     "smoke": Plan(1, ("rbf_switch/abrupt", "breast_cancer_category/abrupt"), 0,
-                  {"hyperplane20": 2_000}, ("rbf_switch/abrupt",), 0, costly_pre_windows=0, costly_max_events=100),
+                  {"hyperplane20": 2_000}, ("rbf_switch/abrupt",), 0, costly_pre_windows=0, costly_max_events=100,
+                  pre_windows=2.5, post_windows=2),
     "quick": Plan(2, None, 1, {"rbf20": 50_000, "hyperplane20": 50_000, "breast_cancer": 50_000,
                                "segments": 20_000, "agrawal": 20_000}, COSTLY_SCENARIOS, 500,
                   costly_pre_windows=0, costly_max_events=1_500),
@@ -447,7 +450,7 @@ def main(argv: list[str] | None = None) -> int:
     plan = PLANS[args.mode]
     t_start = time.perf_counter()
     W = args.window
-    lay = dd.Layout(window=W)
+    lay = dd.Layout(window=W, pre_windows=plan.pre_windows, post_windows=plan.post_windows)
     clock, engine_info = engine_clock(W)
     dets, skipped = detectors(args.mode, {})
     if args.only:
