@@ -26,8 +26,6 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.test_worker_kafka import WorkerProc, _free_port
-
 pytestmark = [pytest.mark.slow, pytest.mark.kafka, pytest.mark.feast]
 
 FEATURE = "customer_avg_amount_30d"
@@ -53,21 +51,28 @@ sys.exit(cli.main(sys.argv[1:]))
 """
 
 
-class ParityWorker(WorkerProc):
-    """``driftloop worker`` with the parity step (WorkerProc's helpers, another command line)."""
+def ParityWorker(setup, name: str):
+    """A ``driftloop worker`` with the parity step, with the helpers of tests/test_worker_kafka.py's
+    WorkerProc (imported here, not at collection time)."""
+    from tests.test_worker_kafka import WorkerProc, _free_port
 
-    def __init__(self, s, name):  # no super().__init__: it would start a plain worker
-        root = Path(__file__).resolve().parents[1]
-        self.setup, self.name = s, name
-        self.metrics_port = _free_port()
-        self.log = s.tmp / f"{name}.log"
-        self._log = open(self.log, "ab")
-        env = {**os.environ, "DRIFTLOOP_HOME": str(s.tmp / "home")}
-        env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", LAUNCH, "--config", str(s.config), "worker", "--metrics-port",
-             str(self.metrics_port), "--data-dir", str(s.tmp / f"data-{name}")],
-            cwd=root, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+    class ParityWorker(WorkerProc):
+        """``driftloop worker`` with the parity step (WorkerProc's helpers, another command line)."""
+
+        def __init__(self, s, name):  # no super().__init__: it would start a plain worker
+            root = Path(__file__).resolve().parents[1]
+            self.setup, self.name = s, name
+            self.metrics_port = _free_port()
+            self.log = s.tmp / f"{name}.log"
+            self._log = open(self.log, "ab")
+            env = {**os.environ, "DRIFTLOOP_HOME": str(s.tmp / "home")}
+            env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", LAUNCH, "--config", str(s.config), "worker", "--metrics-port",
+                 str(self.metrics_port), "--data-dir", str(s.tmp / f"data-{name}")],
+                cwd=root, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+
+    return ParityWorker(setup, name)
 
 
 def _closed_port() -> int:
