@@ -137,7 +137,8 @@ def run(args: argparse.Namespace) -> int:
                 },
                 "dispatcher": {"state_dir": str(home / "dispatcher"), "registry": str(home / "registry"),
                                "stop_local_cluster_on_exit": True},
-                "trainers": {"registry": str(home / "registry"), "min_examples": 100, "slices": ["country"]},
+                "trainers": {"registry": str(home / "registry"), "min_examples": 100, "slices": ["country"],
+                             "replay_policy": "reservoir"},
             }
             config_file = home / "driftloop.yaml"
             import yaml
@@ -167,7 +168,10 @@ def run(args: argparse.Namespace) -> int:
             (home / "spec.json").write_text(json.dumps(spec))
             _cli(["--config", str(config_file), "models", "register-base", MODEL, "--spec", str(home / "spec.json"),
                   "--source", "trained here on seeded demo traffic (streams/sample.py)", "--licence", "Apache-2.0",
-                  "--train", str(train_file), "--epochs", "8", "--reference-profile", profile.id, "--promote", "--no-publish"], env)
+                  "--train", str(train_file), "--epochs", "8",
+                  # reservoir replay keeps the class prior of an imbalanced task (fraud is rare);
+                  # class-balanced replay suits class-incremental tasks
+                  "--replay-policy", "reservoir", "--reference-profile", profile.id, "--promote", "--no-publish"], env)
             say(f"registered base model {MODEL} v1 (trained on {len(train_events)} labelled events) "
                 f"with reference profile {profile.id}")
 
