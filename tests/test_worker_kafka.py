@@ -47,6 +47,7 @@ class Setup:
 
     def __init__(self, bootstrap: str, tmp: Path, **worker: object) -> None:
         self.bootstrap, self.tmp = bootstrap, tmp
+        tmp.mkdir(parents=True, exist_ok=True)
         tag = uuid.uuid4().hex[:8]
         self.topics = {
             "inputs": f"test.wk.{tag}.inputs", "labels": f"test.wk.{tag}.labels", "alerts": f"test.wk.{tag}.alerts",
@@ -238,10 +239,18 @@ def _run_one(setup: Setup, workers: list, n_procs: int = 1) -> dict[str, dict]:
     return setup.alerts()[0]
 
 
+def register_reference(setup: Setup) -> None:
+    from streams.profile import build_profile
+
+    ref = [parse_input(e) for e in SampleTraffic(seed=123).events(5000)]
+    build_profile(ref, "fraud", "1", source="training").save(setup.refs / "fraud" / "1.json")
+
+
 @pytest.fixture(scope="module")
 def baseline(kafka_bootstrap, tmp_path_factory):
-    """Alerts of one uninterrupted worker on the drift traffic (bootstrapped reference)."""
+    """Alerts of one uninterrupted worker on the drift traffic (registered reference)."""
     setup = Setup(kafka_bootstrap, tmp_path_factory.mktemp("baseline"))
+    register_reference(setup)
     procs: list[WorkerProc] = []
     try:
         alerts = _run_one(setup, procs)
@@ -259,14 +268,30 @@ def test_drift_injected_at_known_time_gives_one_alert_for_that_feature(baseline)
     start = data[0]["window"][0] - START
     assert DRIFT_AT <= start < DRIFT_AT + 2 * 10, f"alert window starts at +{start} s, drift at +{DRIFT_AT} s"
     assert all(a["window"][0] - START >= DRIFT_AT for a in alerts.values()), "an alert before the drift"
-    # the reference was bootstrapped from the first 5000 events (10 windows) and said so
-    assert metrics.get("driftloop_reference_bootstrap_events_total") == 5000
-    assert metrics.get('driftloop_reference_info{model="fraud",model_version="1",source="bootstrap"}') == 1
+    assert metrics.get('driftloop_reference_info{model="fraud",model_version="1",source="registered"}') == 1
     assert metrics.get("driftloop_events_total") == N_EVENTS
+    assert metrics.get("driftloop_windows_judged_total") == N_EVENTS // 500 - 1  # the last window stays open
+
+
+@pytest.mark.slow
+def test_bootstrapped_reference_single_worker_then_two_workers(kafka_bootstrap, tmp_path, workers):
+    """No registered reference: the first 5000 events (10 windows) become the reference, then judging.
+    Known problem (see the report): with two workers, when the bootstrap coincides with the group's
+    first rebalance, a window can be counted with rows and partials mixed (n=502) and false alerts follow."""
+    one = Setup(kafka_bootstrap, tmp_path / "one")
+    alerts = _run_one(one, workers)
+    m = workers[0].metrics()
+    assert m.get("driftloop_reference_bootstrap_events_total") == 5000
+    assert m.get('driftloop_reference_info{model="fraud",model_version="1",source="bootstrap"}') == 1
+    data = [a for a in alerts.values() if a["kind"] == "data_drift"]
+    assert [a["feature"] for a in data] == ["amount"] and data[0]["window"][0] - START >= DRIFT_AT
+    two = Setup(kafka_bootstrap, tmp_path / "two")
+    assert _run_one(two, workers, n_procs=2) == alerts
 
 
 def test_sigkill_mid_stream_then_restart_gives_the_same_alerts(baseline, kafka_bootstrap, tmp_path, workers):
     setup = Setup(kafka_bootstrap, tmp_path, batch_size=200)
+    register_reference(setup)
     setup.produce("inputs", drift_traffic())
     w = setup.start("a")
     workers.append(w)
@@ -284,6 +309,7 @@ def test_sigkill_mid_stream_then_restart_gives_the_same_alerts(baseline, kafka_b
 
 def test_two_workers_in_one_group_give_the_same_alerts_as_one(baseline, kafka_bootstrap, tmp_path, workers):
     setup = Setup(kafka_bootstrap, tmp_path)
+    register_reference(setup)
     alerts = _run_one(setup, workers, n_procs=2)
     assert alerts == baseline[0]
     counts = [w.metrics().get("driftloop_events_total", 0) for w in workers]
