@@ -112,7 +112,7 @@ class Setup:
             by_id.setdefault(a.alert_id, _essential(a))
         return by_id, len(raw)
 
-    def wait_done(self, procs: list["WorkerProc"], timeout_s: float = 180.0, slack: int = 0) -> None:
+    def wait_done(self, procs: list["WorkerProc"], timeout_s: float = 300.0, slack: int = 0) -> None:
         """Until the group has committed every end offset of inputs, labels and partials (twice, 1.5 s apart)."""
         from streams.kafka_admin import admin_client, topic_end_offsets
 
