@@ -50,6 +50,7 @@ REASONS = (
     "non_finite",
     "bad_timestamp",
     "bad_value",
+    "late",  # event time older than the worker's watermark minus the allowed lateness
 )
 
 
