@@ -33,6 +33,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from streams.events import json_default  # noqa: E402  (after the path setup above)
+
 RESULTS_DIR = ROOT / "bench" / "results"
 MODES = ("smoke", "quick", "full")
 
@@ -181,30 +183,11 @@ def write_results(name: str, payload: dict[str, Any], markdown: str, out_dir: Pa
     payload.setdefault("written_at", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     jpath, mpath = out_dir / f"{name}.json", out_dir / f"{name}.md"
     jtmp, mtmp = jpath.with_suffix(".json.tmp"), mpath.with_suffix(".md.tmp")
-    jtmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=_json_default) + "\n")
+    jtmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=json_default) + "\n")
     mtmp.write_text(markdown.rstrip() + "\n")
     jtmp.replace(jpath)
     mtmp.replace(mpath)
     return jpath, mpath
-
-
-def _json_default(v: Any) -> Any:
-    try:
-        import numpy as np
-
-        if isinstance(v, np.generic):
-            return v.item()
-        if isinstance(v, np.ndarray):
-            return v.tolist()
-    except ImportError:  # pragma: no cover
-        pass
-    if isinstance(v, Path):
-        return str(v)
-    if hasattr(v, "__dataclass_fields__"):
-        import dataclasses
-
-        return dataclasses.asdict(v)
-    raise TypeError(f"{type(v).__name__} is not JSON serialisable")
 
 
 @dataclass(frozen=True)

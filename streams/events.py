@@ -23,6 +23,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -217,7 +218,7 @@ class Alert:
         return d
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True, allow_nan=False, default=_json_default)
+        return json.dumps(self.to_dict(), sort_keys=True, allow_nan=False, default=json_default)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Alert":
@@ -349,7 +350,7 @@ class RetrainResult:
         return dataclasses.asdict(self)
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True, default=_json_default)
+        return json.dumps(self.to_dict(), sort_keys=True, default=json_default)
 
 
 @dataclass(frozen=True)
@@ -588,7 +589,9 @@ def _json_type(value: Any) -> str:
     return type(value).__name__
 
 
-def _json_default(value: Any) -> Any:
+def json_default(value: Any) -> Any:
+    """``json.dumps(default=...)`` for driftloop's records: numpy scalars and arrays, paths,
+    dataclasses and objects with ``to_dict``."""
     try:
         import numpy as np
 
@@ -598,4 +601,10 @@ def _json_default(value: Any) -> Any:
             return value.tolist()
     except ImportError:  # pragma: no cover
         pass
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")

@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from streams.events import ModelUpdate
+from streams.events import ModelUpdate, json_default
 
 FORMAT = "driftloop.registry/1"
 WEIGHTS = "weights.safetensors"
@@ -190,7 +190,7 @@ def _check_name(kind: str, name: str) -> str:
 
 
 def _write_json_atomic(path: Path, obj: Any) -> None:
-    data = json.dumps(obj, indent=2, sort_keys=True, default=_json_default).encode("utf-8")
+    data = json.dumps(obj, indent=2, sort_keys=True, default=json_default).encode("utf-8")
     fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -202,23 +202,6 @@ def _write_json_atomic(path: Path, obj: Any) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-
-
-def _json_default(value: Any) -> Any:
-    try:
-        import numpy as np
-
-        if isinstance(value, np.generic):
-            return value.item()
-        if isinstance(value, np.ndarray):
-            return value.tolist()
-    except ImportError:  # pragma: no cover
-        pass
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
-    if hasattr(value, "to_dict"):
-        return value.to_dict()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 def _fsync_dir(path: Path) -> None:
@@ -318,7 +301,7 @@ class ModelRegistry:
             (stage / SPEC).write_text(json.dumps(spec_d, indent=2, sort_keys=True), encoding="utf-8")
             if report is not None:
                 (stage / REPORT_JSON).write_text(
-                    json.dumps(report, indent=2, sort_keys=True, default=_json_default), encoding="utf-8"
+                    json.dumps(report, indent=2, sort_keys=True, default=json_default), encoding="utf-8"
                 )
             if report_text is not None:
                 (stage / REPORT_TEXT).write_text(report_text, encoding="utf-8")
@@ -329,7 +312,7 @@ class ModelRegistry:
                     replay.model_version = version  # the buffer names the version it belongs to
                     replay.save(stage / REPLAY)
                 (stage / PROVENANCE).write_text(
-                    json.dumps(prov.to_dict(), indent=2, sort_keys=True, default=_json_default), encoding="utf-8"
+                    json.dumps(prov.to_dict(), indent=2, sort_keys=True, default=json_default), encoding="utf-8"
                 )
                 files = {}
                 for p in sorted(stage.iterdir()):

@@ -34,7 +34,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from streams.events import ModelUpdate, RetrainRequest, RetrainResult
+from streams.events import ModelUpdate, RetrainRequest, RetrainResult, json_default
 
 log = logging.getLogger("driftloop.retrain_job")
 
@@ -334,19 +334,11 @@ def main(argv: list[str] | None = None) -> int:
             producer.flush(timeout=30)
         line = result.to_dict()
         line["model_update"] = outcome.update.to_dict() if outcome.update else None
-        print(RESULT_MARKER + json.dumps(line, sort_keys=True, default=_json_default), flush=True)
+        print(RESULT_MARKER + json.dumps(line, sort_keys=True, default=json_default), flush=True)
     finally:
         if producer is not None:
             producer.close()
     return 0
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 if __name__ == "__main__":
