@@ -59,6 +59,9 @@ class TrainerConfig:
     replay_capacity: int = 500  # for a parent that has no buffer yet
     replay_policy: str = "class_balanced"
     timestamp_skew_s: float = 300.0
+    #: "window": train on the labelled examples of the request's window; "latest": on every labelled
+    #: example from the window's start up to when the job runs (more data once the drift has lasted)
+    data_until: str = "window"
     read_timeout_s: float = 120.0
     slices: list[str] = field(default_factory=list)
     learner: dict[str, Any] = field(default_factory=dict)
@@ -309,15 +312,18 @@ def main(argv: list[str] | None = None) -> int:
 
         producer = KafkaProducer(bootstrap_servers=C.kafka_settings(raw).bootstrap_servers, acks="all",
                                  value_serializer=lambda s: s.encode("utf-8"))
+    if cfg.data_until not in ("window", "latest"):
+        raise SystemExit(f"trainers.data_until must be 'window' or 'latest', got {cfg.data_until!r}")
+    data_end = req.window_end if cfg.data_until == "window" else float("inf")
     try:
         if args.labelled_file and args.labelled_file.endswith(".npz"):
-            data = training_data.read_npz(args.labelled_file, req.window_start, req.window_end, cfg.max_examples)
+            data = training_data.read_npz(args.labelled_file, req.window_start, data_end, cfg.max_examples)
         elif args.labelled_file:
-            data = training_data.read_jsonl(args.labelled_file, req.model, req.window_start, req.window_end,
+            data = training_data.read_jsonl(args.labelled_file, req.model, req.window_start, data_end,
                                             cfg.max_examples)
         elif producer is not None or args.publish == "kafka":
             data = training_data.read_topic(C.kafka_settings(raw).bootstrap_servers, topics.labelled, req.model,
-                                            req.window_start, req.window_end, skew_s=cfg.timestamp_skew_s,
+                                            req.window_start, data_end, skew_s=cfg.timestamp_skew_s,
                                             max_examples=cfg.max_examples, timeout_s=cfg.read_timeout_s)
         else:
             raise SystemExit("no training data source: give --labelled-file or use --publish kafka (labelled topic)")
