@@ -127,6 +127,7 @@ def make_app(raw_config: Mapping[str, Any] | None = None, *, parity_step: Any = 
         web_port=w.web_port or 6066,
         producer_linger_ms=w.producer_linger_ms,
         producer_max_request_size=4_000_000,
+        consumer_max_fetch_size=w.fetch_max_bytes,
         broker_commit_every=10_000,
         broker_session_timeout=w.session_timeout_s,
         broker_heartbeat_interval=max(1.0, w.session_timeout_s / 4),

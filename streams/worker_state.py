@@ -82,6 +82,12 @@ class WorkerConfig:
     idle_source_timeout_s: float = 0.0  # >0: a source silent this long (wall time) stops holding the global watermark
     max_rows_per_message: int = 500
     producer_linger_ms: int = 5
+    # Kafka fetch size per partition (Faust consumer_max_fetch_size).  Faust fixes fetch_max_wait_ms at
+    # 1500 and aiokafka sends one fetch per broker at a time, so a fetch of only empty partitions (the
+    # assignor topic, an idle labels topic) stalls the inputs up to 1.5 s once a fetched batch is
+    # drained; 4 MiB batches take longer than that to process, which hides the stall
+    # (bench/results/worker_throughput.tuning.md).
+    fetch_max_bytes: int = 4 * 1024 * 1024
     lag_interval_s: float = 5.0
     session_timeout_s: float = 10.0  # a killed worker's partitions move to the others after this long
     retrain: dict = field(default_factory=dict)  # RetrainPolicyConfig fields
