@@ -4,8 +4,10 @@ One run, one broker (driftloop's own on free ports, or ``KAFKA_BOOTSTRAP_SERVERS
 
 1. throughput: N events with 20 numeric features (event time 100 events/s, so N=360k is one
    hour) are produced to a 2-partition topic; then, one after the other on the same topic:
-   a raw aiokafka consumer that only JSON-decodes every record, the `driftloop worker`
-   (label join on, the default), the worker with the label join off, and the raw consumer again.
+   a raw aiokafka consumer that only JSON-decodes every record, a bare Faust agent that only
+   JSON-decodes (take_events; with Faust's default 1 MiB fetches and with the worker's 4 MiB),
+   the `driftloop worker` (label join on, the default), the worker with the label join off, and
+   the raw consumer again.  Why Faust is slower: bench/results/worker_throughput.tuning.md.
    Worker rate = events counted by its /metrics between the first and the last event, over the
    wall time between them (start-up and Kafka group join excluded).  Peak RSS of the worker
    process, and RSS at each quarter of the replay (flat = no growth with event time).
@@ -213,7 +215,8 @@ def run_worker_throughput(bootstrap, tmp, topics, name, n, timeout_s, **worker) 
 FAUST_BASELINE = """
 import json, os, time, faust
 app = faust.App(os.environ["APP_ID"], broker="kafka://" + os.environ["BOOTSTRAP"], store="memory://", web_enabled=False,
-                consumer_auto_offset_reset="earliest", topic_partitions=int(os.environ["PARTITIONS"]), autodiscover=False)
+                consumer_auto_offset_reset="earliest", topic_partitions=int(os.environ["PARTITIONS"]), autodiscover=False,
+                consumer_max_fetch_size=int(os.environ["FETCH_SIZE"]))
 topic = app.topic(os.environ["TOPIC"], value_serializer="raw", key_serializer="raw")
 
 @app.agent(topic)
@@ -231,14 +234,17 @@ if __name__ == "__main__":
 """
 
 
-def run_faust_baseline(bootstrap: str, tmp: Path, topic: str, n: int, timeout_s: float) -> dict:
-    """A Faust agent that only decodes (take_events, json.loads): the cost of Faust itself."""
-    d = tmp / "faust-baseline"
+def run_faust_baseline(bootstrap: str, tmp: Path, topic: str, n: int, timeout_s: float, fetch_size: int) -> dict:
+    """A Faust agent that only decodes (take_events, json.loads): the cost of Faust itself.
+
+    ``fetch_size``: Faust's consumer_max_fetch_size (its default is 1 MiB; the worker uses
+    ``worker.fetch_max_bytes``, 4 MiB).  Rate from the first batch to the last (start-up excluded)."""
+    d = tmp / f"faust-baseline-{fetch_size}"
     d.mkdir(parents=True, exist_ok=True)
     (d / "app.py").write_text(FAUST_BASELINE)
     out = d / "progress.txt"
     env = {**os.environ, "APP_ID": f"bench-faust-{uuid.uuid4().hex[:6]}", "BOOTSTRAP": bootstrap, "TOPIC": topic,
-           "OUT": str(out), "PARTITIONS": str(PARTITIONS)}
+           "OUT": str(out), "PARTITIONS": str(PARTITIONS), "FETCH_SIZE": str(fetch_size)}
     log = open(d / "log.txt", "wb")
     proc = subprocess.Popen([sys.executable, str(d / "app.py"), "worker", "-l", "warn", "--without-web"],
                             cwd=d, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -401,8 +407,13 @@ def main() -> int:
         results["raw_1"] = asyncio.run(raw_consume(bootstrap, topics["inputs"], n))
         print("raw consumer:", results["raw_1"], flush=True)
         timeout = max(300.0, n / 500)
-        results["faust_baseline"] = run_faust_baseline(bootstrap, tmp, topics["inputs"], n, timeout)
-        print("faust agent that only decodes:", results["faust_baseline"], flush=True)
+        results["faust_baseline"] = run_faust_baseline(bootstrap, tmp, topics["inputs"], n, timeout, 1024 * 1024)
+        print("faust agent that only decodes (1 MiB fetches, Faust's default):", results["faust_baseline"], flush=True)
+        from streams.worker_state import WorkerConfig
+
+        results["faust_baseline_worker_fetch"] = run_faust_baseline(bootstrap, tmp, topics["inputs"], n, timeout,
+                                                                    WorkerConfig.fetch_max_bytes)
+        print("faust agent that only decodes (the worker's fetch size):", results["faust_baseline_worker_fetch"], flush=True)
         results["worker"] = run_worker_throughput(bootstrap, tmp, topics, "worker", n, timeout)
         print("worker (label join on):", results["worker"], flush=True)
         results["worker_no_join"] = run_worker_throughput(bootstrap, tmp, topics, "nojoin", n, timeout, label_join=False)
@@ -423,7 +434,7 @@ def main() -> int:
 
         shutil.rmtree(tmp, ignore_errors=True)
     raw = max(results["raw_1"]["events_per_s"], results["raw_2"]["events_per_s"])
-    for k in ("faust_baseline", "worker", "worker_no_join", "worker_exactly_once"):
+    for k in ("faust_baseline", "faust_baseline_worker_fetch", "worker", "worker_no_join", "worker_exactly_once"):
         r = results.get(k)
         if r and "events_per_s" in r:
             r["ratio_to_raw"] = r["events_per_s"] / raw
@@ -448,13 +459,16 @@ def report(r: dict, raw: float) -> str:
          f"Machine: {r['cpus']} CPUs, Python {r['python']}. One run, one broker, same topic; the raw consumer only JSON-decodes.\n\n"
          "| consumer | events/s | ratio to raw | peak RSS MB | RSS MB at 25/50/75/100 % |\n|---|---|---|---|---|\n")
     s += row("raw aiokafka + json.loads (1st)", r["raw_1"]) + row("raw aiokafka + json.loads (2nd)", r["raw_2"])
-    s += row("Faust agent, take_events + json.loads only", r.get("faust_baseline"))
+    s += row("Faust agent, take_events + json.loads only (1 MiB fetches, Faust default)", r.get("faust_baseline"))
+    s += row("Faust agent, take_events + json.loads only (4 MiB fetches, as the worker)", r.get("faust_baseline_worker_fetch"))
     s += row("driftloop worker (label join on)", r.get("worker")) + row("driftloop worker (label join off)", r.get("worker_no_join"))
     if "worker_exactly_once" in r:
         s += row("driftloop worker, exactly_once", r["worker_exactly_once"])
     s += (f"\nAlert latency (window close in wall time -> alert read from the alerts topic), live at {lat.get('rate_per_s')} "
           f"events/s with 1 s windows: {lat.get('measured')} alerts, p50 {_fmt(lat.get('p50_s'))} s, "
-          f"p99 {_fmt(lat.get('p99_s'))} s, max {_fmt(lat.get('max_s'))} s.\n")
+          f"p99 {_fmt(lat.get('p99_s'))} s, max {_fmt(lat.get('max_s'))} s.\n"
+          "\nWhy the Faust rows are far below the raw consumer (fetch stalls, then ~80-110 us of Faust CPU per event): "
+          "worker_throughput.tuning.md.\n")
     return s
 
 
