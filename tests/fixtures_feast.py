@@ -79,8 +79,8 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory):
     """``HOST:PORT`` of a redis-server started for this session (no persistence)."""
     binary = shutil.which("redis-server")
     if binary is None:
-        pytest.skip("redis-server is not installed (Debian: apt-get install -y redis-server); "
-                    "the Redis online-store test needs a real server")
+        pytest.fail("redis-server is not installed; `make setup` (infra/bootstrap.sh) installs it "
+                    "(Debian: apt-get install -y redis-server). The Redis online-store test needs a real server")
     port = _free_port()
     workdir = tmp_path_factory.mktemp("redis")
     proc = subprocess.Popen(
