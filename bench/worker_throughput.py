@@ -39,7 +39,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
@@ -127,19 +126,9 @@ class Worker:
                                      cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
 
     def metrics(self) -> dict[str, float]:
-        try:
-            text = urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=2).read().decode()
-        except OSError:
-            return {}
-        out: dict[str, float] = {}
-        for line in text.splitlines():
-            if line.startswith("#") or not line.strip():
-                continue
-            series, value = line.rsplit(" ", 1)
-            base = series.split("{", 1)[0]
-            out[base] = out.get(base, 0.0) + float(value)
-            out[series] = float(value)
-        return out
+        from streams.metrics import read_metrics
+
+        return read_metrics(f"http://127.0.0.1:{self.port}/metrics")
 
     def rss_mb(self) -> float:
         try:

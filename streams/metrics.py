@@ -56,3 +56,23 @@ class WorkerMetrics:
     def serve(self, port: int, addr: str = "0.0.0.0"):
         """Serve ``/metrics`` on ``port`` (returns the server and its thread)."""
         return start_http_server(port, addr=addr, registry=self.registry)
+
+
+def read_metrics(url: str, timeout_s: float = 2.0) -> dict[str, float]:
+    """Scrape a /metrics endpoint: each series as ``name{labels}`` plus, per metric name, the sum
+    over its labels.  ``{}`` when the endpoint does not answer (e.g. the worker is still starting)."""
+    import urllib.request
+
+    try:
+        text = urllib.request.urlopen(url, timeout=timeout_s).read().decode()
+    except OSError:
+        return {}
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        series, value = line.rsplit(" ", 1)
+        out[series] = float(value)
+        base = series.split("{", 1)[0]
+        out[base] = out.get(base, 0.0) + float(value)
+    return out

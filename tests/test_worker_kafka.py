@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -174,19 +173,9 @@ class WorkerProc:
 
     def metrics(self) -> dict[str, float]:
         """Sum of each metric over its labels, plus the labelled series as ``name{labels}``."""
-        try:
-            text = urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2).read().decode()
-        except OSError:
-            return {}
-        out: dict[str, float] = {}
-        for line in text.splitlines():
-            if line.startswith("#") or not line.strip():
-                continue
-            series, value = line.rsplit(" ", 1)
-            out[series] = float(value)
-            base = series.split("{", 1)[0]
-            out[base] = out.get(base, 0.0) + float(value)
-        return out
+        from streams.metrics import read_metrics
+
+        return read_metrics(f"http://127.0.0.1:{self.metrics_port}/metrics")
 
     def wait_metric(self, name: str, at_least: float, timeout_s: float = 120.0, poll_s: float = 0.05) -> float:
         deadline = time.monotonic() + timeout_s
