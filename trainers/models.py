@@ -90,26 +90,25 @@ class ModelSpec:
                             out[r, col + i] = 1.0
                 col += len(cats)
             else:
+                values = np.full(len(rows), np.nan)
                 for r, row in enumerate(rows):
                     v = row.get(f)
-                    if v is None or isinstance(v, str):
-                        if isinstance(v, str):
-                            try:
-                                v = float(v)
-                            except ValueError as exc:
-                                raise ValueError(
-                                    f"feature {f!r} is numeric but row {r} has {v!r}; "
-                                    "declare it in ModelSpec.categorical if it is categorical"
-                                ) from exc
-                        else:
-                            continue
-                    fv = float(v)
-                    if not math.isnan(fv):
-                        out[r, col] = fv
+                    if v is None:
+                        continue
+                    if isinstance(v, str):
+                        try:
+                            v = float(v)
+                        except ValueError as exc:
+                            raise ValueError(
+                                f"feature {f!r} is numeric but row {r} has {v!r}; "
+                                "declare it in ModelSpec.categorical if it is categorical"
+                            ) from exc
+                    values[r] = float(v)
+                present = ~np.isnan(values)
                 if f in self.scaling:
                     center, scale = self.scaling[f]
-                    present = np.array([_present(row.get(f)) for row in rows], dtype=bool)
-                    out[present, col] = (out[present, col] - center) / scale
+                    values = (values - center) / scale
+                out[:, col] = np.where(present, values, 0.0)
                 col += 1
         return out
 
