@@ -27,7 +27,9 @@ import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Mapping, Union
+from typing import Annotated, Any, Mapping, Union
+
+import msgspec
 
 FeatureValue = Union[float, str, None]
 
@@ -407,6 +409,17 @@ def decode_json(raw: bytes | bytearray | memoryview | str | None, max_bytes: int
 
 def parse_input(raw: bytes | str | Mapping[str, Any], max_bytes: int = DEFAULT_MAX_BYTES) -> InferenceEvent:
     """Validate one inference-input record (bytes, text, or an already decoded mapping)."""
+    if isinstance(raw, (bytes, bytearray)) and len(raw) <= max_bytes:
+        try:
+            ev = _fast_input(_INPUT_DECODER.decode(raw))
+            if ev is not None:
+                return ev
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            pass  # not the common well-formed shape: the full validator says exactly why
+    return _parse_input_full(raw, max_bytes)
+
+
+def _parse_input_full(raw: bytes | str | Mapping[str, Any], max_bytes: int = DEFAULT_MAX_BYTES) -> InferenceEvent:
     obj = raw if isinstance(raw, Mapping) else decode_json(raw, max_bytes)
     try:
         return _input_from_obj(obj)
@@ -418,6 +431,16 @@ def parse_input(raw: bytes | str | Mapping[str, Any], max_bytes: int = DEFAULT_M
 
 def parse_label(raw: bytes | str | Mapping[str, Any], max_bytes: int = DEFAULT_MAX_BYTES) -> LabelEvent:
     """Validate one label record."""
+    if isinstance(raw, (bytes, bytearray)) and len(raw) <= max_bytes:
+        try:
+            r = _LABEL_DECODER.decode(raw)
+            return LabelEvent(r.event_id, r.model, r.ts, r.label, r.model_version)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            pass
+    return _parse_label_full(raw, max_bytes)
+
+
+def _parse_label_full(raw: bytes | str | Mapping[str, Any], max_bytes: int = DEFAULT_MAX_BYTES) -> LabelEvent:
     obj = raw if isinstance(raw, Mapping) else decode_json(raw, max_bytes)
     try:
         event_id = _id(obj, "event_id")
@@ -430,6 +453,47 @@ def parse_label(raw: bytes | str | Mapping[str, Any], max_bytes: int = DEFAULT_M
         raise
     except Exception as exc:  # defensive
         raise InvalidRecord("bad_value", f"record could not be read: {exc!r}") from None
+
+
+# Fast path: msgspec decodes and checks the common shape in C (string ids, numeric epoch ``ts``,
+# finite numbers, the length limits above) about 5x faster than json.loads plus the checks below.
+# Anything it refuses (integer ids, ISO times, booleans, bad JSON...) goes through the full
+# validator, which gives the exact reason; tests/test_events_fast_path.py checks that both
+# paths accept the same records with the same result.
+_Id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_LEN)]
+_Ts = Annotated[float, msgspec.Meta(ge=MIN_TS, le=MAX_TS)]
+_Str = Annotated[str, msgspec.Meta(max_length=MAX_STRING_VALUE_LEN)]
+
+
+class _InputShape(msgspec.Struct):
+    event_id: _Id
+    model: _Id
+    model_version: _Id
+    ts: _Ts
+    features: Annotated[dict[str, Union[float, _Str, None]], msgspec.Meta(min_length=1, max_length=MAX_FEATURES)]
+    entity: Union[dict[str, Union[str, int]], None] = None
+    prediction: Union[float, str, None] = None
+    scores: Union[Annotated[list[float], msgspec.Meta(min_length=1)], None] = None
+
+
+class _LabelShape(msgspec.Struct):
+    event_id: _Id
+    model: _Id
+    ts: _Ts
+    label: Union[float, Annotated[str, msgspec.Meta(min_length=1)]]
+    model_version: Union[_Id, None] = None
+
+
+_INPUT_DECODER = msgspec.json.Decoder(_InputShape)
+_LABEL_DECODER = msgspec.json.Decoder(_LabelShape)
+
+
+def _fast_input(r: _InputShape) -> InferenceEvent | None:
+    lens = set(map(len, r.features))  # feature names: checked here, 3x cheaper than a msgspec key constraint
+    if min(lens) < 1 or max(lens) > MAX_ID_LEN:
+        return None
+    return InferenceEvent(r.event_id, r.model, r.model_version, r.ts, r.features, r.entity, r.prediction,
+                          None if r.scores is None else tuple(r.scores))
 
 
 def parse_timestamp(value: Any, name: str = "ts") -> float:

@@ -1,0 +1,93 @@
+"""The msgspec fast path of parse_input/parse_label accepts only what the full validator accepts, with the same result."""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streams.events import (InvalidRecord, MAX_ID_LEN, MAX_STRING_VALUE_LEN, _parse_input_full, _parse_label_full,
+                            parse_input, parse_label)
+
+# Each field is valid most of the time, so that many records are accepted (by both paths) and the
+# rest are wrong in one or two places.
+def mostly(good, bad):
+    return st.one_of(good, good, good, good, bad)
+
+
+numbers = (st.floats(allow_nan=False, allow_infinity=False) | st.integers(min_value=-(10**20), max_value=10**20)
+           | st.floats(min_value=-1e10, max_value=2e10))
+huge = st.integers(min_value=10**308, max_value=10**320) | st.just(1e308)
+ids = mostly(st.text(min_size=1, max_size=20),
+             st.text(min_size=MAX_ID_LEN - 1, max_size=MAX_ID_LEN + 2) | st.integers() | st.booleans() | st.none() | st.just(""))
+stamps = mostly(st.floats(min_value=0, max_value=4e9) | st.integers(min_value=0, max_value=4 * 10**9),
+                numbers | huge | st.sampled_from(["2025-11-26T00:00:00Z", "1764115200", "soon", "", None, True]))
+values = mostly(numbers | st.none() | st.text(max_size=20),
+                st.booleans() | huge | st.text(min_size=MAX_STRING_VALUE_LEN - 1, max_size=MAX_STRING_VALUE_LEN + 1)
+                | st.lists(st.integers(), max_size=2))
+names = mostly(st.text(min_size=1, max_size=12), st.just("") | st.text(min_size=MAX_ID_LEN - 1, max_size=MAX_ID_LEN + 1))
+features = mostly(st.dictionaries(names, values, min_size=1, max_size=6),
+                  st.just({}) | st.none() | st.lists(numbers, max_size=2) | st.text(max_size=3))
+optional = (st.none() | st.booleans() | numbers | huge | st.text(max_size=5)
+            | st.lists(numbers | st.booleans() | st.text(max_size=2), max_size=3)
+            | st.dictionaries(st.text(max_size=4), st.text(max_size=4) | st.integers() | st.booleans() | numbers, max_size=3))
+
+def outcome(parse, raw):
+    try:
+        return "ok", parse(raw)
+    except InvalidRecord as err:
+        return err.reason, None
+
+
+def encodings(obj):
+    return [json.dumps(obj).encode(), json.dumps(obj, ensure_ascii=False).encode("utf-8", "surrogatepass")]
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.fixed_dictionaries({"event_id": ids, "model": ids, "model_version": ids, "ts": stamps, "features": features},
+                             optional={"entity": optional, "prediction": optional, "scores": optional, "x": optional}))
+def test_inputs_fast_path_agrees_with_the_full_validator(obj):
+    for raw in encodings(obj):
+        assert outcome(parse_input, raw) == outcome(_parse_input_full, raw)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.fixed_dictionaries({"event_id": ids, "model": ids, "ts": stamps, "label": values},
+                             optional={"model_version": ids, "x": optional}))
+def test_labels_fast_path_agrees_with_the_full_validator(obj):
+    for raw in encodings(obj):
+        assert outcome(parse_label, raw) == outcome(_parse_label_full, raw)
+
+
+def test_fast_path_edge_cases_agree():
+    base = {"event_id": "e", "model": "m", "model_version": "1", "ts": 1.0, "features": {"a": 1.0}}
+    cases = [b'{"event_id":"e","model":"m","model_version":"1","ts":1,"features":{"a":NaN}}',
+             b'{"event_id":"e","model":"m","model_version":"1","ts":1,"features":{"a":1e400}}',
+             b'{"event_id":"e","model":"m","model_version":"1","ts":1,"features":{"a":1,"a":2}}',
+             b'{"event_id":"\\ud800","model":"m","model_version":"1","ts":1,"features":{"a":1}}',
+             b'  {"event_id":"e","model":"m","model_version":"1","ts":1,"features":{"":1}}',
+             b'\xff' + json.dumps(base).encode(), json.dumps(base).encode() + b" x", b"", b"[]", b"null"]
+    for raw in cases:
+        assert outcome(parse_input, raw) == outcome(_parse_input_full, raw), raw
+    big = json.dumps(dict(base, features={"a": 1.0, "s": "x" * 200})).encode()
+    assert outcome(lambda r: parse_input(r, max_bytes=100), big) == ("too_large", None)
+
+
+good_ids = st.text(min_size=1, max_size=20)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.fixed_dictionaries({"event_id": good_ids, "model": good_ids, "model_version": good_ids,
+                              "ts": st.floats(min_value=0, max_value=4e9) | st.integers(min_value=0, max_value=4 * 10**9),
+                              "features": st.dictionaries(st.text(min_size=1, max_size=12), numbers | st.none() | st.text(max_size=20),
+                                                          min_size=1, max_size=8)},
+                             optional={"entity": st.dictionaries(st.text(max_size=4), st.text(max_size=4) | st.integers(), max_size=3),
+                                       "prediction": numbers | st.text(max_size=5),
+                                       "scores": st.lists(numbers, min_size=1, max_size=3)}))
+def test_well_formed_inputs_take_the_fast_path_with_the_same_result(obj):
+    from streams.events import _INPUT_DECODER, _fast_input
+
+    for raw in encodings(obj):
+        fast = _fast_input(_INPUT_DECODER.decode(raw))
+        assert fast is not None and fast == _parse_input_full(raw)
