@@ -2,7 +2,8 @@
 
 Three agents (see :mod:`streams.app` for the wiring):
 
-* ``inputs``: micro-batches (``stream.take_events``) of the inputs topic -> validate ->
+* ``inputs``: micro-batches of the inputs topic (each fetched batch, see :mod:`streams.batch_delivery`,
+  or ``stream.take_events`` with ``worker.delivery: stream``) -> validate ->
   dead letters | per-partition :class:`SourceState` -> partials + watermarks on the internal topic;
   inputs stored for the label join;
 * ``labels``: micro-batches of the labels topic -> validate -> :class:`JoinState` ->
@@ -22,7 +23,7 @@ import logging
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping, Sequence
 
 from streams import worker_state as ws
 from streams.events import Alert, DeadLetter, InvalidRecord, parse_input, parse_label
@@ -192,59 +193,67 @@ class Worker:
             await asyncio.gather(*[asyncio.ensure_future(f) if not isinstance(f, asyncio.Future) else f for f in futs])
             futs.clear()
 
-    async def _dead_letter(self, topic_name: str, dlq: Any, ev: Any, err: Any, futs: list) -> None:
-        msg = ev.message
-        raw = msg.value if isinstance(msg.value, (bytes, bytearray)) else (msg.value or b"")
-        dl = DeadLetter.from_bytes(topic_name, msg.partition, msg.offset, err, bytes(raw))
-        await self._send(dlq, msg.key, dl.to_json().encode(), futs)
+    async def _dead_letter(self, topic_name: str, dlq: Any, rec: Any, err: Any, futs: list) -> None:
+        raw = rec.value if isinstance(rec.value, (bytes, bytearray)) else (rec.value or b"")
+        dl = DeadLetter.from_bytes(topic_name, rec.partition, rec.offset, err, bytes(raw))
+        await self._send(dlq, rec.key, dl.to_json().encode(), futs)
         self.m.invalid.labels(topic=topic_name, reason=dl.reason).inc()
 
+    def _fresh(self, topic_name: str, recs: Sequence[Any], done_through: int) -> list:
+        """Records after the state's offset (earlier ones are already in the state: a replay after a restart)."""
+        if recs and recs[0].offset > done_through:
+            return list(recs)
+        fresh = [r for r in recs if r.offset > done_through]
+        if len(recs) > len(fresh):
+            self.m.replayed.labels(topic=topic_name).inc(len(recs) - len(fresh))
+        return fresh
+
+    def _count_events(self, topic_name: str, events: Iterable[Any]) -> None:
+        counts: dict[tuple[str, str], int] = defaultdict(int)
+        for e in events:
+            counts[(e.model, e.model_version or "")] += 1
+        for (m, v), k in counts.items():
+            self.m.events.labels(topic=topic_name, model=m, model_version=v).inc(k)
+
     # ------------------------------------------------------------------ inputs
-    async def on_inputs(self, events: list) -> None:
+    async def on_inputs(self, by_partition: Mapping[int, Sequence[Any]]) -> None:
+        """One micro-batch of the inputs topic: records (``.partition/.offset/.key/.value``) per partition, offset order."""
         t0 = time.perf_counter()
-        by_p: dict[int, list] = defaultdict(list)
-        for ev in events:
-            by_p[ev.message.partition].append(ev)
         name = self.s.topics.inputs
         futs: list = []
         accepted_all = []
-        for p in sorted(by_p):
-            evs = sorted(by_p[p], key=lambda e: e.message.offset)
+        n_records = 0
+        for p in sorted(by_partition):
             async with self.locks[p]:
                 src = self.source(p)
+                recs = self._fresh(name, by_partition[p], src.offset)
+                n_records += len(recs)
+                if not recs:
+                    continue
                 valid = []
-                raw_by_offset: dict[int, str] = {}
-                for ev in evs:
-                    if ev.message.offset <= src.offset:
-                        continue  # already in state (replay after a restart): its dead letter, if any, was sent
+                for r in recs:
                     try:
-                        raw = ev.message.value or b""
-                        valid.append((ev.message.offset, parse_input(raw)))
-                        if self.s.worker.label_join:
-                            raw_by_offset[ev.message.offset] = raw.decode("utf-8")
+                        valid.append((r.offset, parse_input(r.value or b"")))
                     except InvalidRecord as err:
-                        await self._dead_letter(name, self.t["inputs_dlq"], ev, err, futs)
-                n_replayed = sum(1 for ev in evs if ev.message.offset <= src.offset)
-                if n_replayed:
-                    self.m.replayed.labels(topic=name).inc(n_replayed)
+                        await self._dead_letter(name, self.t["inputs_dlq"], r, err, futs)
                 if not valid:
-                    if evs and evs[-1].message.offset > src.offset:
-                        src.offset = evs[-1].message.offset
-                        self._put(f"in|{p}", src.to_dict(), p, futs)
+                    src.offset = recs[-1].offset
+                    self._put(f"in|{p}", src.to_dict(), p, futs)
+                    await self._wait(futs)
                     continue
                 out = src.ingest(valid, self.geom, self.port, self.profiles.get, self.s.worker.max_rows_per_message)
-                src.offset = max(src.offset, evs[-1].message.offset)
-                late_ids = {o for o, _ in out.late}
-                for o, e in out.late:
-                    ev = next(x for x in evs if x.message.offset == o)
-                    err = InvalidRecord("late", f"event time {e.ts} is older than the closed window (watermark {src.wm}, "
-                                                f"allowed lateness {self.geom.lateness} s); raise worker.allowed_lateness_s to accept it")
-                    await self._dead_letter(name, self.t["inputs_dlq"], ev, err, futs)
-                    self.m.late.labels(topic=name, model=e.model, model_version=e.model_version).inc()
-                accepted = [(o, e) for o, e in valid if o not in late_ids]
+                src.offset = max(src.offset, recs[-1].offset)
+                accepted = valid
+                if out.late:
+                    by_offset = {r.offset: r for r in recs}
+                    late_ids = {o for o, _ in out.late}
+                    for o, e in out.late:
+                        err = InvalidRecord("late", f"event time {e.ts} is older than the closed window (watermark {src.wm}, "
+                                                    f"allowed lateness {self.geom.lateness} s); raise worker.allowed_lateness_s to accept it")
+                        await self._dead_letter(name, self.t["inputs_dlq"], by_offset[o], err, futs)
+                        self.m.late.labels(topic=name, model=e.model, model_version=e.model_version).inc()
+                    accepted = [(o, e) for o, e in valid if o not in late_ids]
                 accepted_all.extend(e for _, e in accepted)
-                for _, e in accepted:
-                    self.m.events.labels(topic=name, model=e.model, model_version=e.model_version).inc()
                 for mv, rec in out.records:
                     await self._send(self.t["partials"], mv.encode(), rec, futs)
                     self.m.partials.labels(action="published").inc()
@@ -255,11 +264,13 @@ class Worker:
                     self.m.event_time_lag.labels(stream="inputs", partition=str(p)).set(time.time() - src.wm)
                 if self.s.worker.label_join and accepted:
                     js = self.joinstate(p)
-                    raws = [raw_by_offset[o] for o, _ in accepted]
+                    by_offset = {r.offset: r for r in recs}
+                    raws = [by_offset[o].value.decode("utf-8") for o, _ in accepted]
                     js.store_inputs(self.store(p, futs), accepted, src.wm, raws, ttl=self.ttl)
                     self._put(f"lb|{p}", js.to_dict(), p, futs)
                 self._put(f"in|{p}", src.to_dict(), p, futs)
                 await self._wait(futs)
+        self._count_events(name, accepted_all)
         if self.parity is not None and accepted_all:
             try:
                 alerts = await self.parity.check(accepted_all)
@@ -268,42 +279,40 @@ class Worker:
                 alerts = []
             await self._publish_alerts(alerts, futs)
             await self._wait(futs)
-        self.m.batch_size.labels(agent="inputs").observe(len(events))
+        self.m.batch_size.labels(agent="inputs").observe(n_records)
         self.m.processing.labels(agent="inputs").observe(time.perf_counter() - t0)
 
     # ------------------------------------------------------------------ labels
-    async def on_labels(self, events: list) -> None:
+    async def on_labels(self, by_partition: Mapping[int, Sequence[Any]]) -> None:
+        """One micro-batch of the labels topic (same shape as :meth:`on_inputs`)."""
         t0 = time.perf_counter()
-        by_p: dict[int, list] = defaultdict(list)
-        for ev in events:
-            by_p[ev.message.partition].append(ev)
         name = self.s.topics.labels
         futs: list = []
-        for p in sorted(by_p):
-            evs = sorted(by_p[p], key=lambda e: e.message.offset)
+        n_records = 0
+        for p in sorted(by_partition):
             async with self.locks[p]:
                 js = self.joinstate(p)
+                recs = self._fresh(name, by_partition[p], js.offset)
+                n_records += len(recs)
+                if not recs:
+                    continue
                 valid = []
-                for ev in evs:
-                    if ev.message.offset <= js.offset:
-                        self.m.replayed.labels(topic=name).inc()
-                        continue
+                for r in recs:
                     try:
-                        valid.append((ev.message.offset, parse_label(ev.message.value or b"")))
+                        valid.append((r.offset, parse_label(r.value or b"")))
                     except InvalidRecord as err:
-                        await self._dead_letter(name, self.t["labels_dlq"], ev, err, futs)
-                for _, lab in valid:
-                    self.m.events.labels(topic=name, model=lab.model, model_version=lab.model_version or "").inc()
+                        await self._dead_letter(name, self.t["labels_dlq"], r, err, futs)
+                self._count_events(name, (lab for _, lab in valid))
                 if self.s.worker.label_join:
                     src = self.source(p)
                     if src.wm is not None and (js.input_wm is None or src.wm > js.input_wm):
                         js.input_wm = src.wm
                     out = js.ingest_labels(self.store(p, futs), valid, self.geom, self.ttl, self.port, self._profile_for_labels)
                     await self._join_outputs(p, out, futs)
-                js.offset = max(js.offset, evs[-1].message.offset)
+                js.offset = max(js.offset, recs[-1].offset)
                 self._put(f"lb|{p}", js.to_dict(), p, futs)
                 await self._wait(futs)
-        self.m.batch_size.labels(agent="labels").observe(len(events))
+        self.m.batch_size.labels(agent="labels").observe(n_records)
         self.m.processing.labels(agent="labels").observe(time.perf_counter() - t0)
 
     def _profile_for_labels(self, model: str, version: str) -> Any:
@@ -496,8 +505,22 @@ def _retrain_config(raw: Any) -> RetrainPolicyConfig:
     return cfg.section(RetrainPolicyConfig, raw, "worker.retrain")
 
 
-def register(app: Any, settings: Any, metrics: Any, parity_step: Any = None) -> Worker:
-    """Create topics, tables and agents on ``app``; returns the :class:`Worker`."""
+def _by_partition(events: Iterable[Any]) -> dict[int, list]:
+    out: dict[int, list] = defaultdict(list)
+    for ev in events:
+        out[ev.message.partition].append(ev.message)
+    for recs in out.values():
+        recs.sort(key=lambda m: m.offset)
+    return out
+
+
+def register(app: Any, settings: Any, metrics: Any, parity_step: Any = None, delivery: Any = None) -> Worker:
+    """Create topics, tables and agents on ``app``; returns the :class:`Worker`.
+
+    With ``delivery`` (a :class:`streams.batch_delivery.BatchDelivery` installed on ``app``) the inputs
+    and labels topics are handed to the worker batch by batch; their agents stay subscribed (Faust
+    assigns their partitions together with the tables') but see no message.
+    """
     t = settings.topics
     n = settings.partitions
     raw = dict(value_serializer="raw", key_serializer="raw")
@@ -522,15 +545,19 @@ def register(app: Any, settings: Any, metrics: Any, parity_step: Any = None) -> 
     app.driftloop_worker = worker
     w = settings.worker
 
+    if delivery is not None:
+        delivery.handlers[t.inputs] = worker.on_inputs
+        delivery.handlers[t.labels] = worker.on_labels
+
     @app.agent(topics["inputs"], name="driftloop.inputs")
     async def inputs(stream):
         async for events in stream.take_events(w.batch_size, within=w.batch_within_s):
-            await worker.on_inputs(list(events))
+            await worker.on_inputs(_by_partition(events))
 
     @app.agent(topics["labels"], name="driftloop.labels")
     async def labels(stream):
         async for events in stream.take_events(w.batch_size, within=w.batch_within_s):
-            await worker.on_labels(list(events))
+            await worker.on_labels(_by_partition(events))
 
     @app.agent(topics["partials"], name="driftloop.aggregate")
     async def aggregate(stream):

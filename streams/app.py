@@ -89,6 +89,8 @@ def load_settings(raw: Mapping[str, Any] | None = None) -> WorkerSettings:
             f"worker.internal_partitions ({worker.internal_partitions}) must equal the inputs topic's partitions ({parts}); "
             "Faust co-partitions the internal topic and the tables with the source topics"
         )
+    if worker.delivery not in ("batch", "stream"):
+        raise cfg.ConfigError("worker.delivery must be batch (whole fetched batches, the fast path) or stream (Faust's per-message path)")
     if worker.processing_guarantee not in ("at_least_once", "exactly_once"):
         raise cfg.ConfigError("worker.processing_guarantee must be at_least_once or exactly_once")
     return WorkerSettings(worker, kafka.bootstrap_servers, topics, drift, data_dir, ref_dir, parts,
@@ -128,6 +130,8 @@ def make_app(raw_config: Mapping[str, Any] | None = None, *, parity_step: Any = 
         producer_linger_ms=w.producer_linger_ms,
         producer_max_request_size=4_000_000,
         consumer_max_fetch_size=w.fetch_max_bytes,
+        # batch delivery: one handler call per fetched batch, so the batch size is the poll size
+        broker_max_poll_records=w.batch_size if w.delivery == "batch" else None,
         broker_commit_every=10_000,
         broker_session_timeout=w.session_timeout_s,
         broker_heartbeat_interval=max(1.0, w.session_timeout_s / 4),
@@ -135,12 +139,18 @@ def make_app(raw_config: Mapping[str, Any] | None = None, *, parity_step: Any = 
         stream_buffer_maxsize=max(4096, 2 * w.batch_size),
         autodiscover=False,
     )
+    delivery = None
+    if w.delivery == "batch":
+        from streams.batch_delivery import BatchDelivery, install
+
+        delivery = BatchDelivery(fetch_max_wait_ms=w.fetch_max_wait_ms)
+        install(app, delivery)
     metrics = metrics or WorkerMetrics()
     if parity_step is None and ((raw_config or {}).get("parity") or {}).get("enabled") is True:
         from streams.parity_step import from_config
 
         parity_step = from_config(dict(raw_config or {}), metrics.registry)
-    register(app, s, metrics, parity_step=parity_step)
+    register(app, s, metrics, parity_step=parity_step, delivery=delivery)
     return app
 
 

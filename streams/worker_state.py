@@ -66,7 +66,7 @@ class WorkerConfig:
 
     app_id: str = "driftloop-worker"
     data_dir: str = ""  # default: $DRIFTLOOP_HOME/worker/<app_id>
-    batch_size: int = 1000  # stream.take(n, within)
+    batch_size: int = 1000  # records per micro-batch (most per fetch with batch delivery; stream.take's n otherwise)
     batch_within_s: float = 0.5
     allowed_lateness_s: float | None = None  # None: drift.allowed_lateness_s, else 0
     label_join: bool = True
@@ -82,11 +82,15 @@ class WorkerConfig:
     idle_source_timeout_s: float = 0.0  # >0: a source silent this long (wall time) stops holding the global watermark
     max_rows_per_message: int = 500
     producer_linger_ms: int = 5
-    # Kafka fetch size per partition (Faust consumer_max_fetch_size).  Faust fixes fetch_max_wait_ms at
-    # 1500 and aiokafka sends one fetch per broker at a time, so a fetch of only empty partitions (the
-    # assignor topic, an idle labels topic) stalls the inputs up to 1.5 s once a fetched batch is
-    # drained; 4 MiB batches take longer than that to process, which hides the stall
-    # (bench/results/worker_throughput.tuning.md).
+    # How records of the inputs and labels topics reach the worker: "batch" hands each fetched batch to
+    # one call (streams/batch_delivery.py, ~10x the events/s); "stream" is Faust's per-message path
+    # (agents with stream.take_events(batch_size, within=batch_within_s)).
+    delivery: str = "batch"
+    # The consumer's fetch_max_wait_ms (Faust fixes it at 1500; only "batch" delivery changes it): an
+    # empty partition (the assignor topic, an idle labels topic) holds the broker's one fetch slot this
+    # long, and the inputs wait behind it (bench/results/worker_throughput.tuning.md).
+    fetch_max_wait_ms: int = 100
+    # Kafka fetch size per partition (Faust consumer_max_fetch_size).
     fetch_max_bytes: int = 4 * 1024 * 1024
     lag_interval_s: float = 5.0
     session_timeout_s: float = 10.0  # a killed worker's partitions move to the others after this long

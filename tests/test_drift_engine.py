@@ -1,8 +1,8 @@
 """The drift engine end to end on generated streams (pure; no I/O)."""
 
-import dataclasses
 import json
 
+import msgspec
 import numpy as np
 import pandas as pd
 import pytest
@@ -235,7 +235,7 @@ def test_ingest_columns_equals_ingest_events():
     prof = _profile(n_features=3)
     evs = _events(3000, seed=16, n_features=3, shift={0: 0.7})
     e1 = DriftEngine(_cfg(), [prof])
-    by_events = _strip(_feed(e1, [dataclasses.replace(e, scores=None) for e in evs]) + e1.flush())
+    by_events = _strip(_feed(e1, [msgspec.structs.replace(e, scores=None) for e in evs]) + e1.flush())
     e2 = DriftEngine(_cfg(), [prof])
     ts = np.array([e.ts for e in evs])
     cols = {n: np.array([e.features[n] for e in evs], dtype=object if n == "cat" else float) for n in ("f0", "f1", "f2", "cat")}
@@ -328,7 +328,7 @@ def test_hopping_windows_judge_overlapping_windows():
 
 def test_a_feature_that_stops_arriving_is_a_missing_rate_alert():
     eng = DriftEngine(_cfg(), [_profile()])
-    after = [dataclasses.replace(e, features={k: v for k, v in e.features.items() if k != "f1"})
+    after = [msgspec.structs.replace(e, features={k: v for k, v in e.features.items() if k != "f1"})
              for e in _events(2000, t0=100.0, seed=29)]
     alerts = _feed(eng, _events(1000, seed=30) + after) + eng.flush()
     assert [(a.feature, a.metric, a.severity) for a in alerts] == [("f1", "missing_rate", "critical")]
