@@ -23,7 +23,9 @@ import logging
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Awaitable, Iterable, Mapping, Sequence
+
+import msgspec
 
 from streams import worker_state as ws
 from streams.events import Alert, DeadLetter, InvalidRecord, parse_input, parse_label
@@ -74,33 +76,43 @@ class Profiles:
             tmp.replace(self.path(*key))
 
 
-class TableKV:
-    """Mutable-mapping view of one partition's keys (``<prefix><key>``) of a Faust table.
+def _decoded(data: Any, key: str, default: Any = None) -> Any:
+    """A table value; values recovered from the changelog arrive as JSON bytes and are decoded once."""
+    v = data.get(key, default)
+    if isinstance(v, (bytes, bytearray)):
+        v = ws.decode_state(v)
+        data[key] = v
+    return v
 
-    Writes update the local store and send a changelog record to partition ``partition``
-    (collected in ``futs``, awaited by the caller before the batch is acknowledged).
+
+class TableKV:
+    """Mutable-mapping view of one changelog partition's keys (``<prefix><key>``) of a Faust table.
+
+    Values live decoded in the table's memory store; writes also send a changelog record (JSON
+    encoded by msgspec: the tables use the raw serializer) to partition ``partition``, collected
+    in ``futs`` and awaited by the caller before the batch is acknowledged.
     """
 
-    def __init__(self, table: Any, prefix: str, partition: int) -> None:
+    def __init__(self, table: Any, prefix: str, partition: int, futs: list | None = None) -> None:
         self.table, self.prefix, self.partition = table, prefix, partition
-        self.futs: list = []
+        self.futs: list = [] if futs is None else futs
 
     def keys(self) -> list[str]:
         n = len(self.prefix)
         return [k[n:] for k in list(self.table.data.keys()) if isinstance(k, str) and k.startswith(self.prefix)]
 
     def get(self, k: str, default: Any = None) -> Any:
-        return self.table.data.get(self.prefix + k, default)
+        return _decoded(self.table.data, self.prefix + k, default)
 
     def __setitem__(self, k: str, v: Any) -> None:
         self.table.data[self.prefix + k] = v
-        self.futs.append(self.table.send_changelog(self.partition, self.prefix + k, v))
+        self.futs.append(self.table.send_changelog(self.partition, self.prefix + k, ws.encode_state(v)))
 
     def pop(self, k: str, default: Any = None) -> Any:
         key = self.prefix + k
         if key not in self.table.data:
             return default
-        v = self.table.data[key]
+        v = _decoded(self.table.data, key)
         del self.table.data[key]
         self.futs.append(self.table.send_changelog(self.partition, key, None))
         return v
@@ -140,19 +152,21 @@ class Worker:
         self.wms.clear()
 
     def _put(self, key: str, value: Any, partition: int, futs: list) -> None:
-        self.state.data[key] = value
-        futs.append(self.state.send_changelog(partition, key, value))
+        TableKV(self.state, "", partition, futs)[key] = value
+
+    def _get(self, key: str) -> Any:
+        return _decoded(self.state.data, key)
 
     def source(self, p: int) -> ws.SourceState:
         st = self.sources.get(p)
         if st is None:
-            st = self.sources[p] = ws.SourceState(p, self.state.data.get(f"in|{p}"))
+            st = self.sources[p] = ws.SourceState(p, self._get(f"in|{p}"))
         return st
 
     def joinstate(self, p: int) -> ws.JoinState:
         st = self.joinstates.get(p)
         if st is None:
-            st = self.joinstates[p] = ws.JoinState(p, self.state.data.get(f"lb|{p}"))
+            st = self.joinstates[p] = ws.JoinState(p, self._get(f"lb|{p}"))
         return st
 
     def store(self, p: int, futs: list) -> ws.InputStore:
@@ -166,7 +180,7 @@ class Worker:
         st = self.aggs.get(mv)
         if st is None:
             m, v = mv.split("|", 1)
-            st = self.aggs[mv] = ws.AggState(m, v, self.state.data.get(f"agg|{mv}"))
+            st = self.aggs[mv] = ws.AggState(m, v, self._get(f"agg|{mv}"))
             if st.profile is None and not st.ref_windows and not st.judged_through:
                 prof = self.profiles.get(m, v)
                 # a profile this worker group bootstrapped is rebuilt from the rows in the state,
@@ -181,17 +195,20 @@ class Worker:
     def watermarks(self, q: int) -> ws.Watermarks:
         st = self.wms.get(q)
         if st is None:
-            st = self.wms[q] = ws.Watermarks(self.state.data.get(f"wm|{q}"))
+            st = self.wms[q] = ws.Watermarks(self._get(f"wm|{q}"))
         return st
 
     async def _send(self, topic: Any, key: Any, value: Any, futs: list, partition: int | None = None) -> None:
+        if not isinstance(value, (bytes, bytearray)):
+            value = ws.encode_state(value)
         futs.append(await topic.send(key=key, value=value, partition=partition))
 
     @staticmethod
-    async def _wait(futs: list) -> None:
-        if futs:
-            await asyncio.gather(*[asyncio.ensure_future(f) if not isinstance(f, asyncio.Future) else f for f in futs])
-            futs.clear()
+    def _wait(futs: list) -> Awaitable[None]:
+        """An awaitable for the sends in ``futs`` (taken now: ``futs`` is cleared)."""
+        pending = [asyncio.ensure_future(f) if not isinstance(f, asyncio.Future) else f for f in futs]
+        futs.clear()
+        return asyncio.gather(*pending)
 
     async def _dead_letter(self, topic_name: str, dlq: Any, rec: Any, err: Any, futs: list) -> None:
         raw = rec.value if isinstance(rec.value, (bytes, bytearray)) else (rec.value or b"")
@@ -216,8 +233,11 @@ class Worker:
             self.m.events.labels(topic=topic_name, model=m, model_version=v).inc(k)
 
     # ------------------------------------------------------------------ inputs
-    async def on_inputs(self, by_partition: Mapping[int, Sequence[Any]]) -> None:
-        """One micro-batch of the inputs topic: records (``.partition/.offset/.key/.value``) per partition, offset order."""
+    async def on_inputs(self, by_partition: Mapping[int, Sequence[Any]]) -> Awaitable[None]:
+        """One micro-batch of the inputs topic: records (``.partition/.offset/.key/.value``) per partition, offset order.
+
+        Applies the batch to the state and queues its sends; returns an awaitable that completes when
+        Kafka has acknowledged them (the batch's offsets may be acknowledged only after that)."""
         t0 = time.perf_counter()
         name = self.s.topics.inputs
         futs: list = []
@@ -239,7 +259,6 @@ class Worker:
                 if not valid:
                     src.offset = recs[-1].offset
                     self._put(f"in|{p}", src.to_dict(), p, futs)
-                    await self._wait(futs)
                     continue
                 out = src.ingest(valid, self.geom, self.port, self.profiles.get, self.s.worker.max_rows_per_message)
                 src.offset = max(src.offset, recs[-1].offset)
@@ -265,11 +284,10 @@ class Worker:
                 if self.s.worker.label_join and accepted:
                     js = self.joinstate(p)
                     by_offset = {r.offset: r for r in recs}
-                    raws = [by_offset[o].value.decode("utf-8") for o, _ in accepted]
+                    raws = [msgspec.Raw(by_offset[o].value) for o, _ in accepted]
                     js.store_inputs(self.store(p, futs), accepted, src.wm, raws, ttl=self.ttl)
                     self._put(f"lb|{p}", js.to_dict(), p, futs)
                 self._put(f"in|{p}", src.to_dict(), p, futs)
-                await self._wait(futs)
         self._count_events(name, accepted_all)
         if self.parity is not None and accepted_all:
             try:
@@ -278,13 +296,13 @@ class Worker:
                 log.warning("parity step failed: %r", exc)
                 alerts = []
             await self._publish_alerts(alerts, futs)
-            await self._wait(futs)
         self.m.batch_size.labels(agent="inputs").observe(n_records)
         self.m.processing.labels(agent="inputs").observe(time.perf_counter() - t0)
+        return self._wait(futs)
 
     # ------------------------------------------------------------------ labels
-    async def on_labels(self, by_partition: Mapping[int, Sequence[Any]]) -> None:
-        """One micro-batch of the labels topic (same shape as :meth:`on_inputs`)."""
+    async def on_labels(self, by_partition: Mapping[int, Sequence[Any]]) -> Awaitable[None]:
+        """One micro-batch of the labels topic (same shape and contract as :meth:`on_inputs`)."""
         t0 = time.perf_counter()
         name = self.s.topics.labels
         futs: list = []
@@ -311,9 +329,9 @@ class Worker:
                     await self._join_outputs(p, out, futs)
                 js.offset = max(js.offset, recs[-1].offset)
                 self._put(f"lb|{p}", js.to_dict(), p, futs)
-                await self._wait(futs)
         self.m.batch_size.labels(agent="labels").observe(n_records)
         self.m.processing.labels(agent="labels").observe(time.perf_counter() - t0)
+        return self._wait(futs)
 
     def _profile_for_labels(self, model: str, version: str) -> Any:
         return self.profiles.get(model, version)
@@ -363,9 +381,7 @@ class Worker:
                 wmst = self.watermarks(q)
                 wm_touched = False
                 for ev in sorted(by_q[q], key=lambda e: e.message.offset):
-                    o, rec = ev.message.offset, ev.value
-                    if isinstance(rec, (bytes, bytearray)):
-                        rec = json.loads(rec)
+                    o, rec = ev.message.offset, ws.decode_state(ev.value)
                     if rec.get("type") == "wm":
                         if o <= wmst.offset:
                             continue
@@ -390,7 +406,7 @@ class Worker:
                         wm_touched = True
                     agg.offset = o
                     touched[mv] = agg
-                    if agg.add(rec, self.port, _StateView(self, q, futs)):
+                    if agg.add(rec, self.port, TableKV(self.state, "", q, futs)):
                         self.m.partials.labels(action="merged").inc()
                     else:
                         self.m.partials.labels(action="duplicate").inc()
@@ -415,7 +431,7 @@ class Worker:
         gwm = wmst.global_wm(stream, self.n, self._idle_sources())
         if gwm is None or not agg.pending.get(stream):
             return
-        out = agg.judge_ready(stream, gwm, self.geom, self.port, self.s.worker.reference_bootstrap_n, _StateView(self, q, futs))
+        out = agg.judge_ready(stream, gwm, self.geom, self.port, self.s.worker.reference_bootstrap_n, TableKV(self.state, "", q, futs))
         m, v = agg.model, agg.version
         for w, n in out.reference_windows:
             self.m.reference_windows.labels(model=m, model_version=v).inc(n)
@@ -476,26 +492,6 @@ class Worker:
             self.m.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(max(0, hw - pos))
 
 
-class _StateView:
-    """Chunk store for bootstrap rows: keys of the ``state`` table on changelog partition ``q``."""
-
-    def __init__(self, worker: Worker, q: int, futs: list) -> None:
-        self.w, self.q, self.futs = worker, q, futs
-
-    def __setitem__(self, k: str, v: Any) -> None:
-        self.w._put(k, v, self.q, self.futs)
-
-    def get(self, k: str, default: Any = None) -> Any:
-        return self.w.state.data.get(k, default)
-
-    def pop(self, k: str, default: Any = None) -> Any:
-        v = self.w.state.data.get(k, default)
-        if k in self.w.state.data:
-            del self.w.state.data[k]
-            self.futs.append(self.w.state.send_changelog(self.q, k, None))
-        return v
-
-
 def _retrain_config(raw: Any) -> RetrainPolicyConfig:
     from streams import config as cfg
 
@@ -532,12 +528,11 @@ def register(app: Any, settings: Any, metrics: Any, parity_step: Any = None, del
         "alerts": app.topic(t.alerts, **raw),
         "labelled": app.topic(t.labelled, **raw),
         "retrain_requests": app.topic(t.retrain_requests, **raw),
-        "partials": app.topic(settings.partials_topic, partitions=n, internal=True, key_serializer="raw",
-                              value_serializer="json"),
+        "partials": app.topic(settings.partials_topic, partitions=n, internal=True, **raw),
     }
     import faust
 
-    schema = faust.Schema(key_serializer="json", value_serializer="json")
+    schema = faust.Schema(key_serializer="json", value_serializer="raw")  # values: msgspec JSON (TableKV)
     state = app.Table("state", default=None, partitions=n, schema=schema,
                       extra_topic_configs={"max.message.bytes": "8000000"})
     joins = app.Table("joinstore", default=None, partitions=n, schema=schema)
@@ -552,12 +547,12 @@ def register(app: Any, settings: Any, metrics: Any, parity_step: Any = None, del
     @app.agent(topics["inputs"], name="driftloop.inputs")
     async def inputs(stream):
         async for events in stream.take_events(w.batch_size, within=w.batch_within_s):
-            await worker.on_inputs(_by_partition(events))
+            await (await worker.on_inputs(_by_partition(events)))
 
     @app.agent(topics["labels"], name="driftloop.labels")
     async def labels(stream):
         async for events in stream.take_events(w.batch_size, within=w.batch_within_s):
-            await worker.on_labels(_by_partition(events))
+            await (await worker.on_labels(_by_partition(events)))
 
     @app.agent(topics["partials"], name="driftloop.aggregate")
     async def aggregate(stream):

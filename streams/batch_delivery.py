@@ -39,17 +39,21 @@ from typing import Any, Awaitable, Callable, Mapping, Sequence
 log = logging.getLogger("driftloop.batch")
 
 #: ``handler({partition: [records in offset order]})``; records have ``.partition``, ``.offset``,
-#: ``.key`` and ``.value`` (aiokafka ``ConsumerRecord``).  It returns once the batch's effects
-#: (state writes, sends) are acknowledged by Kafka; raising stops the worker (like an agent crash).
-BatchHandler = Callable[[Mapping[int, Sequence[Any]]], Awaitable[None]]
+#: ``.key`` and ``.value`` (aiokafka ``ConsumerRecord``).  It returns once the batch is applied to
+#: the worker's state, with ``None`` or an awaitable that completes when the batch's effects (state
+#: writes, sends) are acknowledged by Kafka; only then are its offsets acknowledged.  Meanwhile the
+#: next batch is processed (up to ``max_unsettled`` batches wait for Kafka at once).  Raising, in the
+#: handler or the awaitable, stops the worker (like an agent crash).
+BatchHandler = Callable[[Mapping[int, Sequence[Any]]], Awaitable[Awaitable[None] | None]]
 
 
 @dataclass
 class BatchDelivery:
-    """Which topics go to which handler, and the consumer's fetch wait."""
+    """Which topics go to which handler, the consumer's fetch wait, and the settle pipeline depth."""
 
     handlers: dict[str, BatchHandler] = field(default_factory=dict)
     fetch_max_wait_ms: int = 100
+    max_unsettled: int = 2
 
 
 def install(app: Any, delivery: BatchDelivery) -> None:
@@ -66,6 +70,11 @@ def install(app: Any, delivery: BatchDelivery) -> None:
 
     class Consumer(drv.Consumer):
         _inflight: asyncio.Future | None = None
+        _unsettled: list | None = None
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._acked_through: dict = {}  # tp -> last offset acknowledged by batch delivery (gap detection)
 
         def _new_consumer_thread(self) -> Any:
             return Thread(self, loop=self.loop, beacon=self.beacon)
@@ -91,17 +100,49 @@ def install(app: Any, delivery: BatchDelivery) -> None:
                 task = asyncio.ensure_future(delivery.handlers[topic](by_partition))
                 self._inflight = task
                 try:
-                    await asyncio.shield(task)  # cancelled fetcher: the batch still completes (wait_empty awaits it)
+                    settled = await asyncio.shield(task)  # cancelled fetcher: the batch still completes (wait_empty awaits it)
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
-                    log.exception("batch handler for %s failed; stopping the worker", topic)
-                    await self.app.crash(exc)
+                    await self._fail(topic, exc)
                     raise
                 finally:
                     self._inflight = None
-                await self._ack(topic, by_partition)
+                for tp_p, recs in by_partition.items():
+                    self._read_offset[drv.TP(topic, tp_p)] = recs[-1].offset
+                await self._queue_settle(topic, by_partition, settled)
             return records
+
+        async def _queue_settle(self, topic: str, by_partition: Mapping[int, Sequence[Any]], settled: Any) -> None:
+            """Acknowledge the batch once its effects are acknowledged, in batch order, in the background."""
+            pending = self._unsettled = self._unsettled if self._unsettled is not None else []
+            previous = pending[-1] if pending else None
+
+            async def settle() -> None:
+                if previous is not None:
+                    await previous
+                if settled is not None:
+                    try:
+                        await settled
+                    except Exception as exc:
+                        await self._fail(topic, exc)
+                        raise
+                await self._ack(topic, by_partition)
+
+            fut = asyncio.ensure_future(settle())
+            pending.append(fut)
+            fut.add_done_callback(lambda f: pending.remove(f) if f in pending else None)
+            while len(pending) > delivery.max_unsettled:
+                first = pending[0]
+                try:
+                    await asyncio.shield(first)
+                finally:  # awaiting a finished future does not yield, so its done callback has not run yet
+                    if first in pending:
+                        pending.remove(first)
+
+        async def _fail(self, topic: str, exc: BaseException) -> None:
+            log.error("batch of %s failed (%r); stopping the worker", topic, exc, exc_info=exc)
+            await self.app.crash(exc)
 
         async def _ack(self, topic: str, by_partition: Mapping[int, Sequence[Any]]) -> None:
             """Acknowledge handled records as Faust acknowledges messages (commit follows)."""
@@ -109,7 +150,7 @@ def install(app: Any, delivery: BatchDelivery) -> None:
                 tp = drv.TP(topic, p)
                 committed = self._committed_offset[tp]
                 offsets = [r.offset for r in recs if committed is None or r.offset >= committed]
-                prev = self._read_offset[tp]
+                prev = self._acked_through.get(tp)
                 for o in offsets:  # gaps (transaction markers, compaction) count as acknowledged
                     if prev is not None and o - prev > 1:
                         await self._add_gap(tp, prev + 1, o)
@@ -119,15 +160,16 @@ def install(app: Any, delivery: BatchDelivery) -> None:
                 acked_index.update(new)
                 self._acked[tp].extend(new)
                 self._n_acked += len(new)
-                self._read_offset[tp] = recs[-1].offset
+                self._acked_through[tp] = recs[-1].offset
 
         async def wait_empty(self) -> None:
-            task = self._inflight
-            if task is not None:
-                try:
-                    await asyncio.shield(task)
-                except Exception:  # the fetcher reports the handler's error
-                    pass
+            for task in [self._inflight, *(self._unsettled or [])]:
+                if task is not None:
+                    try:
+                        await asyncio.shield(task)
+                    except Exception:  # reported where it failed
+                        pass
+            self._acked_through.clear()  # before a rebalance: partitions may come back at other offsets
             await super().wait_empty()
 
     class Transport(drv.Transport):

@@ -49,12 +49,31 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, MutableMapping, Sequence
 
+import msgspec
 import numpy as np
 
-from streams.events import InferenceEvent, LabelEvent, LabelledExample
+from streams.events import InferenceEvent, LabelEvent, LabelledExample, json_default
 
 INPUTS = "inputs"
 LABELS = "labels"
+
+_STATE_ENCODER = msgspec.json.Encoder(enc_hook=json_default)
+
+
+def encode_state(value: Any) -> bytes:
+    """State and partial records -> JSON bytes (msgspec: ~5x faster than json.dumps on these dicts).
+
+    ``msgspec.Raw`` values (stored input JSON) are embedded as they are, without re-encoding."""
+    return _STATE_ENCODER.encode(value)
+
+
+def decode_state(data: bytes) -> Any:
+    try:
+        return msgspec.json.decode(data)
+    except msgspec.DecodeError:  # e.g. a stored input with a lone surrogate escape, which only json accepts
+        import json
+
+        return json.loads(data)
 
 
 # --------------------------------------------------------------------------- config
@@ -576,7 +595,8 @@ class InputStore:
 
     ``kv`` is any mutable mapping (a dict in tests; a Faust-table view on the worker, where every
     write is a changelog record).  One key per micro-batch of inputs (``c|<first offset>`` ->
-    ``{"max_ts", "rows": {event_id: [ts, event]}}`` where ``event`` is the raw JSON text or a dict)
+    ``{"max_ts", "rows": {event_id: [ts, event]}}`` where ``event`` is the input's JSON (``msgspec.Raw``,
+    embedded in the changelog record without re-encoding), its text, or a dict)
     and one key per joined event (``m|<event_id>`` -> label offset), so the changelog carries a
     few records per batch, not one per event.  An in-memory index (event_id -> chunk) is rebuilt
     from ``kv`` when the store is created (after a restart or rebalance).
@@ -698,8 +718,8 @@ class JoinState:
             self.counts[name] = self.counts.get(name, 0) + k
 
     def store_inputs(self, store: "InputStore", batch: Sequence[tuple[int, InferenceEvent]], input_wm: float | None,
-                     raws: Sequence[str] | None = None, ttl: float | None = None) -> int:
-        """Remember accepted inputs (offset order) for joining; ``raws``: their JSON text (cheaper than dicts)."""
+                     raws: Sequence[Any] | None = None, ttl: float | None = None) -> int:
+        """Remember accepted inputs (offset order) for joining; ``raws``: their JSON (``msgspec.Raw`` or text; cheaper than dicts)."""
         rows = []
         first = None
         for i, (o, e) in enumerate(batch):
@@ -789,7 +809,7 @@ class JoinState:
             return
         store.mark_joined(eid, o)
         out.matched += 1
-        e = parse_input(ev) if not isinstance(ev, dict) else parse_input(ev)
+        e = parse_input(bytes(ev) if isinstance(ev, msgspec.Raw) else ev.encode() if isinstance(ev, str) else ev)
         out.pairs.append(LabelledExample(e.event_id, e.model, e.model_version, e.ts, e.features, lab["label"],
                                          e.prediction, e.scores, e.entity))
         out.pair_wm.append(getattr(self, "_lwm", None))

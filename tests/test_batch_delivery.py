@@ -8,6 +8,7 @@ Faust/aiokafka internals it relies on, so an upgrade that moves them fails here,
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections import namedtuple
 
 import pytest
@@ -47,12 +48,12 @@ def test_handled_batches_are_acknowledged_like_faust_messages_with_gaps(app):
     tp = TP("inputs", 0)
 
     async def go():
-        consumer._read_offset[tp] = 4  # last offset handed out before
+        consumer._acked_through[tp] = 4  # last offset acknowledged before
         await consumer._ack("inputs", {0: [Rec(0, 5, None, b""), Rec(0, 6, None, b""), Rec(0, 9, None, b"")]})
         return consumer._new_offset(tp)
 
     assert asyncio.run(go()) == 10  # 5, 6, the gap 7-8 (transaction markers or compaction), 9
-    assert consumer._read_offset[tp] == 9
+    assert consumer._acked_through[tp] == 9
     assert consumer._n_acked == 3
 
 
@@ -82,3 +83,83 @@ def test_only_the_chosen_topics_are_diverted(app):
     assert seen == [{0: [0, 1]}]
     assert list(rest) == [TP("other", 0)]  # Faust's per-message path keeps the rest
     assert consumer._read_offset[TP("inputs", 0)] == 1
+
+
+def test_offsets_are_acknowledged_only_after_the_batch_settles_and_in_batch_order(app):
+    from faust.types import TP
+
+    tp = TP("inputs", 0)
+    gates: list[asyncio.Future] = []
+
+    async def handler(by_partition):
+        gate = asyncio.get_running_loop().create_future()
+        gates.append(gate)
+        return gate  # settles when the test says so (as if Kafka acknowledged the batch's writes)
+
+    delivery = BatchDelivery(handlers={"inputs": handler}, max_unsettled=2)
+    install(app, delivery)
+    consumer = app.consumer
+
+    async def go():
+        batches = [[Rec(0, 0, None, b""), Rec(0, 1, None, b"")], [Rec(0, 2, None, b"")]]
+        for b in batches:
+            fetched = {tp: b}
+
+            async def parent(self, active, timeout, fetched=fetched):
+                return dict(fetched)
+
+            base = type(consumer).__mro__[1]
+            original, base._getmany = base._getmany, parent
+            try:
+                await consumer._getmany({tp}, 1.0)
+            finally:
+                base._getmany = original
+        await asyncio.sleep(0.01)
+        assert list(consumer._acked[tp]) == []  # nothing settled yet
+        gates[1].set_result(None)  # the second batch settles first ...
+        await asyncio.sleep(0.01)
+        assert list(consumer._acked[tp]) == []  # ... but waits for the first
+        gates[0].set_result(None)
+        await asyncio.sleep(0.01)
+        return list(consumer._acked[tp])
+
+    assert asyncio.run(go()) == [0, 1, 2]
+
+
+def test_a_settled_batch_whose_callbacks_have_not_run_yet_does_not_stall_the_fetcher(app):
+    """Awaiting a finished future does not yield to the loop, so the done callback that drops it from
+    the pending list cannot run: the fetcher must drop it itself (it spun at 100 % CPU before)."""
+    from faust.types import TP
+
+    tp = TP("inputs", 0)
+
+    async def handler(by_partition):
+        return None
+
+    install(app, BatchDelivery(handlers={"inputs": handler}, max_unsettled=1))
+    consumer = app.consumer
+
+    async def go():
+        finished = asyncio.get_running_loop().create_future()
+        finished.set_result(None)
+        consumer._unsettled = [finished]  # settled, its done callbacks still queued
+        base = type(consumer).__mro__[1]
+
+        async def parent(self, active, timeout):
+            return {tp: [Rec(0, 0, None, b"")]}
+
+        original, base._getmany = base._getmany, parent
+        try:
+            await asyncio.wait_for(consumer._getmany({tp}, 1.0), 5)
+        finally:
+            base._getmany = original
+        await asyncio.sleep(0.01)
+        return list(consumer._acked[tp])
+
+    # a spinning loop never reaches wait_for's timeout: run it in a thread and give up on it
+    result: list = []
+    t = threading.Thread(target=lambda: result.append(asyncio.run(go())), daemon=True)
+    t.start()
+    t.join(20)
+    assert not t.is_alive(), "the fetcher spins on a settled batch"
+    assert result == [[0]]
