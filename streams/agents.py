@@ -25,8 +25,6 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Awaitable, Iterable, Mapping, Sequence
 
-import msgspec
-
 from streams import worker_state as ws
 from streams.events import Alert, DeadLetter, InvalidRecord, parse_input, parse_label
 from streams.retrain_policy import RetrainPolicyConfig, RetrainState, decide
@@ -283,8 +281,11 @@ class Worker:
                     self.m.event_time_lag.labels(stream="inputs", partition=str(p)).set(time.time() - src.wm)
                 if self.s.worker.label_join and accepted:
                     js = self.joinstate(p)
-                    by_offset = {r.offset: r for r in recs}
-                    raws = [msgspec.Raw(by_offset[o].value) for o, _ in accepted]
+                    if len(accepted) == len(recs):
+                        raws = [r.value for r in recs]
+                    else:
+                        by_offset = {r.offset: r for r in recs}
+                        raws = [by_offset[o].value for o, _ in accepted]
                     js.store_inputs(self.store(p, futs), accepted, src.wm, raws, ttl=self.ttl)
                     self._put(f"lb|{p}", js.to_dict(), p, futs)
                 self._put(f"in|{p}", src.to_dict(), p, futs)

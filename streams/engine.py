@@ -66,6 +66,7 @@ run beside it.  River detectors are not part of ``state_dict`` (they restart on 
 from __future__ import annotations
 
 import math
+import operator
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field, fields, is_dataclass
@@ -94,6 +95,7 @@ from streams.windows import CONF_UNITS, INPUTS, LABELS, Encoder, WindowAccumulat
 
 DATA_KINDS = ("data_drift", "prediction_drift")
 LABEL_KINDS = ("performance", "concept_drift")
+_MODEL_VERSION = operator.attrgetter("model", "model_version")
 RIVER_DETECTORS = ("adwin", "page_hinkley", "ddm", "eddm", "hddm_a", "hddm_w")
 
 
@@ -260,6 +262,10 @@ class DriftEngine:
     # ------------------------------------------------------------------ accumulate (no judging)
     @staticmethod
     def _group(events: Iterable[Any]) -> dict[tuple[str, str], list[Any]]:
+        if isinstance(events, list) and events:
+            keys = set(map(_MODEL_VERSION, events))
+            if len(keys) == 1:  # the usual micro-batch: one model version, no per-event Python loop
+                return {keys.pop(): events}
         groups: dict[tuple[str, str], list[Any]] = {}
         for e in events:
             groups.setdefault((e.model, e.model_version), []).append(e)

@@ -470,8 +470,8 @@ _LABEL_DECODER = msgspec.json.Decoder(LabelEvent)
 
 
 def _fast_input(ev: InferenceEvent) -> InferenceEvent | None:
-    lens = set(map(len, ev.features))  # feature names: checked here, 3x cheaper than a msgspec key constraint
-    if min(lens) < 1 or max(lens) > MAX_ID_LEN:
+    f = ev.features  # feature names are checked here: 3x cheaper than a msgspec key constraint
+    if "" in f or max(map(len, f)) > MAX_ID_LEN:
         return None
     return ev
 

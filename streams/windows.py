@@ -25,6 +25,7 @@ an event at time ``t`` belongs to the windows starting at ``k*hop`` with
 from __future__ import annotations
 
 import math
+import operator
 from dataclasses import dataclass
 from typing import Any, Mapping, NamedTuple, Sequence
 
@@ -118,6 +119,8 @@ class Encoder:
         self.n_buckets = off
         self.numeric = [s for s in self.segments if s.kind == "numeric"]
         self.numeric_names = [s.name for s in self.numeric]
+        names = self.numeric_names
+        self._numeric_getter = operator.itemgetter(*names) if len(names) > 1 else (lambda f: tuple(f[k] for k in names))
         self._edges = {s.name: np.asarray(profile.features[s.name].edges, dtype=float) for s in self.numeric}
         self._cats = {
             s.name: pd.CategoricalDtype(profile.features[s.name].categories) for s in self.segments if s.kind == "categorical"
@@ -202,7 +205,10 @@ class Encoder:
         feats = [e.features for e in events]
         cols: dict[str, Any] = {}
         if self.numeric_names:
-            rows = [list(map(f.get, self.numeric_names)) for f in feats]
+            try:  # every numeric feature present (the usual case): one C-level pass
+                rows = list(map(self._numeric_getter, feats))
+            except KeyError:
+                rows = [list(map(f.get, self.numeric_names)) for f in feats]
             try:
                 mat = np.array(rows, dtype=float).reshape(len(feats), len(self.numeric_names))
                 for j, name in enumerate(self.numeric_names):

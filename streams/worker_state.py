@@ -57,13 +57,19 @@ from streams.events import InferenceEvent, LabelEvent, LabelledExample, json_def
 INPUTS = "inputs"
 LABELS = "labels"
 
-_STATE_ENCODER = msgspec.json.Encoder(enc_hook=json_default)
+def _encode_hook(value: Any) -> Any:
+    if isinstance(value, StoredInputs):
+        return value.to_json()
+    return json_default(value)
+
+
+_STATE_ENCODER = msgspec.json.Encoder(enc_hook=_encode_hook)
 
 
 def encode_state(value: Any) -> bytes:
     """State and partial records -> JSON bytes (msgspec: ~5x faster than json.dumps on these dicts).
 
-    ``msgspec.Raw`` values (stored input JSON) are embedded as they are, without re-encoding."""
+    Stored inputs (:class:`StoredInputs`) are embedded as the records' own JSON, without re-encoding."""
     return _STATE_ENCODER.encode(value)
 
 
@@ -258,21 +264,18 @@ class SourceState:
         seg = np.floor((before - geom.lateness - geom.size) / geom.hop)
         seg[np.isinf(before)] = -np.inf
         rows_out: dict[tuple[str, str], list[list[Any]]] = {}
-        start = 0
         n = len(fresh)
-        while start < n:
-            stop = start + 1
-            while stop < n and seg[stop] == seg[start]:
-                stop += 1
+        cuts = (np.flatnonzero(seg[1:] != seg[:-1]) + 1).tolist()
+        any_late = bool(late_mask.any())
+        for start, stop in zip([0, *cuts], [*cuts, n]):
             wm_seg = before[start]
-            idx = [i for i in range(start, stop) if not late_mask[i]]
-            for i in range(start, stop):
-                if late_mask[i]:
-                    out.late.append(fresh[i])
-            if idx:
-                self._add(port, geom, [fresh[i] for i in idx], None if math.isinf(wm_seg) else float(wm_seg),
-                          get_profile, rows_out, out)
-            start = stop
+            if any_late and late_mask[start:stop].any():
+                out.late.extend(fresh[i] for i in np.flatnonzero(late_mask[start:stop]) + start)
+                items = [fresh[i] for i in np.flatnonzero(~late_mask[start:stop]) + start]
+            else:
+                items = fresh[start:stop]
+            if items:
+                self._add(port, geom, items, None if math.isinf(wm_seg) else float(wm_seg), get_profile, rows_out, out)
         self.late += len(out.late)
         out.accepted = n - len(out.late)
         self.events += out.accepted
@@ -289,8 +292,12 @@ class SourceState:
 
     def _add(self, port, geom, items, wm_seg, get_profile, rows_out, out) -> None:
         by_mv: dict[str, list[tuple[int, InferenceEvent]]] = {}
-        for o, e in items:
-            by_mv.setdefault(mv_key(e.model, e.model_version), []).append((o, e))
+        keys = {(e.model, e.model_version) for _, e in items}
+        if len(keys) == 1:  # the usual micro-batch: one model version
+            by_mv[mv_key(*keys.pop())] = items
+        else:
+            for o, e in items:
+                by_mv.setdefault(mv_key(e.model, e.model_version), []).append((o, e))
         for mv, evs in by_mv.items():
             m, v = mv.split("|", 1)
             windows = self.open.setdefault(mv, {})
@@ -590,16 +597,30 @@ class AggState:
 # --------------------------------------------------------------------------- label join
 
 
+class StoredInputs:
+    """The inputs of one stored chunk: their JSON array (what the changelog carries, built by joining
+    the records' bytes, no re-encoding) and, on the worker that stored them, the parsed events (a
+    label needs no second parse).  After a restart a chunk comes back as plain JSON (a list of dicts)."""
+
+    __slots__ = ("raw", "events")
+
+    def __init__(self, raw: bytes | None, events: list[InferenceEvent]) -> None:
+        self.raw, self.events = raw, events
+
+    def to_json(self) -> Any:
+        return msgspec.Raw(self.raw) if self.raw is not None else self.events
+
+
 class InputStore:
     """Inputs waiting for their label, stored in chunks over a key-value backend.
 
     ``kv`` is any mutable mapping (a dict in tests; a Faust-table view on the worker, where every
-    write is a changelog record).  One key per micro-batch of inputs (``c|<first offset>`` ->
-    ``{"max_ts", "rows": {event_id: [ts, event]}}`` where ``event`` is the input's JSON (``msgspec.Raw``,
-    embedded in the changelog record without re-encoding), its text, or a dict)
-    and one key per joined event (``m|<event_id>`` -> label offset), so the changelog carries a
-    few records per batch, not one per event.  An in-memory index (event_id -> chunk) is rebuilt
-    from ``kv`` when the store is created (after a restart or rebalance).
+    write is a changelog record).  One key per micro-batch of inputs (``c|<first offset>|<i>`` ->
+    ``{"max_ts", "ids": [event_id...], "ts": [...], "events": StoredInputs | [event dict...]}``)
+    and one key per joined event (``m|<event_id>`` -> label offset), so the changelog carries a few
+    records per batch, not one per event.  An in-memory index (event_id -> chunk key) is rebuilt
+    from ``kv`` when the store is created (after a restart or rebalance).  Everything per event is
+    done by C-level list/dict operations: this store is on the worker's hot path.
     """
 
     def __init__(self, kv: "MutableMapping[str, Any] | None" = None, max_chunk: int = 500) -> None:
@@ -608,38 +629,54 @@ class InputStore:
         self.kv = {} if kv is None else kv
         self.max_chunk = max_chunk
         self.index: dict[str, str] = {}
+        self._pos: dict[str, dict[str, int]] = {}  # chunk key -> event_id -> position (built on first lookup)
         self._heap: list[tuple[float, str]] = []
         for k in list(self.kv.keys()):
             if k.startswith("c|"):
                 chunk = self.kv.get(k)
                 if chunk:
-                    for eid in chunk["rows"]:
-                        self.index[eid] = k
+                    self.index.update(dict.fromkeys(_chunk_ids(chunk), k))
                     heapq.heappush(self._heap, (float(chunk["max_ts"]), k))
 
     def has(self, event_id: str) -> bool:
         return event_id in self.index
 
-    def add(self, first_offset: int, rows: Sequence[tuple[str, float, Any]]) -> None:
-        """Store (event_id, ts, event) rows received from ``first_offset`` on (idempotent per offset)."""
+    def add(self, first_offset: int, ids: Sequence[str], ts: Sequence[float], events: Sequence[InferenceEvent],
+            raws: Sequence[bytes] | None = None) -> None:
+        """Store inputs received from ``first_offset`` on (``ids``/``ts``/``events``/``raws`` aligned;
+        ``raws``: their JSON bytes, else the events are encoded)."""
         import heapq
 
-        for i in range(0, len(rows), self.max_chunk):
-            part = rows[i : i + self.max_chunk]
+        for i in range(0, len(ids), self.max_chunk):
             key = f"c|{first_offset}|{i}"
-            chunk = {"max_ts": max(r[1] for r in part), "rows": {eid: [ts, ev] for eid, ts, ev in part}}
+            part_ids = list(ids[i : i + self.max_chunk])
+            part_ts = list(ts[i : i + self.max_chunk])
+            raw = b"[" + b",".join(raws[i : i + self.max_chunk]) + b"]" if raws is not None else None
+            chunk = {"max_ts": max(part_ts), "ids": part_ids, "ts": part_ts,
+                     "events": StoredInputs(raw, list(events[i : i + self.max_chunk]))}
             self.kv[key] = chunk
-            for eid, _, _ in part:
-                self.index[eid] = key
+            self.index.update(dict.fromkeys(part_ids, key))
             heapq.heappush(self._heap, (float(chunk["max_ts"]), key))
 
     def get(self, event_id: str) -> tuple[float, Any] | None:
+        """(event time, event) of a stored input; the event is an InferenceEvent or, after a restart, a dict."""
         key = self.index.get(event_id)
         if key is None:
             return None
         chunk = self.kv.get(key)
-        row = chunk["rows"].get(event_id) if chunk else None
-        return None if row is None else (float(row[0]), row[1])
+        if not chunk:
+            return None
+        if "rows" in chunk:  # chunks written by driftloop before this format
+            row = chunk["rows"].get(event_id)
+            return None if row is None else (float(row[0]), row[1])
+        pos = self._pos.get(key)
+        if pos is None:
+            pos = self._pos[key] = dict(zip(chunk["ids"], range(len(chunk["ids"]))))
+        i = pos.get(event_id)
+        if i is None:
+            return None
+        evs = chunk["events"]
+        return float(chunk["ts"][i]), (evs.events[i] if isinstance(evs, StoredInputs) else evs[i])
 
     def joined(self, event_id: str) -> int | None:
         v = self.kv.get(f"m|{event_id}")
@@ -658,7 +695,7 @@ class InputStore:
             chunk = self.kv.get(key)
             if not chunk:
                 continue
-            for eid in chunk["rows"]:
+            for eid in _chunk_ids(chunk):
                 if self.index.get(eid) == key:
                     del self.index[eid]
                 if self.kv.get(f"m|{eid}") is not None:
@@ -667,10 +704,15 @@ class InputStore:
                 else:
                     unjoined += 1
             self.kv.pop(key, None)
+            self._pos.pop(key, None)
         return unjoined, joined
 
     def __len__(self) -> int:
         return len(self.index)
+
+
+def _chunk_ids(chunk: Mapping[str, Any]) -> Iterable[str]:
+    return chunk["ids"] if "ids" in chunk else chunk["rows"].keys()
 
 
 @dataclass
@@ -718,21 +760,26 @@ class JoinState:
             self.counts[name] = self.counts.get(name, 0) + k
 
     def store_inputs(self, store: "InputStore", batch: Sequence[tuple[int, InferenceEvent]], input_wm: float | None,
-                     raws: Sequence[Any] | None = None, ttl: float | None = None) -> int:
-        """Remember accepted inputs (offset order) for joining; ``raws``: their JSON (``msgspec.Raw`` or text; cheaper than dicts)."""
-        rows = []
-        first = None
-        for i, (o, e) in enumerate(batch):
-            if o <= self.in_offset or store.has(e.event_id):
-                continue
-            if first is None:
-                first = o
-            rows.append((e.event_id, e.ts, raws[i] if raws is not None else e.to_dict()))
-        if rows:
-            store.add(first, rows)
+                     raws: Sequence[bytes] | None = None, ttl: float | None = None) -> int:
+        """Remember accepted inputs (offset order) for joining; ``raws``: their JSON bytes (stored as they are)."""
+        if batch and batch[0][0] <= self.in_offset:  # replayed after a restart: already stored
+            keep = [i for i, (o, _) in enumerate(batch) if o > self.in_offset]
+            batch = [batch[i] for i in keep]
+            raws = None if raws is None else [raws[i] for i in keep]
+        events = [e for _, e in batch]
+        ids = [e.event_id for e in events]
+        if not store.index.keys().isdisjoint(ids) or len(set(ids)) < len(ids):  # an event id seen before: keep the first
+            seen: set[str] = set()
+            keep = [i for i, eid in enumerate(ids) if not (eid in store.index or eid in seen or seen.add(eid))]
+            batch = [batch[i] for i in keep]
+            events = [events[i] for i in keep]
+            ids = [ids[i] for i in keep]
+            raws = None if raws is None else [raws[i] for i in keep]
+        if ids:
+            store.add(batch[0][0], ids, [e.ts for e in events], events, raws)
         if batch:
             self.in_offset = max(self.in_offset, batch[-1][0])
-        stored = len(rows)
+        stored = len(ids)
         if ttl is not None and input_wm is not None:
             # without labels (or with labels far behind), inputs still leave after two TTLs of input event time
             unjoined, _ = store.expire(input_wm - 2 * ttl)
@@ -809,7 +856,7 @@ class JoinState:
             return
         store.mark_joined(eid, o)
         out.matched += 1
-        e = parse_input(bytes(ev) if isinstance(ev, msgspec.Raw) else ev.encode() if isinstance(ev, str) else ev)
+        e = ev if isinstance(ev, InferenceEvent) else parse_input(ev.encode() if isinstance(ev, str) else ev)
         out.pairs.append(LabelledExample(e.event_id, e.model, e.model_version, e.ts, e.features, lab["label"],
                                          e.prediction, e.scores, e.entity))
         out.pair_wm.append(getattr(self, "_lwm", None))

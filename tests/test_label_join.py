@@ -33,7 +33,7 @@ def test_out_of_order_labels_after_their_inputs_are_joined(setup):
     events = SampleTraffic(seed=1).events(1000)
     store, js = ws.InputStore(), ws.JoinState(0)
     js.store_inputs(store, [(i, parse_input(e)) for i, e in enumerate(events)], events[-1]["ts"],
-                    raws=[json.dumps(e) for e in events])
+                    raws=[json.dumps(e).encode() for e in events])
     labs = labels_for(events[::2])
     random.Random(3).shuffle(labs)
     out = js.ingest_labels(store, list(enumerate(labs)), GEOM, TTL, port, lambda m, v: prof)
@@ -120,3 +120,40 @@ def test_without_labels_stored_inputs_leave_after_two_ttls_of_input_time(setup):
         js.store_inputs(store, [(i + j, parse_input(e)) for j, e in enumerate(part)], part[-1]["ts"], ttl=10.0)
     assert len(store) <= 50 * 22  # about 2 TTLs (20 s at 50 events/s) plus one chunk
     assert js.counts["expired_inputs"] >= 5000 - 50 * 22
+
+
+def test_a_store_recovered_from_its_changelog_joins_the_same(setup):
+    """The chunks as the changelog carries them (the records' own JSON, joined) come back as plain JSON."""
+    port, prof = setup
+    events = SampleTraffic(seed=5).events(1200)
+    raws = [json.dumps(e).encode() for e in events]
+    live, js = ws.InputStore(max_chunk=500), ws.JoinState(0)
+    js.store_inputs(live, [(i, parse_input(e)) for i, e in enumerate(events)], events[-1]["ts"], raws=raws)
+    changelog = {k: ws.decode_state(ws.encode_state(v)) for k, v in live.kv.items()}
+    assert sorted(k for k in changelog if k.startswith("c|")) == ["c|0|0", "c|0|1000", "c|0|500"]
+    recovered = ws.InputStore(changelog, max_chunk=500)
+    assert len(recovered) == len(live) == len(events)
+    for e in events[::97]:
+        ts_live, ev_live = live.get(e["event_id"])
+        ts_rec, ev_rec = recovered.get(e["event_id"])
+        assert ts_live == ts_rec and ev_live == parse_input(ev_rec)
+    labs = labels_for(events[::4])
+    out_live = ws.JoinState(0, js.to_dict()).ingest_labels(live, list(enumerate(labs)), GEOM, TTL, port, lambda m, v: prof)
+    out_rec = ws.JoinState(0, js.to_dict()).ingest_labels(recovered, list(enumerate(labs)), GEOM, TTL, port, lambda m, v: prof)
+    assert out_live.matched == out_rec.matched == len(labs)
+    assert [p.to_dict() for p in out_live.pairs] == [p.to_dict() for p in out_rec.pairs]
+
+
+def test_duplicate_event_ids_are_stored_once():
+    events = SampleTraffic(seed=6).events(10)
+    store, js = ws.InputStore(), ws.JoinState(0)
+    batch = [(i, parse_input(e)) for i, e in enumerate(events + events[:3])]
+    assert js.store_inputs(store, batch, events[-1]["ts"]) == 10
+    assert store.get(events[0]["event_id"])[1] == parse_input(events[0])
+
+
+def test_chunks_of_the_previous_format_are_still_read_after_an_upgrade():
+    ev = SampleTraffic(seed=7).events(1)[0]
+    store = ws.InputStore({"c|0|0": {"max_ts": ev["ts"], "rows": {ev["event_id"]: [ev["ts"], json.dumps(ev)]}}})
+    assert store.has(ev["event_id"]) and store.get(ev["event_id"]) == (ev["ts"], json.dumps(ev))
+    assert store.expire(ev["ts"] + 1) == (1, 0) and len(store) == 0
