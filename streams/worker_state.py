@@ -115,6 +115,8 @@ class WorkerConfig:
     # empty partition (the assignor topic, an idle labels topic) holds the broker's one fetch slot this
     # long, and the inputs wait behind it (bench/results/worker_throughput.tuning.md).
     fetch_max_wait_ms: int = 100
+    # Python's cyclic GC: young-generation threshold (0: Python's default, 700); see streams/worker_cmd.py.
+    gc_threshold: int = 50_000
     # Kafka fetch size per partition (Faust consumer_max_fetch_size).
     fetch_max_bytes: int = 4 * 1024 * 1024
     lag_interval_s: float = 5.0
@@ -598,17 +600,20 @@ class AggState:
 
 
 class StoredInputs:
-    """The inputs of one stored chunk: their JSON array (what the changelog carries, built by joining
-    the records' bytes, no re-encoding) and, on the worker that stored them, the parsed events (a
-    label needs no second parse).  After a restart a chunk comes back as plain JSON (a list of dicts)."""
+    """The inputs of one stored chunk: the records' own JSON bytes, as the worker received them (the
+    changelog record is their JSON array, joined without re-encoding), or the parsed events when no
+    bytes were given.  After a restart a chunk comes back as plain JSON (a list of dicts)."""
 
-    __slots__ = ("raw", "events")
+    __slots__ = ("raws", "events")
 
-    def __init__(self, raw: bytes | None, events: list[InferenceEvent]) -> None:
-        self.raw, self.events = raw, events
+    def __init__(self, raws: list[bytes] | None, events: list[InferenceEvent] | None) -> None:
+        self.raws, self.events = raws, events
+
+    def __getitem__(self, i: int) -> Any:
+        return self.raws[i] if self.raws is not None else self.events[i]
 
     def to_json(self) -> Any:
-        return msgspec.Raw(self.raw) if self.raw is not None else self.events
+        return msgspec.Raw(b"[" + b",".join(self.raws) + b"]") if self.raws is not None else self.events
 
 
 class InputStore:
@@ -630,6 +635,7 @@ class InputStore:
         self.max_chunk = max_chunk
         self.index: dict[str, str] = {}
         self._pos: dict[str, dict[str, int]] = {}  # chunk key -> event_id -> position (built on first lookup)
+        self._joined: set[str] = set()  # event ids with an ``m|`` key (no per-event lookups on expiry)
         self._heap: list[tuple[float, str]] = []
         for k in list(self.kv.keys()):
             if k.startswith("c|"):
@@ -637,6 +643,8 @@ class InputStore:
                 if chunk:
                     self.index.update(dict.fromkeys(_chunk_ids(chunk), k))
                     heapq.heappush(self._heap, (float(chunk["max_ts"]), k))
+            elif k.startswith("m|"):
+                self._joined.add(k[2:])
 
     def has(self, event_id: str) -> bool:
         return event_id in self.index
@@ -651,15 +659,15 @@ class InputStore:
             key = f"c|{first_offset}|{i}"
             part_ids = list(ids[i : i + self.max_chunk])
             part_ts = list(ts[i : i + self.max_chunk])
-            raw = b"[" + b",".join(raws[i : i + self.max_chunk]) + b"]" if raws is not None else None
-            chunk = {"max_ts": max(part_ts), "ids": part_ids, "ts": part_ts,
-                     "events": StoredInputs(raw, list(events[i : i + self.max_chunk]))}
+            stored = (StoredInputs(list(raws[i : i + self.max_chunk]), None) if raws is not None
+                      else StoredInputs(None, list(events[i : i + self.max_chunk])))
+            chunk = {"max_ts": max(part_ts), "ids": part_ids, "ts": part_ts, "events": stored}
             self.kv[key] = chunk
             self.index.update(dict.fromkeys(part_ids, key))
             heapq.heappush(self._heap, (float(chunk["max_ts"]), key))
 
     def get(self, event_id: str) -> tuple[float, Any] | None:
-        """(event time, event) of a stored input; the event is an InferenceEvent or, after a restart, a dict."""
+        """(event time, event) of a stored input: its JSON bytes, an InferenceEvent, or (after a restart) a dict."""
         key = self.index.get(event_id)
         if key is None:
             return None
@@ -675,15 +683,17 @@ class InputStore:
         i = pos.get(event_id)
         if i is None:
             return None
-        evs = chunk["events"]
-        return float(chunk["ts"][i]), (evs.events[i] if isinstance(evs, StoredInputs) else evs[i])
+        return float(chunk["ts"][i]), chunk["events"][i]
 
     def joined(self, event_id: str) -> int | None:
+        if event_id not in self._joined:
+            return None
         v = self.kv.get(f"m|{event_id}")
         return None if v is None else int(v)
 
     def mark_joined(self, event_id: str, label_offset: int) -> None:
         self.kv[f"m|{event_id}"] = int(label_offset)
+        self._joined.add(event_id)
 
     def expire(self, horizon: float) -> tuple[int, int]:
         """Drop chunks whose newest input is older than ``horizon``; returns (expired unjoined, expired joined)."""
@@ -695,14 +705,17 @@ class InputStore:
             chunk = self.kv.get(key)
             if not chunk:
                 continue
-            for eid in _chunk_ids(chunk):
-                if self.index.get(eid) == key:
-                    del self.index[eid]
-                if self.kv.get(f"m|{eid}") is not None:
-                    joined += 1
-                    self.kv.pop(f"m|{eid}", None)
-                else:
-                    unjoined += 1
+            ids = list(_chunk_ids(chunk))
+            index = self.index
+            for eid in ids:
+                if index.get(eid) == key:
+                    del index[eid]
+            done = self._joined.intersection(ids)
+            for eid in done:
+                self.kv.pop(f"m|{eid}", None)
+            self._joined -= done
+            joined += len(done)
+            unjoined += len(ids) - len(done)
             self.kv.pop(key, None)
             self._pos.pop(key, None)
         return unjoined, joined
@@ -856,7 +869,7 @@ class JoinState:
             return
         store.mark_joined(eid, o)
         out.matched += 1
-        e = ev if isinstance(ev, InferenceEvent) else parse_input(ev.encode() if isinstance(ev, str) else ev)
+        e = ev if isinstance(ev, InferenceEvent) else parse_input(ev.encode() if isinstance(ev, str) else ev)  # bytes: fast path
         out.pairs.append(LabelledExample(e.event_id, e.model, e.model_version, e.ts, e.features, lab["label"],
                                          e.prediction, e.scores, e.entity))
         out.pair_wm.append(getattr(self, "_lwm", None))
