@@ -142,10 +142,11 @@ class Worker:
         self.last_seen: dict[int, float] = {}  # source partition -> wall time of its last watermark record
 
     # ------------------------------------------------------------------ state helpers
-    def reset_caches(self) -> None:
+    def reset_caches(self, keep_stores: set[int] = frozenset()) -> None:
         self.sources.clear()
         self.joinstates.clear()
-        self.stores.clear()
+        for p in [p for p in self.stores if p not in keep_stores]:
+            del self.stores[p]
         self.aggs.clear()
         self.wms.clear()
 
@@ -168,11 +169,23 @@ class Worker:
         return st
 
     def store(self, p: int, futs: list) -> ws.InputStore:
-        st = self.stores.get(p)
-        if st is None:
-            st = self.stores[p] = ws.InputStore(TableKV(self.joins, f"j|{p}|", p))
+        st = self.stores[p]  # created by _ensure_store at the start of the batch
         st.kv.futs = futs
         return st
+
+    async def _ensure_store(self, p: int) -> None:
+        """The label-join store of partition ``p``: in memory, or rebuilt from the inputs topic (its changelog)."""
+        if p in self.stores:
+            return
+        st = ws.InputStore(TableKV(self.joins, f"j|{p}|", p))
+        js = self.joinstate(p)
+        if js.store_from is not None and js.store_from <= js.in_offset:
+            t0 = time.perf_counter()
+            records = await read_partition(self.s.bootstrap, self.s.topics.inputs, p, js.store_from, js.in_offset)
+            n = st.rebuild(records)
+            log.info("label join, partition %d: %d stored inputs rebuilt from %s offsets %d..%d in %.1f s", p, n,
+                     self.s.topics.inputs, js.store_from, js.in_offset, time.perf_counter() - t0)
+        self.stores[p] = st
 
     def agg(self, mv: str) -> ws.AggState:
         st = self.aggs.get(mv)
@@ -280,6 +293,7 @@ class Worker:
                     self.m.watermark.labels(stream="inputs", partition=str(p)).set(src.wm)
                     self.m.event_time_lag.labels(stream="inputs", partition=str(p)).set(time.time() - src.wm)
                 if self.s.worker.label_join and accepted:
+                    await self._ensure_store(p)
                     js = self.joinstate(p)
                     if len(accepted) == len(recs):
                         raws = [r.value for r in recs]
@@ -323,6 +337,7 @@ class Worker:
                         await self._dead_letter(name, self.t["labels_dlq"], r, err, futs)
                 self._count_events(name, (lab for _, lab in valid))
                 if self.s.worker.label_join:
+                    await self._ensure_store(p)
                     src = self.source(p)
                     if src.wm is not None and (js.input_wm is None or src.wm > js.input_wm):
                         js.input_wm = src.wm
@@ -359,6 +374,7 @@ class Worker:
                 js = self.joinstates.get(p)
                 if js is None or not (js.waiting or js.open):
                     continue
+                await self._ensure_store(p)
                 futs: list = []
                 src = self.sources.get(p)
                 if src is not None and src.wm is not None and (js.input_wm is None or src.wm > js.input_wm):
@@ -493,6 +509,32 @@ class Worker:
             self.m.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(max(0, hw - pos))
 
 
+async def read_partition(bootstrap: str, topic: str, partition: int, first: int, last: int) -> list[tuple[int, bytes]]:
+    """(offset, value) of ``topic``/``partition`` from offset ``first`` through ``last`` (what the log still has)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    tp = TopicPartition(topic, partition)
+    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+                         max_partition_fetch_bytes=8 * 1024 * 1024)
+    await c.start()
+    out: list[tuple[int, bytes]] = []
+    try:
+        c.assign([tp])
+        begin = (await c.beginning_offsets([tp]))[tp]
+        if begin > first:
+            log.warning("label join: %s[%d] no longer has offsets %d..%d (retention); inputs stored there are lost "
+                        "for the join: keep the inputs topic at least two label TTLs", topic, partition, first, begin - 1)
+        c.seek(tp, max(first, begin))
+        end = (await c.end_offsets([tp]))[tp]
+        stop = min(last + 1, end)
+        while await c.position(tp) < stop:
+            for recs in (await c.getmany(tp, timeout_ms=1000)).values():
+                out.extend((r.offset, r.value) for r in recs if r.offset <= last and r.value is not None)
+    finally:
+        await c.stop()
+    return out
+
+
 def _retrain_config(raw: Any) -> RetrainPolicyConfig:
     from streams import config as cfg
 
@@ -577,9 +619,15 @@ def register(app: Any, settings: Any, metrics: Any, parity_step: Any = None, del
             except OSError as exc:
                 log.error("cannot serve /metrics on port %d: %s; set worker.metrics_port", w.metrics_port, exc)
 
-    def _reset(*_a, **_kw):
-        worker.reset_caches()
+    def _on_revoked(*_a, **_kw):
+        worker.reset_caches(keep_stores=set(worker.stores))  # eager rebalancing revokes everything; see below
 
-    app.on_partitions_revoked.connect(_reset)
-    app.on_partitions_assigned.connect(_reset)
+    def _on_assigned(sender: Any = None, assigned: Any = (), **_kw):
+        # a label-join store stays only for an inputs partition this worker keeps (rebuilding one means
+        # reading two label TTLs of the inputs topic); a partition that left may come back changed
+        mine = {tp.partition for tp in assigned or () if getattr(tp, "topic", None) == t.inputs}
+        worker.reset_caches(keep_stores=mine)
+
+    app.on_partitions_revoked.connect(_on_revoked)
+    app.on_partitions_assigned.connect(_on_assigned)
     return worker

@@ -617,15 +617,16 @@ class StoredInputs:
 
 
 class InputStore:
-    """Inputs waiting for their label, stored in chunks over a key-value backend.
+    """Inputs waiting for their label, in chunks of one micro-batch, kept in memory.
 
-    ``kv`` is any mutable mapping (a dict in tests; a Faust-table view on the worker, where every
-    write is a changelog record).  One key per micro-batch of inputs (``c|<first offset>|<i>`` ->
-    ``{"max_ts", "ids": [event_id...], "ts": [...], "events": StoredInputs | [event dict...]}``)
-    and one key per joined event (``m|<event_id>`` -> label offset), so the changelog carries a few
-    records per batch, not one per event.  An in-memory index (event_id -> chunk key) is rebuilt
-    from ``kv`` when the store is created (after a restart or rebalance).  Everything per event is
-    done by C-level list/dict operations: this store is on the worker's hot path.
+    The inputs topic itself is the store's changelog (as Kafka Streams reuses a source topic for a
+    table): a chunk is never written to Kafka again; after a restart or rebalance the worker reads
+    the partition back from :meth:`first_offset` (persisted in the join state) and :meth:`rebuild`\ s
+    the store.  This halves what the worker writes to Kafka; the inputs topic must retain at least
+    two label TTLs of data.  ``kv`` (a dict in tests; a Faust-table view on the worker, where every
+    write is a changelog record) holds one key per joined event (``m|<event_id>`` -> label offset).
+    Chunks are ``{"max_ts", "first", "ids": [event_id...], "ts": [...], "events": StoredInputs}``;
+    everything per event is done by C-level list/dict operations: this store is on the hot path.
     """
 
     def __init__(self, kv: "MutableMapping[str, Any] | None" = None, max_chunk: int = 500) -> None:
@@ -633,14 +634,16 @@ class InputStore:
 
         self.kv = {} if kv is None else kv
         self.max_chunk = max_chunk
+        self.chunks: dict[str, dict[str, Any]] = {}
         self.index: dict[str, str] = {}
         self._pos: dict[str, dict[str, int]] = {}  # chunk key -> event_id -> position (built on first lookup)
         self._joined: set[str] = set()  # event ids with an ``m|`` key (no per-event lookups on expiry)
         self._heap: list[tuple[float, str]] = []
         for k in list(self.kv.keys()):
-            if k.startswith("c|"):
+            if k.startswith("c|"):  # chunks written to the changelog by earlier driftloop versions
                 chunk = self.kv.get(k)
                 if chunk:
+                    self.chunks[k] = chunk
                     self.index.update(dict.fromkeys(_chunk_ids(chunk), k))
                     heapq.heappush(self._heap, (float(chunk["max_ts"]), k))
             elif k.startswith("m|"):
@@ -661,8 +664,8 @@ class InputStore:
             part_ts = list(ts[i : i + self.max_chunk])
             stored = (StoredInputs(list(raws[i : i + self.max_chunk]), None) if raws is not None
                       else StoredInputs(None, list(events[i : i + self.max_chunk])))
-            chunk = {"max_ts": max(part_ts), "ids": part_ids, "ts": part_ts, "events": stored}
-            self.kv[key] = chunk
+            chunk = {"max_ts": max(part_ts), "first": first_offset, "ids": part_ids, "ts": part_ts, "events": stored}
+            self.chunks[key] = chunk
             self.index.update(dict.fromkeys(part_ids, key))
             heapq.heappush(self._heap, (float(chunk["max_ts"]), key))
 
@@ -671,7 +674,7 @@ class InputStore:
         key = self.index.get(event_id)
         if key is None:
             return None
-        chunk = self.kv.get(key)
+        chunk = self.chunks.get(key)
         if not chunk:
             return None
         if "rows" in chunk:  # chunks written by driftloop before this format
@@ -702,7 +705,7 @@ class InputStore:
         unjoined = joined = 0
         while self._heap and self._heap[0][0] < horizon:
             _, key = heapq.heappop(self._heap)
-            chunk = self.kv.get(key)
+            chunk = self.chunks.pop(key, None)
             if not chunk:
                 continue
             ids = list(_chunk_ids(chunk))
@@ -716,9 +719,55 @@ class InputStore:
             self._joined -= done
             joined += len(done)
             unjoined += len(ids) - len(done)
-            self.kv.pop(key, None)
+            if "rows" in chunk:
+                self.kv.pop(key, None)  # an earlier version's changelog chunk
             self._pos.pop(key, None)
         return unjoined, joined
+
+    def first_offset(self) -> int | None:
+        """The inputs offset a rebuild must read from (the oldest stored chunk's first record)."""
+        firsts = [c["first"] for c in self.chunks.values() if "first" in c]
+        return min(firsts) if firsts else None
+
+    def rebuild(self, records: Iterable[tuple[int, bytes]]) -> int:
+        """Store again the inputs of ``records`` ((offset, JSON bytes), offset order) after a restart.
+
+        Records that are not valid inputs are skipped (they were dead-lettered when first read); late
+        inputs (dead-lettered too) are stored again, so a label for one can join after a restart.
+        Stored event ids are kept once.  Returns how many inputs were stored."""
+        from streams.events import InvalidRecord, parse_input
+
+        batch: list[tuple[int, InferenceEvent]] = []
+        raws: list[bytes] = []
+        n = 0
+        for o, raw in records:
+            try:
+                e = parse_input(raw)
+            except InvalidRecord:
+                continue
+            batch.append((o, e))
+            raws.append(raw)
+            if len(batch) >= self.max_chunk:
+                n += self.add_new(batch, raws)
+                batch, raws = [], []
+        if batch:
+            n += self.add_new(batch, raws)
+        return n
+
+    def add_new(self, batch: Sequence[tuple[int, InferenceEvent]], raws: Sequence[bytes] | None) -> int:
+        """Add inputs whose event ids are not stored yet (the first of duplicates wins)."""
+        events = [e for _, e in batch]
+        ids = [e.event_id for e in events]
+        if not self.index.keys().isdisjoint(ids) or len(set(ids)) < len(ids):
+            seen: set[str] = set()
+            keep = [i for i, eid in enumerate(ids) if not (eid in self.index or eid in seen or seen.add(eid))]
+            batch = [batch[i] for i in keep]
+            events = [events[i] for i in keep]
+            ids = [ids[i] for i in keep]
+            raws = None if raws is None else [raws[i] for i in keep]
+        if ids:
+            self.add(batch[0][0], ids, [e.ts for e in events], events, raws)
+        return len(ids)
 
     def __len__(self) -> int:
         return len(self.index)
@@ -758,6 +807,7 @@ class JoinState:
         self.partition = partition
         self.offset: int = int(d.get("offset", -1))  # labels topic offset
         self.in_offset: int = int(d.get("in_offset", -1))  # inputs topic offset stored
+        self.store_from: int | None = d.get("store_from")  # first inputs offset still in the store (rebuild from here)
         self.label_wm: float | None = d.get("label_wm")
         self.input_wm: float | None = d.get("input_wm")
         self.waiting: list[list[Any]] = [list(x) for x in d.get("waiting") or []]  # [label offset, label dict]
@@ -765,7 +815,8 @@ class JoinState:
         self.counts: dict[str, int] = dict(d.get("counts") or {})
 
     def to_dict(self) -> dict[str, Any]:
-        return {"offset": self.offset, "in_offset": self.in_offset, "label_wm": self.label_wm, "input_wm": self.input_wm,
+        return {"offset": self.offset, "in_offset": self.in_offset, "store_from": self.store_from,
+                "label_wm": self.label_wm, "input_wm": self.input_wm,
                 "waiting": self.waiting, "open": self.open, "counts": self.counts}
 
     def _count(self, name: str, k: int = 1) -> None:
@@ -779,26 +830,16 @@ class JoinState:
             keep = [i for i, (o, _) in enumerate(batch) if o > self.in_offset]
             batch = [batch[i] for i in keep]
             raws = None if raws is None else [raws[i] for i in keep]
-        events = [e for _, e in batch]
-        ids = [e.event_id for e in events]
-        if not store.index.keys().isdisjoint(ids) or len(set(ids)) < len(ids):  # an event id seen before: keep the first
-            seen: set[str] = set()
-            keep = [i for i, eid in enumerate(ids) if not (eid in store.index or eid in seen or seen.add(eid))]
-            batch = [batch[i] for i in keep]
-            events = [events[i] for i in keep]
-            ids = [ids[i] for i in keep]
-            raws = None if raws is None else [raws[i] for i in keep]
-        if ids:
-            store.add(batch[0][0], ids, [e.ts for e in events], events, raws)
+        stored = store.add_new(batch, raws)
         if batch:
             self.in_offset = max(self.in_offset, batch[-1][0])
-        stored = len(ids)
         if ttl is not None and input_wm is not None:
             # without labels (or with labels far behind), inputs still leave after two TTLs of input event time
             unjoined, _ = store.expire(input_wm - 2 * ttl)
             self._count("expired_inputs", unjoined)
         if input_wm is not None and (self.input_wm is None or input_wm > self.input_wm):
             self.input_wm = input_wm
+        self.store_from = store.first_offset()
         return stored
 
     def labelled_wm(self, ttl: float) -> float | None:

@@ -122,26 +122,40 @@ def test_without_labels_stored_inputs_leave_after_two_ttls_of_input_time(setup):
     assert js.counts["expired_inputs"] >= 5000 - 50 * 22
 
 
-def test_a_store_recovered_from_its_changelog_joins_the_same(setup):
-    """The chunks as the changelog carries them (the records' own JSON, joined) come back as plain JSON."""
+def test_a_store_rebuilt_from_the_inputs_topic_joins_the_same(setup):
+    """The inputs topic is the store's changelog: a restarted worker reads it back from store_from."""
     port, prof = setup
     events = SampleTraffic(seed=5).events(1200)
     raws = [json.dumps(e).encode() for e in events]
     live, js = ws.InputStore(max_chunk=500), ws.JoinState(0)
-    js.store_inputs(live, [(i, parse_input(e)) for i, e in enumerate(events)], events[-1]["ts"], raws=raws)
-    changelog = {k: ws.decode_state(ws.encode_state(v)) for k, v in live.kv.items()}
-    assert sorted(k for k in changelog if k.startswith("c|")) == ["c|0|0", "c|0|1000", "c|0|500"]
-    recovered = ws.InputStore(changelog, max_chunk=500)
-    assert len(recovered) == len(live) == len(events)
+    batch = [(i, parse_input(e)) for i, e in enumerate(events)]
+    js.store_inputs(live, batch[:700], events[699]["ts"], raws=raws[:700])
+    js.store_inputs(live, batch[700:], events[-1]["ts"], raws=raws[700:])
+    saved = ws.JoinState(0, ws.decode_state(ws.encode_state(js.to_dict())))
+    assert saved.store_from == 0 and saved.in_offset == len(events) - 1
+    log = list(enumerate(raws)) + [(len(raws), b"not json")]  # what the topic holds (a bad record was dead-lettered)
+    rebuilt = ws.InputStore(max_chunk=500)
+    assert rebuilt.rebuild([(o, r) for o, r in log if saved.store_from <= o <= saved.in_offset]) == len(events)
+    assert len(rebuilt) == len(live) == len(events)
     for e in events[::97]:
         ts_live, ev_live = live.get(e["event_id"])
-        ts_rec, ev_rec = recovered.get(e["event_id"])
+        ts_rec, ev_rec = rebuilt.get(e["event_id"])
         assert ts_live == ts_rec and parse_input(ev_live) == parse_input(ev_rec)
     labs = labels_for(events[::4])
     out_live = ws.JoinState(0, js.to_dict()).ingest_labels(live, list(enumerate(labs)), GEOM, TTL, port, lambda m, v: prof)
-    out_rec = ws.JoinState(0, js.to_dict()).ingest_labels(recovered, list(enumerate(labs)), GEOM, TTL, port, lambda m, v: prof)
-    assert out_live.matched == out_rec.matched == len(labs)
-    assert [p.to_dict() for p in out_live.pairs] == [p.to_dict() for p in out_rec.pairs]
+    out_reb = saved.ingest_labels(rebuilt, list(enumerate(labs)), GEOM, TTL, port, lambda m, v: prof)
+    assert out_live.matched == out_reb.matched == len(labs)
+    assert [p.to_dict() for p in out_live.pairs] == [p.to_dict() for p in out_reb.pairs]
+
+
+def test_store_from_follows_expiry(setup):
+    events = SampleTraffic(seed=8).events(600)  # 12 s of event time
+    store, js = ws.InputStore(max_chunk=100), ws.JoinState(0)
+    for i in range(0, 600, 100):
+        part = events[i : i + 100]
+        js.store_inputs(store, [(i + j, parse_input(e)) for j, e in enumerate(part)], part[-1]["ts"], ttl=2.0)
+    assert js.store_from == store.first_offset() > 0  # the oldest chunks expired: a rebuild starts later
+    assert all(c["first"] >= js.store_from for c in store.chunks.values())
 
 
 def test_duplicate_event_ids_are_stored_once():
@@ -154,6 +168,7 @@ def test_duplicate_event_ids_are_stored_once():
 
 def test_chunks_of_the_previous_format_are_still_read_after_an_upgrade():
     ev = SampleTraffic(seed=7).events(1)[0]
-    store = ws.InputStore({"c|0|0": {"max_ts": ev["ts"], "rows": {ev["event_id"]: [ev["ts"], json.dumps(ev)]}}})
+    kv = {"c|0|0": {"max_ts": ev["ts"], "rows": {ev["event_id"]: [ev["ts"], json.dumps(ev)]}}}
+    store = ws.InputStore(kv)
     assert store.has(ev["event_id"]) and store.get(ev["event_id"]) == (ev["ts"], json.dumps(ev))
-    assert store.expire(ev["ts"] + 1) == (1, 0) and len(store) == 0
+    assert store.expire(ev["ts"] + 1) == (1, 0) and len(store) == 0 and kv == {}  # dropped from the changelog too

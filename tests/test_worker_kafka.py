@@ -364,3 +364,25 @@ def test_late_out_of_order_labels_are_joined_and_unknown_labels_counted(kafka_bo
     assert m['driftloop_label_join_total{outcome="matched"}'] == len(labelled)
     assert m['driftloop_label_join_total{outcome="unknown"}'] == 1
     assert m['driftloop_label_join_total{outcome="duplicate"}'] == 1
+
+
+def test_label_join_after_sigkill_rebuilds_stored_inputs_from_the_inputs_topic(kafka_bootstrap, tmp_path, workers):
+    """Inputs stored for the join are not written to Kafka again: a restarted worker reads them back."""
+    setup = Setup(kafka_bootstrap, tmp_path)
+    events = SampleTraffic(seed=12).events(2000)
+    setup.produce("inputs", [(e["event_id"].encode(), json.dumps(e).encode()) for e in events])
+    a = setup.start("a")
+    workers.append(a)
+    a.wait_metric("driftloop_events_total", len(events))
+    setup.wait_done([a])  # state (and store_from) committed
+    a.kill()
+    labelled = events[::2]
+    setup.produce("labels", [(lab["event_id"].encode(), json.dumps(lab).encode())
+                             for lab in SampleTraffic(seed=12).labels(labelled, delay_s=20.0)])
+    b = setup.start("b")
+    workers.append(b)
+    setup.wait_done([b])
+    out = [json.loads(v) for _, v in setup.read("labelled", timeout_s=20)]
+    assert sorted(o["event_id"] for o in out) == sorted(e["event_id"] for e in labelled)
+    assert "rebuilt from" in b.log.read_text()
+    assert b.metrics().get("driftloop_events_total", 0) == len(labelled)  # only labels: inputs were not re-ingested
