@@ -87,6 +87,7 @@ def install(app: Any, delivery: BatchDelivery) -> None:
             if not mine:
                 return records
             batches: dict[str, dict[int, list]] = {}
+            tp_objs: dict[tuple[str, int], Any] = {}  # aiokafka's TopicPartition: transactions insist on that type
             for tp in mine:
                 recs = records.pop(tp)
                 if not self.flow_active or (active_partitions is not None and tp not in active_partitions):
@@ -96,6 +97,7 @@ def install(app: Any, delivery: BatchDelivery) -> None:
                     recs = [r for r in recs if r.offset >= r_offset]
                 if recs:
                     batches.setdefault(tp.topic, {})[tp.partition] = recs
+                    tp_objs[(tp.topic, tp.partition)] = tp
             for topic, by_partition in batches.items():
                 task = asyncio.ensure_future(delivery.handlers[topic](by_partition))
                 self._inflight = task
@@ -108,12 +110,13 @@ def install(app: Any, delivery: BatchDelivery) -> None:
                     raise
                 finally:
                     self._inflight = None
-                for tp_p, recs in by_partition.items():
-                    self._read_offset[drv.TP(topic, tp_p)] = recs[-1].offset
-                await self._queue_settle(topic, by_partition, settled)
+                tps = {p: tp_objs[(topic, p)] for p in by_partition}
+                for p, recs in by_partition.items():
+                    self._read_offset[tps[p]] = recs[-1].offset
+                await self._queue_settle(tps, by_partition, settled)
             return records
 
-        async def _queue_settle(self, topic: str, by_partition: Mapping[int, Sequence[Any]], settled: Any) -> None:
+        async def _queue_settle(self, tps: Mapping[int, Any], by_partition: Mapping[int, Sequence[Any]], settled: Any) -> None:
             """Acknowledge the batch once its effects are acknowledged, in batch order, in the background."""
             pending = self._unsettled = self._unsettled if self._unsettled is not None else []
             previous = pending[-1] if pending else None
@@ -125,9 +128,9 @@ def install(app: Any, delivery: BatchDelivery) -> None:
                     try:
                         await settled
                     except Exception as exc:
-                        await self._fail(topic, exc)
+                        await self._fail(next(iter(tps.values())).topic, exc)
                         raise
-                await self._ack(topic, by_partition)
+                await self._ack(tps, by_partition)
 
             fut = asyncio.ensure_future(settle())
             pending.append(fut)
@@ -144,10 +147,10 @@ def install(app: Any, delivery: BatchDelivery) -> None:
             log.error("batch of %s failed (%r); stopping the worker", topic, exc, exc_info=exc)
             await self.app.crash(exc)
 
-        async def _ack(self, topic: str, by_partition: Mapping[int, Sequence[Any]]) -> None:
+        async def _ack(self, tps: Mapping[int, Any], by_partition: Mapping[int, Sequence[Any]]) -> None:
             """Acknowledge handled records as Faust acknowledges messages (commit follows)."""
             for p, recs in by_partition.items():
-                tp = drv.TP(topic, p)
+                tp = tps[p]
                 committed = self._committed_offset[tp]
                 offsets = [r.offset for r in recs if committed is None or r.offset >= committed]
                 prev = self._acked_through.get(tp)
