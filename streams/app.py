@@ -12,7 +12,11 @@ What it wires (logic lives in :mod:`streams.worker_state`, agents in :mod:`strea
   holding per-partition source state, label-join state, watermarks and per-model aggregator
   state; and one table ``joinstore`` with one key per stored input (label join).  No windowed
   tables: windows are closed by the worker's own event-time watermark;
-* the Prometheus registry (:class:`streams.metrics.WorkerMetrics`) served on ``worker.metrics_port``.
+* the Prometheus registry (:class:`streams.metrics.WorkerMetrics`) served on ``worker.metrics_port``;
+* with ``worker.delivery: batch`` (the default), :mod:`streams.batch_delivery` under Faust's consumer:
+  each fetched batch of the inputs and labels topics goes to one call of the worker (their agents
+  stay subscribed so that Faust assigns and commits them), ~7x the events/s of Faust's per-message
+  path (bench/results/worker_throughput.tuning.md).
 
 Partition counts: the inputs and labels topics, the internal topic and the tables' changelogs
 must have the same number of partitions (``topics.partitions``), so that Faust's assignor gives
@@ -38,10 +42,12 @@ Processing guarantee: ``worker.processing_guarantee`` (default ``at_least_once``
 exact either way (offsets are stored inside the state records, see :mod:`streams.worker_state`),
 and alerts have deterministic ids, so a crash can at most re-send an identical alert, which
 consumers (``driftloop alerts``) drop by ``alert_id``.  ``exactly_once`` (Kafka transactions) was
-measured with faust-streaming 0.15.3 + aiokafka 0.14 on Kafka 4.1: one worker runs, survives
-SIGKILL with the same alerts and no re-sent alert records; but with two workers in one group
-both agents crash at the first rebalance (``ProducerSendError: No transaction producer found``,
-faust-streaming issues #323/#517 describe the same family), so it is not the default.
+measured with faust-streaming 0.15.3 + aiokafka 0.14 on Kafka 4.1 (stream delivery): one worker
+runs, survives SIGKILL with the same alerts and no re-sent alert records; but with two workers in
+one group both agents crash at the first rebalance (``ProducerSendError: No transaction producer
+found``, faust-streaming issues #323/#517 describe the same family), so it is not the default.
+With batch delivery one exactly_once worker runs at about the same rate (bench/worker_throughput.py
+--eos); its SIGKILL behaviour was not re-tested.
 """
 
 from __future__ import annotations
