@@ -140,9 +140,11 @@ class Worker:
         self.aggs: dict[str, ws.AggState] = {}
         self.wms: dict[int, ws.Watermarks] = {}
         self.last_seen: dict[int, float] = {}  # source partition -> wall time of its last watermark record
+        self.paused: set = set()  # inputs/labels partitions held back by _pace
 
     # ------------------------------------------------------------------ state helpers
     def reset_caches(self, keep_stores: set[int] = frozenset()) -> None:
+        self.paused.clear()  # a rebalance resumes every partition Faust assigns
         self.sources.clear()
         self.joinstates.clear()
         for p in [p for p in self.stores if p not in keep_stores]:
@@ -303,6 +305,7 @@ class Worker:
                     js.store_inputs(self.store(p, futs), accepted, src.wm, raws, ttl=self.ttl)
                     self._put(f"lb|{p}", js.to_dict(), p, futs)
                 self._put(f"in|{p}", src.to_dict(), p, futs)
+                self._pace(p)
         self._count_events(name, accepted_all)
         if self.parity is not None and accepted_all:
             try:
@@ -345,6 +348,7 @@ class Worker:
                     await self._join_outputs(p, out, futs)
                 js.offset = max(js.offset, recs[-1].offset)
                 self._put(f"lb|{p}", js.to_dict(), p, futs)
+                self._pace(p)
         self.m.batch_size.labels(agent="labels").observe(n_records)
         self.m.processing.labels(agent="labels").observe(time.perf_counter() - t0)
         return self._wait(futs)
@@ -365,10 +369,63 @@ class Worker:
             for q in range(self.n):
                 await self._send(self.t["partials"], b"wm", ws.watermark_record(p, ws.LABELS, out.watermark), futs, partition=q)
 
+    def _pace(self, p: int) -> None:
+        """Keep the inputs and labels of partition ``p`` together in event time while one lags in *consumption*.
+
+        A worker catching up a backlog fetches whatever partitions answer first and can read the inputs
+        far ahead of their labels (the inputs watermark then expires stored inputs, two label TTLs behind
+        it, before their labels are read: they come out ``unknown``), or the labels far ahead of their
+        inputs (every label waits in the join state).  So while one stream's watermark is more than one
+        TTL ahead of the other's and the other has records not read yet, the leading partition is paused
+        (Kafka Streams synchronises co-partitioned topics by time for the same reason).  Labels that are
+        late in the real world (nothing left to read) pause nothing: the TTL says how late they may be."""
+        if not self.s.worker.label_join:
+            return
+        src, js = self.sources.get(p), self.joinstates.get(p)
+        tps = {tp.topic: tp for tp in self._assigned(p)}
+        tp_in, tp_lab = tps.get(self.s.topics.inputs), tps.get(self.s.topics.labels)
+        if src is None or js is None or tp_in is None or tp_lab is None:
+            return
+        in_wm, lab_wm = src.wm, js.label_wm
+        lead = None if in_wm is None or lab_wm is None else in_wm - lab_wm
+        hold = None
+        if in_wm is not None and (lab_wm is None or lead > self.ttl) and self._backlog(tp_lab):
+            hold = tp_in
+        elif lab_wm is not None and (in_wm is None or lead < -self.ttl) and self._backlog(tp_in):
+            hold = tp_lab
+        for tp in (tp_in, tp_lab):
+            if tp == hold and tp not in self.paused:
+                self.app.consumer.pause_partitions([tp])
+                self.paused.add(tp)
+                self.m.paced.labels(topic=tp.topic, partition=str(p)).inc()
+                log.info("%s[%d] paused: ahead of the other stream by more than the label TTL (%.0f s of event time) "
+                         "while the other has unread records", tp.topic, p, abs(lead) if lead is not None else float("inf"))
+            elif tp != hold and tp in self.paused:
+                self.app.consumer.resume_partitions([tp])
+                self.paused.discard(tp)
+
+    def _backlog(self, tp: Any) -> bool:
+        """Records of ``tp`` on the broker not handed to the worker yet."""
+        consumer = self.app.consumer
+        try:
+            hw = consumer.highwater(tp)
+        except Exception:  # not fetched yet
+            return False
+        read = consumer._read_offset.get(tp)
+        return hw is not None and hw > (read + 1 if read is not None else 0)
+
+    def _assigned(self, p: int) -> list:
+        try:
+            return [tp for tp in self.app.consumer.assignment() if tp.partition == p]
+        except Exception:  # pragma: no cover - not started
+            return []
+
     async def join_tick(self) -> None:
         """Periodic: retry waiting labels and close labelled windows when only inputs moved."""
         if not self.s.worker.label_join:
             return
+        for tp in list(self.paused):  # the other stream may have caught up without a batch of this one
+            self._pace(tp.partition)
         for p in list(self.joinstates):
             async with self.locks[p]:
                 js = self.joinstates.get(p)

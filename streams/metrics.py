@@ -26,6 +26,8 @@ class WorkerMetrics:
                                ["topic", "reason"], registry=r)
         self.late = Counter("driftloop_late_events_total", "Events later than the allowed lateness (dead-lettered as 'late')",
                             ["topic", "model", "model_version"], registry=r)
+        self.paced = Counter("driftloop_paced_total", "Times an inputs or labels partition was paused: it ran ahead of "
+                             "the other stream while that one had unread records", ["topic", "partition"], registry=r)
         self.replayed = Counter("driftloop_replayed_records_total", "Records skipped because the state already holds them (after a restart)",
                                 ["topic"], registry=r)
         self.window_samples = Gauge("driftloop_window_samples", "Events in the last judged window",
