@@ -302,7 +302,8 @@ class Worker:
                     else:
                         by_offset = {r.offset: r for r in recs}
                         raws = [by_offset[o].value for o, _ in accepted]
-                    js.store_inputs(self.store(p, futs), accepted, src.wm, raws, ttl=self.ttl)
+                    js.store_inputs(self.store(p, futs), accepted, src.wm, raws, ttl=self.ttl,
+                                    labels_behind=self._labels_behind(p))
                     self._put(f"lb|{p}", js.to_dict(), p, futs)
                 self._put(f"in|{p}", src.to_dict(), p, futs)
                 self._pace(p)
@@ -403,6 +404,10 @@ class Worker:
             elif tp != hold and tp in self.paused:
                 self.app.consumer.resume_partitions([tp])
                 self.paused.discard(tp)
+
+    def _labels_behind(self, p: int) -> bool:
+        tp = next((tp for tp in self._assigned(p) if tp.topic == self.s.topics.labels), None)
+        return tp is not None and self._backlog(tp)
 
     def _backlog(self, tp: Any) -> bool:
         """Records of ``tp`` on the broker not handed to the worker yet."""

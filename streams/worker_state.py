@@ -824,8 +824,11 @@ class JoinState:
             self.counts[name] = self.counts.get(name, 0) + k
 
     def store_inputs(self, store: "InputStore", batch: Sequence[tuple[int, InferenceEvent]], input_wm: float | None,
-                     raws: Sequence[bytes] | None = None, ttl: float | None = None) -> int:
-        """Remember accepted inputs (offset order) for joining; ``raws``: their JSON bytes (stored as they are)."""
+                     raws: Sequence[bytes] | None = None, ttl: float | None = None, labels_behind: bool = False) -> int:
+        """Remember accepted inputs (offset order) for joining; ``raws``: their JSON bytes (stored as they are).
+
+        ``labels_behind``: the labels partition has records not read yet (a backlog), so no input leaves
+        before the labels read so far have passed it by the TTL (its label may be in the backlog)."""
         if batch and batch[0][0] <= self.in_offset:  # replayed after a restart: already stored
             keep = [i for i, (o, _) in enumerate(batch) if o > self.in_offset]
             batch = [batch[i] for i in keep]
@@ -834,8 +837,11 @@ class JoinState:
         if batch:
             self.in_offset = max(self.in_offset, batch[-1][0])
         if ttl is not None and input_wm is not None:
-            # without labels (or with labels far behind), inputs still leave after two TTLs of input event time
-            unjoined, _ = store.expire(input_wm - 2 * ttl)
+            # without labels (or labels late in the real world), inputs still leave after two TTLs of input event time
+            horizon = input_wm - 2 * ttl
+            if labels_behind:
+                horizon = min(horizon, self.label_wm - ttl if self.label_wm is not None else -math.inf)
+            unjoined, _ = store.expire(horizon)
             self._count("expired_inputs", unjoined)
         if input_wm is not None and (self.input_wm is None or input_wm > self.input_wm):
             self.input_wm = input_wm

@@ -172,3 +172,13 @@ def test_chunks_of_the_previous_format_are_still_read_after_an_upgrade():
     store = ws.InputStore(kv)
     assert store.has(ev["event_id"]) and store.get(ev["event_id"]) == (ev["ts"], json.dumps(ev))
     assert store.expire(ev["ts"] + 1) == (1, 0) and len(store) == 0 and kv == {}  # dropped from the changelog too
+
+
+def test_inputs_wait_for_a_labels_backlog_before_they_expire():
+    events = SampleTraffic(seed=9).events(1000)  # 20 s of event time
+    batch = [(i, parse_input(e)) for i, e in enumerate(events)]
+    for behind, kept in ((False, 0), (True, 1000)):
+        store, js = ws.InputStore(), ws.JoinState(0)
+        js.label_wm = events[0]["ts"]  # the labels read so far are at the start
+        js.store_inputs(store, batch, events[-1]["ts"] + 100.0, ttl=5.0, labels_behind=behind)
+        assert len(store) == kept  # behind: their labels may still be in the unread backlog
