@@ -390,9 +390,13 @@ def main() -> int:
         broker = LocalKafka(KafkaSettings(bootstrap_servers=f"127.0.0.1:{port}", port=port, controller_port=cport,
                                           heap="768m"), tmp / "kafka")
         bootstrap = broker.start()
+    sys.path.insert(0, str(ROOT / "bench"))
+    from common import _git_state
+
     results: dict = {"events": n, "features": len(FEATURES), "partitions": PARTITIONS, "machine": platform.node(),
                      "cpus": os.cpu_count(), "python": platform.python_version(),
-                     "load_before": round(os.getloadavg()[0], 2)}
+                     "load_before": round(os.getloadavg()[0], 2), "git": _git_state(),
+                     "command": "bench/worker_throughput.py" + (" --full" if args.full else "")}
     try:
         tag = uuid.uuid4().hex[:6]
         topics = {"inputs": f"bench.tp.{tag}.in", "labels": f"bench.tp.{tag}.lab", "alerts": f"bench.tp.{tag}.alerts",
@@ -471,6 +475,8 @@ def report(r: dict, raw: float) -> str:
 
     lat = r.get("latency", {})
     s = (f"# Drift worker throughput ({r['events']:,} events, {r['features']} numeric features, {r['partitions']} partitions)\n\n"
+         f"Command: `.venv/bin/python {r.get('command', 'bench/worker_throughput.py')}` at commit "
+         f"{(r.get('git') or {}).get('commit')}{' (streams/ modified)' if (r.get('git') or {}).get('streams_dirty') else ''}. "
          f"Machine: {r['cpus']} CPUs, Python {r['python']}, load average {r.get('load_before', '-')} before the run. "
          "One run, one broker, same topic, one consumer at a time. \"ratio to raw\" is against the faster of the two "
          "raw json.loads runs (the issue's yardstick); the next column is against a raw consumer decoding with msgspec.\n\n"
