@@ -320,8 +320,7 @@ def run_latency(bootstrap: str, tmp: Path, duration_s: float, rate: float) -> di
             first_past.setdefault((sec, part), time.time())
             i += 1
             nxt = t0 + i / rate
-            if nxt > time.time():
-                time.sleep(nxt - time.time())
+            time.sleep(max(0.0, nxt - time.time()))
         p.flush()
         time.sleep(5.0)
     finally:
