@@ -197,20 +197,15 @@ class FeastOnlineClient:
     async def warmup(self, models: Sequence[tuple[str, str]] = (), timeout_s: float = 60.0) -> None:
         """Open the store and resolve ``models``' services ahead of traffic (importing Feast and
         loading the registry take seconds, longer than a lookup's timeout)."""
-        self._open_started = self._clock()
-        fut = self._executor.submit(lambda: [self._open(), *(self._resolve(m, v) for m, v in models)])
-        self._opening = fut
+        fut = self._start_open(models)
         try:
             result = await asyncio.wait_for(asyncio.wrap_future(fut), timeout_s)
         except asyncio.TimeoutError:
             raise StoreUnavailable("timeout", f"feature store did not open within {timeout_s}s") from None
         except Exception as exc:
-            raise StoreUnavailable("error", f"feature store did not open: {type(exc).__name__}: {exc}"[:500]) from exc
-        for (m, v), spec in zip(models, result[1:]):
-            self._specs[(m, v)] = spec
-        if self.config.warmup_lookup_s > 0:
-            warm = self._executor.submit(_warm_lookup, self._store)
-            self._inflight = warm  # while it runs, lookups answer "busy" (a hung store stays unknown)
+            raise _open_failed(exc) from exc
+        warm = self._opened(models, result)
+        if warm is not None:
             try:
                 await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(warm)), self.config.warmup_lookup_s)
             except asyncio.TimeoutError:
@@ -220,24 +215,36 @@ class FeastOnlineClient:
         """Synchronous :meth:`warmup`, for callers without a running event loop (before the
         worker starts consuming)."""
         timeout_s = self.config.open_timeout_s if timeout_s is None else timeout_s
-        self._open_started = self._clock()
-        fut = self._executor.submit(lambda: [self._open(), *(self._resolve(m, v) for m, v in models)])
-        self._opening = fut
+        fut = self._start_open(models)
         try:
             result = fut.result(timeout_s)
         except concurrent.futures.TimeoutError:
             raise StoreUnavailable("timeout", f"feature store did not open within {timeout_s}s") from None
         except Exception as exc:
-            raise StoreUnavailable("error", f"feature store did not open: {type(exc).__name__}: {exc}"[:500]) from exc
-        for (m, v), spec in zip(models, result[1:]):
-            self._specs[(m, v)] = spec
-        if self.config.warmup_lookup_s > 0:
-            warm = self._executor.submit(_warm_lookup, self._store)
-            self._inflight = warm
+            raise _open_failed(exc) from exc
+        warm = self._opened(models, result)
+        if warm is not None:
             try:
                 warm.result(self.config.warmup_lookup_s)
             except concurrent.futures.TimeoutError:
                 pass
+
+    def _start_open(self, models: Sequence[tuple[str, str]]) -> concurrent.futures.Future:
+        self._open_started = self._clock()
+        fut = self._executor.submit(lambda: [self._open(), *(self._resolve(m, v) for m, v in models)])
+        self._opening = fut
+        return fut
+
+    def _opened(self, models: Sequence[tuple[str, str]], result: list) -> concurrent.futures.Future | None:
+        """Keep the resolved services; start the warm-up lookup (while it runs, lookups answer "busy",
+        so a hung store stays unknown)."""
+        for (m, v), spec in zip(models, result[1:]):
+            self._specs[(m, v)] = spec
+        if self.config.warmup_lookup_s <= 0:
+            return None
+        warm = self._executor.submit(_warm_lookup, self._store)
+        self._inflight = warm
+        return warm
 
     def cached_spec(self, model: str, version: str) -> ServiceSpec | None:
         return self._specs.get((model, version))
@@ -402,6 +409,10 @@ class FeastOnlineClient:
                 for r, key in enumerate(chunk):
                     out[(view.name, key)] = {f: _plain(resp[f][r]) for f in view.features}
         return out
+
+
+def _open_failed(exc: BaseException) -> "StoreUnavailable":
+    return StoreUnavailable("error", f"feature store did not open: {type(exc).__name__}: {exc}"[:500])
 
 
 def _warm_lookup(store: Any) -> None:
