@@ -276,8 +276,8 @@ class Worker:
                 out = src.ingest(valid, self.geom, self.port, self.profiles.get, self.s.worker.max_rows_per_message)
                 src.offset = max(src.offset, recs[-1].offset)
                 accepted = valid
+                by_offset = {r.offset: r for r in recs} if (out.late or len(valid) < len(recs)) else None
                 if out.late:
-                    by_offset = {r.offset: r for r in recs}
                     late_ids = {o for o, _ in out.late}
                     for o, e in out.late:
                         err = InvalidRecord("late", f"event time {e.ts} is older than the closed window (watermark {src.wm}, "
@@ -297,11 +297,7 @@ class Worker:
                 if self.s.worker.label_join and accepted:
                     await self._ensure_store(p)
                     js = self.joinstate(p)
-                    if len(accepted) == len(recs):
-                        raws = [r.value for r in recs]
-                    else:
-                        by_offset = {r.offset: r for r in recs}
-                        raws = [by_offset[o].value for o, _ in accepted]
+                    raws = [r.value for r in recs] if by_offset is None else [by_offset[o].value for o, _ in accepted]
                     js.store_inputs(self.store(p, futs), accepted, src.wm, raws, ttl=self.ttl,
                                     labels_behind=self._labels_behind(p))
                     self._put(f"lb|{p}", js.to_dict(), p, futs)

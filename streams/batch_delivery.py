@@ -93,7 +93,7 @@ def install(app: Any, delivery: BatchDelivery) -> None:
                 if not self.flow_active or (active_partitions is not None and tp not in active_partitions):
                     continue  # rebalancing: Faust seeks back to the committed offsets, these come again
                 r_offset = self._read_offset[tp]
-                if r_offset is not None:
+                if r_offset is not None and recs and recs[0].offset < r_offset:  # re-read after a seek
                     recs = [r for r in recs if r.offset >= r_offset]
                 if recs:
                     batches.setdefault(tp.topic, {})[tp.partition] = recs
@@ -152,18 +152,22 @@ def install(app: Any, delivery: BatchDelivery) -> None:
             for p, recs in by_partition.items():
                 tp = tps[p]
                 committed = self._committed_offset[tp]
-                offsets = [r.offset for r in recs if committed is None or r.offset >= committed]
                 prev = self._acked_through.get(tp)
-                for o in offsets:  # gaps (transaction markers, compaction) count as acknowledged
-                    if prev is not None and o - prev > 1:
-                        await self._add_gap(tp, prev + 1, o)
-                    prev = o
+                first, last = recs[0].offset, recs[-1].offset
+                if last - first + 1 == len(recs) and (prev is None or first - prev <= 1):
+                    offsets: Any = range(first if committed is None else max(first, committed), last + 1)  # no gap
+                else:
+                    offsets = [r.offset for r in recs if committed is None or r.offset >= committed]
+                    for o in offsets:  # gaps (transaction markers, compaction) count as acknowledged
+                        if prev is not None and o - prev > 1:
+                            await self._add_gap(tp, prev + 1, o)
+                        prev = o
                 acked_index = self._acked_index[tp]
-                new = [o for o in offsets if o not in acked_index]
+                new = offsets if acked_index.isdisjoint(offsets) else [o for o in offsets if o not in acked_index]
                 acked_index.update(new)
                 self._acked[tp].extend(new)
                 self._n_acked += len(new)
-                self._acked_through[tp] = recs[-1].offset
+                self._acked_through[tp] = last
 
         async def wait_empty(self) -> None:
             for task in [self._inflight, *(self._unsettled or [])]:

@@ -57,26 +57,18 @@ from streams.events import InferenceEvent, LabelEvent, LabelledExample, json_def
 INPUTS = "inputs"
 LABELS = "labels"
 
-def _encode_hook(value: Any) -> Any:
-    if isinstance(value, StoredInputs):
-        return value.to_json()
-    return json_default(value)
-
-
-_STATE_ENCODER = msgspec.json.Encoder(enc_hook=_encode_hook)
+_STATE_ENCODER = msgspec.json.Encoder(enc_hook=json_default)
 
 
 def encode_state(value: Any) -> bytes:
-    """State and partial records -> JSON bytes (msgspec: ~5x faster than json.dumps on these dicts).
-
-    Stored inputs (:class:`StoredInputs`) are embedded as the records' own JSON, without re-encoding."""
+    """State and partial records -> JSON bytes (msgspec: ~5x faster than json.dumps on these dicts)."""
     return _STATE_ENCODER.encode(value)
 
 
 def decode_state(data: bytes) -> Any:
     try:
         return msgspec.json.decode(data)
-    except msgspec.DecodeError:  # e.g. a stored input with a lone surrogate escape, which only json accepts
+    except msgspec.DecodeError:  # e.g. a lone surrogate escape in an event's text (bootstrap rows): only json accepts it
         import json
 
         return json.loads(data)
@@ -599,23 +591,6 @@ class AggState:
 # --------------------------------------------------------------------------- label join
 
 
-class StoredInputs:
-    """The inputs of one stored chunk: the records' own JSON bytes, as the worker received them (the
-    changelog record is their JSON array, joined without re-encoding), or the parsed events when no
-    bytes were given.  After a restart a chunk comes back as plain JSON (a list of dicts)."""
-
-    __slots__ = ("raws", "events")
-
-    def __init__(self, raws: list[bytes] | None, events: list[InferenceEvent] | None) -> None:
-        self.raws, self.events = raws, events
-
-    def __getitem__(self, i: int) -> Any:
-        return self.raws[i] if self.raws is not None else self.events[i]
-
-    def to_json(self) -> Any:
-        return msgspec.Raw(b"[" + b",".join(self.raws) + b"]") if self.raws is not None else self.events
-
-
 class InputStore:
     """Inputs waiting for their label, in chunks of one micro-batch, kept in memory.
 
@@ -625,7 +600,7 @@ class InputStore:
     the store.  This halves what the worker writes to Kafka; the inputs topic must retain at least
     two label TTLs of data.  ``kv`` (a dict in tests; a Faust-table view on the worker, where every
     write is a changelog record) holds one key per joined event (``m|<event_id>`` -> label offset).
-    Chunks are ``{"max_ts", "first", "ids": [event_id...], "ts": [...], "events": StoredInputs}``;
+    Chunks are ``{"max_ts", "first", "ids": [event_id...], "ts": [...], "events": [JSON bytes or event...]}``;
     everything per event is done by C-level list/dict operations: this store is on the hot path.
     """
 
@@ -655,15 +630,14 @@ class InputStore:
     def add(self, first_offset: int, ids: Sequence[str], ts: Sequence[float], events: Sequence[InferenceEvent],
             raws: Sequence[bytes] | None = None) -> None:
         """Store inputs received from ``first_offset`` on (``ids``/``ts``/``events``/``raws`` aligned;
-        ``raws``: their JSON bytes, else the events are encoded)."""
+        ``raws``: their JSON bytes, kept instead of the parsed events: less memory, parsed again on a label)."""
         import heapq
 
         for i in range(0, len(ids), self.max_chunk):
             key = f"c|{first_offset}|{i}"
             part_ids = list(ids[i : i + self.max_chunk])
             part_ts = list(ts[i : i + self.max_chunk])
-            stored = (StoredInputs(list(raws[i : i + self.max_chunk]), None) if raws is not None
-                      else StoredInputs(None, list(events[i : i + self.max_chunk])))
+            stored = list((raws if raws is not None else events)[i : i + self.max_chunk])
             chunk = {"max_ts": max(part_ts), "first": first_offset, "ids": part_ids, "ts": part_ts, "events": stored}
             self.chunks[key] = chunk
             self.index.update(dict.fromkeys(part_ids, key))
@@ -725,9 +699,10 @@ class InputStore:
         return unjoined, joined
 
     def first_offset(self) -> int | None:
-        """The inputs offset a rebuild must read from (the oldest stored chunk's first record)."""
-        firsts = [c["first"] for c in self.chunks.values() if "first" in c]
-        return min(firsts) if firsts else None
+        """The inputs offset a rebuild must read from (the oldest stored chunk's first record).
+
+        Chunks are added in offset order and ``chunks`` keeps insertion order, so it is the first one."""
+        return next((c["first"] for c in self.chunks.values() if "first" in c), None)
 
     def rebuild(self, records: Iterable[tuple[int, bytes]]) -> int:
         """Store again the inputs of ``records`` ((offset, JSON bytes), offset order) after a restart.
