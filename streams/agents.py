@@ -192,7 +192,7 @@ class Worker:
     def agg(self, mv: str) -> ws.AggState:
         st = self.aggs.get(mv)
         if st is None:
-            m, v = mv.split("|", 1)
+            m, v = ws.mv_parts(mv)
             st = self.aggs[mv] = ws.AggState(m, v, self._get(f"agg|{mv}"))
             if st.profile is None and not st.ref_windows and not st.judged_through:
                 prof = self.profiles.get(m, v)

@@ -56,6 +56,7 @@ import numpy as np
 from scipy.stats import binom
 
 from streams.events import Alert, AlertReference, AlertWindow, InferenceEvent, make_alert_id
+from streams.keys import decode_parts, encode_parts
 
 REASONS = ("value", "type", "served_missing", "store_missing")
 METRIC_MISMATCH = "mismatch_rate"
@@ -227,12 +228,12 @@ class ParityWindowKey:
     end: float
 
     def to_str(self) -> str:
-        return f"{self.model}\x1f{self.model_version}\x1f{self.start!r}\x1f{self.end!r}"
+        return encode_parts(self.model, self.model_version, float(self.start), float(self.end))
 
     @classmethod
     def from_str(cls, s: str) -> "ParityWindowKey":
-        m, v, a, b = s.split("\x1f")
-        return cls(m, v, float(a), float(b))
+        m, v, a, b = decode_parts(s, 4)
+        return cls(str(m), str(v), float(a), float(b))
 
 
 @dataclass

@@ -53,6 +53,7 @@ import msgspec
 import numpy as np
 
 from streams.events import InferenceEvent, LabelEvent, LabelledExample, json_default
+from streams.keys import ModelKey, model_key
 
 INPUTS = "inputs"
 LABELS = "labels"
@@ -138,7 +139,14 @@ class Geometry:
 
 
 def mv_key(model: str, version: str) -> str:
-    return f"{model}|{version}"
+    """The (model, version) key of state dicts, message keys and table keys (:mod:`streams.keys`)."""
+    return model_key(model, version)
+
+
+def mv_parts(mv: str) -> tuple[str, str]:
+    """Inverse of :func:`mv_key`."""
+    k = ModelKey.decode(mv)
+    return k.model, k.version
 
 
 def win_str(start: float, end: float) -> str:
@@ -278,7 +286,7 @@ class SourceState:
         self.wm = new_wm
         self.offset = fresh[-1][0]
         for (mv, w), rows in rows_out.items():
-            m, v = mv.split("|", 1)
+            m, v = mv_parts(mv)
             for i in range(0, len(rows), max_rows_per_message):
                 out.records.append((mv, rows_record(self.partition, m, v, w, rows[i : i + max_rows_per_message])))
         self._close(geom, out)
@@ -293,7 +301,7 @@ class SourceState:
             for o, e in items:
                 by_mv.setdefault(mv_key(e.model, e.model_version), []).append((o, e))
         for mv, evs in by_mv.items():
-            m, v = mv.split("|", 1)
+            m, v = mv_parts(mv)
             windows = self.open.setdefault(mv, {})
             profile = get_profile(m, v)
             if profile is not None:
@@ -343,7 +351,7 @@ class SourceState:
     def _close(self, geom: Geometry, out: InputOutcome) -> None:
         for mv in sorted(self.open):
             windows = self.open[mv]
-            m, v = mv.split("|", 1)
+            m, v = mv_parts(mv)
             for w in sorted(windows, key=win_parse):
                 start, end = win_parse(w)
                 if not geom.closed(end, self.wm):
@@ -490,7 +498,7 @@ class AggState:
         if self.profile is None:
             if chunks is None:
                 raise ValueError("rows of a version without a profile need a chunk store")
-            ck = f"r|{self.model}|{self.version}|{w}|{src}|{fresh[0][0]}"
+            ck = f"r|{mv_key(self.model, self.version)}|{w}|{src}|{fresh[0][0]}"
             chunks[ck] = fresh
             self.rows.setdefault(w, {}).setdefault(src, []).append(ck)
         else:
@@ -907,7 +915,7 @@ class JoinState:
                 lwm_before = lwm
             by_mv.setdefault(mv_key(ex.model, ex.model_version), []).append(ex)
         for mv, exs in by_mv.items():
-            m, v = mv.split("|", 1)
+            m, v = mv_parts(mv)
             profile = get_profile(m, v)
             windows = self.open.setdefault(mv, {})
             if profile is None:
@@ -935,7 +943,7 @@ class JoinState:
         lwm = self.labelled_wm(ttl)
         out.watermark = lwm
         for mv in sorted(self.open):
-            m, v = mv.split("|", 1)
+            m, v = mv_parts(mv)
             windows = self.open[mv]
             for w in sorted(windows, key=win_parse):
                 if geom.closed(win_parse(w)[1], lwm):
