@@ -80,6 +80,7 @@ class WorkerSettings:
 
 def load_settings(raw: Mapping[str, Any] | None = None) -> WorkerSettings:
     raw = dict(raw or {})
+    cfg.check_sections(raw)
     worker = cfg.section(WorkerConfig, raw.get("worker"), "worker")
     topics = cfg.topics(raw)
     kafka = cfg.kafka_settings(raw)

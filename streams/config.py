@@ -49,6 +49,7 @@ def load_file(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
         raise ConfigError(f"config file {p} is not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"config file {p} must hold a mapping at the top level, got {type(data).__name__}")
+    check_sections(data, f"config file {p}")
     return data
 
 
@@ -69,10 +70,96 @@ def section(cls: type[T], raw: Mapping[str, Any] | None, name: str = "") -> T:
     hints = _resolved_hints(cls)
     for key, value in raw.items():
         ftype = hints.get(key)
+        path = f"{name}.{key}" if name else key
         if isinstance(ftype, type) and dataclasses.is_dataclass(ftype) and isinstance(value, Mapping):
-            value = section(ftype, value, f"{name}.{key}" if name else key)
+            value = section(ftype, value, path)
+        elif ftype is not None:
+            value = _checked(value, ftype, path)
         kwargs[key] = value
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:
+        where = f"section '{name}'" if name else cls.__name__
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+_SCALARS: dict[type, str] = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}
+
+
+def _checked(value: Any, hint: Any, path: str) -> Any:
+    """``value`` if it fits type ``hint`` (ints are accepted for floats, lists for tuples), else :class:`ConfigError`.
+
+    Checks scalars, ``X | None``, ``tuple[X, ...]``, ``list[X]`` and ``dict``; other hints are left
+    to the dataclass's own ``__post_init__``.
+    """
+    import types
+    import typing
+
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _checked(value, arg, path)
+            except ConfigError as exc:
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+        return value
+    if hint in _SCALARS:
+        ok = isinstance(value, hint) and not (hint is not bool and isinstance(value, bool))
+        if hint is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        if not ok:
+            raise ConfigError(f"{path}: expected {_SCALARS[hint]}, got {type(value).__name__} {value!r}")
+        return value
+    if origin in (tuple, list) or hint in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{path}: expected a list, got {type(value).__name__} {value!r}")
+        args = typing.get_args(hint)
+        item = args[0] if args else None
+        if item is not None and item is not Ellipsis:
+            value = [_checked(v, item, f"{path}[{i}]") for i, v in enumerate(value)]
+        return tuple(value) if (origin is tuple or hint is tuple) else list(value)
+    if origin is dict or hint is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{path}: expected a mapping, got {type(value).__name__} {value!r}")
+        return dict(value)
+    return value
+
+
+#: Top-level sections of the config file and the module that reads each one.
+SECTIONS: dict[str, str] = {
+    "kafka": "streams.config.KafkaSettings",
+    "topics": "streams.config.Topics",
+    "drift": "streams.engine.DriftConfig",
+    "worker": "streams.worker_state.WorkerConfig",
+    "parity": "streams.parity_step.ParitySettings",
+    "features": "feature_repo.settings.FeaturesSettings",
+    "dispatcher": "trainers.dispatcher.DispatcherConfig",
+    "trainers": "trainers.retrain_job.TrainerConfig",
+}
+
+
+def check_sections(raw: Mapping[str, Any], where: str = "the configuration") -> None:
+    """Refuse an unknown top-level section (``topic:`` for ``topics:``) or a section that is not a mapping."""
+    unknown = sorted(str(k) for k in raw if k not in SECTIONS)
+    if unknown:
+        import difflib
+
+        hints = [f"{k!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(k, SECTIONS, 1)) else repr(k)
+                 for k in unknown]
+        raise ConfigError(f"unknown section(s) {', '.join(hints)} in {where}; known sections: {sorted(SECTIONS)}")
+    for k, v in raw.items():
+        if v is not None and not isinstance(v, Mapping):
+            raise ConfigError(f"section '{k}' in {where} must be a mapping of keys, got {type(v).__name__} {v!r}")
 
 
 def _resolved_hints(cls: type) -> dict[str, Any]:
