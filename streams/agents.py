@@ -139,7 +139,8 @@ class Worker:
         self.stores: dict[int, ws.InputStore] = {}
         self.aggs: dict[str, ws.AggState] = {}
         self.wms: dict[int, ws.Watermarks] = {}
-        self.last_seen: dict[int, float] = {}  # source partition -> wall time of its last watermark record
+        self.active_at: dict[int, float] = {}  # owned source partition -> wall time of its last records (or assignment)
+        self.idle: set[int] = set()  # owned source partitions announced idle to the aggregators
         self.paused: set = set()  # inputs/labels partitions held back by _pace
 
     # ------------------------------------------------------------------ state helpers
@@ -151,6 +152,8 @@ class Worker:
             del self.stores[p]
         self.aggs.clear()
         self.wms.clear()
+        self.active_at.clear()
+        self.idle.clear()
 
     def _put(self, key: str, value: Any, partition: int, futs: list) -> None:
         TableKV(self.state, "", partition, futs)[key] = value
@@ -263,6 +266,7 @@ class Worker:
                 n_records += len(recs)
                 if not recs:
                     continue
+                await self._announce_active(p, futs)
                 valid = []
                 for r in recs:
                     try:
@@ -329,6 +333,7 @@ class Worker:
                 n_records += len(recs)
                 if not recs:
                     continue
+                await self._announce_active(p, futs)
                 valid = []
                 for r in recs:
                     try:
@@ -405,19 +410,24 @@ class Worker:
         tp = next((tp for tp in self._assigned(p) if tp.topic == self.s.topics.labels), None)
         return tp is not None and self._backlog(tp)
 
-    def _backlog(self, tp: Any) -> bool:
-        """Records of ``tp`` on the broker not handed to the worker yet."""
+    def _backlog(self, tp: Any, unknown: bool = False) -> bool:
+        """Records of ``tp`` on the broker not handed to the worker yet (``unknown`` while nothing was fetched)."""
         consumer = self.app.consumer
         try:
             hw = consumer.highwater(tp)
         except Exception:  # not fetched yet
-            return False
+            return unknown
+        if hw is None:
+            return unknown
         read = consumer._read_offset.get(tp)
-        return hw is not None and hw > (read + 1 if read is not None else 0)
+        return hw > (read + 1 if read is not None else 0)
 
     def _assigned(self, p: int) -> list:
+        return [tp for tp in self._assigned_all() if tp.partition == p]
+
+    def _assigned_all(self) -> list:
         try:
-            return [tp for tp in self.app.consumer.assignment() if tp.partition == p]
+            return list(self.app.consumer.assignment())
         except Exception:  # pragma: no cover - not started
             return []
 
@@ -462,8 +472,7 @@ class Worker:
                             continue
                         wmst.offset = o
                         wm_touched = True
-                        self.last_seen[int(rec["src"])] = time.time()
-                        if wmst.update(rec["stream"], int(rec["src"]), rec["wm"]):
+                        if wmst.update(rec["stream"], int(rec["src"]), rec["wm"], idle=bool(rec.get("idle"))):
                             for mv in list(wmst.mvs):
                                 agg = self.agg(mv)
                                 if o <= agg.offset:
@@ -494,16 +503,57 @@ class Worker:
                 await self._wait(futs)
         self.m.processing.labels(agent="aggregate").observe(time.perf_counter() - t0)
 
-    def _idle_sources(self) -> list[int]:
+    async def _announce_active(self, p: int, futs: list) -> None:
+        """Records arrived on source partition ``p``: if it was announced idle, it holds the watermark again."""
+        self.active_at[p] = time.time()
+        if p in self.idle:
+            self.idle.discard(p)
+            self.m.source_idle.labels(partition=str(p)).set(0)
+            log.info("source partition %d is active again: it holds the event-time watermark again", p)
+            await self._send_watermarks(p, futs, idle=False)
+
+    async def _send_watermarks(self, p: int, futs: list, idle: bool) -> None:
+        src, js = self.source(p), self.joinstate(p)
+        for stream, wm in ((ws.INPUTS, src.wm), (ws.LABELS, js.labelled_wm(self.ttl))):
+            for q in range(self.n):
+                await self._send(self.t["partials"], b"wm", ws.watermark_record(p, stream, wm, idle=idle), futs, partition=q)
+
+    async def idle_tick(self) -> None:
+        """Periodic: announce owned source partitions that went idle, so they stop holding the watermark back.
+
+        A source partition is idle when nothing arrived on its inputs and labels for
+        ``worker.idle_source_timeout_s`` of wall time *and* the broker holds nothing unread there (as
+        Flink's ``withIdleness``, but a partition with a backlog is never idle, so a slow or rebalancing
+        worker does not close windows early).  Without this, a producer that keys by model name (all of
+        one model's traffic on one partition) stalls every window: the silent partitions never advance
+        the event-time watermark.  The aggregators then take the smallest watermark of the active
+        partitions; an idle partition's events, when they come, count in windows not judged yet."""
         t = self.s.worker.idle_source_timeout_s
         if t <= 0:
-            return []
+            return
         now = time.time()
-        return [p for p in range(self.n) if now - self.last_seen.get(p, now) > t]
+        owned: dict[int, list] = defaultdict(list)
+        for tp in self._assigned_all():
+            if tp.topic in (self.s.topics.inputs, self.s.topics.labels):
+                owned[tp.partition].append(tp)
+        for p, tps in sorted(owned.items()):
+            if p in self.idle:
+                continue
+            since = self.active_at.setdefault(p, now)
+            if now - since < t or any(self._backlog(tp, unknown=True) for tp in tps):
+                continue
+            async with self.locks[p]:
+                futs: list = []
+                await self._send_watermarks(p, futs, idle=True)
+                await self._wait(futs)
+            self.idle.add(p)
+            self.m.source_idle.labels(partition=str(p)).set(1)
+            log.warning("source partition %d of %s: nothing for %.0f s and nothing unread; it no longer holds the "
+                        "event-time watermark back (worker.idle_source_timeout_s)", p, self.s.topics.inputs, t)
 
     async def _judge(self, agg: ws.AggState, stream: str, wmst: ws.Watermarks, futs: list, q: int) -> None:
         stream = ws.LABELS if stream == ws.LABELS else ws.INPUTS
-        gwm = wmst.global_wm(stream, self.n, self._idle_sources())
+        gwm = wmst.global_wm(stream, self.n)
         if gwm is None or not agg.pending.get(stream):
             return
         out = agg.judge_ready(stream, gwm, self.geom, self.port, self.s.worker.reference_bootstrap_n, TableKV(self.state, "", q, futs))
@@ -667,6 +717,10 @@ def register(app: Any, settings: Any, metrics: Any, parity_step: Any = None, del
     @app.timer(1.0)
     async def join_tick():
         await worker.join_tick()
+
+    @app.timer(1.0)
+    async def idle_tick():
+        await worker.idle_tick()
 
     @app.task
     async def serve_metrics():

@@ -44,6 +44,9 @@ class WorkerMetrics:
         self.reference_windows = Counter("driftloop_reference_bootstrap_events_total",
                                          "Events used to bootstrap a reference (not judged)", ["model", "model_version"], registry=r)
         self.labels = Counter("driftloop_label_join_total", "Label join outcomes", ["outcome"], registry=r)
+        self.source_idle = Gauge("driftloop_source_idle", "1 while a source partition is idle: it sent no watermark for "
+                                 "worker.idle_source_timeout_s and no longer holds the event-time watermark back",
+                                 ["partition"], registry=r)
         self.watermark = Gauge("driftloop_watermark_seconds", "Event-time watermark per source partition", ["stream", "partition"], registry=r)
         self.event_time_lag = Gauge("driftloop_event_time_lag_seconds", "Wall clock minus the watermark", ["stream", "partition"], registry=r)
         self.processing = Histogram("driftloop_batch_processing_seconds", "Micro-batch processing time", ["agent"],

@@ -97,7 +97,9 @@ class WorkerConfig:
     internal_partitions: int = 0  # 0: topics.partitions (tables' changelogs get the same count)
     partials_topic: str = ""  # default: <app_id>.partials
     processing_guarantee: str = "at_least_once"  # or exactly_once (see streams/app.py)
-    idle_source_timeout_s: float = 0.0  # >0: a source silent this long (wall time) stops holding the global watermark
+    # A source partition that sent no watermark for this long (wall time) stops holding the global event-time
+    # watermark back (Flink's withIdleness); 0: every partition must report before any window closes.
+    idle_source_timeout_s: float = 10.0
     max_rows_per_message: int = 500
     producer_linger_ms: int = 5
     # How records of the inputs and labels topics reach the worker: "batch" hands each fetched batch to
@@ -192,8 +194,12 @@ def rows_record(src: int, model: str, version: str, window: str, rows: list[list
     return {"type": "rows", "src": src, "stream": INPUTS, "model": model, "version": version, "window": window, "rows": rows}
 
 
-def watermark_record(src: int, stream: str, wm: float | None) -> dict:
-    return {"type": "wm", "src": src, "stream": stream, "wm": wm}
+def watermark_record(src: int, stream: str, wm: float | None, idle: bool = False) -> dict:
+    """Watermark of source partition ``src``; ``idle``: the partition stops holding the global watermark back."""
+    rec = {"type": "wm", "src": src, "stream": stream, "wm": wm}
+    if idle:
+        rec["idle"] = True
+    return rec
 
 
 def compact_event(ev: InferenceEvent) -> dict[str, Any]:
@@ -377,23 +383,37 @@ class Watermarks:
         self.offset: int = int(d.get("offset", -1))
         self.wm: dict[str, dict[str, float]] = {k: dict(v) for k, v in (d.get("wm") or {}).items()}
         self.mvs: list[str] = list(d.get("mvs") or [])  # (model, version) keys aggregated on this partition
+        self.idle: dict[str, list[str]] = {k: list(v) for k, v in (d.get("idle") or {}).items()}  # stream -> idle sources
 
     def to_dict(self) -> dict[str, Any]:
-        return {"offset": self.offset, "wm": self.wm, "mvs": self.mvs}
+        return {"offset": self.offset, "wm": self.wm, "mvs": self.mvs, "idle": self.idle}
 
-    def update(self, stream: str, src: int, wm: float | None) -> bool:
+    def update(self, stream: str, src: int, wm: float | None, idle: bool = False) -> bool:
+        """Apply a watermark record; True when the global watermark may have moved."""
+        idle_now = self.idle.setdefault(stream, [])
+        changed = (str(src) in idle_now) != idle
+        if idle and changed:
+            idle_now.append(str(src))
+        elif changed:
+            idle_now.remove(str(src))
         cur = self.wm.setdefault(stream, {}).get(str(src))
         if wm is None or (cur is not None and wm <= cur):
-            return False
+            return changed
         self.wm[stream][str(src)] = float(wm)
         return True
 
-    def global_wm(self, stream: str, n_sources: int, idle: Iterable[int] = ()) -> float | None:
-        """Smallest watermark over all ``n_sources`` partitions; None until every one has reported."""
+    def global_wm(self, stream: str, n_sources: int) -> float | None:
+        """Smallest watermark over the ``n_sources`` partitions that are not idle; None until each has reported.
+
+        When every partition is idle, the largest watermark any of them reached (as Flink's watermark valve
+        does): everything sent so far is complete."""
         seen = self.wm.get(stream, {})
-        skip = {str(i) for i in idle}
+        skip = set(self.idle.get(stream, ()))
         vals = [seen.get(str(p)) for p in range(n_sources) if str(p) not in skip]
-        if not vals or any(v is None for v in vals):
+        if not vals:
+            known = [v for v in seen.values() if v is not None]
+            return float(max(known)) if known else None
+        if any(v is None for v in vals):
             return None
         return float(min(vals))  # type: ignore[type-var]
 

@@ -44,14 +44,14 @@ def _free_port() -> int:
 class Setup:
     """Unique topics, app id and folders of one test; writes the worker config file."""
 
-    def __init__(self, bootstrap: str, tmp: Path, **worker: object) -> None:
+    def __init__(self, bootstrap: str, tmp: Path, partitions: int = PARTITIONS, **worker: object) -> None:
         self.bootstrap, self.tmp = bootstrap, tmp
         tmp.mkdir(parents=True, exist_ok=True)
         tag = uuid.uuid4().hex[:8]
         self.topics = {
             "inputs": f"test.wk.{tag}.inputs", "labels": f"test.wk.{tag}.labels", "alerts": f"test.wk.{tag}.alerts",
             "labelled": f"test.wk.{tag}.labelled", "retrain_requests": f"test.wk.{tag}.rr",
-            "retrain_results": f"test.wk.{tag}.rres", "model_updates": f"test.wk.{tag}.mu", "partitions": PARTITIONS,
+            "retrain_results": f"test.wk.{tag}.rres", "model_updates": f"test.wk.{tag}.mu", "partitions": partitions,
         }
         self.app_id = f"test-wk-{tag}"
         self.refs = tmp / "references"
@@ -66,17 +66,17 @@ class Setup:
         }))
         from streams.kafka_admin import ensure_topics
 
-        ensure_topics(bootstrap, [self.topics["inputs"], self.topics["labels"]], partitions=PARTITIONS)
+        ensure_topics(bootstrap, [self.topics["inputs"], self.topics["labels"]], partitions=partitions)
 
     def start(self, name: str = "w0", **env: str) -> "WorkerProc":
         return WorkerProc(self, name, env)
 
-    def produce(self, topic: str, records: list[tuple[bytes | None, bytes]]) -> None:
+    def produce(self, topic: str, records: list[tuple[bytes | None, bytes]], partition: int | None = None) -> None:
         from kafka import KafkaProducer
 
         p = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all", linger_ms=20, max_request_size=4_000_000)
         for key, value in records:
-            p.send(self.topics.get(topic, topic), value, key=key)
+            p.send(self.topics.get(topic, topic), value, key=key, partition=partition)
         p.flush()
         p.close()
 
@@ -409,3 +409,24 @@ def test_labels_after_a_concept_change_give_label_alerts_after_it_and_none_befor
     m = w.metrics()
     assert m['driftloop_label_join_total{outcome="matched"}'] == len(labels), m
     assert m.get("driftloop_paced_total", 0) >= 1  # the backlog did need pacing
+
+
+def test_all_traffic_on_one_of_four_partitions_still_closes_windows(baseline, kafka_bootstrap, tmp_path, workers):
+    """A producer that keys by model puts one model on one partition: the three silent partitions are
+    announced idle (nothing unread, nothing for worker.idle_source_timeout_s) and stop holding the
+    event-time watermark back, so the windows are judged with the same alerts as a spread stream."""
+    setup = Setup(kafka_bootstrap, tmp_path, partitions=4, idle_source_timeout_s=2.0)
+    register_reference(setup)
+    setup.produce("inputs", drift_traffic(), partition=2)
+    w = setup.start()
+    workers.append(w)
+    setup.wait_done([w])
+    w.wait_metric("driftloop_windows_judged_total", N_EVENTS // 500 - 1, timeout_s=60)
+    setup.wait_done([w])
+    alerts, _ = setup.alerts()
+    assert alerts == baseline[0]
+    m = w.metrics()
+    assert m.get("driftloop_windows_judged_total") == N_EVENTS // 500 - 1
+    assert m.get("driftloop_source_idle") == 4, m  # the silent three, and partition 2 once it was read
+    log = w.tail(200_000)
+    assert all(f"source partition {p} of {setup.topics['inputs']}: nothing for" in log for p in (0, 1, 3))

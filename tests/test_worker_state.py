@@ -148,7 +148,23 @@ def test_global_watermark_waits_for_every_source():
     wm.update(ws.INPUTS, 1, 50.0)
     assert wm.global_wm(ws.INPUTS, 2) == 50.0
     assert not wm.update(ws.INPUTS, 1, 40.0)  # watermarks never go back
-    assert wm.global_wm(ws.INPUTS, 2, idle=[1]) == 100.0
+
+
+def test_idle_sources_stop_holding_the_watermark_back_until_they_report_again():
+    wm = ws.Watermarks()
+    wm.update(ws.INPUTS, 0, 100.0)
+    assert wm.update(ws.INPUTS, 1, None, idle=True)  # a partition that never had data, announced idle
+    assert wm.global_wm(ws.INPUTS, 2) == 100.0
+    assert wm.global_wm(ws.LABELS, 2) is None  # per stream
+    assert not wm.update(ws.INPUTS, 1, None, idle=True)  # announced twice: nothing changes
+    restored = ws.Watermarks(ws.decode_state(ws.encode_state(wm.to_dict())))  # survives a restart
+    assert restored.global_wm(ws.INPUTS, 2) == 100.0
+    assert restored.update(ws.INPUTS, 1, 60.0)  # active again: holds the watermark again
+    assert restored.global_wm(ws.INPUTS, 2) == 60.0
+    assert restored.update(ws.INPUTS, 0, 100.0, idle=True)  # idle at its last watermark
+    assert restored.global_wm(ws.INPUTS, 2) == 60.0
+    assert restored.update(ws.INPUTS, 1, 60.0, idle=True)  # all idle: everything sent so far is complete
+    assert restored.global_wm(ws.INPUTS, 2) == 100.0
 
 
 def test_duplicate_partials_after_judging_are_ignored(port, profile):
