@@ -27,6 +27,7 @@ from typing import Any, Awaitable, Iterable, Mapping, Sequence
 
 from streams import worker_state as ws
 from streams.events import Alert, DeadLetter, InvalidRecord, parse_input, parse_label
+from streams.partitioners import PartitionerCheck
 from streams.retrain_policy import RetrainPolicyConfig, RetrainState, decide
 
 log = logging.getLogger("driftloop.worker")
@@ -141,6 +142,7 @@ class Worker:
         self.wms: dict[int, ws.Watermarks] = {}
         self.active_at: dict[int, float] = {}  # owned source partition -> wall time of its last records (or assignment)
         self.idle: set[int] = set()  # owned source partitions announced idle to the aggregators
+        self.partitioner = PartitionerCheck()
         self.paused: set = set()  # inputs/labels partitions held back by _pace
 
     # ------------------------------------------------------------------ state helpers
@@ -267,6 +269,7 @@ class Worker:
                 if not recs:
                     continue
                 await self._announce_active(p, futs)
+                self._check_partitioner("inputs", p, recs)
                 valid = []
                 for r in recs:
                     try:
@@ -334,6 +337,7 @@ class Worker:
                 if not recs:
                     continue
                 await self._announce_active(p, futs)
+                self._check_partitioner("labels", p, recs)
                 valid = []
                 for r in recs:
                     try:
@@ -511,6 +515,20 @@ class Worker:
             self.m.source_idle.labels(partition=str(p)).set(0)
             log.info("source partition %d is active again: it holds the event-time watermark again", p)
             await self._send_watermarks(p, futs, idle=False)
+
+    def _check_partitioner(self, role: str, p: int, recs: Sequence[Any], samples: int = 8) -> None:
+        """Sample a few keyed records of the batch; say loudly when inputs and labels were partitioned differently."""
+        if not self.s.worker.label_join:
+            return
+        for r in recs[:: max(1, len(recs) // samples)][:samples]:
+            verdict = self.partitioner.observe(role, r.key, p, self.n)
+            if verdict is None:
+                continue
+            self.m.partitioner_mismatch.set(1 if verdict.mismatch else 0)
+            if verdict.mismatch:
+                log.error("label join: %s", verdict.message())
+            else:
+                log.info("label join: inputs and labels are partitioned alike (%s)", verdict.families)
 
     async def _send_watermarks(self, p: int, futs: list, idle: bool) -> None:
         src, js = self.source(p), self.joinstate(p)

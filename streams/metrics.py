@@ -44,6 +44,8 @@ class WorkerMetrics:
         self.reference_windows = Counter("driftloop_reference_bootstrap_events_total",
                                          "Events used to bootstrap a reference (not judged)", ["model", "model_version"], registry=r)
         self.labels = Counter("driftloop_label_join_total", "Label join outcomes", ["outcome"], registry=r)
+        self.partitioner_mismatch = Gauge("driftloop_partitioner_mismatch", "1 when the inputs and labels topics were "
+                                          "partitioned by different partitioners (labels miss their inputs)", registry=r)
         self.source_idle = Gauge("driftloop_source_idle", "1 while a source partition is idle: it sent no watermark for "
                                  "worker.idle_source_timeout_s and no longer holds the event-time watermark back",
                                  ["partition"], registry=r)
@@ -77,7 +79,10 @@ def read_metrics(url: str, timeout_s: float = 2.0) -> dict[str, float]:
         if line.startswith("#") or not line.strip():
             continue
         series, value = line.rsplit(" ", 1)
-        out[series] = float(value)
         base = series.split("{", 1)[0]
+        if series == base:  # a metric without labels: the series is its own sum
+            out[base] = float(value)
+            continue
+        out[series] = float(value)
         out[base] = out.get(base, 0.0) + float(value)
     return out
