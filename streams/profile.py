@@ -56,6 +56,8 @@ FORMAT_VERSION = 1
 ERROR_KINDS = ("mismatch", "absolute", "relative")
 #: Default regression tolerance: this quantile of the reference absolute errors.
 REGRESSION_ERROR_QUANTILE = 0.9
+#: Relative precision below which an error is "at" the tolerance, not over it (109.06 - 108.56 != 0.5 in floats).
+PRECISION = 1e-9
 #: Multiples of the reference spread at which tail edges are placed beyond min and max.
 TAIL_LADDER = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 #: A PSI bin holds at least this share of 1/n_bins of the reference values (smaller ones are merged).
@@ -421,7 +423,8 @@ def is_error(prediction: Any, label: Any, definition: "LabelProfile | None" = No
         if math.isnan(d):
             return True
         tol = float(definition.tolerance or 0.0)
-        return d > (tol * abs(_num(label)) if kind == "relative" else tol)
+        lim = tol * abs(_num(label)) if kind == "relative" else tol
+        return d > lim + PRECISION * max(abs(lim), abs(_num(label)))
     try:
         return float(prediction) != float(label)
     except (TypeError, ValueError):
@@ -439,9 +442,9 @@ def error_array(predictions: Sequence[Any], labels: Sequence[Any], definition: "
     present = np.fromiter((a is not None and b is not None for a, b in zip(predictions, labels)), bool, n)
     d = np.abs(p - y)
     tol = float(definition.tolerance or 0.0)
-    lim = tol * np.abs(y) if kind == "relative" else tol
+    lim = tol * np.abs(y) if kind == "relative" else np.full(n, tol)
     with np.errstate(invalid="ignore"):
-        err = np.isnan(d) | (d > lim)
+        err = np.isnan(d) | (d > lim + PRECISION * np.maximum(np.abs(lim), np.abs(y)))
     return (err & present).astype(np.int8)
 
 
