@@ -55,12 +55,20 @@ p-value is <= ``immediate_alpha``; it closes after ``close_after`` clean windows
 Defaults were tuned on 20-feature streams with windows of 500 events: no false alarm
 in 10 million no-drift events; every full window with a 0.4 sd shift opens at once.
 
-Concept drift: a one-sided Bernoulli CUSUM of the 0/1 error stream against the
-reference error rate (from the profile, else estimated on the first
-``concept_warmup`` labelled examples), designed for an increase of
-``cusum_shift`` (absolute) and alarming at ``cusum_h`` nats; optional River
-detectors (``adwin``, ``page_hinkley``, ``ddm``, ``eddm``, ``hddm_a``, ``hddm_w``)
+Concept drift (streams/concept.py): a one-sided Bernoulli CUSUM of the 0/1 error stream
+(what an error is comes from the profile: mismatch, or for regression models absolute or
+relative error over a tolerance) against the reference error rate (from the profile, else
+estimated on the first ``concept_warmup`` labelled examples) plus two standard errors, never
+capped below it; designed for an increase of ``cusum_shift`` (absolute) and alarming at
+``cusum_h`` nats.  When that rate leaves no room for the rise it is not tested, and the
+performance verdicts say so.  An open concept alert stays open while alarms continue or the
+last ``close_after`` label windows stay significantly above the reference rate.  Optional
+River detectors (``adwin``, ``page_hinkley``, ``ddm``, ``eddm``, ``hddm_a``, ``hddm_w``)
 run beside it.  River detectors are not part of ``state_dict`` (they restart on load).
+
+Features are counted by the kind their profile gives them, never by what a batch holds:
+a value that does not fit (text in a numeric feature) is counted ``invalid`` for that
+feature (reported as ``metrics.invalid`` / ``invalid_rate``, tested with the missing rate).
 """
 
 from __future__ import annotations
