@@ -420,12 +420,67 @@ def control(family: str, seed: int, n: int, n_reference: int = 5000) -> Stream:
         base = _real(family)
         ref, data = bootstrap(base, n_reference, rng), bootstrap(base, n, rng)
         src = f"real:{family} (bootstrap)"
+    elif family in ("ties", "ties_float32", "ties_float16"):
+        rng = np.random.default_rng([seed, 1313])
+        ref, data = ties_table(n_reference, rng), ties_table(n, rng)
+        if family != "ties":
+            data = round_trip(data, np.float32 if family == "ties_float32" else np.float16)
+        src = "synthetic ties, postcodes" + ("" if family == "ties" else f" + {family[5:]} round trip of the stream")
     else:
         raise ValueError(f"unknown control family {family!r}")
     return Stream(f"control_{family}/none/s{seed}", f"control_{family}", "none", src, ref, data)
 
 
-CONTROL_FAMILIES = ("rbf20", "hyperplane20", "breast_cancer", "segments", "agrawal")
+CONTROL_FAMILIES = ("rbf20", "hyperplane20", "breast_cancer", "segments", "agrawal", "ties", "ties_float32", "ties_float16")
+
+
+# --------------------------------------------------------------------------- messy real-shaped data (issue 12)
+
+ZIPS = ("02134", "02139", "10001", "60601", "94105", "00501", "30301", "73301")
+
+
+def ties_table(n: int, rng: np.random.Generator, shift: np.ndarray | None = None) -> pd.DataFrame:
+    """Discrete-valued and heavily tied features plus number-like text (postcodes).
+
+    ``density`` k/7, ``ratio`` k/9, ``level`` one of five atoms (float64 values that a float32
+    round trip moves), ``count`` Poisson(3) integers, ``zero_heavy`` 0 four times in five,
+    ``zip`` postcodes as text (leading zeros).  ``shift`` (n,) bool: rows where ``count`` is
+    Poisson(4.5) and ``density`` skews up (a real change).
+    """
+    d = {
+        "density": rng.integers(0, 7, n) / 7.0,
+        "ratio": rng.integers(0, 30, n) / 9.0,
+        "level": rng.choice([0.1, 0.2, 0.3, 1 / 3, 0.7], n),
+        "count": rng.poisson(3.0, n).astype(float),
+        "zero_heavy": np.where(rng.random(n) < 0.8, 0.0, np.round(rng.exponential(5.0, n), 2)),
+        "zip": rng.choice(ZIPS, n, p=[0.3, 0.2, 0.1, 0.1, 0.1, 0.05, 0.1, 0.05]).astype(object),
+    }
+    if shift is not None and shift.any():
+        k = int(shift.sum())
+        d["count"][shift] = rng.poisson(4.5, k)
+        d["density"][shift] = np.minimum(rng.integers(0, 7, k) + rng.integers(0, 2, k), 6) / 7.0
+    return pd.DataFrame(d)
+
+
+def round_trip(df: pd.DataFrame, dtype) -> pd.DataFrame:
+    """The numeric columns through a float32/float16 store and back (text untouched)."""
+    out = df.copy()
+    for c in out.columns:
+        if out[c].dtype != object:
+            out[c] = out[c].to_numpy().astype(dtype).astype(float)
+    return out
+
+
+def ties_shift(kind: str, seed: int, lay: Layout) -> Stream:
+    """Tied/integer features: ``count`` mean 3 -> 4.5 and ``density`` skewed up, after a float32 round trip."""
+    w = _width(kind, lay)
+    rng = np.random.default_rng([seed, 1212])
+    ref = ties_table(lay.n_reference, rng)
+    n = lay.length(w)
+    mask = drift_mask(n, lay.start(), w, rng)
+    data = round_trip(ties_table(n, rng, mask), np.float32)
+    return Stream(f"ties_shift/{kind}/s{seed}", "ties_shift", kind, "synthetic ties + float32 serving", ref, data,
+                  lay.start(), w, ["count", "density"], "count Poisson(3) -> Poisson(4.5), density skewed up")
 
 
 def drift_scenarios() -> list[tuple[str, Callable[[int, Layout], Stream]]]:
@@ -434,6 +489,7 @@ def drift_scenarios() -> list[tuple[str, Callable[[int, Layout], Stream]]]:
     for kind in ("abrupt", "gradual"):
         out.append((f"rbf_switch/{kind}", lambda s, l, k=kind: rbf_switch(k, s, l)))
     out.append(("rbf_moving/incremental", lambda s, l: rbf_incremental(s, l)))
+    out.append(("ties_shift/abrupt", lambda s, l: ties_shift("abrupt", s, l)))
     for kind in ("abrupt", "gradual"):
         out.append((f"agrawal_perturbation/{kind}", lambda s, l, k=kind: agrawal_perturbation(k, s, l)))
     out.append(("agrawal_category/abrupt", lambda s, l: agrawal_category("abrupt", s, l)))

@@ -173,19 +173,26 @@ class BernoulliCusum:
     7
     """
 
-    def __init__(self, p0: float, p1: float, h: float, s: float = 0.0, n: int = 0) -> None:
+    def __init__(self, p0: float, p1: float, h: float, s: float = 0.0, n: int = 0, run: int = 0) -> None:
         p0 = min(max(p0, 1e-6), 1 - 1e-6)
         p1 = min(max(p1, p0 + 1e-6), 1 - 1e-6)
         self.p0, self.p1, self.h = p0, p1, h
         self.s = float(s)
         self.n = int(n)  # events since the last alarm (or start)
+        self.run = int(run)  # events since the statistic last sat at 0 (the change-point estimate)
+        self.alarm_runs: list[int] = []  # run length of each alarm of the last update
         self._up = math.log(p1 / p0)
         self._down = math.log((1 - p1) / (1 - p0))
 
     def update(self, errors: np.ndarray) -> list[int]:
-        """Feed errors in event order; return the positions (indices into ``errors``) of alarms."""
+        """Feed errors in event order; return the positions (indices into ``errors``) of alarms.
+
+        ``alarm_runs`` then holds, per alarm, the number of events since the statistic last sat
+        at 0 (the evidence run: the events from the estimated change point to the alarm).
+        """
         x = np.where(np.asarray(errors) > 0, self._up, self._down)
         alarms: list[int] = []
+        self.alarm_runs = []
         start = 0
         while start < len(x):
             seg = x[start:]
@@ -193,14 +200,20 @@ class BernoulliCusum:
             # S_t = C_t - min(0, min_{s<=t} C_s) with C the walk started at S_0
             s = c - np.minimum(np.minimum.accumulate(c), 0.0)
             hit = np.flatnonzero(s >= self.h)
+            end = len(seg) if hit.size == 0 else int(hit[0]) + 1
+            zeros = np.flatnonzero(s[:end] <= 0.0)
+            run = end - 1 - int(zeros[-1]) if zeros.size else self.run + end
             if hit.size == 0:
                 self.s = float(s[-1])
                 self.n += len(seg)
+                self.run = run
                 break
             i = int(hit[0])
             alarms.append(start + i)
+            self.alarm_runs.append(run)
             self.n = 0
             self.s = 0.0
+            self.run = 0
             start += i + 1
         return alarms
 
@@ -208,17 +221,19 @@ class BernoulliCusum:
         """One step with a whole window's counts (sum of its events' llr); True (and restart) on alarm."""
         self.s = max(0.0, self.s + errors * self._up + (n - errors) * self._down)
         self.n += int(n)
+        self.run = self.run + int(n) if self.s > 0 else 0
         if self.s >= self.h:
-            self.s, self.n = 0.0, 0
+            self.alarm_runs = [self.run]
+            self.s, self.n, self.run = 0.0, 0, 0
             return True
         return False
 
     def state_dict(self) -> dict:
-        return {"p0": self.p0, "p1": self.p1, "h": self.h, "s": self.s, "n": self.n}
+        return {"p0": self.p0, "p1": self.p1, "h": self.h, "s": self.s, "n": self.n, "run": self.run}
 
     @classmethod
     def from_state(cls, d: dict) -> "BernoulliCusum":
-        return cls(d["p0"], d["p1"], d["h"], d.get("s", 0.0), d.get("n", 0))
+        return cls(d["p0"], d["p1"], d["h"], d.get("s", 0.0), d.get("n", 0), d.get("run", 0))
 
 
 # --------------------------------------------------------------------------- batched numeric metrics

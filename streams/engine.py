@@ -55,12 +55,20 @@ p-value is <= ``immediate_alpha``; it closes after ``close_after`` clean windows
 Defaults were tuned on 20-feature streams with windows of 500 events: no false alarm
 in 10 million no-drift events; every full window with a 0.4 sd shift opens at once.
 
-Concept drift: a one-sided Bernoulli CUSUM of the 0/1 error stream against the
-reference error rate (from the profile, else estimated on the first
-``concept_warmup`` labelled examples), designed for an increase of
-``cusum_shift`` (absolute) and alarming at ``cusum_h`` nats; optional River
-detectors (``adwin``, ``page_hinkley``, ``ddm``, ``eddm``, ``hddm_a``, ``hddm_w``)
+Concept drift (streams/concept.py): a one-sided Bernoulli CUSUM of the 0/1 error stream
+(what an error is comes from the profile: mismatch, or for regression models absolute or
+relative error over a tolerance) against the reference error rate (from the profile, else
+estimated on the first ``concept_warmup`` labelled examples) plus two standard errors, never
+capped below it; designed for an increase of ``cusum_shift`` (absolute) and alarming at
+``cusum_h`` nats.  When that rate leaves no room for the rise it is not tested, and the
+performance verdicts say so.  An open concept alert stays open while alarms continue or the
+last ``close_after`` label windows stay significantly above the reference rate.  Optional
+River detectors (``adwin``, ``page_hinkley``, ``ddm``, ``eddm``, ``hddm_a``, ``hddm_w``)
 run beside it.  River detectors are not part of ``state_dict`` (they restart on load).
+
+Features are counted by the kind their profile gives them, never by what a batch holds:
+a value that does not fit (text in a numeric feature) is counted ``invalid`` for that
+feature (reported as ``metrics.invalid`` / ``invalid_rate``, tested with the missing rate).
 """
 
 from __future__ import annotations
@@ -76,11 +84,8 @@ import numpy as np
 from scipy import stats
 
 from streams.drift_metrics import (
-    BernoulliCusum,
     NumericBatch,
-    binomial_increase,
     chi2_counts,
-    ece_from_bins,
     pool_small,
     js_distance,
     ks_from_counts,
@@ -88,10 +93,11 @@ from streams.drift_metrics import (
     rate_change,
     wasserstein_from_counts,
 )
+from streams.concept import ConceptMixin, ConceptState
 from streams.events import Alert, AlertReference, AlertWindow, InferenceEvent, LabelledExample, make_alert_id
 from streams.policy import Component, FeatureTest, Finding, Hysteresis, Level, Thresholds, select_findings
 from streams.profile import CategoricalProfile, NumericProfile, ReferenceProfile
-from streams.windows import CONF_UNITS, INPUTS, LABELS, Encoder, WindowAccumulator, WindowKey, label_arrays, window_indices
+from streams.windows import INPUTS, LABELS, Encoder, WindowAccumulator, WindowKey, label_arrays, window_indices
 
 DATA_KINDS = ("data_drift", "prediction_drift")
 LABEL_KINDS = ("performance", "concept_drift")
@@ -153,24 +159,11 @@ class DriftConfig:
         return self.hop == float(self.window_seconds)
 
 
-def _river_detector(name: str):
-    from river import drift
-    from river.drift import binary
-
-    return {
-        "adwin": lambda: drift.ADWIN(),
-        "page_hinkley": lambda: drift.PageHinkley(),
-        "ddm": lambda: binary.DDM(),
-        "eddm": lambda: binary.EDDM(),
-        "hddm_a": lambda: binary.HDDM_A(),
-        "hddm_w": lambda: binary.HDDM_W(),
-    }[name]()
-
-
-class _ModelState:
+class _ModelState(ConceptState):
     """Everything the engine tracks for one (model, version)."""
 
     def __init__(self, profile: ReferenceProfile, smoothing: float) -> None:
+        super().__init__()
         self.profile = profile
         self.encoder = Encoder(profile)
         num = [profile.features[s.name] for s in self.encoder.numeric]
@@ -186,7 +179,7 @@ class _ModelState:
             g[i, :b] = np.arange(seg.offset, seg.offset + b)
         self.gather = g
         self.miss_idx = np.array([s.offset + s.size - 2 for s in self.encoder.numeric], dtype=np.int64)
-        self.ref_missing = np.array([fp.missing for fp in num], dtype=float)
+        self.ref_missing = np.array([fp.missing + getattr(fp, "invalid", 0) for fp in num], dtype=float)
         self.ref_n = np.array([fp.n for fp in num], dtype=float)
         self.open: dict[float, WindowAccumulator] = {}
         self.open_labels: dict[float, WindowAccumulator] = {}
@@ -196,15 +189,9 @@ class _ModelState:
         self.lclosed_through = -math.inf
         self.carry: tuple[float, WindowAccumulator] | None = None
         self.lcarry: tuple[float, WindowAccumulator] | None = None
-        self.warm_n = 0
-        self.warm_err = 0
-        self.cusum: BernoulliCusum | None = None
-        self.river: dict[str, Any] = {}
-        self.concept_alarms: list[float] = []  # event times of concept alarms not yet seen by a label window
-        self.sequential = False  # True once observe_errors fed the event-level detectors
 
 
-class DriftEngine:
+class DriftEngine(ConceptMixin):
     """Windowed drift detection for many (model, version) pairs; see the module docstring."""
 
     def __init__(
@@ -343,7 +330,7 @@ class DriftEngine:
                 self.stats["no_reference"] += len(exs)
                 continue
             ts = np.fromiter((e.ts for e in exs), dtype=float, count=len(exs))
-            errors, conf = label_arrays(exs)
+            errors, conf = label_arrays(exs, ms.profile.labels)
             pos, k = window_indices(ts, cfg.window_seconds, cfg.hop)
             for kk in np.unique(k):
                 sel = pos[k == kk]
@@ -373,7 +360,10 @@ class DriftEngine:
         alerts: list[Alert] = []
         for (model, version), exs in self._group(examples).items():
             exs = sorted(exs, key=lambda e: (e.ts, e.event_id))
-            errors, _ = label_arrays(exs)
+            ms = self._state(model, version)
+            if ms is None:
+                continue
+            errors, _ = label_arrays(exs, ms.profile.labels)
             ts = np.fromiter((e.ts for e in exs), dtype=float, count=len(exs))
             alerts += self.observe_errors(model, version, ts, errors, [e.event_id for e in exs])
         alerts += self._absorb(self.accumulate_labelled(examples))
@@ -504,37 +494,6 @@ class DriftEngine:
             alerts.append(self._alert(ms, f, start, key.end, n, rank[(f.kind, f.feature)]))
         return concept + alerts
 
-    def _cusum(self, ms: _ModelState) -> BernoulliCusum:
-        if ms.cusum is None:
-            p0, n0 = self._p0(ms), max(self._p0_n(ms), 1)
-            # conservative reference rate: upper ~2-sigma bound, so estimation noise does not alarm
-            p0u = min(p0 + 2.0 * math.sqrt(max(p0 * (1 - p0), 1e-4) / n0), 0.98)
-            ms.cusum = BernoulliCusum(p0u, min(p0u + self.config.cusum_shift, 0.995), self.config.cusum_h)
-        return ms.cusum
-
-    def _window_cusum(self, ms: _ModelState, key: WindowKey, start: float, acc: WindowAccumulator) -> list[Alert]:
-        """CUSUM on window error counts (distributed path: per-event order is not known after merging)."""
-        if "cusum" not in self.config.concept_detectors:
-            return []
-        c = self._cusum(ms)
-        if not c.update_counts(acc.n_errors, acc.n_labelled):
-            return []
-        return self._concept_alarm(ms, key.model, key.model_version, "cusum", self.config.cusum_h, start, key.end,
-                                   acc.n_labelled, {"detector": "cusum", "granularity": "window"}, ts=start)
-
-    def _concept_alarm(self, ms, model, version, name, score, wstart, wend, n, extra, ts=None) -> list[Alert]:
-        if ts is not None:
-            ms.concept_alarms.append(float(ts))
-        key = self.hyst.key(model, version, "concept_drift", None)
-        f = Finding("concept_drift", None, name, float(score), float(self.config.cusum_h if name == "cusum" else score),
-                    "critical", None, None, 1.0, {})
-        tr = self.hyst.force_open(key, f, wstart, lambda f_, s_: make_alert_id(model, version, "concept_drift", None, s_))
-        if tr is None:
-            return []
-        extra = dict(extra)
-        extra["reference_error_rate"] = self._p0(ms)
-        return [self._alert(ms, f, wstart, wend, int(n), 1, extra)]
-
     def _alert(self, ms: _ModelState, f: Finding, start: float, end: float, n: int, rank: int, extra=None) -> Alert:
         p = ms.profile
         details = {"rank": rank, "q_value": f.q_value, "effect_ratio": f.ratio, "metrics": f.metrics}
@@ -556,11 +515,13 @@ class DriftEngine:
             counts = np.append(acc.counts, 0)
             win = counts[ms.gather].astype(float)
             res = ms.batch.compute(win)
-            wmiss = (counts[ms.miss_idx] + counts[ms.miss_idx + 1]).astype(float)
+            winv = counts[ms.miss_idx + 1].astype(float)
+            wmiss = counts[ms.miss_idx].astype(float) + winv
             mdelta, mp = _rate_change_vec(ms.ref_missing, ms.ref_n, wmiss, np.full(len(wmiss), float(acc.n)))
             for i, seg in enumerate(enc.numeric):
                 metrics = {k: float(v[i]) for k, v in res.items()}
-                metrics.update(missing_rate=float(wmiss[i] / acc.n), missing_delta=float(mdelta[i]))
+                metrics.update(missing_rate=float(wmiss[i] / acc.n), missing_delta=float(mdelta[i]),
+                               invalid=int(winv[i]), invalid_rate=float(winv[i] / acc.n))
                 comps = []
                 if win[i].sum() > 0:
                     comps.append(Component("ks", metrics["ks_p"], {"ks": metrics["ks"], "wasserstein": metrics["wasserstein"]}))
@@ -601,8 +562,9 @@ class DriftEngine:
             "wasserstein": wass, "chi2": chi, "chi2_p": chi_p,
         }
         present = int(vals.sum())
-        delta, mp = rate_change(fp.missing, fp.n, miss + inv, present + miss + inv)
-        metrics.update(missing_rate=(miss + inv) / max(present + miss + inv, 1), missing_delta=delta)
+        delta, mp = rate_change(fp.missing + fp.invalid, fp.n, miss + inv, present + miss + inv)
+        metrics.update(missing_rate=(miss + inv) / max(present + miss + inv, 1), missing_delta=delta,
+                       invalid=int(inv), invalid_rate=inv / max(present + miss + inv, 1))
         comps = [
             Component("ks", ks_p, {"ks": ks, "wasserstein": wass}),
             Component("chi2", chi_p, {"psi": metrics["psi"], "js": metrics["js"]}),
@@ -617,90 +579,12 @@ class DriftEngine:
         metrics = {"psi": psi(ref, vals, self.config.psi_smoothing), "js": js_distance(ref, vals), "chi2": chi, "chi2_p": chi_p}
         total = int(vals.sum()) + miss + inv
         delta, mp = rate_change(fp.missing, fp.n, miss + inv, total)
-        metrics.update(missing_rate=(miss + inv) / max(total, 1), missing_delta=delta, unseen_or_other=float(vals[-1]) / max(vals.sum(), 1))
+        metrics.update(missing_rate=(miss + inv) / max(total, 1), missing_delta=delta, invalid=int(inv), unseen_or_other=float(vals[-1]) / max(vals.sum(), 1))
         comps = []
         if vals.sum() > 0:
             comps.append(Component("chi2", chi_p, {"psi": metrics["psi"], "js": metrics["js"]}))
         comps.append(Component("missing", mp, {"missing_rate": abs(delta)}))
         return FeatureTest(kind, name, comps, metrics)
-
-    # ------------------------------------------------------------------ labels and concept drift
-    def _p0(self, ms: _ModelState) -> float | None:
-        """Reference error rate: from the labelled profile, else from the warm-up examples."""
-        lp = ms.profile.labels
-        if lp is not None and lp.n > 0:
-            return lp.error_rate
-        if ms.warm_n >= self.config.concept_warmup:
-            return ms.warm_err / ms.warm_n
-        return None
-
-    def _p0_n(self, ms: _ModelState) -> int:
-        lp = ms.profile.labels
-        return lp.n if lp is not None and lp.n > 0 else ms.warm_n
-
-    def _label_findings(self, ms: _ModelState, acc: WindowAccumulator, p0: float, concept_hit: bool) -> list[Finding]:
-        n, e = acc.n_labelled, acc.n_errors
-        rate = e / n
-        p = binomial_increase(p0, e, n)
-        metrics = {"error_rate": rate, "reference_error_rate": p0, "accuracy": 1.0 - rate, "n_labelled": n}
-        if acc.ece_count.sum() > 0:
-            metrics["ece"] = ece_from_bins(acc.ece_count, acc.ece_correct, acc.ece_conf / CONF_UNITS)
-            if ms.profile.reference_ece is not None:
-                metrics["reference_ece"] = ms.profile.reference_ece
-        test = FeatureTest("performance", None, [Component("error_rate", p, {"error_rate": rate - p0})], metrics)
-        findings = select_findings([test], self.config.fdr_alpha, self.config.thresholds)
-        if concept_hit:
-            # the concept-drift track stays "drifting" while its detectors keep alarming in its windows
-            findings.append(Finding("concept_drift", None, "cusum", 0.0, self.config.cusum_h, "critical", None, None, 0.0, {}))
-        return findings
-
-    def observe_errors(
-        self, model: str, version: str, ts: np.ndarray, errors: np.ndarray, event_ids: Sequence[str] | None = None
-    ) -> list[Alert]:
-        """Feed the 0/1 error stream of one model version, in event-time order, to the concept detectors."""
-        ms = self._state(str(model), str(version))
-        if ms is None:
-            return []
-        cfg = self.config
-        errors = np.asarray(errors).astype(np.int8)
-        ts = np.asarray(ts, dtype=float)
-        start = 0
-        if self._p0(ms) is None:  # warm-up: estimate the error rate first
-            take = min(cfg.concept_warmup - ms.warm_n, len(errors))
-            ms.warm_n += take
-            ms.warm_err += int(errors[:take].sum())
-            start = take
-            if self._p0(ms) is None:
-                return []
-        ms.sequential = True
-        alarms: list[tuple[int, str, float]] = []  # (position, detector, score)
-        if "cusum" in cfg.concept_detectors:
-            c = self._cusum(ms)
-            for i in c.update(errors[start:]):
-                alarms.append((start + i, "cusum", cfg.cusum_h))
-        for name in cfg.concept_detectors:
-            if name == "cusum":
-                continue
-            det = ms.river.get(name)
-            if det is None:
-                det = ms.river[name] = _river_detector(name)
-            binary = name not in ("adwin", "page_hinkley")
-            for i in range(start, len(errors)):
-                det.update(bool(errors[i]) if binary else float(errors[i]))
-                if det.drift_detected:
-                    alarms.append((i, name, 1.0))
-        alerts: list[Alert] = []
-        for pos, name, score in sorted(alarms):
-            wstart = math.floor(ts[pos] / cfg.hop) * cfg.hop
-            extra = {
-                "detector": name,
-                "granularity": "event",
-                "detected_ts": float(ts[pos]),
-                "detected_event_id": None if event_ids is None else event_ids[pos],
-            }
-            alerts += self._concept_alarm(ms, ms.profile.model, ms.profile.model_version, name, score, wstart,
-                                          wstart + cfg.window_seconds, pos - start + 1, extra, ts=ts[pos])
-        return alerts
 
     # ------------------------------------------------------------------ introspection and state
     def take_cleared(self) -> list[dict[str, Any]]:
@@ -725,11 +609,7 @@ class DriftEngine:
                 "lclosed_through": _f(ms.lclosed_through),
                 "carry": None if ms.carry is None else [ms.carry[0], ms.carry[1].to_dict()],
                 "lcarry": None if ms.lcarry is None else [ms.lcarry[0], ms.lcarry[1].to_dict()],
-                "warm_n": ms.warm_n,
-                "warm_err": ms.warm_err,
-                "cusum": None if ms.cusum is None else ms.cusum.state_dict(),
-                "concept_alarms": ms.concept_alarms,
-                "sequential": ms.sequential,
+                **ms.concept_dict(),
             }
         st = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in self.stats.items()}
         return {"format": 1, "models": models, "hysteresis": self.hyst.state_dict(), "stats": st, "cleared": list(self._cleared)}
@@ -751,10 +631,7 @@ class DriftEngine:
             ms.lwatermark, ms.lclosed_through = _unf(m["lwatermark"]), _unf(m["lclosed_through"])
             ms.carry = None if m["carry"] is None else (float(m["carry"][0]), WindowAccumulator.from_dict(m["carry"][1]))
             ms.lcarry = None if m["lcarry"] is None else (float(m["lcarry"][0]), WindowAccumulator.from_dict(m["lcarry"][1]))
-            ms.warm_n, ms.warm_err = int(m["warm_n"]), int(m["warm_err"])
-            ms.cusum = None if m["cusum"] is None else BernoulliCusum.from_state(m["cusum"])
-            ms.concept_alarms = [float(t) for t in m.get("concept_alarms", [])]
-            ms.sequential = bool(m.get("sequential", False))
+            ms.load_concept(m)
         self.hyst.load_state_dict(d.get("hysteresis", {}))
         self.stats = defaultdict(int)
         for k, v in d.get("stats", {}).items():

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import json
 import time
 from dataclasses import dataclass, field
@@ -34,21 +35,35 @@ from typing import Any, Iterable, Mapping, Sequence, Union
 import numpy as np
 import pandas as pd
 
-from streams.events import InferenceEvent, InvalidRecord, LabelledExample, parse_input
+from streams.events import InferenceEvent, LabelledExample
+from streams.tables import (  # noqa: F401  (re-exported: the table API lived here)
+    EVENT_FIELDS,
+    FEATURE_PREFIX,
+    KINDS,
+    META_COLUMNS,
+    ProfileError,
+    as_float,
+    category_text,
+    events_to_frame,
+    feature_frame,
+    infer_kind,
+    load_table,
+)
 
+#: Format 1 profiles (before edges between distinct values, invalid counts and error
+#: definitions) still load: every new field has a default that means "as before".
 FORMAT_VERSION = 1
-#: Columns of a table that are not features (everything else is).
-META_COLUMNS = ("event_id", "model", "model_version", "ts", "entity", "prediction", "scores", "score", "label")
+ERROR_KINDS = ("mismatch", "absolute", "relative")
+#: Default regression tolerance: this quantile of the reference absolute errors.
+REGRESSION_ERROR_QUANTILE = 0.9
+#: Relative precision below which an error is "at" the tolerance, not over it (109.06 - 108.56 != 0.5 in floats).
+PRECISION = 1e-9
 #: Multiples of the reference spread at which tail edges are placed beyond min and max.
 TAIL_LADDER = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 #: A PSI bin holds at least this share of 1/n_bins of the reference values (smaller ones are merged).
 MIN_BIN_SHARE = 0.5
 #: Number of confidence bins for the expected calibration error.
 ECE_BINS = 10
-
-
-class ProfileError(ValueError):
-    """A reference profile cannot be built or read."""
 
 
 # --------------------------------------------------------------------------- feature profiles
@@ -66,22 +81,30 @@ class NumericProfile:
     spread: float  # robust standard deviation (IQR / 1.349, else std, else 1)
     median: float
     kind: str = "numeric"
+    invalid: int = 0  # present values that are not numbers (text in a numeric column)
+    means: list[float] | None = None  # mean reference value per fine bin (None: midpoints; old profiles)
 
     @property
     def n_buckets(self) -> int:
         return len(self.edges) + 1
 
     def reps(self) -> np.ndarray:
-        """A representative value per fine bin (midpoints; open tails one ladder step out)."""
+        """A representative value per fine bin: the reference mean of the bin when it holds
+        reference values (exact for atoms), else its midpoint (open tails one ladder step out)."""
         e = np.asarray(self.edges, dtype=float)
         if e.size == 0:
             return np.array([self.median])
         if e.size == 1:
-            return np.array([e[0], e[0] + self.spread])
-        mids = (e[1:] + e[:-1]) / 2.0
-        lo = e[0] - (e[1] - e[0])
-        hi = e[-1] + (e[-1] - e[-2])
-        return np.concatenate([[lo], mids, [hi]])
+            mid = np.array([e[0], e[0] + self.spread])
+        else:
+            mids = (e[1:] + e[:-1]) / 2.0
+            lo = e[0] - (e[1] - e[0])
+            hi = e[-1] + (e[-1] - e[-2])
+            mid = np.concatenate([[lo], mids, [hi]])
+        if self.means is not None and len(self.means) == len(mid):
+            m = np.asarray([np.nan if v is None else v for v in self.means], dtype=float)
+            mid = np.where(np.isfinite(m), m, mid)
+        return mid
 
     def coarse(self, fine_counts: np.ndarray) -> np.ndarray:
         return np.add.reduceat(np.asarray(fine_counts), self.coarse_starts)
@@ -117,13 +140,25 @@ def _feature_from_dict(d: Mapping[str, Any]) -> FeatureProfile:
 
 @dataclass
 class LabelProfile:
-    """Reference performance: error rate (1 - accuracy) and calibration."""
+    """Reference performance: error rate (1 - accuracy) and calibration, and what an error is.
+
+    ``error``: ``mismatch`` (classification: prediction != label), ``absolute``
+    (regression: ``|prediction - label| > tolerance``) or ``relative``
+    (``|prediction - label| > tolerance * |label|``).  ``abs_error_quantiles``: the reference
+    absolute errors at 10%, 25%, 50%, 75%, 90%, 99% (regression only, for reports).
+    """
 
     n: int
     errors: int
     ece: float | None = None
     ece_count: list[int] = field(default_factory=list)
     ece_correct: list[int] = field(default_factory=list)
+    error: str = "mismatch"
+    tolerance: float | None = None
+    abs_error_quantiles: list[float] | None = None
+
+    def is_error(self, prediction: Any, label: Any) -> bool:
+        return is_error(prediction, label, self)
 
     @property
     def error_rate(self) -> float:
@@ -201,10 +236,30 @@ class ReferenceProfile:
         p = Path(path)
         if not p.is_file():
             raise ProfileError(f"reference profile {p} does not exist; build one with `driftloop reference build`")
+        text = p.read_text(encoding="utf-8")
         try:
-            return cls.from_dict(json.loads(p.read_text(encoding="utf-8")))
+            d = json.loads(text)
         except json.JSONDecodeError as exc:
+            first = text.lstrip().split("\n", 1)[0]
+            try:
+                d = json.loads(first)
+            except json.JSONDecodeError:
+                raise ProfileError(f"reference profile {p} is not JSON: {exc}") from None
+            if isinstance(d, dict) and _looks_like_event(d):
+                raise ProfileError(
+                    f"{p} is a file of events (JSON lines), not a reference profile; build one first: "
+                    f"`driftloop reference build --model M --version V --table {p} --out ref.json`, "
+                    "then pass --reference ref.json (or leave --reference out to use the first events)"
+                ) from None
             raise ProfileError(f"reference profile {p} is not JSON: {exc}") from None
+        if isinstance(d, dict) and _looks_like_event(d):
+            raise ProfileError(f"{p} holds one event, not a reference profile; build one with `driftloop reference build --table {p}`")
+        return cls.from_dict(d)
+
+
+def _looks_like_event(d: Mapping[str, Any]) -> bool:
+    return isinstance(d.get("features"), Mapping) and "format_version" not in d and (
+        "event_id" in d or "ts" in d)
 
 
 def content_id(profile: ReferenceProfile) -> str:
@@ -218,28 +273,60 @@ def content_id(profile: ReferenceProfile) -> str:
 # --------------------------------------------------------------------------- building
 
 
-def numeric_profile(values: np.ndarray, n_bins: int = 10, fine_bins: int = 100) -> NumericProfile:
-    """Profile of one numeric column (NaN = missing)."""
-    x = np.asarray(values, dtype=float)
-    missing = int(np.isnan(x).sum())
-    v = x[~np.isnan(x)]
+def between_distinct(candidates: np.ndarray, distinct: np.ndarray) -> np.ndarray:
+    """Move each candidate edge to the midpoint between the distinct reference values around it.
+
+    ``distinct``: sorted unique reference values (D,); ``candidates``: edges (E,) inside
+    ``[distinct[0], distinct[-1]]``.  A candidate ``q`` with ``u[j] <= q < u[j+1]`` becomes
+    ``(u[j] + u[j+1]) / 2``; candidates at or above the maximum are dropped.  Every reference
+    value then lies at least half a gap between distinct values away from every edge, so a
+    difference far below the data's precision (a float32 or float16 round trip of an atom)
+    never moves a value across an edge.  O(E log D).
+    """
+    u = np.asarray(distinct, dtype=float)
+    q = np.asarray(candidates, dtype=float)
+    j = np.searchsorted(u, q, side="right") - 1
+    keep = (j >= 0) & (j < len(u) - 1)
+    j = j[keep]
+    return np.unique((u[j] + u[j + 1]) / 2.0)
+
+
+def numeric_profile(values: Any, n_bins: int = 10, fine_bins: int = 100) -> NumericProfile:
+    """Profile of one numeric column: numbers and booleans are values, None/NaN missing,
+    anything else (text) invalid (see :func:`streams.tables.as_float`).
+
+    Fine-bin edges are the reference quantiles moved between distinct reference values
+    (:func:`between_distinct`), so ties and atoms are never split by an edge; beyond the
+    minimum and maximum, a ladder of tail edges.  ``means`` holds the reference mean of each
+    fine bin (the representative value of binned Wasserstein).
+    """
+    x, bad = as_float(values)
+    invalid = int(bad.sum()) if bad is not None else 0
+    nan = np.isnan(x)
+    missing = int(nan.sum()) - invalid
+    v = x[~nan]
     n = int(len(x))
     if v.size == 0:
-        return NumericProfile([], [0], [0], missing, n, 1.0, 0.0)
+        return NumericProfile([], [0], [0], missing, n, 1.0, 0.0, invalid=invalid)
     q25, med, q75 = np.quantile(v, [0.25, 0.5, 0.75])
     spread = float((q75 - q25) / 1.349)
     if not spread > 0:
         spread = float(np.std(v))
     if not spread > 0:
         spread = max(abs(float(med)) * 0.1, 1.0)
+    u = np.unique(v)
     qs = np.quantile(v, np.arange(1, fine_bins) / fine_bins)
     step = max(fine_bins // n_bins, 1)
-    coarse_vals = np.unique(qs[step - 1 :: step][: n_bins - 1])
-    lo, hi = float(v.min()), float(v.max())
+    coarse_vals = between_distinct(qs[step - 1 :: step][: n_bins - 1], u)
+    lo, hi = float(u[0]), float(u[-1])
     ladder = np.asarray(TAIL_LADDER) * spread
-    edges = np.unique(np.concatenate([lo - ladder[::-1], [lo], qs, [hi], hi + ladder]))
+    inner = between_distinct(np.concatenate([[lo], qs]), u)
+    edges = np.unique(np.concatenate([lo - ladder[::-1], inner, hi + ladder]))
     edges = edges[np.isfinite(edges)]
-    counts = np.bincount(np.searchsorted(edges, v, side="left"), minlength=len(edges) + 1)
+    bins = np.searchsorted(edges, v, side="left")
+    counts = np.bincount(bins, minlength=len(edges) + 1)
+    sums = np.bincount(bins, weights=v, minlength=len(edges) + 1)
+    means = [float(s / c) if c else None for s, c in zip(sums, counts)]
     # PSI bins: (-inf, first decile], ..., (last decile, +inf); fine bins are nested inside.
     coarse_starts = [0] + [int(i) + 1 for i in np.searchsorted(edges, coarse_vals)]
     coarse_starts = sorted(set(s for s in coarse_starts if s < len(edges) + 1))
@@ -252,6 +339,8 @@ def numeric_profile(values: np.ndarray, n_bins: int = 10, fine_bins: int = 100) 
         n=n,
         spread=spread,
         median=float(med),
+        invalid=invalid,
+        means=means,
     )
 
 
@@ -276,8 +365,10 @@ def _merge_small_groups(counts: np.ndarray, starts: list[int], min_count: float)
     return out
 
 
+
+
 def categorical_profile(values: Sequence[Any], top_k: int = 20) -> CategoricalProfile:
-    """Profile of one categorical column (None/NaN = missing); values compare as strings."""
+    """Profile of one categorical column (None/NaN = missing); values compare as text (:func:`category_text`)."""
     s = pd.Series(values, dtype=object)
     miss = s.isna()
     present = s[~miss].map(category_text)
@@ -287,24 +378,6 @@ def categorical_profile(values: Sequence[Any], top_k: int = 20) -> CategoricalPr
     cats = [str(k) for k, _ in items[:top_k]]
     other = int(sum(c for _, c in items[top_k:]))
     return CategoricalProfile(cats, [int(c) for _, c in items[:top_k]] + [other], int(miss.sum()), int(len(s)))
-
-
-def category_text(v: Any) -> str:
-    """How a categorical value is compared: strings as they are, integral numbers without '.0'."""
-    if isinstance(v, str):
-        return v
-    if isinstance(v, (float, np.floating)) and float(v).is_integer():
-        return str(int(v))
-    return str(v)
-
-
-def _is_numeric(col: pd.Series) -> bool:
-    if pd.api.types.is_bool_dtype(col) or pd.api.types.is_numeric_dtype(col):
-        return True
-    nonnull = col.dropna()
-    if nonnull.empty:
-        return True
-    return bool(nonnull.map(lambda v: isinstance(v, (int, float, np.number)) and not isinstance(v, bool)).all())
 
 
 def _score_value(scores: Any) -> float:
@@ -326,14 +399,79 @@ def _confidence(scores: Any) -> float:
     return float(max(s)) if s else float("nan")
 
 
-def is_error(prediction: Any, label: Any) -> bool:
-    """A classification error: prediction and label differ (numbers compared as numbers, else as text)."""
+
+
+def _num(v: Any) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def is_error(prediction: Any, label: Any, definition: "LabelProfile | None" = None) -> bool:
+    """One labelled outcome is an error, by the profile's error definition (default: mismatch).
+
+    ``mismatch``: prediction and label differ (numbers compared as numbers, else as text);
+    ``absolute``: ``|prediction - label| > tolerance``; ``relative``: ``> tolerance * |label|``
+    (a prediction or label that is not a number is an error).  A missing side is never an error.
+    """
     if prediction is None or label is None:
         return False
+    kind = definition.error if definition is not None else "mismatch"
+    if kind != "mismatch":
+        d = abs(_num(prediction) - _num(label))
+        if math.isnan(d):
+            return True
+        tol = float(definition.tolerance or 0.0)
+        lim = tol * abs(_num(label)) if kind == "relative" else tol
+        return d > lim + PRECISION * max(abs(lim), abs(_num(label)))
     try:
         return float(prediction) != float(label)
     except (TypeError, ValueError):
         return category_text(prediction) != category_text(label)
+
+
+def error_array(predictions: Sequence[Any], labels: Sequence[Any], definition: "LabelProfile | None" = None) -> np.ndarray:
+    """Vectorised :func:`is_error`: (n,) int8 0/1.  O(n); numeric definitions in numpy."""
+    kind = definition.error if definition is not None else "mismatch"
+    n = len(labels)
+    if kind == "mismatch" or n == 0:
+        return np.fromiter((is_error(p, y, definition) for p, y in zip(predictions, labels)), dtype=np.int8, count=n)
+    p = np.fromiter((_num(v) if v is not None else math.nan for v in predictions), float, n)
+    y = np.fromiter((_num(v) if v is not None else math.nan for v in labels), float, n)
+    present = np.fromiter((a is not None and b is not None for a, b in zip(predictions, labels)), bool, n)
+    d = np.abs(p - y)
+    tol = float(definition.tolerance or 0.0)
+    lim = tol * np.abs(y) if kind == "relative" else np.full(n, tol)
+    with np.errstate(invalid="ignore"):
+        err = np.isnan(d) | (d > lim + PRECISION * np.maximum(np.abs(lim), np.abs(y)))
+    return (err & present).astype(np.int8)
+
+
+def error_definition(predictions: pd.Series, labels: pd.Series, pred_prof: "FeatureProfile | None",
+                     error: tuple[str, float] | None) -> tuple[str, float | None, list[float] | None]:
+    """(error kind, tolerance, reference absolute-error quantiles) for a reference's labelled rows.
+
+    ``error`` = (kind, tolerance) when declared (``reference build --error absolute:2.5``); else a
+    model with a numeric prediction profile (more distinct numeric predictions than ``top_k``)
+    and numeric labels is a regression model: ``absolute`` with the tolerance at the
+    :data:`REGRESSION_ERROR_QUANTILE` of the reference absolute errors (reference error rate
+    about 10%, room to rise); anything else is ``mismatch``.
+    """
+    p = pd.to_numeric(predictions, errors="coerce").to_numpy(dtype=float)
+    y = pd.to_numeric(labels, errors="coerce").to_numpy(dtype=float)
+    ok = ~(np.isnan(p) | np.isnan(y))
+    ae = np.abs(p[ok] - y[ok])
+    qs = [float(v) for v in np.quantile(ae, [0.1, 0.25, 0.5, 0.75, 0.9, 0.99])] if ae.size else None
+    if error is not None:
+        kind, tol = error
+        if kind not in ERROR_KINDS:
+            raise ProfileError(f"error definition {kind!r}: expected one of {ERROR_KINDS}")
+        return kind, (None if kind == "mismatch" else float(tol)), qs
+    regression = isinstance(pred_prof, NumericProfile) and ae.size > 0 and ok.sum() >= 0.95 * len(ok)
+    if not regression:
+        return "mismatch", None, None
+    return "absolute", float(np.quantile(ae, REGRESSION_ERROR_QUANTILE)), qs
 
 
 def build_profile(
@@ -345,6 +483,8 @@ def build_profile(
     prediction_column: str | None = None,
     score_column: str | None = None,
     feature_columns: Sequence[str] | None = None,
+    kinds: Mapping[str, str] | None = None,
+    error: tuple[str, float] | None = None,
     n_bins: int = 10,
     fine_bins: int = 100,
     top_k: int = 20,
@@ -353,40 +493,60 @@ def build_profile(
 ) -> ReferenceProfile:
     """Build a reference profile from training data.
 
-    ``table`` is a DataFrame (one column per feature, plus optional ``prediction``,
-    ``scores``/``score`` and ``label`` columns) or a list of events / event dicts.
-    Columns default to ``label``, ``prediction`` and ``scores`` (or ``score``) when present.
+    ``table``: a flat DataFrame (CSV/Parquet: one column per feature, plus optional
+    ``prediction``, ``scores``/``score`` and ``label`` columns), a namespaced DataFrame from
+    :func:`streams.tables.events_to_frame`, or a list of events / event dicts (features in their
+    own namespace: a feature may be called ``score`` or ``label``).  Output columns default to
+    ``label``, ``prediction`` and ``scores`` (or ``score``) when present; naming one that is not
+    in the table raises :class:`ProfileError`.  ``kinds``: {feature: "numeric"|"categorical"}
+    overrides :func:`streams.tables.infer_kind`.  ``error``: (``absolute``|``relative``|``mismatch``,
+    tolerance) declares what a labelled error is (default: see :func:`error_definition`).
     """
     if n_bins < 2 or fine_bins < n_bins:
         raise ProfileError(f"need 2 <= n_bins <= fine_bins, got n_bins={n_bins}, fine_bins={fine_bins}")
     df = table if isinstance(table, pd.DataFrame) else events_to_frame(table)
     if df.empty:
         raise ProfileError("the reference table is empty; give it at least a few hundred rows of training data")
+    kinds = dict(kinds or {})
+    bad = {k: v for k, v in kinds.items() if v not in KINDS}
+    if bad:
+        raise ProfileError(f"unknown kind(s) {bad}; expected 'numeric' or 'categorical'")
+    for name, col in (("label", label_column), ("prediction", prediction_column), ("score", score_column)):
+        if col is not None and col not in df.columns:
+            raise ProfileError(f"{name} column {col!r} is not in the table; columns are {list(df.columns)[:20]}")
     label_column = label_column or ("label" if "label" in df.columns else None)
     prediction_column = prediction_column or ("prediction" if "prediction" in df.columns else None)
     if score_column is None:
         score_column = "scores" if "scores" in df.columns else ("score" if "score" in df.columns else None)
-    for name, col in (("label", label_column), ("prediction", prediction_column), ("score", score_column)):
-        if col is not None and col not in df.columns:
-            raise ProfileError(f"{name} column {col!r} is not in the table; columns are {list(df.columns)[:20]}")
-    skip = set(META_COLUMNS) | {c for c in (label_column, prediction_column, score_column) if c}
-    names = list(feature_columns) if feature_columns is not None else [c for c in df.columns if c not in skip]
-    if not names:
+    if feature_frame(df):  # namespaced: features are the features.* columns, whatever their names
+        colmap = {str(c)[len(FEATURE_PREFIX):]: c for c in df.columns if str(c).startswith(FEATURE_PREFIX)}
+    else:
+        skip = set(EVENT_FIELDS) | {"prediction", "scores", "score", "label"} | {c for c in (label_column, prediction_column, score_column) if c}
+        colmap = {str(c): c for c in df.columns if c not in skip}
+    if feature_columns is not None:
+        missing = [c for c in feature_columns if c not in colmap and c not in df.columns]
+        if missing:
+            raise ProfileError(f"feature column(s) {missing} not in the table")
+        colmap = {str(c): colmap.get(c, c) for c in feature_columns}
+    if not colmap:
         raise ProfileError("the reference table has no feature columns")
+    unknown = [k for k in kinds if k not in colmap]
+    if unknown:
+        raise ProfileError(f"--kind names feature(s) {unknown} that are not in the table")
     features: dict[str, FeatureProfile] = {}
-    for name in names:
-        if name not in df.columns:
-            raise ProfileError(f"feature column {name!r} is not in the table")
-        col = df[name]
-        if _is_numeric(col):
-            features[str(name)] = numeric_profile(pd.to_numeric(col, errors="coerce").to_numpy(dtype=float), n_bins, fine_bins)
+    for name, c in colmap.items():
+        col = df[c]
+        kind = kinds.get(name) or infer_kind(col)
+        if kind == "numeric":
+            vals = col.to_numpy() if col.dtype.kind in "fiub" else col.tolist()
+            features[name] = numeric_profile(vals, n_bins, fine_bins)
         else:
-            features[str(name)] = categorical_profile(col.tolist(), top_k)
+            features[name] = categorical_profile(col.tolist(), top_k)
     pred_prof: FeatureProfile | None = None
     if prediction_column:
         pcol = df[prediction_column]
-        if _is_numeric(pcol) and pcol.dropna().nunique() > top_k:
-            pred_prof = numeric_profile(pd.to_numeric(pcol, errors="coerce").to_numpy(dtype=float), n_bins, fine_bins)
+        if infer_kind(pcol) == "numeric" and pcol.dropna().nunique() > top_k:
+            pred_prof = numeric_profile(pcol.tolist() if pcol.dtype == object else pcol.to_numpy(), n_bins, fine_bins)
         elif pcol.notna().any():
             pred_prof = categorical_profile(pcol.tolist(), top_k)
     score_prof = None
@@ -400,8 +560,10 @@ def build_profile(
     if label_column and prediction_column:
         both = df[label_column].notna() & df[prediction_column].notna()
         if both.any():
-            err = np.array([is_error(p, y) for p, y in zip(df.loc[both, prediction_column], df.loc[both, label_column])], dtype=bool)
-            label_prof = LabelProfile(n=int(both.sum()), errors=int(err.sum()))
+            kind, tol, qs = error_definition(df.loc[both, prediction_column], df.loc[both, label_column], pred_prof, error)
+            label_prof = LabelProfile(n=int(both.sum()), errors=0, error=kind, tolerance=tol, abs_error_quantiles=qs)
+            err = error_array(df.loc[both, prediction_column].tolist(), df.loc[both, label_column].tolist(), label_prof).astype(bool)
+            label_prof.errors = int(err.sum())
             if conf is not None:
                 c = conf[both.to_numpy()]
                 ok = ~np.isnan(c)
@@ -415,6 +577,8 @@ def build_profile(
                     label_prof.ece = ece_from_bins(cnt, cor, csum)
                     label_prof.ece_count = [int(x) for x in cnt]
                     label_prof.ece_correct = [int(x) for x in cor]
+    elif error is not None:
+        raise ProfileError("an error definition needs labelled rows: give --label-column and --prediction-column")
     prof = ReferenceProfile(
         id="",
         model=str(model),
@@ -431,78 +595,3 @@ def build_profile(
     )
     prof.id = profile_id or content_id(prof)
     return prof
-
-
-# --------------------------------------------------------------------------- tables
-
-
-def events_to_frame(rows: Iterable[InferenceEvent | LabelledExample | Mapping[str, Any]]) -> pd.DataFrame:
-    """Events (typed or dicts in the inference-input contract) -> one row each, features flattened to columns."""
-    records = []
-    for r in rows:
-        if isinstance(r, (InferenceEvent, LabelledExample)):
-            rec = {"event_id": r.event_id, "model": r.model, "model_version": r.model_version, "ts": r.ts}
-            rec.update(r.features)
-            if r.prediction is not None:
-                rec["prediction"] = r.prediction
-            if r.scores is not None:
-                rec["scores"] = list(r.scores)
-            if isinstance(r, LabelledExample):
-                rec["label"] = r.label
-            records.append(rec)
-            continue
-        d = dict(r)
-        rec: dict[str, Any] = {k: d.get(k) for k in ("event_id", "model", "model_version", "ts") if k in d}
-        feats = d.get("features")
-        if isinstance(feats, Mapping):
-            rec.update(feats)
-        else:
-            rec.update({k: v for k, v in d.items() if k not in META_COLUMNS})
-        for k in ("prediction", "scores", "label"):
-            if d.get(k) is not None:
-                rec[k] = d[k]
-        records.append(rec)
-    return pd.DataFrame.from_records(records)
-
-
-def load_table(path: str | Path) -> pd.DataFrame:
-    """Read training data: CSV, Parquet, or JSONL of inference inputs (features flattened to columns).
-
-    Bad JSONL lines are refused with their line number: a reference must be clean.
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise ProfileError(f"table {p} does not exist")
-    suffix = "".join(p.suffixes[-2:]).lower() if p.suffix == ".gz" else p.suffix.lower()
-    if suffix in (".csv", ".csv.gz"):
-        return pd.read_csv(p)
-    if suffix in (".parquet", ".pq"):
-        return pd.read_parquet(p)
-    if suffix in (".jsonl", ".ndjson", ".json", ".jsonl.gz"):
-        import gzip
-
-        opener = gzip.open if suffix.endswith(".gz") else open
-        rows = []
-        with opener(p, "rt", encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise ProfileError(f"{p}:{lineno}: not JSON ({exc})") from None
-                if isinstance(obj, dict) and "features" in obj:
-                    try:
-                        ev = parse_input(obj)
-                    except InvalidRecord as exc:
-                        raise ProfileError(f"{p}:{lineno}: {exc}") from None
-                    d = ev.to_dict()
-                    if obj.get("label") is not None:
-                        d["label"] = obj["label"]
-                    rows.append(d)
-                elif isinstance(obj, dict):
-                    rows.append(obj)
-                else:
-                    raise ProfileError(f"{p}:{lineno}: expected a JSON object")
-        return events_to_frame(rows)
-    raise ProfileError(f"unknown table format {p.suffix!r}; use .csv, .parquet or .jsonl")

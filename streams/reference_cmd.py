@@ -32,6 +32,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     b.add_argument("--n-bins", type=int, help="PSI bins per numeric feature (default: drift.n_bins, 10)")
     b.add_argument("--fine-bins", type=int, help="KS/Wasserstein bins per numeric feature (default: drift.fine_bins, 100)")
     b.add_argument("--top-k", type=int, help="categories kept per categorical feature (default: drift.top_k, 20)")
+    b.add_argument("--kind", action="append", default=[], metavar="FEATURE=KIND",
+                   help="force a feature's kind: numeric or categorical (repeatable); default: decided on the "
+                        "whole column (numbers -> numeric, text such as postcodes -> categorical)")
+    b.add_argument("--error", metavar="KIND[:TOLERANCE]",
+                   help="what a labelled error is: mismatch (classifiers), absolute:TOL (|prediction - label| > TOL) "
+                        "or relative:TOL (> TOL * |label|); default: mismatch, or for a numeric prediction "
+                        "absolute with TOL = the 90th percentile of the reference absolute errors")
     s = sub.add_parser("show", help="print a summary of a profile")
     s.add_argument("profile", metavar="PROFILE.json")
 
@@ -39,12 +46,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _build(args: argparse.Namespace) -> int:
     from streams.config import load_file, section
     from streams.engine import DriftConfig
-    from streams.profile import ProfileError, build_profile, load_table
+    from streams.profile import ERROR_KINDS, ProfileError, build_profile, load_table
+    from streams.tables import parse_kinds
 
+    try:
+        kinds = parse_kinds(args.kind)
+        error = None
+        if args.error:
+            kind, _, tol = args.error.partition(":")
+            if kind not in ERROR_KINDS or (kind != "mismatch" and not tol):
+                raise ProfileError(f"--error {args.error!r}: expected mismatch, absolute:TOL or relative:TOL")
+            error = (kind, float(tol) if tol else 0.0)
+    except (ProfileError, ValueError) as exc:
+        print(f"reference: {exc}", file=sys.stderr)
+        return 2
     cfg = section(DriftConfig, load_file(getattr(args, "config", None)).get("drift"), "drift")
     if args.table:
         try:
-            table = load_table(args.table)
+            table = load_table(args.table, kinds)
         except ProfileError as exc:
             print(f"reference: {exc}", file=sys.stderr)
             return 2
@@ -63,6 +82,10 @@ def _build(args: argparse.Namespace) -> int:
             return 2
         source = f"feast offline store {args.start}..{args.end}"
     attrs = getattr(table, "attrs", {}) or {}
+    if args.label_column and args.label_column not in table.columns:
+        print(f"reference: --label-column {args.label_column!r} is not in the table; columns are "
+              f"{[str(c) for c in table.columns][:20]}", file=sys.stderr)
+        return 2
     label_column = args.label_column or attrs.get("label_column")
     feature_columns = [f.strip() for f in args.features.split(",")] if args.features else attrs.get("feature_columns")
     try:
@@ -72,6 +95,8 @@ def _build(args: argparse.Namespace) -> int:
             prediction_column=args.prediction_column,
             score_column=args.score_column,
             feature_columns=feature_columns,
+            kinds=kinds,
+            error=error,
             n_bins=args.n_bins or cfg.n_bins,
             fine_bins=args.fine_bins or cfg.fine_bins,
             top_k=args.top_k or cfg.top_k,
@@ -81,11 +106,16 @@ def _build(args: argparse.Namespace) -> int:
         print(f"reference: {exc}", file=sys.stderr)
         return 2
     path = prof.save(args.out)
-    kinds = {}
-    for fp in prof.features.values():
-        kinds[fp.kind] = kinds.get(fp.kind, 0) + 1
+    counts: dict[str, int] = {}
+    for name, fp in prof.features.items():
+        counts[fp.kind] = counts.get(fp.kind, 0) + 1
+        if getattr(fp, "invalid", 0):
+            print(f"reference: feature {name!r} is numeric; {fp.invalid} of {fp.n} values are not numbers and are "
+                  f"counted invalid (use --kind {name}=categorical if it is not a number)", file=sys.stderr)
     print(f"wrote {path}: profile {prof.id} of {prof.model} v{prof.model_version}, {prof.n} rows, "
-          f"features {kinds}" + (f", reference error rate {prof.reference_error_rate:.4f}" if prof.labels else ""),
+          f"features {counts}" + (f", reference error rate {prof.reference_error_rate:.4f} "
+                                  f"(error: {prof.labels.error}" + (f" > {prof.labels.tolerance:g}" if prof.labels.tolerance is not None else "")
+                                  + ")" if prof.labels else ""),
           file=sys.stderr)
     return 0
 
@@ -100,11 +130,13 @@ def _show(args: argparse.Namespace) -> int:
         return 2
     out = {
         "id": prof.id, "model": prof.model, "model_version": prof.model_version, "n": prof.n, "source": prof.source,
-        "features": {k: {"kind": v.kind, "buckets": v.n_buckets, "missing": v.missing} for k, v in prof.features.items()},
+        "features": {k: {"kind": v.kind, "buckets": v.n_buckets, "missing": v.missing, "invalid": getattr(v, "invalid", 0)}
+                     for k, v in prof.features.items()},
         "prediction": None if prof.prediction is None else prof.prediction.kind,
         "score": prof.score is not None,
         "reference_error_rate": prof.reference_error_rate,
         "reference_ece": prof.reference_ece,
+        "error": None if prof.labels is None else {"kind": prof.labels.error, "tolerance": prof.labels.tolerance},
     }
     print(json.dumps(out, indent=2))
     return 0

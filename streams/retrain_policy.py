@@ -38,7 +38,9 @@ class RetrainPolicyConfig:
     """The ``worker.retrain`` config section."""
 
     enabled: bool = True
-    kinds: tuple[str, ...] = ("performance", "concept_drift", "data_drift", "prediction_drift")
+    # covariate drift alone only warns (DESIGN.md: "retrain when labels confirm, else warn"): list
+    # "data_drift"/"prediction_drift" here to retrain on input-side drift without labels
+    kinds: tuple[str, ...] = ("performance", "concept_drift")
     min_severity: str = "warning"  # "warning" or "critical"
     min_labelled: int = 200
     cooldown_s: float = 3600.0

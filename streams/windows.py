@@ -40,7 +40,9 @@ from streams.profile import (
     _confidence,
     _score_value,
     category_text,
+    error_array,
 )
+from streams.tables import as_float as _as_float
 
 #: Confidence sums are kept as integers in these units, so that merging is exact.
 CONF_UNITS = 1_000_000
@@ -209,37 +211,21 @@ class Encoder:
                 rows = list(map(self._numeric_getter, feats))
             except KeyError:
                 rows = [list(map(f.get, self.numeric_names)) for f in feats]
-            try:
-                mat = np.array(rows, dtype=float).reshape(len(feats), len(self.numeric_names))
+            # no dtype: numpy infers float/int/bool when every value is a number (the usual case);
+            # text gives a string dtype and None an object dtype: then column by column, so that
+            # text is counted invalid whatever else the batch holds (np.array(..., float) would parse "12")
+            mat = np.array(rows)
+            if mat.dtype.kind in "fiub" and mat.ndim == 2:
+                mat = mat.astype(float, copy=False)
                 for j, name in enumerate(self.numeric_names):
                     cols[name] = mat[:, j]
-            except (TypeError, ValueError):  # a string in a numeric feature: column by column
+            else:
                 for j, name in enumerate(self.numeric_names):
-                    cols[name] = [r[j] for r in rows]
+                    cols[name] = np.array([r[j] for r in rows], dtype=object)
         for seg in self.segments:
             if seg.kind == "categorical":
                 cols[seg.name] = np.array([f.get(seg.name) for f in feats], dtype=object)
         return cols
-
-
-def _as_float(col: Any) -> tuple[np.ndarray, np.ndarray | None]:
-    """Column -> (float array with NaN for missing, mask of invalid values or None)."""
-    if isinstance(col, np.ndarray) and col.dtype.kind in "fiu":
-        return col.astype(float, copy=False), None
-    try:
-        return np.array(col, dtype=float), None
-    except (TypeError, ValueError):
-        vals = list(col)
-        x = np.full(len(vals), np.nan)
-        invalid = np.zeros(len(vals), dtype=bool)
-        for i, v in enumerate(vals):
-            if v is None:
-                continue
-            if isinstance(v, (int, float, np.number)) and not isinstance(v, bool):
-                x[i] = float(v)
-            else:
-                invalid[i] = True
-        return x, invalid
 
 
 # --------------------------------------------------------------------------- accumulator
@@ -393,11 +379,13 @@ class WindowAccumulator:
         )
 
 
-def label_arrays(examples: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
-    """Labelled examples -> (errors 0/1, top-class confidence or NaN)."""
-    from streams.profile import is_error
+def label_arrays(examples: Sequence[Any], definition: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """Labelled examples -> (errors 0/1 (n,) int8, top-class confidence or NaN (n,) float).
 
-    errors = np.fromiter((is_error(e.prediction, e.label) for e in examples), dtype=np.int8, count=len(examples))
+    ``definition``: the profile's :class:`streams.profile.LabelProfile` (what an error is:
+    mismatch, or absolute/relative error over a tolerance); None = mismatch.
+    """
+    errors = error_array([e.prediction for e in examples], [e.label for e in examples], definition)
     conf = np.fromiter(
         (_confidence(e.scores) if e.scores is not None else math.nan for e in examples), dtype=float, count=len(examples)
     )

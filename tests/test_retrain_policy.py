@@ -37,7 +37,18 @@ def test_too_few_labelled_examples_means_no_request():
     assert decide(CFG, RetrainState(), [alert()], n_labelled=99).reason == "too_few_labels"
 
 
+def test_default_kinds_covariate_drift_alone_only_warns():
+    # DESIGN.md: covariate drift -> "retrain when labels confirm, else warn"
+    assert RetrainPolicyConfig().kinds == ("performance", "concept_drift")
+    for kind in ("data_drift", "prediction_drift"):
+        assert decide(CFG, RetrainState(), [alert(kind, "amount")], 500).reason == "no_alerts"
+    d = decide(CFG, RetrainState(), [alert("data_drift", "amount"), alert("concept_drift", None)], 500)
+    assert d.reason == "requested" and d.request.kinds == ["concept_drift"]
+
+
 def test_drift_explained_by_parity_never_retrains():
+    # with input-side drift opted in as a retrain trigger, a drift explained by parity still never retrains
+    CFG = dataclasses.replace(globals()["CFG"], kinds=("performance", "concept_drift", "data_drift"))
     drift = alert("data_drift", "amount")
     explained = dataclasses.replace(drift, explained_by="parity-1")
     assert decide(CFG, RetrainState(), [explained], 500).reason == "explained_by_parity"
