@@ -27,6 +27,7 @@ from typing import Any, Awaitable, Iterable, Mapping, Sequence
 
 from streams import worker_state as ws
 from streams.events import Alert, DeadLetter, InvalidRecord, parse_input, parse_label
+from streams.dedupe import EventDedup
 from streams.partitioners import PartitionerCheck
 from streams.retrain_policy import RetrainPolicyConfig, RetrainState, decide
 
@@ -143,6 +144,7 @@ class Worker:
         self.active_at: dict[int, float] = {}  # owned source partition -> wall time of its last records (or assignment)
         self.idle: set[int] = set()  # owned source partitions announced idle to the aggregators
         self.partitioner = PartitionerCheck()
+        self.dedup: dict[int, EventDedup] = {}  # without the label join: recent event ids per partition (memory only)
         self.paused: set = set()  # inputs/labels partitions held back by _pace
 
     # ------------------------------------------------------------------ state helpers
@@ -156,6 +158,7 @@ class Worker:
         self.wms.clear()
         self.active_at.clear()
         self.idle.clear()
+        self.dedup.clear()
 
     def _put(self, key: str, value: Any, partition: int, futs: list) -> None:
         TableKV(self.state, "", partition, futs)[key] = value
@@ -276,6 +279,8 @@ class Worker:
                         valid.append((r.offset, parse_input(r.value or b"")))
                     except InvalidRecord as err:
                         await self._dead_letter(name, self.t["inputs_dlq"], r, err, futs)
+                if valid:
+                    valid = await self._first_occurrences(p, valid)
                 if not valid:
                     src.offset = recs[-1].offset
                     self._put(f"in|{p}", src.to_dict(), p, futs)
@@ -515,6 +520,31 @@ class Worker:
             self.m.source_idle.labels(partition=str(p)).set(0)
             log.info("source partition %d is active again: it holds the event-time watermark again", p)
             await self._send_watermarks(p, futs, idle=False)
+
+    async def _first_occurrences(self, p: int, valid: list) -> list:
+        """``valid`` (offset, event) without events whose ``event_id`` was seen already (a producer's retry).
+
+        With the label join, the ids of the join store (the inputs of the last label TTL, rebuilt from
+        the inputs topic after a restart) say what was seen; without it, an in-memory
+        :class:`streams.dedupe.EventDedup` over one window plus the allowed lateness."""
+        ids = [e.event_id for _, e in valid]
+        if self.s.worker.label_join:
+            await self._ensure_store(p)
+            seen = self.stores[p].index
+            if seen.keys().isdisjoint(ids) and len(set(ids)) == len(ids):  # the usual batch: C-level checks only
+                return valid
+            batch: set[str] = set()
+            keep = [not (eid in seen or eid in batch or batch.add(eid)) for eid in ids]
+        else:
+            dedup = self.dedup.get(p)
+            if dedup is None:
+                dedup = self.dedup[p] = EventDedup(self.geom.size + self.geom.lateness + self.geom.hop)
+            keep = dedup.first_occurrences(ids, [e.ts for _, e in valid]).tolist()
+        n_dup = len(keep) - sum(keep)
+        if n_dup:
+            self.m.duplicates.labels(topic=self.s.topics.inputs).inc(n_dup)
+            return [v for v, k in zip(valid, keep) if k]
+        return valid
 
     def _check_partitioner(self, role: str, p: int, recs: Sequence[Any], samples: int = 8) -> None:
         """Sample a few keyed records of the batch; say loudly when inputs and labels were partitioned differently."""

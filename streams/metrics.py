@@ -44,6 +44,8 @@ class WorkerMetrics:
         self.reference_windows = Counter("driftloop_reference_bootstrap_events_total",
                                          "Events used to bootstrap a reference (not judged)", ["model", "model_version"], registry=r)
         self.labels = Counter("driftloop_label_join_total", "Label join outcomes", ["outcome"], registry=r)
+        self.duplicates = Counter("driftloop_duplicate_events_total", "Inputs whose event_id was seen already (a producer's "
+                                  "retry): counted once", ["topic"], registry=r)
         self.partitioner_mismatch = Gauge("driftloop_partitioner_mismatch", "1 when the inputs and labels topics were "
                                           "partitioned by different partitioners (labels miss their inputs)", registry=r)
         self.source_idle = Gauge("driftloop_source_idle", "1 while a source partition is idle: it sent no watermark for "

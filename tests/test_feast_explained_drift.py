@@ -40,7 +40,7 @@ def run_pipeline(repo, values, skews=()):
     engine = DriftEngine(DriftConfig(), {("fraud", "1"): profile})
     step = ParityStep(FeastOnlineClient.from_repo(repo.path, config=LookupConfig(timeout_s=5.0)),
                       ParityConfig(window_seconds=60, allowed_lateness_s=5))
-    policy = RetrainPolicyConfig(min_labelled=0, cooldown_s=0)
+    policy = RetrainPolicyConfig(kinds=("performance", "concept_drift", "data_drift"), min_labelled=0, cooldown_s=0)  # data drift retrains here
     events = [parse_input(e) for e in serving_events(values, 9000, seed=3, start_ts=START, skews=skews)]
     parity, drift, decisions = [], [], []
 

@@ -103,7 +103,8 @@ def scenario(kafka_bootstrap, tmp_path, *, world: bool, skew: bool, online: dict
                 rows.append({"customer_id": cid, "event_timestamp": now, "created": now, **v})
         repo.store.push("customer_stats_push", pd.DataFrame(rows))
 
-    setup = Setup(kafka_bootstrap, tmp_path, retrain={"min_labelled": 0, "cooldown_s": 0})
+    setup = Setup(kafka_bootstrap, tmp_path, retrain={"min_labelled": 0, "cooldown_s": 0,  # no labels here: data drift retrains
+                                                    "kinds": ["performance", "concept_drift", "data_drift"]})
     profile.save(setup.refs / "fraud" / "1.json")
     conf = yaml.safe_load(setup.config.read_text())
     conf["features"] = {"repo_path": str(repo.path), **(online or {})}

@@ -290,7 +290,7 @@ def test_pending_breach_explains_drift_judged_before_the_parity_window_closes():
 def test_retrain_policy_skips_explained_drift_and_requests_for_a_real_shift():
     from streams.retrain_policy import RetrainPolicyConfig, RetrainState, decide
 
-    policy = RetrainPolicyConfig(min_labelled=0, cooldown_s=0)
+    policy = RetrainPolicyConfig(kinds=("performance", "concept_drift", "data_drift"), min_labelled=0, cooldown_s=0)  # data drift retrains here
     drift = _alert("data_drift", "avg")
     # pipeline bug: the served feature differs from the store -> parity alert, drift explained, no retrain
     bug = checker()

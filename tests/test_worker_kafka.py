@@ -430,3 +430,29 @@ def test_all_traffic_on_one_of_four_partitions_still_closes_windows(baseline, ka
     assert m.get("driftloop_source_idle") == 4, m  # the silent three, and partition 2 once it was read
     log = w.tail(200_000)
     assert all(f"source partition {p} of {setup.topics['inputs']}: nothing for" in log for p in (0, 1, 3))
+
+
+@pytest.mark.parametrize("label_join", [True, False])
+def test_retried_inputs_are_counted_once_case_12_duplicates(kafka_bootstrap, tmp_path, workers, label_join):
+    """../shared/cases/12_duplicates: a producer retry delivers 250 of the events twice; the worker counts each
+    event_id once (n and alerts as for the unique stream) and reports the retries."""
+    cases = ROOT / "tests" / "data" / "cases" / "12_duplicates"
+    results = {}
+    for name in ("min_inputs_unique.jsonl", "min_inputs_retried.jsonl"):
+        setup = Setup(kafka_bootstrap, tmp_path / name, label_join=label_join, reference_bootstrap_n=800)
+        lines = [line for line in (cases / name).read_bytes().splitlines() if line.strip()]
+        setup.produce("inputs", [(json.loads(line)["event_id"].encode(), line) for line in lines])
+        w = setup.start(name)
+        workers.append(w)
+        setup.wait_done([w])
+        w.wait_metric("driftloop_events_total", 1300, timeout_s=30)
+        results[name] = (setup.alerts()[0], w.metrics())
+    (a_unique, m_unique), (a_retry, m_retry) = results["min_inputs_unique.jsonl"], results["min_inputs_retried.jsonl"]
+    assert a_retry == a_unique == {}
+    assert m_retry["driftloop_events_total"] == m_unique["driftloop_events_total"] == 1300
+    assert m_unique.get("driftloop_duplicate_events_total", 0) == m_unique.get("driftloop_late_events_total", 0) == 0
+    # every retry is reported: as a duplicate while its original is remembered (the label TTL with the join, one
+    # window + hop without), else as late (its window closed; dead-lettered), never counted twice
+    dup, late = m_retry.get("driftloop_duplicate_events_total", 0), m_retry.get("driftloop_late_events_total", 0)
+    assert dup + late == 250 and (dup == 250 if label_join else dup >= 200), (dup, late)
+    assert m_retry.get("driftloop_windows_judged_total") == m_unique.get("driftloop_windows_judged_total")
