@@ -543,7 +543,7 @@ def parse_input(raw: bytes | str | Mapping[str, Any], max_bytes: int = DEFAULT_M
         now = time.time()
     if isinstance(raw, (bytes, bytearray)) and len(raw) <= max_bytes:
         try:
-            if json_depth(raw) <= MAX_NESTING:
+            if _fast_ok(raw):
                 ev = _fast_input(_INPUT_DECODER.decode(raw), now, max_future_s)
                 if ev is not None:
                     return ev
@@ -572,7 +572,7 @@ def parse_label(raw: bytes | str | Mapping[str, Any], max_bytes: int = DEFAULT_M
         now = time.time()
     if isinstance(raw, (bytes, bytearray)) and len(raw) <= max_bytes:
         try:
-            if json_depth(raw) <= MAX_NESTING:
+            if _fast_ok(raw):
                 lab = _fast_label(_LABEL_DECODER.decode(raw), now, max_future_s)
                 if lab is not None:
                     return lab
@@ -607,6 +607,20 @@ def _parse_label_full(raw: bytes | str | Mapping[str, Any], max_bytes: int = DEF
 # paths accept the same records with the same result.
 _INPUT_DECODER = msgspec.json.Decoder(InferenceEvent)
 _LABEL_DECODER = msgspec.json.Decoder(LabelEvent)
+
+
+def _fast_ok(raw: bytes | bytearray) -> bool:
+    """Whether msgspec may decode ``raw``: not nested too deeply (its recursion would raise), and
+    UTF-8 throughout (msgspec checks only the strings it keeps; unknown fields are skipped)."""
+    if json_depth(raw) > MAX_NESTING:
+        return False
+    if raw.isascii():
+        return True
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _fast_input(ev: InferenceEvent, now: float | None = None, max_future_s: float | None = None) -> InferenceEvent | None:
