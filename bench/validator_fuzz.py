@@ -268,7 +268,7 @@ def run_chunk(args: tuple[int, int]) -> dict:
                 crashes += 1
                 if len(examples) < KEEP:
                     examples.append({"what": what, "kind": kind, "problem": f"crash: {exc!r}"[:300],
-                                     "raw_b64": base64.b64encode(raw[:4096]).decode()})
+                                     "raw_b64": base64.b64encode(raw[:65536]).decode()})
                 continue
             t_val += time.perf_counter() - t
             outcomes[f"{what}:{b[0]}"] += 1
@@ -276,7 +276,7 @@ def run_chunk(args: tuple[int, int]) -> dict:
                 disagreements += 1
                 if len(examples) < KEEP:
                     examples.append({"what": what, "kind": kind, "problem": f"fast {a[0]} vs full {b[0]}",
-                                     "raw_b64": base64.b64encode(raw[:4096]).decode()})
+                                     "raw_b64": base64.b64encode(raw[:65536]).decode()})
     return {"n": n, "crashes": crashes, "disagreements": disagreements, "kinds": kinds, "outcomes": outcomes,
             "examples": examples, "wall_s": time.perf_counter() - t0, "validate_s": t_val}
 

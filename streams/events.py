@@ -522,7 +522,7 @@ def decode_json(raw: bytes | bytearray | memoryview | str | None, max_bytes: int
         raise InvalidRecord("not_json", "empty message; producers must send one JSON object per message")
     _check_depth(data)
     try:
-        obj = json.loads(text, parse_constant=_reject_constant)
+        obj = json.loads(text, parse_constant=_reject_constant, parse_int=_parse_int)
     except InvalidRecord:
         raise
     except RecursionError:  # not expected after _check_depth; never let it escape
@@ -850,6 +850,16 @@ def _finite(value: float, what: str) -> float:
     if not math.isfinite(value):
         raise InvalidRecord("non_finite", f"{what} is {value}; send a finite number or null for missing")
     return value
+
+
+def _parse_int(text: str) -> int | float:
+    # Python refuses int() of more than 4300 digits (a CPython guard, not a JSON rule); such a number
+    # is valid JSON (msgspec skips it in unknown fields) and far beyond any float: make it +-inf, which
+    # the checks reject as non_finite (or wrong_type) wherever it is kept.
+    try:
+        return int(text)
+    except ValueError:
+        return float("-inf") if text.startswith("-") else float("inf")
 
 
 def _reject_constant(name: str) -> Any:

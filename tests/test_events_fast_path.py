@@ -91,6 +91,9 @@ def test_fast_path_edge_cases_agree():
              b'{"event_id":"e","model":"m","model_version":"1","ts":1,"features":{"a":1},"x":"[[[[' + b"[" * 100 + b'"}',
              b'{"event_id":"e","model":"m","model_version":"1","ts":1,"features":{"a":1},"x":"\xed\xa0\x80"}',  # fuzz find
              b'{"event_id":"e","model":"m","model_version":"1","ts":1,"features":{"a":1},"\xff":1}',
+             b'{"event_id":"e","model":"m","model_version":"1","ts":1,"features":{"a":1},"x":1' + b"0" * 5000 + b"}",
+             b'{"event_id":"e","model":"m","model_version":"1","ts":1,"features":{"a":-1' + b"0" * 5000 + b"}}",
+             b'{"event_id":"e","model":"m","model_version":"1","ts":1' + b"0" * 5000 + b',"features":{"a":1}}',
              deep, deep[:-1], b"[" * 5000, b'"' + b"[" * 5000,
              b'\xff' + json.dumps(base).encode(), json.dumps(base).encode() + b" x", b"", b"[]", b"null"]
     for raw in cases:
