@@ -336,14 +336,17 @@ class DeadLetter:
         payload = self.raw_bytes()
         length = self.raw_length if self.raw_length is not None else len(payload)
         digest = self.raw_sha256 if self.raw_sha256 is not None else hashlib.sha256(payload).hexdigest()
-        empty = dataclasses.replace(self, raw="", raw_length=length, raw_sha256=digest, raw_truncated=True)
+        # base64 (4/3) keeps more of a payload that JSON escaping inflates (control characters: 6x)
+        b64 = self.raw_encoding == "base64" or len(json.dumps(self.raw)) > 1.4 * len(payload)
+        empty = dataclasses.replace(self, raw="", raw_length=length, raw_sha256=digest, raw_truncated=True,
+                                    raw_encoding="base64" if b64 else "text")
         room = max_bytes - len(empty.to_json().encode("utf-8"))
         if room < 0:
             empty = dataclasses.replace(empty, error=self.error[:200])
             room = max_bytes - len(empty.to_json().encode("utf-8"))
         if room <= 0:
             return empty
-        if self.raw_encoding == "base64":
+        if b64:
             n = min(len(payload), (room // 4) * 3)
             return dataclasses.replace(empty, raw=base64.b64encode(payload[:n]).decode("ascii"))
         text = self.raw
