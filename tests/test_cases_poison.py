@@ -174,3 +174,59 @@ def test_09_too_large_dead_letters_fit_the_broker_and_nothing_is_skipped(kafka_b
     again = validate_topic(kafka_bootstrap, topic, group=f"{topic}-g", idle_timeout_s=2)
     assert (again.good, sum(again.bad.values())) == (0, 0)
     assert len(_dead_letters(kafka_bootstrap, f"{topic}.dlq")) == 3
+
+
+# ---------------------------------------------------------------- real broker, through the worker
+
+from tests.test_worker_kafka import Setup, workers  # noqa: E402,F401  (the worker subprocess harness and its fixture)
+
+
+@pytest_kafka
+def test_poison_records_through_the_worker_are_dead_lettered_once_and_it_goes_on(kafka_bootstrap, tmp_path, workers):
+    import time
+
+    from streams.sample import SampleTraffic
+
+    setup = Setup(kafka_bootstrap, tmp_path, label_join=False)
+    good = [json.dumps(e).encode() for e in SampleTraffic(seed=3).events(1500)]
+    base = json.loads(good[0])
+    poison = [line for line in poison_nesting_lines() if b"e-poison" in line][0]
+    bad = {  # raw -> expected reason
+        poison: "too_deep",  # 08_poison_nesting
+        too_large_record(): "too_large",  # 09_too_large
+        escaping_records()[0]: "not_json",
+        json.dumps({**base, "event_id": "s", "model": "m\ud800"}).encode(): "not_utf8",
+        json.dumps({**base, "event_id": "n", "model": base["model"] + "\n"}).encode(): "bad_name",
+        json.dumps({**base, "event_id": "f", "ts": time.time() + 365 * 86400}).encode(): "future",
+    }
+    long_key = b"k" * 5000
+    records = [(json.loads(g)["event_id"].encode(), g) for g in good]
+    for i, raw in enumerate(bad):
+        records.insert(200 * (i + 1), (long_key if raw == poison else None, raw))
+    setup.produce("inputs", records)
+    w = setup.start()
+    workers.append(w)
+    setup.wait_done([w])
+    w.check_alive()
+    m = w.metrics()
+    assert m["driftloop_events_total"] == len(good) and m["driftloop_invalid_events_total"] == len(bad)
+    dlq = setup.read(setup.topics["inputs"] + ".dlq", timeout_s=20)
+    letters = [DeadLetter(**json.loads(v)) for _, v in dlq]
+    assert len(letters) == len({(d.partition, d.offset) for d in letters}) == len(bad)  # lost 0, duplicated 0
+    by_hash = {d.raw_sha256: d for d in letters}
+    for raw, reason in bad.items():
+        d = by_hash[hashlib.sha256(raw).hexdigest()]
+        assert (d.reason, d.raw_length) == (reason, len(raw)) and raw.startswith(d.raw_bytes())
+        assert d.raw_truncated == (len(raw) > 200_000)
+    assert all(len(v) <= DEFAULT_DLQ_MAX_BYTES for _, v in dlq)
+    assert sorted(k for k, _ in dlq if k is not None) == [DeadLetter.key_for(long_key)]
+
+    # a restart reads nothing twice; new records are processed
+    w.stop()
+    more = [json.dumps(e).encode() for e in SampleTraffic(seed=3).events(1800)[1500:]]
+    setup.produce("inputs", [(json.loads(g)["event_id"].encode(), g) for g in more])
+    w2 = setup.start("w1")
+    workers.append(w2)
+    setup.wait_done([w2])
+    assert w2.metrics().get("driftloop_events_total", 0) == len(more)
+    assert len(setup.read(setup.topics["inputs"] + ".dlq", timeout_s=20)) == len(bad)
