@@ -354,7 +354,9 @@ def register_lat_reference(tmp: Path) -> None:
     x = np.round(rng.normal(0.0, 1.0, (20000, len(FEATURES))) + 10.0, 4)
     evs = [parse_input({"event_id": f"r{i}", "model": "lat", "model_version": "1", "ts": START_TS + i,
                         "features": dict(zip(FEATURES, x[i].tolist()))}) for i in range(len(x))]
-    build_profile(evs, "lat", "1").save(tmp / "references" / "lat" / "1.json")
+    from streams.reference_store import ReferenceStore
+
+    ReferenceStore(tmp / "references").save(build_profile(evs, "lat", "1"))
 
 
 def register_reference(tmp: Path, model: str, seed: int, n: int = 20000) -> None:
@@ -362,7 +364,9 @@ def register_reference(tmp: Path, model: str, seed: int, n: int = 20000) -> None
     from streams.profile import build_profile
 
     evs = [parse_input(v) for v in make_events(n, seed, model=model)]
-    build_profile(evs, model, "1").save(tmp / "references" / model / "1.json")
+    from streams.reference_store import ReferenceStore
+
+    ReferenceStore(tmp / "references").save(build_profile(evs, model, "1"))
 
 
 def main() -> int:

@@ -35,45 +35,9 @@ log = logging.getLogger("driftloop.worker")
 BOOTSTRAP_SOURCE = "worker-bootstrap"
 
 
-class Profiles:
-    """Reference profiles by (model, version): registered files, else built by the aggregator."""
-
-    def __init__(self, folder: Path, recheck_s: float = 5.0) -> None:
-        self.folder = folder
-        self.recheck_s = recheck_s
-        self._cache: dict[tuple[str, str], Any] = {}
-        self._missing: dict[tuple[str, str], float] = {}
-
-    def path(self, model: str, version: str) -> Path:
-        return self.folder / model / f"{version}.json"
-
-    def get(self, model: str, version: str) -> Any:
-        key = (model, version)
-        prof = self._cache.get(key)
-        if prof is not None:
-            return prof
-        now = time.monotonic()
-        if now - self._missing.get(key, -1e18) < self.recheck_s:
-            return None
-        p = self.path(model, version)
-        if p.is_file():
-            from streams.profile import ReferenceProfile
-
-            prof = ReferenceProfile.load(p)
-            self._cache[key] = prof
-            log.info("reference for %s v%s: %s (%s)", model, version, prof.id, p)
-            return prof
-        self._missing[key] = now
-        return None
-
-    def put(self, profile: Any, save: bool = True) -> None:
-        key = (profile.model, profile.model_version)
-        self._cache[key] = profile
-        self._missing.pop(key, None)
-        if save and not self.path(*key).exists():
-            tmp = self.path(*key).with_suffix(".tmp")
-            profile.save(tmp)
-            tmp.replace(self.path(*key))
+# Reference profiles by (model, version), looked up by a hash of the names inside
+# ``worker.reference_dir`` (never a path built from an event): see streams/reference_store.py.
+from streams.reference_store import ReferenceStore as Profiles  # noqa: E402
 
 
 def _decoded(data: Any, key: str, default: Any = None) -> Any:
@@ -232,9 +196,36 @@ class Worker:
         return asyncio.gather(*pending)
 
     async def _dead_letter(self, topic_name: str, dlq: Any, rec: Any, err: Any, futs: list) -> None:
+        # A dead letter always fits (its payload is cut to worker.dlq_max_bytes, raw_length/raw_sha256
+        # kept).  Its delivery (resent up to 3 times) is an awaitable in ``futs``: if it still fails, the
+        # awaiting batch raises and the worker stops before the batch's offsets are acknowledged.
+        # The caller must await these before writing a state that moves past the record (issue 11).
+        from streams.events import DEFAULT_DLQ_MAX_BYTES
+
         raw = rec.value if isinstance(rec.value, (bytes, bytearray)) else (rec.value or b"")
         dl = DeadLetter.from_bytes(topic_name, rec.partition, rec.offset, err, bytes(raw))
-        await self._send(dlq, rec.key, dl.to_json().encode(), futs)
+        value = dl.to_bytes(int(getattr(self.s.worker, "dlq_max_bytes", 0) or DEFAULT_DLQ_MAX_BYTES))
+        key = DeadLetter.key_for(rec.key)
+        where = f"{topic_name}[{rec.partition}]@{rec.offset}"
+        first = await dlq.send(key=key, value=value)
+
+        async def delivered(fut: Any = first, attempts: int = 3) -> None:
+            for attempt in range(1, attempts + 1):
+                try:
+                    await fut
+                    return
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    if attempt == attempts:
+                        log.error("dead letter of %s (%d bytes) could not be written after %d attempts (%r); stopping the "
+                                  "worker before its offsets move past the record", where, len(value), attempts, exc)
+                        raise RuntimeError(f"dead letter of {where} could not be written: {exc!r}") from exc
+                    log.warning("dead letter of %s failed (%r); attempt %d of %d", where, exc, attempt + 1, attempts)
+                    await asyncio.sleep(0.5 * attempt)
+                    fut = await dlq.send(key=key, value=value)
+
+        futs.append(delivered())
         self.m.invalid.labels(topic=topic_name, reason=dl.reason).inc()
 
     def _fresh(self, topic_name: str, recs: Sequence[Any], done_through: int) -> list:

@@ -164,8 +164,9 @@ def run(args: argparse.Namespace) -> int:
                                          float(train_labels[ev["event_id"]]), parsed.prediction, parsed.scores, parsed.entity)
                     f.write(json.dumps(ex.to_dict()) + "\n")
             profile = build_profile([parse_input(e) for e in train_events], MODEL, "1", prediction_column="prediction")
-            (home / "references" / MODEL).mkdir(parents=True, exist_ok=True)
-            profile.save(home / "references" / MODEL / "1.json")
+            from streams.reference_store import ReferenceStore
+
+            ReferenceStore(home / "references").save(profile)  # where the worker looks it up (by id)
             spec = {"feature_names": NUMERIC + CATEGORICAL, "n_classes": 2, "hidden": [64, 64],
                     "categorical": {"country": COUNTRIES, "channel": CHANNELS}}
             (home / "spec.json").write_text(json.dumps(spec))

@@ -102,7 +102,7 @@ def test_huge_integer_feature_is_non_finite_not_a_crash():
 
 def test_deep_nesting_is_rejected_cleanly():
     raw = b'{"event_id": "e", "model": "m", "model_version": "1", "ts": 1, "features": {"x": ' + b"[" * 100000 + b"]" * 100000 + b"}}"
-    assert reason_of(raw) in {"not_json", "wrong_type"}
+    assert reason_of(raw) == "too_deep"
 
 
 def test_labels():
@@ -185,6 +185,97 @@ def test_no_json_object_crashes_the_validator(obj):
 @settings(max_examples=200, deadline=None)
 @given(st.dictionaries(st.text(min_size=1, max_size=10), st.none() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=10), min_size=1, max_size=10),
        st.floats(min_value=0, max_value=4e9, allow_nan=False))
+# (ts up to 2096: ``now`` is passed so that none is in the future)
 def test_every_valid_event_is_accepted(features, ts):
-    ev = parse_input(enc({"event_id": "e", "model": "m", "model_version": 1, "ts": ts, "features": features}))
+    ev = parse_input(enc({"event_id": "e", "model": "m", "model_version": 1, "ts": ts, "features": features}), now=4e9)
     assert ev.features == features
+
+
+# ---------------------------------------------------------------- strings, names, future times (issue 11)
+
+def _with(**kw) -> bytes:
+    base = {"event_id": "e", "model": "m", "model_version": "1", "ts": 1764115200.0, "features": {"x": 1.0}}
+    return json.dumps({**base, **kw}).encode()  # json.dumps writes a lone surrogate as a \ud800 escape
+
+
+@pytest.mark.parametrize("field, value", [
+    ("model", "m\ud800"), ("model_version", "\udfff"), ("event_id", "e\ud800"),
+    ("features", {"x\ud800": 1.0}), ("features", {"x": "DE\udc00"}), ("entity", {"c": "\ud800"}),
+    ("entity", {"\ud800": "c"}), ("prediction", "\ud800"),
+])
+def test_lone_surrogates_are_rejected_wherever_they_are_kept(field, value):
+    assert reason_of(_with(**{field: value})) == "not_utf8"
+
+
+def test_lone_surrogates_in_labels_are_rejected_and_pairs_are_fine():
+    lab = {"event_id": "e", "model": "m", "ts": 1764115200.0, "label": 1}
+    for k, v in [("model", "m\ud800"), ("event_id", "\ud800"), ("label", "yes\ud800"), ("model_version", "\ud800")]:
+        assert reason_of(json.dumps({**lab, k: v}).encode(), parse_label) == "not_utf8"
+    assert parse_input(_with(model="m\U0001f600", features={"\U0001f600": "\ud83d\ude00"})).model == "m\U0001f600"
+
+
+@pytest.mark.parametrize("name", ["m\n", "m\r", " m", "m ", "a\tb", "\x00", "a\u200bb", "a\u2028b", "m\x7f", "x" * 129, "a\u00a0"])
+def test_model_and_version_names_follow_the_pattern(name):
+    assert reason_of(_with(model=name)) == "bad_name"
+    assert reason_of(_with(model_version=name)) == "bad_name"
+    assert reason_of(json.dumps({"event_id": "e", "model": name, "ts": 1, "label": 1}).encode(), parse_label) == "bad_name"
+
+
+@pytest.mark.parametrize("name", ["fraud|eu", "team/fraud", "../x", "/etc/passwd", "a b", "modèle", "x" * 128, "3", ".."])
+def test_names_are_data_not_paths(name):
+    from streams.events import is_valid_name
+
+    assert parse_input(_with(model=name, model_version=name)).model == name
+    assert is_valid_name(name)
+
+
+def test_event_times_too_far_ahead_of_the_clock_are_future():
+    now = 1764115200.0
+    ok = parse_input(_with(ts=now + 299), now=now, max_future_s=300)
+    assert ok.ts == now + 299
+    assert reason_of(_with(ts=now + 301), lambda r: parse_input(r, now=now, max_future_s=300)) == "future"
+    assert reason_of(_with(ts="2499-01-01T00:00:00Z")) == "future"  # the wall clock by default
+    assert parse_input(_with(ts=now + 86400), now=now, max_future_s=None).ts == now + 86400  # check off
+    lab = json.dumps({"event_id": "e", "model": "m", "ts": now + 3600, "label": 1}).encode()
+    assert reason_of(lab, lambda r: parse_label(r, now=now, max_future_s=60)) == "future"
+    assert parse_label(lab, now=now, max_future_s=7200).ts == now + 3600
+
+
+def test_messages_never_carry_unprintable_text():
+    for raw in [_with(ts="\ud800 soon"), _with(features={"\ud800" * 300: 1}), _with(model="m\n" * 100)]:
+        with pytest.raises(InvalidRecord) as info:
+            parse_input(raw)
+        str(info.value).encode("utf-8")  # loggable
+        assert len(str(info.value)) < 500
+
+
+# ---------------------------------------------------------------- dead letters fit their budget
+
+@pytest.mark.parametrize("payload", [
+    b'"\\' * 200_000,  # quotes and backslashes: doubled by JSON escaping
+    "\U0001f600".encode() * 250_000,  # astral characters: 12 bytes each once escaped
+    bytes(range(256)) * 4000,  # binary: base64
+    b"\x01" * 300_000,  # control characters: 6 bytes each once escaped
+])
+def test_dead_letters_fit_their_byte_budget_and_keep_length_and_hash(payload):
+    import hashlib
+
+    dl = DeadLetter.from_bytes("driftloop.inputs", 1, 5, InvalidRecord("too_large", "too big"), payload)
+    for budget in (512 * 1024, 100_000, 2_000):
+        out = dl.to_bytes(budget)
+        assert len(out) <= budget
+        back = DeadLetter(**json.loads(out))
+        assert back.raw_truncated and back.raw_length == len(payload)
+        assert back.raw_sha256 == hashlib.sha256(payload).hexdigest()
+        assert payload.startswith(back.raw_bytes()) and len(back.raw_bytes()) > budget // 20
+        assert (back.reason, back.error, back.offset) == ("too_large", "too big", 5)
+
+
+def test_small_dead_letters_are_whole():
+    dl = DeadLetter.from_bytes("t", 0, 1, InvalidRecord("not_json", "x"), b"{bad")
+    back = DeadLetter(**json.loads(dl.to_bytes()))
+    assert back.raw_bytes() == b"{bad" and not back.raw_truncated and back.raw_length == 4
+    old = {"topic": "t", "partition": 0, "offset": 1, "error": "e", "raw": "x", "reason": "not_json"}
+    assert DeadLetter(**old).raw_bytes() == b"x"  # letters written before the new fields still load
+    assert DeadLetter.key_for(b"k") == b"k" and DeadLetter.key_for(None) is None
+    assert DeadLetter.key_for(b"k" * 5000).startswith(b"sha256:") and len(DeadLetter.key_for(b"k" * 5000)) == 71

@@ -232,7 +232,9 @@ def register_reference(setup: Setup) -> None:
     from streams.profile import build_profile
 
     ref = [parse_input(e) for e in SampleTraffic(seed=123).events(5000)]
-    build_profile(ref, "fraud", "1", source="training").save(setup.refs / "fraud" / "1.json")
+    from streams.reference_store import ReferenceStore
+
+    ReferenceStore(setup.refs).save(build_profile(ref, "fraud", "1", source="training"))
 
 
 @pytest.fixture(scope="module")
