@@ -22,7 +22,6 @@ import json
 import logging
 import time
 from collections import defaultdict
-from pathlib import Path
 from typing import Any, Awaitable, Iterable, Mapping, Sequence
 
 from streams import worker_state as ws
@@ -95,7 +94,8 @@ class Worker:
         self.geom = ws.Geometry(float(d.window_seconds), float(d.hop), w.lateness(d.allowed_lateness_s))
         self.ttl = float(w.label_ttl_s)
         self.port = ws.engine_port(d)
-        self.profiles = Profiles(settings.reference_dir)
+        self.profiles = Profiles(settings.reference_dir, on_broken=lambda *_: metrics.broken_references.inc())
+        self.max_future_s = None if w.max_future_s is None or w.max_future_s < 0 else float(w.max_future_s)
         self.retrain_cfg = _retrain_config(w.retrain)
         self.n = settings.partitions
         self.locks: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
@@ -204,7 +204,7 @@ class Worker:
 
         raw = rec.value if isinstance(rec.value, (bytes, bytearray)) else (rec.value or b"")
         dl = DeadLetter.from_bytes(topic_name, rec.partition, rec.offset, err, bytes(raw))
-        value = dl.to_bytes(int(getattr(self.s.worker, "dlq_max_bytes", 0) or DEFAULT_DLQ_MAX_BYTES))
+        value = dl.to_bytes(int(self.s.worker.dlq_max_bytes or DEFAULT_DLQ_MAX_BYTES))
         key = DeadLetter.key_for(rec.key)
         where = f"{topic_name}[{rec.partition}]@{rec.offset}"
         first = await dlq.send(key=key, value=value)
@@ -265,14 +265,16 @@ class Worker:
                 await self._announce_active(p, futs)
                 self._check_partitioner("inputs", p, recs)
                 valid = []
+                dead: list = []  # dead letters of this partition: delivered before its state moves past them
                 for r in recs:
                     try:
-                        valid.append((r.offset, parse_input(r.value or b"")))
+                        valid.append((r.offset, parse_input(r.value or b"", max_future_s=self.max_future_s)))
                     except InvalidRecord as err:
-                        await self._dead_letter(name, self.t["inputs_dlq"], r, err, futs)
+                        await self._dead_letter(name, self.t["inputs_dlq"], r, err, dead)
                 if valid:
                     valid = await self._first_occurrences(p, valid)
                 if not valid:
+                    await self._wait(dead)
                     src.offset = recs[-1].offset
                     self._put(f"in|{p}", src.to_dict(), p, futs)
                     continue
@@ -285,9 +287,11 @@ class Worker:
                     for o, e in out.late:
                         err = InvalidRecord("late", f"event time {e.ts} is older than the closed window (watermark {src.wm}, "
                                                     f"allowed lateness {self.geom.lateness} s); raise worker.allowed_lateness_s to accept it")
-                        await self._dead_letter(name, self.t["inputs_dlq"], by_offset[o], err, futs)
+                        await self._dead_letter(name, self.t["inputs_dlq"], by_offset[o], err, dead)
                         self.m.late.labels(topic=name, model=e.model, model_version=e.model_version).inc()
                     accepted = [(o, e) for o, e in valid if o not in late_ids]
+                if dead:
+                    await self._wait(dead)
                 accepted_all.extend(e for _, e in accepted)
                 for mv, rec in out.records:
                     await self._send(self.t["partials"], mv.encode(), rec, futs)
@@ -335,11 +339,14 @@ class Worker:
                 await self._announce_active(p, futs)
                 self._check_partitioner("labels", p, recs)
                 valid = []
+                dead = []
                 for r in recs:
                     try:
-                        valid.append((r.offset, parse_label(r.value or b"")))
+                        valid.append((r.offset, parse_label(r.value or b"", max_future_s=self.max_future_s)))
                     except InvalidRecord as err:
-                        await self._dead_letter(name, self.t["labels_dlq"], r, err, futs)
+                        await self._dead_letter(name, self.t["labels_dlq"], r, err, dead)
+                if dead:
+                    await self._wait(dead)  # delivered before the join state moves past them
                 self._count_events(name, (lab for _, lab in valid))
                 if self.s.worker.label_join:
                     await self._ensure_store(p)

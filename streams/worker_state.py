@@ -36,7 +36,7 @@ waits for its state writes before acknowledging a batch).  Partials and alerts m
 re-sent after a crash; partials are deduplicated by (window, source partition), alerts
 carry deterministic ids (consumers deduplicate by ``alert_id``).
 
-Reference profiles: a registered profile file (``<reference_dir>/<model>/<version>.json``)
+Reference profiles: a registered profile (:class:`streams.reference_store.ReferenceStore`, ``<reference_dir>/by-id/<sha256>.json``)
 is used when present.  Otherwise sources ship the raw rows of that version's windows to
 the aggregator, which uses whole windows, in start order, until it holds at least
 ``reference_bootstrap_n`` events, builds the profile from them (deterministically: rows
@@ -101,6 +101,12 @@ class WorkerConfig:
     # watermark back (Flink's withIdleness); 0: every partition must report before any window closes.
     idle_source_timeout_s: float = 10.0
     max_rows_per_message: int = 500
+    # Event times further ahead of the wall clock are dead-lettered with reason "future" (a clock-poisoned
+    # producer must not move the watermark years ahead); None or a negative value: no check.
+    max_future_s: float | None = 300.0
+    # Byte budget of one encoded dead letter: its raw payload is cut to fit (raw_length and raw_sha256 kept);
+    # keep it well under the broker's max.message.bytes (1 MiB by default).
+    dlq_max_bytes: int = 512 * 1024
     producer_linger_ms: int = 5
     # How records of the inputs and labels topics reach the worker: "batch" hands each fetched batch to
     # one call (streams/batch_delivery.py, ~10x the events/s); "stream" is Faust's per-message path
