@@ -61,14 +61,20 @@ class FakeTopic:
         return fut
 
 
-def _worker():
-    from streams.agents import Worker
+def _core_letter(dlq_max_bytes: int, rec):
+    """The dead letter the worker core makes of ``rec`` (encoded within ``dlq_max_bytes``), and its counter."""
+    from streams.worker.core import WorkerCore
 
-    w = Worker.__new__(Worker)  # only what _dead_letter uses
+    core = WorkerCore.__new__(WorkerCore)  # only what _dead_letter uses
     counter = SimpleNamespace(n=0)
-    w.s = SimpleNamespace(worker=SimpleNamespace(dlq_max_bytes=100_000))
-    w.m = SimpleNamespace(invalid=SimpleNamespace(labels=lambda **kw: SimpleNamespace(inc=lambda: setattr(counter, "n", counter.n + 1))))
-    return w, counter
+    core.s = SimpleNamespace(worker=SimpleNamespace(dlq_max_bytes=dlq_max_bytes))
+    core.m = SimpleNamespace(invalid=SimpleNamespace(labels=lambda **kw: SimpleNamespace(inc=lambda: setattr(counter, "n", counter.n + 1))))
+    from streams.worker.effects import Recorder
+
+    core.rec = Recorder(lambda table: {})
+    core._dead_letter("in", "inputs_dlq", rec, InvalidRecord("not_json", "x"))
+    (letter,) = core.rec.fx.dead_letters
+    return letter, counter
 
 
 @pytest.mark.parametrize("fail_times, ok", [(0, True), (2, True), (3, False)])
@@ -79,13 +85,11 @@ def test_worker_dead_letters_fit_are_resent_and_a_lasting_failure_raises(monkeyp
         return None
 
     monkeypatch.setattr(agents.asyncio, "sleep", no_sleep)
-    w, counter = _worker()
     rec = SimpleNamespace(key=b"k" * 5000, value=b'"\\' * 200_000, partition=1, offset=9)
+    letter, counter = _core_letter(100_000, rec)
 
     async def run():
-        futs: list = []
-        await w._dead_letter("in", topic, rec, InvalidRecord("not_json", "x"), futs)
-        await agents.Worker._wait(futs)
+        await agents.deliver_dead_letter(topic, letter)
 
     topic = FakeTopic(fail_times)
     if ok:
