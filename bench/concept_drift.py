@@ -8,7 +8,12 @@ keep the old concept.  Every detector sees the same error stream (prediction != 
 - driftloop: ``DriftEngine.ingest_labelled`` with a reference profile built from held-out
   pre-drift data with predictions and labels (reference error rate); alarms are its
   ``concept_drift`` alerts (at ``details.detected_ts``) and ``performance`` alerts (at the end
-  of their window);
+  of their window).  ``ingest_labelled`` is the worker's path (label windows carry their error
+  sequence; judging a window feeds it to the concept detectors), so this measures what the
+  worker runs;
+- driftloop [adwin]: the same engine with ``concept_detectors: [adwin]`` (concept alerts only):
+  River's ADWIN as the engine runs it (restarted after an alarm, rebuilt from the last
+  ``river_history`` errors), to compare with plain River ADWIN;
 - River ADWIN, PageHinkley (on the 0/1 values), DDM, EDDM, HDDM_A, HDDM_W (river.drift.binary);
 - frouros CUSUM and PageHinkley (default configs, reset after each alarm).
 
@@ -231,7 +236,10 @@ def detectors(extra: dict[str, Any]) -> tuple[list[Any], list[str]]:
     from river import drift
     from river.drift import binary
 
-    dets: list[Any] = [DriftloopConcept()]
+    from streams.engine import DriftConfig
+
+    dets: list[Any] = [DriftloopConcept(),
+                       DriftloopConcept("driftloop [adwin]", DriftConfig(concept_detectors=("adwin",)), kinds=("concept_drift",))]
     for name, cfg in extra.items():
         dets.append(DriftloopConcept(name, cfg))
     dets += [

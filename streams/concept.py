@@ -22,12 +22,26 @@ pooled error rate of the last ``close_after`` label windows is significantly abo
 that are neither, so a sustained rise near the detector threshold (where the restarted CUSUM
 alarms only every few windows) gives one open alert until the error rate really comes back.
 The alert's ``window`` spans the detector's evidence: from the hop-aligned window of the
-estimated change point (the CUSUM's last zero) to the end of the alarm's window, and
-``window.n`` is the number of labelled events in that evidence run.
+estimated change point (the CUSUM's last zero; for a River detector the first error it holds)
+to the end of the alarm's window, and ``window.n`` is the number of labelled events in that
+evidence run.
+
+Feeding.  The engine's ``judge`` calls :meth:`ConceptMixin._observe_errors` with the error
+sequence of each label window, sorted by (event time, event_id): backtest and the worker run
+the same detectors on the same sequence (see the engine's module docstring).
+
+River detectors in the state.  River detectors are Python objects (ADWIN's core is Cython);
+they are not serialised.  Instead their state is made a function of a bounded tail of the error
+stream: a River detector restarts (a new instance) after each of its alarms, and when it has
+seen ``2 * river_history`` errors since its restart it is rebuilt from the last
+``river_history`` of them (alarms during that re-feed are ignored).  The state keeps the last
+``2 * river_history`` errors (bit-packed, shared by the River detectors) and each detector's
+age; loading re-feeds the tail, which reproduces the detector exactly.
 """
 
 from __future__ import annotations
 
+import base64
 import math
 from collections import deque
 from typing import Any, Sequence
@@ -54,6 +68,21 @@ def _river_detector(name: str):
     }[name]()
 
 
+class RiverTrack:
+    """One River detector: its live object (rebuilt from the tail on load) and where its memory starts."""
+
+    __slots__ = ("det", "age", "first_ts", "mid_ts")
+
+    def __init__(self, age: int = 0, first_ts: float | None = None, mid_ts: float | None = None) -> None:
+        self.det: Any = None  # None: (re)build from the last ``age`` errors of the tail before use
+        self.age = age  # errors fed since the detector's restart (after an alarm) or rebuild
+        self.first_ts = first_ts  # event time of the first of them (start of the evidence run)
+        self.mid_ts = mid_ts  # event time of the error fed at age river_history + 1 (first_ts after a rebuild)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"age": self.age, "first_ts": self.first_ts, "mid_ts": self.mid_ts}
+
+
 class ConceptState:
     """Per (model, version) label-side state (part of ``_ModelState``); JSON-safe via to_dict/load."""
 
@@ -62,9 +91,9 @@ class ConceptState:
         self.warm_err = 0
         self.cusum: BernoulliCusum | None = None
         self.untestable: str | None = None  # why concept drift is not tested (no room for a rise)
-        self.river: dict[str, Any] = {}
+        self.river: dict[str, RiverTrack] = {}
+        self.tail = np.zeros(0, np.int8)  # the last 2 * river_history errors (River detectors only)
         self.concept_alarms: list[float] = []  # event times of concept alarms not yet seen by a label window
-        self.sequential = False  # True once observe_errors fed the event-level detectors
         self.run_start_ts: float | None = None  # event time where the CUSUM's current run began
         self.recent: deque = deque()  # (n_labelled, n_errors) of the last close_after label windows
 
@@ -72,8 +101,11 @@ class ConceptState:
         return {
             "warm_n": self.warm_n, "warm_err": self.warm_err,
             "cusum": None if self.cusum is None else self.cusum.state_dict(),
-            "untestable": self.untestable, "concept_alarms": self.concept_alarms, "sequential": self.sequential,
+            "untestable": self.untestable, "concept_alarms": self.concept_alarms,
             "run_start_ts": self.run_start_ts, "recent": [list(x) for x in self.recent],
+            "river": {name: t.to_dict() for name, t in sorted(self.river.items())},
+            "error_tail": {"n": int(len(self.tail)),
+                           "bits": base64.b64encode(np.packbits(self.tail.astype(np.uint8)).tobytes()).decode("ascii")},
         }
 
     def load_concept(self, m: dict[str, Any]) -> None:
@@ -81,9 +113,13 @@ class ConceptState:
         self.cusum = None if m.get("cusum") is None else BernoulliCusum.from_state(m["cusum"])
         self.untestable = m.get("untestable")
         self.concept_alarms = [float(t) for t in m.get("concept_alarms", [])]
-        self.sequential = bool(m.get("sequential", False))
         self.run_start_ts = m.get("run_start_ts")
         self.recent = deque((int(a), int(b)) for a, b in m.get("recent", []))
+        self.river = {str(k): RiverTrack(int(v["age"]), v.get("first_ts"), v.get("mid_ts"))
+                      for k, v in (m.get("river") or {}).items()}
+        tail = m.get("error_tail") or {"n": 0, "bits": ""}
+        bits = np.unpackbits(np.frombuffer(base64.b64decode(tail["bits"]), dtype=np.uint8))
+        self.tail = bits[: int(tail["n"])].astype(np.int8)
 
 
 class ConceptMixin:
@@ -159,25 +195,6 @@ class ConceptMixin:
             findings.append(Finding("concept_drift", None, "cusum", 0.0, self.config.cusum_h, "critical", None, None, 0.0, {}))
         return findings
 
-    def _window_cusum(self, ms, key: WindowKey, start: float, acc: WindowAccumulator) -> list[Alert]:
-        """CUSUM on window error counts (distributed path: per-event order is not known after merging)."""
-        if "cusum" not in self.config.concept_detectors:
-            return []
-        c = self._cusum(ms)
-        if c is None:
-            return []
-        was_zero = c.s <= 0.0
-        if was_zero:
-            ms.run_start_ts = start
-        if not c.update_counts(acc.n_errors, acc.n_labelled):
-            if c.s <= 0.0:
-                ms.run_start_ts = None
-            return []
-        wstart = ms.run_start_ts if ms.run_start_ts is not None else start
-        ms.run_start_ts = None
-        return self._concept_alarm(ms, key.model, key.model_version, "cusum", self.config.cusum_h, wstart, key.end,
-                                   c.alarm_runs[-1], {"detector": "cusum", "granularity": "window"}, ts=start)
-
     def _concept_alarm(self, ms, model, version, name, score, wstart, wend, n, extra, ts=None) -> list[Alert]:
         if ts is not None:
             ms.concept_alarms.append(float(ts))
@@ -194,14 +211,10 @@ class ConceptMixin:
         return [self._alert(ms, f, wstart, wend, int(n), 1, extra)]
 
     # ------------------------------------------------------------------ event-level detectors
-    def observe_errors(
-        self, model: str, version: str, ts: np.ndarray, errors: np.ndarray, event_ids: Sequence[str] | None = None
-    ) -> list[Alert]:
-        """Feed the 0/1 error stream (n,) of one model version, in event-time order (ts (n,) seconds),
-        to the concept detectors; returns the concept-drift alerts that open."""
-        ms = self._state(str(model), str(version))
-        if ms is None:
-            return []
+    def _observe_errors(self, ms, ts: np.ndarray, errors: np.ndarray, event_ids: Sequence[str] | None = None) -> list[Alert]:
+        """Feed the 0/1 error stream (n,) of one model version, in (event time, event_id) order (ts (n,)
+        seconds), to the concept detectors; returns the concept-drift alerts that open.  Called by the
+        engine's ``judge`` with each label window's error sequence: the one feed of the detectors."""
         cfg = self.config
         errors = np.asarray(errors).astype(np.int8)
         ts = np.asarray(ts, dtype=float)
@@ -211,40 +224,27 @@ class ConceptMixin:
             ms.warm_n += take
             ms.warm_err += int(errors[:take].sum())
             start = take
+            self.stats["label_examples_warmup"] += take
             if self._p0(ms) is None:
                 return []
-        ms.sequential = True
-        alarms: list[tuple[int, str, float, int]] = []  # (position, detector, score, evidence run)
-        run_starts: dict[int, float] = {}  # alarm position -> event time of its run's first event
+        alarms: list[tuple[int, str, float, int, float]] = []  # (position, detector, score, evidence run, its first ts)
         if "cusum" in cfg.concept_detectors:
             c = self._cusum(ms)
             if c is not None and start < len(errors):
-                before = ms.run_start_ts  # a run carried over from an earlier batch
+                before = ms.run_start_ts  # a run carried over from an earlier window
 
                 def first_ts(p: int) -> float:
                     return float(ts[p]) if p >= start else (before if before is not None else float(ts[start]))
 
                 hits = c.update(errors[start:])
                 for i, run in zip(hits, c.alarm_runs):
-                    alarms.append((start + i, "cusum", cfg.cusum_h, run))
-                    run_starts[start + i] = first_ts(start + i - run + 1)
+                    alarms.append((start + i, "cusum", cfg.cusum_h, run, first_ts(start + i - run + 1)))
                 ms.run_start_ts = None if c.run == 0 else first_ts(len(errors) - c.run)
-        for name in cfg.concept_detectors:
-            if name == "cusum":
-                continue
-            det = ms.river.get(name)
-            if det is None:
-                det = ms.river[name] = _river_detector(name)
-            binary = name not in ("adwin", "page_hinkley")
-            last = start
-            for i in range(start, len(errors)):
-                det.update(bool(errors[i]) if binary else float(errors[i]))
-                if det.drift_detected:
-                    alarms.append((i, name, 1.0, i - last + 1))
-                    last = i + 1
+        river = [name for name in cfg.concept_detectors if name != "cusum"]
+        if river and start < len(errors):
+            alarms += self._feed_river(ms, river, ts, errors, start)
         alerts: list[Alert] = []
-        for pos, name, score, run in sorted(alarms):
-            t0 = run_starts.get(pos, float(ts[pos])) if name == "cusum" else float(ts[max(pos - run + 1, 0)])
+        for pos, name, score, run, t0 in sorted(alarms):
             wstart = math.floor(t0 / cfg.hop) * cfg.hop
             wend = math.floor(ts[pos] / cfg.hop) * cfg.hop + cfg.window_seconds
             extra = {
@@ -257,3 +257,45 @@ class ConceptMixin:
             alerts += self._concept_alarm(ms, ms.profile.model, ms.profile.model_version, name, score, wstart,
                                           wend, run, extra, ts=ts[pos])
         return alerts
+
+    def _feed_river(self, ms, names: list[str], ts: np.ndarray, errors: np.ndarray, start: int) -> list[tuple]:
+        """River detectors on errors[start:]; restart after an alarm, rebuild from the tail (see module doc)."""
+        h = self.config.river_history
+        hist = np.concatenate([ms.tail, errors[start:]])
+        base = len(ms.tail) - start  # hist index of errors[i] is base + i
+        out = []
+        for name in names:
+            tr = ms.river.get(name)
+            if tr is None:
+                tr = ms.river[name] = RiverTrack()
+            binary = name not in ("adwin", "page_hinkley")
+            if tr.det is None:  # first use, or after load_state_dict: re-feed what it had seen
+                tr.det = _replay(name, hist[max(len(ms.tail) - tr.age, 0) : len(ms.tail)], binary)
+            det = tr.det
+            for i in range(start, len(errors)):
+                x = int(errors[i])
+                det.update(bool(x) if binary else float(x))
+                tr.age += 1
+                if tr.age == 1:
+                    tr.first_ts = float(ts[i])
+                if tr.age == h + 1:
+                    tr.mid_ts = float(ts[i])
+                if det.drift_detected:
+                    out.append((i, name, 1.0, tr.age, tr.first_ts))
+                    det = _river_detector(name)
+                    tr.age, tr.first_ts, tr.mid_ts = 0, None, None
+                elif tr.age >= 2 * h:
+                    end = base + i + 1
+                    det = _replay(name, hist[end - h : end], binary)
+                    tr.age, tr.first_ts, tr.mid_ts = h, tr.mid_ts, None
+            tr.det = det
+        ms.tail = hist[-2 * h :].copy()
+        return out
+
+
+def _replay(name: str, errors: np.ndarray, binary: bool) -> Any:
+    """A new River detector fed ``errors`` (its alarms during the re-feed are ignored)."""
+    det = _river_detector(name)
+    for x in errors.tolist():
+        det.update(bool(x) if binary else float(x))
+    return det

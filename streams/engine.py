@@ -7,7 +7,7 @@ API (the truth for other modules)::
     DriftConfig(window_seconds=60.0, hop_seconds=None, min_samples=500, allowed_lateness_s=0.0,
                 fdr_alpha=0.05, immediate_alpha=1e-5, open_after=2, close_after=3,
                 thresholds=Thresholds(), concept_detectors=("cusum",), cusum_shift=0.1, cusum_h=12.0,
-                concept_warmup=1000, reference_events=10000, n_bins=10, fine_bins=100, top_k=20)
+                concept_warmup=1000, river_history=5000, reference_events=10000, n_bins=10, fine_bins=100, top_k=20)
         the "drift" config section: streams.config.section(DriftConfig, raw.get("drift"), "drift")
     engine = DriftEngine(config, profiles)   # profiles: {(model, version): ReferenceProfile},
                                              # a list of profiles, or a callable (model, version) -> profile | None
@@ -15,8 +15,8 @@ API (the truth for other modules)::
     engine.ingest_columns(model, version, ts, columns, predictions=None, scores=None) -> list[Alert]
         # columnar fast path: columns = {name: array} or an (n, F) float matrix in
         # engine.encoder(model, version).numeric_names order (NaN = missing)
-    engine.ingest_labelled(examples: Sequence[LabelledExample]) -> list[Alert]  # concept drift (sequential
-        # CUSUM / River detectors on the error stream, in event-time order) + performance windows
+    engine.ingest_labelled(examples: Sequence[LabelledExample]) -> list[Alert]  # label windows:
+        # accumulate_labelled + close + judge, the worker's path (concept detectors run inside judge)
     engine.flush() -> list[Alert]                  # close every open window (end of a file)
     engine.state_dict() -> dict (JSON-safe); engine.load_state_dict(d)
     engine.stats -> dict of counters; engine.take_cleared() -> list[dict] (alerts closed by hysteresis)
@@ -27,9 +27,9 @@ API (the truth for other modules)::
     engine.accumulate_columns(model, version, ts, columns, predictions=None, scores=None) -> same
     engine.accumulate_labelled(examples) -> dict[WindowKey, WindowAccumulator] # key.stream == "labels"
     WindowAccumulator.merge(other) (exact, in place), .to_dict()/.from_dict(), .n, .n_labelled
-    engine.judge(key, acc) -> list[Alert]   # gating + carry-forward + tests + BH + effect size + hysteresis;
+    engine.judge(key, acc) -> list[Alert]   # label windows: concept detectors on the window's error sequence,
+                                            # then gating + carry-forward + tests + BH + effect size + hysteresis;
                                             # call in window order per (model, version, stream)
-    engine.observe_errors(model, version, ts, errors, event_ids=None) -> list[Alert]  # concept detectors only
     WindowKey(model, model_version, start, end, stream="inputs"): NamedTuple, .to_str()/.from_str()
 
 Alerts are :class:`streams.events.Alert` with ``alert_id = make_alert_id(model, version, kind,
@@ -55,6 +55,19 @@ p-value is <= ``immediate_alpha``; it closes after ``close_after`` clean windows
 Defaults were tuned on 20-feature streams with windows of 500 events: no false alarm
 in 10 million no-drift events; every full window with a 0.4 sd shift opens at once.
 
+One label path.  Backtest (``ingest_labelled`` + ``flush``) and the worker (``accumulate_labelled``
+on each partition, partials merged, ``judge`` once the global watermark passed the window) run
+the same code: a label window carries its error sequence (event time, event_id, error), and
+``judge`` feeds it, sorted by (event time, event_id), to the event-level concept detectors before
+the window's performance verdict.  So the detectors see every labelled example once, in one total
+order, independent of partitions and micro-batches, with the windows' lateness rule.  Hopping
+windows: an example belongs to ``window_seconds / hop_seconds`` windows but enters the sequence
+of one only, the window that starts at its own hop slot ``floor(ts / hop) * hop`` (the last
+window that holds it, so it is fed unless it is late for every window it belongs to); windows
+are judged in start order, so the detectors still see the examples in event-time order.
+Insufficient windows feed their examples too (the detectors need no minimum); a carried window
+keeps its sequence (merged) but is not fed again.
+
 Concept drift (streams/concept.py): a one-sided Bernoulli CUSUM of the 0/1 error stream
 (what an error is comes from the profile: mismatch, or for regression models absolute or
 relative error over a tolerance) against the reference error rate (from the profile, else
@@ -64,7 +77,10 @@ capped below it; designed for an increase of ``cusum_shift`` (absolute) and alar
 performance verdicts say so.  An open concept alert stays open while alarms continue or the
 last ``close_after`` label windows stay significantly above the reference rate.  Optional
 River detectors (``adwin``, ``page_hinkley``, ``ddm``, ``eddm``, ``hddm_a``, ``hddm_w``)
-run beside it.  River detectors are not part of ``state_dict`` (they restart on load).
+run beside it.  A River detector restarts after each of its alarms and is rebuilt from the last
+``river_history`` errors every ``river_history`` errors, so its state is a function of a bounded
+tail of the error stream: ``state_dict`` keeps that tail (bit-packed, <= 2 * river_history bits,
+shared by the River detectors) and ``load_state_dict`` re-feeds it (same alerts after a reload).
 
 Features are counted by the kind their profile gives them, never by what a batch holds:
 a value that does not fit (text in a numeric feature) is counted ``invalid`` for that
@@ -123,6 +139,7 @@ class DriftConfig:
     cusum_shift: float = 0.1  # error-rate increase the CUSUM is tuned for (absolute)
     cusum_h: float = 12.0  # alarm threshold in nats (ARL under no change grows ~ exp(h))
     concept_warmup: int = 1000  # labelled examples to estimate the error rate without a labelled reference
+    river_history: int = 5000  # River detectors are rebuilt from the last N errors every N errors (state: <= 2N bits)
     reference_events: int = 10000  # backtest without --reference: profile from the first N events
     n_bins: int = 10  # PSI bins of profiles built by backtest
     fine_bins: int = 100  # KS/Wasserstein bins of profiles built by backtest
@@ -146,6 +163,8 @@ class DriftConfig:
             )
         if self.min_samples < 1:
             raise ValueError("drift.min_samples must be >= 1")
+        if self.river_history < 1:
+            raise ValueError("drift.river_history must be >= 1")
         unknown = [d for d in self.concept_detectors if d != "cusum" and d not in RIVER_DETECTORS]
         if unknown:
             raise ValueError(f"unknown concept detector(s) {unknown}; choose from {('cusum',) + RIVER_DETECTORS}")
@@ -331,11 +350,15 @@ class DriftEngine(ConceptMixin):
                 continue
             ts = np.fromiter((e.ts for e in exs), dtype=float, count=len(exs))
             errors, conf = label_arrays(exs, ms.profile.labels)
+            ids = [e.event_id for e in exs]
             pos, k = window_indices(ts, cfg.window_seconds, cfg.hop)
+            own = np.floor(ts / cfg.hop).astype(np.int64)  # the example's own hop slot (its latest window)
             for kk in np.unique(k):
                 sel = pos[k == kk]
                 acc = WindowAccumulator.empty(ms.encoder)
-                acc.add_labels(errors[sel], conf[sel], ts[sel])
+                # the error sequence of a window holds the examples of its own first hop only, so that
+                # every example reaches the event-level detectors once (see judge)
+                acc.add_labels(errors[sel], conf[sel], ts[sel], [ids[i] for i in sel.tolist()], own[sel] == kk)
                 start = float(kk) * cfg.hop
                 out[WindowKey(model, version, start, start + cfg.window_seconds, LABELS)] = acc
         return out
@@ -355,19 +378,10 @@ class DriftEngine(ConceptMixin):
         return self._absorb(self.accumulate_columns(model, version, ts, columns, predictions, scores))
 
     def ingest_labelled(self, examples: Sequence[LabelledExample]) -> list[Alert]:
-        """Labelled examples: concept-drift detectors in event-time order, then performance windows."""
+        """Count labelled examples into label windows, advance the label watermark, judge the windows it
+        closes (the worker's path: accumulate, close, :meth:`judge`, which also feeds the concept detectors)."""
         self.stats["labelled"] += len(examples)
-        alerts: list[Alert] = []
-        for (model, version), exs in self._group(examples).items():
-            exs = sorted(exs, key=lambda e: (e.ts, e.event_id))
-            ms = self._state(model, version)
-            if ms is None:
-                continue
-            errors, _ = label_arrays(exs, ms.profile.labels)
-            ts = np.fromiter((e.ts for e in exs), dtype=float, count=len(exs))
-            alerts += self.observe_errors(model, version, ts, errors, [e.event_id for e in exs])
-        alerts += self._absorb(self.accumulate_labelled(examples))
-        return alerts
+        return self._absorb(self.accumulate_labelled(examples))
 
     def _absorb(self, partials: Mapping[WindowKey, WindowAccumulator]) -> list[Alert]:
         touched: dict[tuple[str, str, str], float] = {}
@@ -434,6 +448,13 @@ class DriftEngine(ConceptMixin):
                 "accumulate and judge with the same reference"
             )
         labels = key.stream == LABELS
+        concept: list[Alert] = []
+        if labels:
+            # event-level concept detectors first: this window's own error sequence, in (event time,
+            # event_id) order, whatever its verdict below (a carried window is not fed again)
+            ts, errors, ids = acc.error_sequence()
+            if len(ts):
+                concept = self._observe_errors(ms, ts, errors, ids)
         carry = ms.lcarry if labels else ms.carry
         start = key.start
         if carry is not None:
@@ -441,14 +462,6 @@ class DriftEngine(ConceptMixin):
             acc = carry[1].copy().merge(acc)
         n = acc.n_labelled if labels else acc.n
         p0 = self._p0(ms) if labels else None
-        if labels and p0 is None and not ms.sequential and n > 0:
-            # no labelled reference and no sequential feed: these windows estimate the error rate
-            take = acc.n_labelled
-            ms.warm_n += take
-            ms.warm_err += acc.n_errors
-            self.stats["label_windows_warmup"] += 1
-            ms.lcarry = None
-            return []
         if n < self.config.min_samples or (labels and p0 is None):
             self.stats["label_windows_insufficient" if labels else "windows_insufficient"] += 1
             keep = (start, acc) if self.config.tumbling else None
@@ -456,13 +469,10 @@ class DriftEngine(ConceptMixin):
                 ms.lcarry = keep
             else:
                 ms.carry = keep
-            return []
-        concept: list[Alert] = []
+            return concept
         if labels:
             ms.lcarry = None
             self.stats["label_windows_judged"] += 1
-            if not ms.sequential:
-                concept = self._window_cusum(ms, key, start, acc)
             hit = any(start <= t < key.end for t in ms.concept_alarms)
             ms.concept_alarms = [t for t in ms.concept_alarms if t >= key.end]
             findings = self._label_findings(ms, acc, p0, hit)

@@ -3,7 +3,11 @@
 A :class:`WindowAccumulator` holds integer counts only (per feature bucket, per
 prediction/score bucket, labelled/error/calibration counts) plus the min/max
 event time, so partial accumulators of one window built on different partitions
-merge exactly and in any order.  Updates are column-wise: a micro-batch is encoded
+merge exactly and in any order.  A label window also carries its *error sequence*
+(event time, event_id and 0/1 error of each labelled example whose own hop slot
+starts the window, see :meth:`WindowAccumulator.add_labels`): merging concatenates it,
+and :meth:`WindowAccumulator.error_sequence` sorts it by (event time, event_id), a total
+order that does not depend on partitioning or batching.  Updates are column-wise: a micro-batch is encoded
 to bucket indices with one ``np.searchsorted`` per numeric feature and one
 ``pandas.Categorical`` lookup per categorical feature, then counted with a single
 ``np.bincount`` over all features.
@@ -24,6 +28,7 @@ an event at time ``t`` belongs to the windows starting at ``k*hop`` with
 
 from __future__ import annotations
 
+import base64
 import math
 import operator
 from dataclasses import dataclass
@@ -234,7 +239,8 @@ class Encoder:
 class WindowAccumulator:
     """Integer counts of one window (or of a partial of it).  ``merge`` is exact and commutative."""
 
-    __slots__ = ("profile_id", "counts", "n", "n_labelled", "n_errors", "ece_count", "ece_correct", "ece_conf", "min_ts", "max_ts")
+    __slots__ = ("profile_id", "counts", "n", "n_labelled", "n_errors", "ece_count", "ece_correct", "ece_conf", "min_ts", "max_ts",
+                 "seq_ts", "seq_err", "seq_ids")
 
     def __init__(
         self,
@@ -248,6 +254,9 @@ class WindowAccumulator:
         ece_conf: np.ndarray | None = None,
         min_ts: float = math.inf,
         max_ts: float = -math.inf,
+        seq_ts: np.ndarray | None = None,
+        seq_err: np.ndarray | None = None,
+        seq_ids: list[str] | None = None,
     ) -> None:
         self.profile_id = profile_id
         self.counts = counts
@@ -259,6 +268,10 @@ class WindowAccumulator:
         self.ece_conf = np.zeros(ECE_BINS, np.int64) if ece_conf is None else ece_conf
         self.min_ts = min_ts
         self.max_ts = max_ts
+        # error sequence (label windows): event time float64, error int8 (0/1), event_id; unsorted
+        self.seq_ts = np.zeros(0, np.float64) if seq_ts is None else seq_ts
+        self.seq_err = np.zeros(0, np.int8) if seq_err is None else seq_err
+        self.seq_ids = [] if seq_ids is None else seq_ids
 
     @classmethod
     def empty(cls, encoder: Encoder) -> "WindowAccumulator":
@@ -298,9 +311,33 @@ class WindowAccumulator:
         self.n += int(n)
         self._ts(ts)
 
-    def add_labels(self, errors: np.ndarray, confidence: np.ndarray | None = None, ts: np.ndarray | None = None) -> None:
-        """Count labelled outcomes: ``errors`` 0/1 per example, optional top-class confidence (NaN = none)."""
+    def add_labels(
+        self, errors: np.ndarray, confidence: np.ndarray | None = None, ts: np.ndarray | None = None,
+        event_ids: Sequence[str] | None = None, in_sequence: np.ndarray | None = None,
+    ) -> None:
+        """Count labelled outcomes: ``errors`` 0/1 per example, optional top-class confidence (NaN = none).
+
+        With ``ts`` and ``event_ids`` the examples are also appended to the error sequence that the
+        engine feeds to its event-level concept detectors when the window is judged; ``in_sequence``
+        (bool per example) keeps only some of them (hopping windows: an example enters the sequence
+        of one window only, the one that starts at its own hop slot).
+        """
         errors = np.asarray(errors).astype(bool)
+        if ts is not None and event_ids is not None:
+            t = np.asarray(ts, dtype=np.float64)
+            ids = list(map(str, event_ids))
+            if len(t) != errors.size or len(ids) != errors.size:
+                raise ValueError("errors, ts and event_ids must have the same length")
+            if in_sequence is not None:
+                keep = np.asarray(in_sequence, dtype=bool)
+                t, e = t[keep], errors[keep]
+                ids = [i for i, k in zip(ids, keep.tolist()) if k]
+            else:
+                e = errors
+            if len(t):
+                self.seq_ts = np.concatenate([self.seq_ts, t])
+                self.seq_err = np.concatenate([self.seq_err, e.astype(np.int8)])
+                self.seq_ids = self.seq_ids + ids
         self.n_labelled += int(errors.size)
         self.n_errors += int(errors.sum())
         if confidence is not None:
@@ -327,13 +364,29 @@ class WindowAccumulator:
         self.ece_conf += other.ece_conf
         self.min_ts = min(self.min_ts, other.min_ts)
         self.max_ts = max(self.max_ts, other.max_ts)
+        if len(other.seq_ts):
+            self.seq_ts = np.concatenate([self.seq_ts, other.seq_ts])
+            self.seq_err = np.concatenate([self.seq_err, other.seq_err])
+            self.seq_ids = self.seq_ids + list(other.seq_ids)
         return self
 
     def copy(self) -> "WindowAccumulator":
         return WindowAccumulator(
             self.profile_id, self.counts.copy(), self.n, self.n_labelled, self.n_errors,
             self.ece_count.copy(), self.ece_correct.copy(), self.ece_conf.copy(), self.min_ts, self.max_ts,
+            self.seq_ts.copy(), self.seq_err.copy(), list(self.seq_ids),
         )
+
+    def error_sequence(self) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """The error sequence sorted by (event time, event_id, error): (ts float64, errors int8, event_ids).
+
+        A total order: the same examples give the same sequence however they were partitioned,
+        batched and merged.
+        """
+        if not len(self.seq_ts):
+            return self.seq_ts, self.seq_err, []
+        order = np.lexsort((self.seq_err, np.asarray(self.seq_ids, dtype=str), self.seq_ts))
+        return self.seq_ts[order], self.seq_err[order], [self.seq_ids[i] for i in order.tolist()]
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, WindowAccumulator) and self.to_dict() == other.to_dict()
@@ -346,7 +399,7 @@ class WindowAccumulator:
 
     def to_dict(self) -> dict[str, Any]:
         nz = np.flatnonzero(self.counts)
-        return {
+        out = {
             "profile_id": self.profile_id,
             "size": int(len(self.counts)),
             "idx": nz.tolist(),
@@ -360,6 +413,14 @@ class WindowAccumulator:
             "min_ts": None if math.isinf(self.min_ts) else self.min_ts,
             "max_ts": None if math.isinf(self.max_ts) else self.max_ts,
         }
+        if len(self.seq_ts):
+            # compact and exact: event times as base64 of little-endian float64, errors as a digit string
+            out["seq"] = {
+                "ts": base64.b64encode(self.seq_ts.astype("<f8").tobytes()).decode("ascii"),
+                "err": (self.seq_err.astype(np.uint8) + 48).tobytes().decode("ascii"),
+                "ids": list(self.seq_ids),
+            }
+        return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "WindowAccumulator":
@@ -376,7 +437,19 @@ class WindowAccumulator:
             np.asarray(d.get("ece_conf", [0] * ECE_BINS), dtype=np.int64),
             math.inf if d.get("min_ts") is None else float(d["min_ts"]),
             -math.inf if d.get("max_ts") is None else float(d["max_ts"]),
+            *_seq_from_dict(d.get("seq")),
         )
+
+
+def _seq_from_dict(q: Mapping[str, Any] | None) -> tuple[np.ndarray | None, np.ndarray | None, list[str] | None]:
+    if not q:
+        return None, None, None
+    ts = np.frombuffer(base64.b64decode(q["ts"]), dtype="<f8").astype(np.float64)
+    err = (np.frombuffer(str(q["err"]).encode("ascii"), dtype=np.uint8) - 48).astype(np.int8)
+    ids = [str(i) for i in q["ids"]]
+    if not (len(ts) == len(err) == len(ids)):
+        raise ValueError("error sequence with arrays of different lengths")
+    return ts, err, ids
 
 
 def label_arrays(examples: Sequence[Any], definition: Any = None) -> tuple[np.ndarray, np.ndarray]:

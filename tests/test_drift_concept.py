@@ -33,34 +33,33 @@ def _stream(rates, per=500, dt=0.12, seed=1):
     return out
 
 
-@pytest.mark.parametrize("sequential", [True, False])
-def test_sustained_rise_near_the_threshold_gives_one_alert_until_it_ends(sequential):
+@pytest.mark.parametrize("worker_path", [False, True])
+def test_sustained_rise_near_the_threshold_gives_one_alert_until_it_ends(worker_path):
     eng = DriftEngine(DriftConfig(window_seconds=60, min_samples=200), [_profile()])
     stream = _stream([0.10] * 10 + [0.16] * 40 + [0.10] * 15)
     opened, cleared = [], []
     for i in range(0, len(stream), 250):
         batch = stream[i:i + 250]
-        if sequential:
+        if not worker_path:
             opened += [a for a in eng.ingest_labelled(batch) if a.kind == "concept_drift"]
-        else:  # the worker's path: window accumulators, judged per window (window-granularity CUSUM)
+        else:  # the worker's path: window accumulators absorbed one by one (judge feeds the detectors)
             for key, acc in sorted(eng.accumulate_labelled(batch).items(), key=lambda kv: kv[0].start):
-                eng._absorb({key: acc})
+                opened += [a for a in eng._absorb({key: acc}) if a.kind == "concept_drift"]
         cleared += [c for c in eng.take_cleared() if c["kind"] == "concept_drift"]
-    if not sequential:
-        opened = [a for a in eng.flush() if a.kind == "concept_drift"] or opened
+    opened += [a for a in eng.flush() if a.kind == "concept_drift"]
     cleared += [c for c in eng.take_cleared() if c["kind"] == "concept_drift"]
-    if sequential:
-        assert len(opened) == 1
-        a = opened[0]
-        start_of_rise = 10 * 500 * 0.12
-        assert a.window.start >= start_of_rise - 60 and a.window.end > a.details["detected_ts"]
-        assert 0 < a.window.n <= 40 * 500  # the evidence run, not a position in a micro-batch
+    assert len(opened) == 1
+    a = opened[0]
+    start_of_rise = 10 * 500 * 0.12
+    assert a.details["granularity"] == "event"
+    assert a.window.start >= start_of_rise - 60 and a.window.end > a.details["detected_ts"]
+    assert 0 < a.window.n <= 40 * 500  # the evidence run, not a position in a micro-batch
     assert len(cleared) <= 1
     if cleared:
         assert cleared[0]["cleared_at_window_end"] > 50 * 500 * 0.12  # not before the rise really ended
 
 
-def test_window_cusum_alert_is_opened_once_on_the_worker_path():
+def test_concept_alert_is_opened_once_on_the_worker_path():
     eng = DriftEngine(DriftConfig(window_seconds=60, min_samples=200), [_profile()])
     stream = _stream([0.10] * 10 + [0.18] * 40 + [0.10] * 15)
     alerts = []
@@ -69,7 +68,8 @@ def test_window_cusum_alert_is_opened_once_on_the_worker_path():
             alerts += eng._absorb({key: acc})
     alerts += eng.flush()
     concept = [a for a in alerts if a.kind == "concept_drift"]
-    assert len(concept) == 1 and concept[0].window.n >= 500
+    assert len(concept) == 1 and concept[0].details["granularity"] == "event"
+    assert concept[0].details["detected_ts"] >= 10 * 500 * 0.12
 
 
 def test_event_dedup_is_bounded_and_round_trips():

@@ -278,7 +278,7 @@ def _feed_labelled(eng, exs, batch=200):
     return out + eng.flush()
 
 
-def test_window_level_concept_drift_without_a_labelled_reference():
+def test_concept_drift_without_a_labelled_reference_on_the_worker_path():
     eng = DriftEngine(_cfg(concept_warmup=1000), [_profile()])  # no labels in the profile: warm-up estimate
     exs = _labelled(4000, seed=23) + _labelled(3000, t0=400.0, p_err=0.4, seed=24)
     merged: dict = {}
@@ -288,10 +288,11 @@ def test_window_level_concept_drift_without_a_labelled_reference():
     alerts = []
     for key in sorted(merged, key=lambda k: k.start):
         alerts += eng.judge(key, merged[key])
-    assert eng.stats["label_windows_warmup"] == 2
+    assert eng.stats["label_examples_warmup"] == 1000  # the first 1000 of the sequence estimate the error rate
     kinds = sorted(a.kind for a in alerts)
     assert kinds == ["concept_drift", "performance"]
     assert all(a.window.start >= 400.0 for a in alerts)
+    assert [a.details["granularity"] for a in alerts if a.kind == "concept_drift"] == ["event"]
 
 
 def test_river_detectors_can_run_beside_the_cusum():
