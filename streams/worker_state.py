@@ -798,7 +798,6 @@ class JoinOutcome:
     skipped: int = 0
     records: list[tuple[str, dict]] = field(default_factory=list)  # (mv key, partial record) of closed labelled windows
     late_pairs: int = 0
-    pair_wm: list = field(default_factory=list)  # labelled watermark before each pair (lateness is per pair)
     watermark: float | None = None  # labelled-window watermark (input event time) of this partition
 
 
@@ -822,10 +821,17 @@ class JoinState:
         self.waiting: list[list[Any]] = [list(x) for x in d.get("waiting") or []]  # [label offset, label dict]
         self.open: dict[str, dict[str, dict[str, Any]]] = {k: dict(v) for k, v in (d.get("open") or {}).items()}
         self.counts: dict[str, int] = dict(d.get("counts") or {})
+        # labelled watermark of the last close(): windows ending at or before it were sent; a pair of one is late
+        self.closed_wm: float | None = d.get("closed_wm")
+        self._live: dict[tuple[str, str], Any] = {}  # decoded open accumulators (encoded when the state is written)
 
     def to_dict(self) -> dict[str, Any]:
+        for (mv, w), acc in self._live.items():
+            entry = self.open.get(mv, {}).get(w)
+            if entry is not None:
+                entry["acc"] = acc.to_dict()
         return {"offset": self.offset, "in_offset": self.in_offset, "store_from": self.store_from,
-                "label_wm": self.label_wm, "input_wm": self.input_wm,
+                "label_wm": self.label_wm, "input_wm": self.input_wm, "closed_wm": self.closed_wm,
                 "waiting": self.waiting, "open": self.open, "counts": self.counts}
 
     def _count(self, name: str, k: int = 1) -> None:
@@ -850,6 +856,8 @@ class JoinState:
             horizon = input_wm - 2 * ttl
             if labels_behind:
                 horizon = min(horizon, self.label_wm - ttl if self.label_wm is not None else -math.inf)
+            if self.waiting:  # labels read before their inputs: those inputs stay until the labels are retried
+                horizon = min(horizon, min(float(lab["ts"]) for _, lab in self.waiting) - ttl)
             unjoined, _ = store.expire(horizon)
             self._count("expired_inputs", unjoined)
         if input_wm is not None and (self.input_wm is None or input_wm > self.input_wm):
@@ -876,12 +884,10 @@ class JoinState:
         fresh = [(o, lab) for o, lab in batch if o > self.offset]
         out.skipped = len(batch) - len(fresh)
         for o, lab in fresh:
-            self._lwm = self.labelled_wm(ttl)  # lateness of this label's pair is judged before it moves the watermark
             if self.label_wm is None or lab.ts > self.label_wm:
                 self.label_wm = lab.ts
             self._join_one(store, o, lab.to_dict(), ttl, out)
             self.offset = o
-        self._lwm = self.labelled_wm(ttl)
         self.retry(store, geom, ttl, out)
         self._accumulate(out, geom, ttl, port, get_profile)
         return out
@@ -928,17 +934,20 @@ class JoinState:
         e = ev if isinstance(ev, InferenceEvent) else parse_input(ev.encode() if isinstance(ev, str) else ev)  # bytes: fast path
         out.pairs.append(LabelledExample(e.event_id, e.model, e.model_version, e.ts, e.features, lab["label"],
                                          e.prediction, e.scores, e.entity))
-        out.pair_wm.append(getattr(self, "_lwm", None))
 
     def _accumulate(self, out: JoinOutcome, geom: Geometry, ttl: float, port: EnginePort, get_profile) -> None:
-        lwm_before = None
+        # A pair is late only when its (last) window was already sent (closed at an earlier close()):
+        # whether it is does not depend on how labels and inputs were interleaved before that.
+        closed = self.closed_wm
         by_mv: dict[str, list[LabelledExample]] = {}
-        for ex, lwm in zip(out.pairs, out.pair_wm):
-            if lwm is not None and geom.closed(float(geom.last_end(np.array([ex.ts]))[0]), lwm):
-                out.late_pairs += 1  # its window had closed before the label came: training data, not judged
-                continue
-            if lwm is not None and (lwm_before is None or lwm < lwm_before):
-                lwm_before = lwm
+        pairs = out.pairs
+        if pairs and closed is not None:
+            ends = geom.last_end(np.fromiter((ex.ts for ex in pairs), dtype=float, count=len(pairs)))
+            late = ends + geom.lateness <= closed
+            if late.any():
+                out.late_pairs += int(late.sum())  # training data (labelled topic), not judged
+                pairs = [ex for ex, lt in zip(pairs, late.tolist()) if not lt]
+        for ex in pairs:
             by_mv.setdefault(mv_key(ex.model, ex.model_version), []).append(ex)
         for mv, exs in by_mv.items():
             m, v = mv_parts(mv)
@@ -949,13 +958,17 @@ class JoinState:
                 continue
             for key, acc in port.accumulate_labelled(profile, exs).items():
                 w = win_str(key.start, key.end)
-                if geom.closed(key.end, lwm_before):
-                    continue  # hopping windows: this one had closed (the pair counts in its later windows)
+                if geom.closed(key.end, closed):
+                    continue  # hopping windows: this one was sent already (the pair counts in its later windows)
                 entry = windows.get(w)
                 if entry is None:
-                    windows[w] = {"n": int(acc.n_labelled), "acc": acc.to_dict()}
+                    windows[w] = {"n": int(acc.n_labelled), "acc": None}
+                    self._live[(mv, w)] = acc
                 else:
-                    entry["acc"] = port.acc_from_dict(entry["acc"]).merge(acc).to_dict()
+                    cur = self._live.get((mv, w))
+                    if cur is None:
+                        cur = port.acc_from_dict(entry["acc"]) if entry.get("acc") else None
+                    self._live[(mv, w)] = acc if cur is None else cur.merge(acc)
                     entry["n"] += int(acc.n_labelled)
         self._count("matched", out.matched)
         self._count("duplicate", out.duplicate)
@@ -968,13 +981,17 @@ class JoinState:
     def close(self, geom: Geometry, ttl: float, out: JoinOutcome) -> None:
         lwm = self.labelled_wm(ttl)
         out.watermark = lwm
+        if lwm is not None and (self.closed_wm is None or lwm > self.closed_wm):
+            self.closed_wm = lwm
         for mv in sorted(self.open):
             m, v = mv_parts(mv)
             windows = self.open[mv]
             for w in sorted(windows, key=win_parse):
                 if geom.closed(win_parse(w)[1], lwm):
                     entry = windows.pop(w)
-                    out.records.append((mv, partial_record(self.partition, LABELS, m, v, w, "acc", entry["n"], entry["acc"])))
+                    acc = self._live.pop((mv, w), None)
+                    acc_d = acc.to_dict() if acc is not None else entry["acc"]
+                    out.records.append((mv, partial_record(self.partition, LABELS, m, v, w, "acc", entry["n"], acc_d)))
             if not windows:
                 del self.open[mv]
 
