@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from streams.events import json_default  # noqa: E402  (after the path setup above)
+from streams.contracts.events import json_default  # noqa: E402  (after the path setup above)
 
 RESULTS_DIR = ROOT / "bench" / "results"
 MODES = ("smoke", "quick", "full")

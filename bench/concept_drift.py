@@ -206,9 +206,10 @@ class DriftloopConcept:
         self.name, self.config, self.batch, self.kinds = name, config, batch, kinds
 
     def run(self, s: ErrorStream, clock: EventClock) -> tuple[list[int], float]:
-        from streams.engine import DriftConfig, DriftEngine
-        from streams.events import LabelledExample
-        from streams.profile import build_profile
+        from streams.judge.drift_config import DriftConfig
+        from streams.judge.engine import DriftEngine
+        from streams.contracts.events import LabelledExample
+        from streams.judge.profile_build import build_profile
 
         recs = s.features.to_dict("records")
         ts = clock.ts(0, s.n).tolist()
@@ -236,7 +237,7 @@ def detectors(extra: dict[str, Any]) -> tuple[list[Any], list[str]]:
     from river import drift
     from river.drift import binary
 
-    from streams.engine import DriftConfig
+    from streams.judge.drift_config import DriftConfig
 
     dets: list[Any] = [DriftloopConcept(),
                        DriftloopConcept("driftloop [adwin]", DriftConfig(concept_detectors=("adwin",)), kinds=("concept_drift",))]
@@ -380,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     plan = PLANS[args.mode]
     t0 = time.perf_counter()
     try:
-        from streams.engine import DriftConfig
+        from streams.judge.drift_config import DriftConfig
 
         wsec = float(DriftConfig().window_seconds)
     except ImportError:

@@ -38,8 +38,8 @@ import torch  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 
-from trainers.continual import ContinualLearner, ReplayBuffer  # noqa: E402
-from trainers.models import ModelSpec, build_model  # noqa: E402
+from trainers.training.continual import ContinualLearner, ReplayBuffer  # noqa: E402
+from trainers.training.models import ModelSpec, build_model  # noqa: E402
 
 N_TASKS = 5
 EPOCHS = 20

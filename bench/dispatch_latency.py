@@ -7,7 +7,7 @@ cluster (2 CPUs, token auth on), warms the cluster with one job, then, side by s
 interleaved, measures
 
 * ``dispatcher``: publish a RetrainRequest on the requests topic -> the dispatcher
-  (``trainers.dispatcher_cmd.Dispatcher``: Kafka consumer group, ledger, Jobs API
+  (``trainers.cli.dispatcher.Dispatcher``: Kafka consumer group, ledger, Jobs API
   submission of ``python -m trainers.retrain_job``) -> the job's status is RUNNING;
 * ``direct``: the same entrypoint submitted straight to ``JobSubmissionClient`` -> RUNNING
   (the Ray floor the dispatcher cannot beat).
@@ -37,7 +37,7 @@ if str(ROOT) not in sys.path:
 
 import numpy as np  # noqa: E402
 
-from streams.events import RetrainRequest  # noqa: E402
+from trainers.records import RetrainRequest
 
 POLL_S = 0.05
 GOAL_P50_S = 10.0
@@ -78,8 +78,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from kafka import KafkaConsumer, KafkaProducer
 
-    from trainers.dispatcher_cmd import Dispatcher, JobsAdapter
-    from trainers.ray_cluster import start_local_cluster
+    from trainers.cli.dispatcher import Dispatcher, JobsAdapter
+    from trainers.dispatch.ray_cluster import start_local_cluster
 
     work = Path(tempfile.mkdtemp(prefix="dl-bench-dispatch-"))
     kafka = None
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     if not bootstrap:
         from infra.kafka.launcher import LocalKafka
         from streams.config import KafkaSettings
-        from trainers.ray_cluster import free_port
+        from trainers.dispatch.ray_cluster import free_port
 
         port, cport = free_port(), free_port()
         kafka = LocalKafka(KafkaSettings(bootstrap_servers=f"127.0.0.1:{port}", port=port, controller_port=cport,
@@ -99,8 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     setup_s = time.perf_counter() - t_setup
     print(f"setup: Kafka {bootstrap}, Ray {cluster.dashboard_url} in {setup_s:.1f}s", flush=True)
     try:
-        from streams.kafka_admin import ensure_topics
-        from trainers.ray_cluster import job_client
+        from streams.adapters.kafka_admin import ensure_topics
+        from trainers.dispatch.ray_cluster import job_client
 
         topic = f"bench.retrain-requests.{uuid.uuid4().hex[:8]}"
         ensure_topics(bootstrap, [topic], partitions=1)
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         stop = threading.Event()
 
         def loop() -> None:  # the dispatcher's consume -> record -> commit -> submit path
-            from streams.events import decode_json
+            from streams.contracts.validate import decode_json
 
             while not stop.is_set():
                 for msgs in consumer.poll(timeout_ms=100).values():

@@ -204,15 +204,16 @@ def _evidently_drift(d: dict) -> tuple[int, float | None]:
 
 
 class Driftloop(Detector):
-    """streams.engine.DriftEngine fed micro-batches of InferenceEvents; an alarm = a data_drift alert,
+    """streams.judge.engine.DriftEngine fed micro-batches of InferenceEvents; an alarm = a data_drift alert,
     placed at its window's end."""
 
     def __init__(self, name: str = "driftloop (default config)", config: Any = None, batch: int = 500) -> None:
         self.name, self.config, self.batch = name, config, batch
 
     def run(self, s, clock, window, lo, hi):
-        from streams.engine import DriftConfig, DriftEngine
-        from streams.profile import build_profile
+        from streams.judge.drift_config import DriftConfig
+        from streams.judge.engine import DriftEngine
+        from streams.judge.profile_build import build_profile
 
         with Timer() as t:
             prof = build_profile(s.reference, MODEL, VERSION)
@@ -236,7 +237,7 @@ def _count(xs) -> dict[str, int]:
 
 
 def to_events(df: pd.DataFrame, clock: EventClock, start: int, model: str = MODEL, version: str = VERSION):
-    from streams.events import InferenceEvent
+    from streams.contracts.events import InferenceEvent
 
     ts = clock.ts(start, len(df)).tolist()
     recs = df.to_dict("records")
@@ -246,7 +247,7 @@ def to_events(df: pd.DataFrame, clock: EventClock, start: int, model: str = MODE
 def engine_clock(window: int) -> tuple[EventClock, dict[str, Any]]:
     """Event times such that one window of the engine's default length holds ``window`` events."""
     try:
-        from streams.engine import DriftConfig
+        from streams.judge.drift_config import DriftConfig
 
         cfg = DriftConfig()
         secs = float(cfg.window_seconds)
@@ -286,9 +287,10 @@ def regression_rows(seeds: int, n: int, window: int, clock: EventClock) -> list[
     CUSUM + binomial window test) vs River ADWIN on the absolute-error stream, same streams."""
     from river import drift
 
-    from streams.engine import DriftConfig, DriftEngine
-    from streams.events import LabelledExample
-    from streams.profile import build_profile
+    from streams.judge.drift_config import DriftConfig
+    from streams.judge.engine import DriftEngine
+    from streams.contracts.events import LabelledExample
+    from streams.judge.profile_build import build_profile
 
     out = []
     drift_at = n // 2

@@ -98,9 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.perf_counter()
     from river import drift
 
-    from streams.engine import DriftConfig, DriftEngine
-    from streams.events import InferenceEvent
-    from streams.profile import build_profile
+    from streams.judge.drift_config import DriftConfig
+    from streams.judge.engine import DriftEngine
+    from streams.contracts.events import InferenceEvent
+    from streams.judge.profile_build import build_profile
 
     cfg = DriftConfig()
     clock = EventClock.aligned(cfg.window_seconds, args.window)

@@ -2,7 +2,7 @@
 
 Setup (in a temporary folder): the demo Feast repository generated, applied and materialised
 into the SQLite online store; a reference profile from the offline store
-(``feature_repo.offline.historical_table`` -> ``streams.profile.build_profile``); inference
+(``feature_repo.offline.historical_table`` -> ``streams.judge.profile.build_profile``); inference
 events whose store features come from the online values (``feature_repo.data_gen.serving_events``,
 20 % of customers with a x100 serving bug on one feature, so mismatches are found and alerted).
 
@@ -75,7 +75,7 @@ def build(tmp: Path, plan: Plan, seed: int):
     from feature_repo import REPO_PATH, data_gen
     from feature_repo import store as st
     from feature_repo.offline import historical_table
-    from streams.profile import build_profile
+    from streams.judge.profile_build import build_profile
 
     repo = tmp / "repo"
     shutil.copytree(REPO_PATH, repo, ignore=shutil.ignore_patterns("data", "__pycache__", "*.db"))
@@ -92,9 +92,9 @@ def build(tmp: Path, plan: Plan, seed: int):
 
 
 def make_step(repo: Path, cache: bool):
-    from streams.feast_client import FeastOnlineClient, LookupConfig
-    from streams.parity import ParityConfig
-    from streams.parity_step import ParityStep
+    from streams.adapters.feast_online import FeastOnlineClient, LookupConfig
+    from streams.alerts.parity import ParityConfig
+    from streams.adapters.parity_step import ParityStep
 
     lookup = LookupConfig(timeout_s=10.0, cache_size=50_000 if cache else 0)
     return ParityStep(FeastOnlineClient.from_repo(repo, config=lookup), ParityConfig())
@@ -139,7 +139,7 @@ def parity_variant(repo: Path, events: list, batch: int, cache: bool) -> tuple[d
 
 
 def checker_only(events: list, values: dict) -> tuple[dict[str, float], dict[str, Any]]:
-    from streams.parity import ModelSchema, ParityChecker, ParityConfig
+    from streams.alerts.parity import ModelSchema, ParityChecker, ParityConfig
 
     feats = frozenset(f for d in values.values() for row in list(d.values())[:1] for f in row)
     request = frozenset(events[0].features) - feats
@@ -160,8 +160,9 @@ def checker_only(events: list, values: dict) -> tuple[dict[str, float], dict[str
 
 
 def pipeline(raw: list[bytes], profile, repo: Path | None, batch: int) -> tuple[dict[str, float], dict[str, Any]]:
-    from streams.engine import DriftConfig, DriftEngine
-    from streams.events import parse_input
+    from streams.judge.drift_config import DriftConfig
+    from streams.judge.engine import DriftEngine
+    from streams.contracts.validate import parse_input
 
     engine = DriftEngine(DriftConfig(), {("fraud", "1"): profile})
     step = make_step(repo, cache=True) if repo is not None else None
@@ -260,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     ])
     plan = PLANS[args.mode]
     from feature_repo.data_gen import Skew, serving_events
-    from streams.events import parse_input
+    from streams.contracts.validate import parse_input
 
     tmp = Path(tempfile.mkdtemp(prefix="parity-bench-"))
     try:

@@ -41,8 +41,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from streams.events import (MAX_ID_LEN, MAX_NAME_LEN, MAX_NESTING, MAX_STRING_VALUE_LEN, REASONS,  # noqa: E402
-                            InvalidRecord, _parse_input_full, _parse_label_full, parse_input, parse_label)
+from streams.contracts.events import MAX_ID_LEN, MAX_NAME_LEN, MAX_NESTING, MAX_STRING_VALUE_LEN, REASONS, InvalidRecord
+from streams.contracts.validate import _parse_input_full, _parse_label_full, parse_input, parse_label
 
 NOW = 1_764_115_200.0 + 30 * 86_400
 FUTURE = 300.0

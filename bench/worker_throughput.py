@@ -135,7 +135,7 @@ class Worker:
                                      cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
 
     def metrics(self) -> dict[str, float]:
-        from streams.metrics import read_metrics
+        from streams.adapters.metrics import read_metrics
 
         return read_metrics(f"http://127.0.0.1:{self.port}/metrics")
 
@@ -272,8 +272,8 @@ def run_faust_baseline(bootstrap: str, tmp: Path, topic: str, n: int, timeout_s:
 def run_latency(bootstrap: str, tmp: Path, duration_s: float, rate: float) -> dict:
     from kafka import KafkaConsumer, KafkaProducer
 
-    from streams.kafka_admin import ensure_topics
-    from streams.profile import build_profile
+    from streams.adapters.kafka_admin import ensure_topics
+    from streams.judge.profile_build import build_profile
 
     tag = uuid.uuid4().hex[:6]
     topics = {"inputs": f"bench.lat.{tag}.in", "labels": f"bench.lat.{tag}.lab", "alerts": f"bench.lat.{tag}.alerts",
@@ -347,24 +347,24 @@ def run_latency(bootstrap: str, tmp: Path, duration_s: float, rate: float) -> di
 
 
 def register_lat_reference(tmp: Path) -> None:
-    from streams.events import parse_input
-    from streams.profile import build_profile
+    from streams.contracts.validate import parse_input
+    from streams.judge.profile_build import build_profile
 
     rng = np.random.default_rng(5)
     x = np.round(rng.normal(0.0, 1.0, (20000, len(FEATURES))) + 10.0, 4)
     evs = [parse_input({"event_id": f"r{i}", "model": "lat", "model_version": "1", "ts": START_TS + i,
                         "features": dict(zip(FEATURES, x[i].tolist()))}) for i in range(len(x))]
-    from streams.reference_store import ReferenceStore
+    from streams.adapters.reference_store import ReferenceStore
 
     ReferenceStore(tmp / "references").save(build_profile(evs, "lat", "1"))
 
 
 def register_reference(tmp: Path, model: str, seed: int, n: int = 20000) -> None:
-    from streams.events import parse_input
-    from streams.profile import build_profile
+    from streams.contracts.validate import parse_input
+    from streams.judge.profile_build import build_profile
 
     evs = [parse_input(v) for v in make_events(n, seed, model=model)]
-    from streams.reference_store import ReferenceStore
+    from streams.adapters.reference_store import ReferenceStore
 
     ReferenceStore(tmp / "references").save(build_profile(evs, model, "1"))
 
@@ -380,7 +380,7 @@ def main() -> int:
     live = args.live_seconds or (60.0 if args.full else 30.0)
     eos = args.eos or args.full
 
-    from streams.kafka_admin import ensure_topics
+    from streams.adapters.kafka_admin import ensure_topics
 
     tmp = Path(tempfile.mkdtemp(prefix="driftloop-bench-"))
     broker = None
@@ -411,7 +411,7 @@ def main() -> int:
         del values
         print(f"produced {n} events in {results['produce_s']:.1f} s", flush=True)
         timeout = max(300.0, n / 500)
-        from streams.worker_state import WorkerConfig
+        from streams.worker.state import WorkerConfig
 
         # one after the other on the same topic; the raw consumer first and last (its spread is the noise)
         runs = [

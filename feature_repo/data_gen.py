@@ -9,7 +9,7 @@ Writes into ``<repo>/data/``:
 
 Values depend only on ``seed``; timestamps are laid out backwards from ``end``
 (default: the current hour), so that the latest snapshots fall inside the views' TTL
-when materialised "now".  Entity ids match ``streams.sample.SampleTraffic``
+when materialised "now".  Entity ids match ``streams.cli.sample.SampleTraffic``
 (``c-<i>``, ``m-<i>``).
 
 >>> import tempfile
@@ -208,7 +208,7 @@ def serving_events(
     skews: Iterable[Skew] = (),
     id_prefix: str = "srv",
 ) -> list[dict[str, Any]]:
-    """``n`` inference events (DESIGN.md contract) whose store features come from ``values``
+    """``n`` inference events (docs/design.md contract) whose store features come from ``values``
     (see :func:`latest_values`) and whose request features are random; ``skews`` corrupt
     the served copy of a feature for some entities, as a buggy model server would."""
     rng = np.random.default_rng(seed)

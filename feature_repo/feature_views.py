@@ -1,7 +1,7 @@
 """Feature views: customer and merchant statistics with TTLs.
 
 Feature names are unique across views, so they can be used unqualified in inference
-events (``features`` of the DESIGN.md input contract) and in training tables.
+events (``features`` of the docs/design.md input contract) and in training tables.
 """
 
 from datetime import timedelta

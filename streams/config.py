@@ -139,11 +139,11 @@ def _checked(value: Any, hint: Any, path: str) -> Any:
 SECTIONS: dict[str, str] = {
     "kafka": "streams.config.KafkaSettings",
     "topics": "streams.config.Topics",
-    "drift": "streams.engine.DriftConfig",
-    "worker": "streams.worker_state.WorkerConfig",
-    "parity": "streams.parity_step.ParitySettings",
+    "drift": "streams.judge.drift_config.DriftConfig",
+    "worker": "streams.worker.state.WorkerConfig",
+    "parity": "streams.adapters.parity_step.ParitySettings",
     "features": "feature_repo.settings.FeaturesSettings",
-    "dispatcher": "trainers.dispatcher.DispatcherConfig",
+    "dispatcher": "trainers.dispatch.ledger.DispatcherConfig",
     "trainers": "trainers.retrain_job.TrainerConfig",
 }
 
@@ -191,7 +191,7 @@ class KafkaSettings:
 
 @dataclasses.dataclass(frozen=True)
 class Topics:
-    """Topic names (DESIGN.md defaults). Dead letters of topic T go to ``T.dlq``."""
+    """Topic names (docs/design.md defaults). Dead letters of topic T go to ``T.dlq``."""
 
     inputs: str = "driftloop.inputs"
     labels: str = "driftloop.labels"

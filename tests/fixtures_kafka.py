@@ -49,7 +49,7 @@ class KafkaSession:
 @pytest.fixture(scope="session")
 def kafka_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaSession]:
     """The session's Kafka cluster: the user's (``KAFKA_BOOTSTRAP_SERVERS``) or our own broker."""
-    from streams.kafka_admin import wait_for_broker
+    from streams.adapters.kafka_admin import wait_for_broker
 
     external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if external:
@@ -98,7 +98,7 @@ def kafka_topic_factory(kafka_session: KafkaSession, request: pytest.FixtureRequ
 
     On an external cluster the topics made are deleted after the test.
     """
-    from streams.kafka_admin import admin_client, ensure_topics
+    from streams.adapters.kafka_admin import admin_client, ensure_topics
 
     made: list[str] = []
 

@@ -16,8 +16,8 @@ import pytest
 
 @pytest.fixture(scope="session")
 def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """A running local Ray cluster (``trainers.ray_cluster.LocalCluster``) for this session."""
-    from trainers.ray_cluster import AUTH_MODE_ENV, AUTH_TOKEN_PATH_ENV, start_local_cluster
+    """A running local Ray cluster (``trainers.dispatch.ray_cluster.LocalCluster``) for this session."""
+    from trainers.dispatch.ray_cluster import AUTH_MODE_ENV, AUTH_TOKEN_PATH_ENV, start_local_cluster
 
     saved = {k: os.environ.get(k) for k in (AUTH_MODE_ENV, AUTH_TOKEN_PATH_ENV)}
     cluster = start_local_cluster(tmp_path_factory.mktemp("ray"), num_cpus=2, object_store_mb=200, timeout_s=180)
@@ -35,7 +35,7 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 @pytest.fixture(scope="session")
 def ray_jobs(ray_cluster: Any) -> Any:
     """``ray.job_submission.JobSubmissionClient`` of the session cluster (token attached by Ray)."""
-    from trainers.ray_cluster import job_client, use_auth
+    from trainers.dispatch.ray_cluster import job_client, use_auth
 
     use_auth(ray_cluster.token_path)
     return job_client(ray_cluster.dashboard_url)

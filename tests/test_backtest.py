@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from streams.cli import main
+from streams.cli.main import main
 
 T0 = 1_764_115_200.0
 RATE = 10.0  # events per second

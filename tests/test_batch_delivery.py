@@ -1,4 +1,4 @@
-"""streams.batch_delivery against the real faust-streaming/aiokafka classes (no broker needed).
+"""streams.adapters.batch_delivery against the real faust-streaming/aiokafka classes (no broker needed).
 
 The worker's end-to-end tests (tests/test_worker_kafka.py) run batch delivery on a real broker and
 wait for the group's committed offsets to reach the end of the inputs topic; these tests pin the
@@ -13,7 +13,7 @@ from collections import namedtuple
 
 import pytest
 
-from streams.batch_delivery import BatchDelivery, install
+from streams.adapters.batch_delivery import BatchDelivery, install
 
 Rec = namedtuple("Rec", "partition offset key value")
 
@@ -31,7 +31,7 @@ def test_consumer_gets_the_configured_fetch_wait(app):
     delivery = BatchDelivery(fetch_max_wait_ms=37)
     install(app, delivery)
     consumer = app.consumer
-    assert type(consumer).__name__ == "Consumer" and type(consumer).__module__ == "streams.batch_delivery"
+    assert type(consumer).__name__ == "Consumer" and type(consumer).__module__ == "streams.adapters.batch_delivery"
 
     async def create():  # aiokafka wants a running loop; nothing connects before start()
         return consumer._thread._create_worker_consumer(app.transport)

@@ -14,10 +14,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from streams.backtest import replay
-from streams.engine import DriftConfig, DriftEngine
-from streams.events import LabelledExample, parse_input
-from streams.profile import ReferenceProfile, build_profile, load_table
+from streams.cli.backtest import replay
+from streams.judge.drift_config import DriftConfig
+from streams.judge.engine import DriftEngine
+from streams.contracts.events import LabelledExample
+from streams.contracts.validate import parse_input
+from streams.judge.profile import ReferenceProfile, load_table
+from streams.judge.profile_build import build_profile
 
 HERE = Path(__file__).parent
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.events import (DEFAULT_DLQ_MAX_BYTES, MAX_NESTING, REASONS, DeadLetter, InvalidRecord, _parse_input_full,
-                            _parse_label_full, parse_input, parse_label)
+from streams.contracts.events import DEFAULT_DLQ_MAX_BYTES, MAX_NESTING, REASONS, DeadLetter, InvalidRecord
+from streams.contracts.validate import _parse_input_full, _parse_label_full, parse_input, parse_label
 
 CASES = Path(__file__).resolve().parent / "data" / "cases"
 NOW = 1_764_115_200.0 + 86_400
@@ -130,8 +130,8 @@ pytest_kafka = pytest.mark.kafka
 
 @pytest_kafka
 def test_08_poison_nesting_through_validate_is_dead_lettered_once_and_processing_resumes(kafka_bootstrap, unique_topic):
-    from streams.kafka_admin import ensure_topics
-    from streams.validate_cmd import validate_topic
+    from streams.adapters.kafka_admin import ensure_topics
+    from streams.cli.validate import validate_topic
 
     topic = unique_topic
     ensure_topics(kafka_bootstrap, [topic, f"{topic}.dlq"], partitions=1)
@@ -153,8 +153,8 @@ def test_08_poison_nesting_through_validate_is_dead_lettered_once_and_processing
 
 @pytest_kafka
 def test_09_too_large_dead_letters_fit_the_broker_and_nothing_is_skipped(kafka_bootstrap, unique_topic):
-    from streams.kafka_admin import ensure_topics
-    from streams.validate_cmd import validate_topic
+    from streams.adapters.kafka_admin import ensure_topics
+    from streams.cli.validate import validate_topic
 
     topic = unique_topic
     ensure_topics(kafka_bootstrap, [topic, f"{topic}.dlq"], partitions=1)
@@ -185,7 +185,7 @@ from tests.test_worker_kafka import Setup, workers  # noqa: E402,F401  (the work
 def test_poison_records_through_the_worker_are_dead_lettered_once_and_it_goes_on(kafka_bootstrap, tmp_path, workers):
     import time
 
-    from streams.sample import SampleTraffic
+    from streams.cli.sample import SampleTraffic
 
     setup = Setup(kafka_bootstrap, tmp_path, label_join=False)
     good = [json.dumps(e).encode() for e in SampleTraffic(seed=3).events(1500)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from streams import config as cfg
-from streams.app import load_settings
+from streams.adapters.faust_app import load_settings
 from streams.config import ConfigError
 
 

@@ -7,8 +7,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from trainers.continual import ContinualLearner, FitReport, ReplayBuffer, layers_of  # noqa: E402
-from trainers.models import ModelSpec, build_model  # noqa: E402
+from trainers.training.continual import ContinualLearner, FitReport, ReplayBuffer, layers_of  # noqa: E402
+from trainers.training.models import ModelSpec, build_model  # noqa: E402
 
 D = 8
 CENTERS = np.random.default_rng(42).normal(scale=3.0, size=(4, D)).astype(np.float32)

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from streams.events import DEFAULT_DLQ_MAX_BYTES, DeadLetter, InvalidRecord
+from streams.contracts.events import DEFAULT_DLQ_MAX_BYTES, DeadLetter, InvalidRecord
 
 
 class FailingFuture:
@@ -34,7 +34,7 @@ def _letter():
 
 
 def test_validate_resends_a_failed_dead_letter_then_stops(monkeypatch):
-    from streams import validate_cmd
+    from streams.cli import validate as validate_cmd
 
     monkeypatch.setattr(validate_cmd.time, "sleep", lambda s: None)
     value = _letter().to_bytes()
@@ -79,7 +79,7 @@ def _core_letter(dlq_max_bytes: int, rec):
 
 @pytest.mark.parametrize("fail_times, ok", [(0, True), (2, True), (3, False)])
 def test_worker_dead_letters_fit_are_resent_and_a_lasting_failure_raises(monkeypatch, fail_times, ok):
-    from streams import agents
+    from streams.adapters import faust_agents as agents
 
     async def no_sleep(s):
         return None

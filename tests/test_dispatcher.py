@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from streams.events import RetrainRequest
-from trainers.dispatcher import (
+from trainers.records import RetrainRequest
+from trainers.dispatch.ledger import (
     DispatchLedger, DispatcherConfig, Publish, Submit, parse_job_result, submission_id,
 )
-from trainers.dispatcher_cmd import Dispatcher, JobsAdapter
+from trainers.cli.dispatcher import Dispatcher, JobsAdapter
 
 
 def _req(alerts=("a1",), version="3") -> RetrainRequest:

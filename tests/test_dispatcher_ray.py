@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streams.events import RetrainRequest
-from trainers.dispatcher import submission_id
-from trainers.dispatcher_cmd import Dispatcher, JobsAdapter, serve
+from trainers.records import RetrainRequest
+from trainers.dispatch.ledger import submission_id
+from trainers.cli.dispatcher import Dispatcher, JobsAdapter, serve
 from trainers.registry import ModelRegistry, Provenance
 
 pytestmark = [pytest.mark.ray, pytest.mark.kafka]
@@ -38,9 +38,9 @@ def make_data(n: int, region: float, rule: int, seed: int) -> tuple[np.ndarray, 
 
 
 def register_base(reg: ModelRegistry) -> None:
-    from trainers.continual import ContinualLearner
-    from trainers.models import ModelSpec, build_model
-    from trainers.replay import ReplayBuffer
+    from trainers.training.continual import ContinualLearner
+    from trainers.training.models import ModelSpec, build_model
+    from trainers.training.replay import ReplayBuffer
 
     spec = ModelSpec(FEATURES, 2, hidden=(16,))
     X, y = make_data(400, -2.0, 1, seed=0)

@@ -10,11 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from streams.backtest import replay
-from streams.dedupe import EventDedup
-from streams.engine import DriftConfig, DriftEngine
-from streams.events import LabelledExample
-from streams.profile import build_profile
+from streams.cli.backtest import replay
+from streams.judge.dedupe import EventDedup
+from streams.judge.drift_config import DriftConfig
+from streams.judge.engine import DriftEngine
+from streams.contracts.events import LabelledExample
+from streams.judge.profile_build import build_profile
 
 
 def _profile(err_rate=0.1, n=20000):

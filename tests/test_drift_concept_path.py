@@ -10,10 +10,11 @@ import random
 import numpy as np
 import pytest
 
-from streams.engine import DriftConfig, DriftEngine
-from streams.events import LabelledExample
-from streams.profile import build_profile
-from streams.windows import WindowAccumulator
+from streams.judge.drift_config import DriftConfig
+from streams.judge.engine import DriftEngine
+from streams.contracts.events import LabelledExample
+from streams.judge.profile_build import build_profile
+from streams.judge.windows import WindowAccumulator
 
 
 def _profile(err_rate=0.1, n=20000):

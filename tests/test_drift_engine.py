@@ -8,11 +8,12 @@ import pandas as pd
 import pytest
 
 from streams.config import ConfigError, section
-from streams.engine import DriftConfig, DriftEngine
-from streams.events import InferenceEvent, LabelledExample, make_alert_id
-from streams.policy import Level, Thresholds
-from streams.profile import build_profile
-from streams.windows import WindowAccumulator
+from streams.judge.drift_config import DriftConfig
+from streams.judge.engine import DriftEngine
+from streams.contracts.events import InferenceEvent, LabelledExample, make_alert_id
+from streams.judge.policy import Level, Thresholds
+from streams.judge.profile_build import build_profile
+from streams.judge.windows import WindowAccumulator
 
 
 def _profile(n_features=4, n=5000, seed=0, labelled=False):

@@ -7,7 +7,7 @@ import pytest
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
-from streams.drift_metrics import (
+from streams.judge.drift_metrics import (
     BernoulliCusum,
     NumericBatch,
     binomial_increase,
@@ -19,7 +19,7 @@ from streams.drift_metrics import (
     rate_change,
     wasserstein_from_counts,
 )
-from streams.profile import numeric_profile
+from streams.judge.profile_build import numeric_profile
 
 
 def test_psi_matches_formula_and_is_zero_on_identical():
@@ -161,7 +161,7 @@ def test_cusum_window_counts_step():
 
 
 def test_pool_small_keeps_big_cells_and_pools_rare_ones():
-    from streams.drift_metrics import pool_small
+    from streams.judge.drift_metrics import pool_small
 
     r, w = pool_small([500, 400, 5, 3, 0], [40, 50, 2, 0, 7])
     assert r.tolist() == [500, 400, 8] and w.tolist() == [40, 50, 9]

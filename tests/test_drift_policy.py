@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from streams.policy import Component, FeatureTest, Finding, Hysteresis, Thresholds, bh_adjust, bh_cutoff, select_findings
+from streams.judge.policy import Component, FeatureTest, Finding, Hysteresis, Thresholds, bh_adjust, bh_cutoff, select_findings
 
 
 def test_bh_cutoff_and_adjust():

@@ -6,9 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from streams.events import InferenceEvent, LabelledExample
-from streams.profile import ProfileError, ReferenceProfile, build_profile, load_table, numeric_profile
-from streams.windows import Encoder, WindowAccumulator
+from streams.contracts.events import InferenceEvent, LabelledExample
+from streams.judge.profile import ProfileError, ReferenceProfile, load_table
+from streams.judge.profile_build import build_profile, numeric_profile
+from streams.judge.windows import Encoder, WindowAccumulator
 
 
 def _frame(n=2000, seed=0):

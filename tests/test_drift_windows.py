@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from streams.events import InferenceEvent
-from streams.profile import build_profile
-from streams.windows import Encoder, WindowAccumulator, WindowKey, window_indices
+from streams.contracts.events import InferenceEvent
+from streams.judge.profile_build import build_profile
+from streams.judge.windows import Encoder, WindowAccumulator, WindowKey, window_indices
 
 
 @pytest.fixture(scope="module")

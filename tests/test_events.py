@@ -9,20 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.events import (
-    REASONS,
-    Alert,
-    AlertReference,
-    AlertWindow,
-    DeadLetter,
-    InvalidRecord,
-    LabelledExample,
-    RetrainRequest,
-    make_alert_id,
-    parse_input,
-    parse_label,
-    parse_timestamp,
-)
+from streams.contracts.events import REASONS, Alert, AlertReference, AlertWindow, DeadLetter, InvalidRecord, LabelledExample, make_alert_id
+from trainers.records import RetrainRequest
+from streams.contracts.validate import parse_input, parse_label, parse_timestamp
 
 GOOD = {
     "event_id": "e-000123",
@@ -223,7 +212,7 @@ def test_model_and_version_names_follow_the_pattern(name):
 
 @pytest.mark.parametrize("name", ["fraud|eu", "team/fraud", "../x", "/etc/passwd", "a b", "modèle", "x" * 128, "3", ".."])
 def test_names_are_data_not_paths(name):
-    from streams.events import is_valid_name
+    from streams.contracts.validate import is_valid_name
 
     assert parse_input(_with(model=name, model_version=name)).model == name
     assert is_valid_name(name)

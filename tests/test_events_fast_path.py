@@ -9,8 +9,8 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.events import (InvalidRecord, MAX_ID_LEN, MAX_NAME_LEN, MAX_NESTING, MAX_STRING_VALUE_LEN, REASONS,
-                            _parse_input_full, _parse_label_full, parse_input, parse_label)
+from streams.contracts.events import InvalidRecord, MAX_ID_LEN, MAX_NAME_LEN, MAX_NESTING, MAX_STRING_VALUE_LEN, REASONS
+from streams.contracts.validate import _parse_input_full, _parse_label_full, parse_input, parse_label
 
 NOW = 1_764_115_200.0 + 86_400  # a fixed wall clock: the future check is part of both paths
 FUTURE = 300.0
@@ -116,7 +116,7 @@ good_names = st.text(st.characters(blacklist_categories=("Cc", "Cf", "Cs", "Co",
                                        "prediction": numbers | st.text(max_size=5),
                                        "scores": st.lists(numbers, min_size=1, max_size=3)}))
 def test_well_formed_inputs_take_the_fast_path_with_the_same_result(obj):
-    from streams.events import _INPUT_DECODER, _fast_input
+    from streams.contracts.validate import _INPUT_DECODER, _fast_input
 
     for raw in encodings(obj):
         fast = _fast_input(_INPUT_DECODER.decode(raw), NOW, FUTURE)

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 import pandas as pd
 import pytest
 
-from streams.events import parse_input
+from streams.contracts.validate import parse_input
 
 pytestmark = pytest.mark.feast
 
@@ -20,7 +20,7 @@ START = 1_764_115_200.0
 
 def reference(repo):
     from feature_repo.offline import historical_table
-    from streams.profile import build_profile
+    from streams.judge.profile_build import build_profile
 
     table = historical_table("fraud", "1", repo.end - timedelta(days=5), repo.end, repo.path)
     return build_profile(table, "fraud", "1", label_column=table.attrs["label_column"],
@@ -30,11 +30,12 @@ def reference(repo):
 def run_pipeline(repo, values, skews=()):
     """Micro-batches through parity + drift + explain + retrain policy, as the worker chains them."""
     from feature_repo.data_gen import serving_events
-    from streams.engine import DriftConfig, DriftEngine
-    from streams.feast_client import FeastOnlineClient, LookupConfig
-    from streams.parity import ParityConfig
-    from streams.parity_step import ParityStep
-    from streams.retrain_policy import RetrainPolicyConfig, RetrainState, decide
+    from streams.judge.drift_config import DriftConfig
+    from streams.judge.engine import DriftEngine
+    from streams.adapters.feast_online import FeastOnlineClient, LookupConfig
+    from streams.alerts.parity import ParityConfig
+    from streams.adapters.parity_step import ParityStep
+    from streams.alerts.retrain_policy import RetrainPolicyConfig, RetrainState, decide
 
     profile = reference(repo)
     engine = DriftEngine(DriftConfig(), {("fraud", "1"): profile})

@@ -11,10 +11,11 @@ from datetime import datetime, timezone
 import pandas as pd
 import pytest
 
-from streams.events import Alert, AlertReference, AlertWindow, parse_input
-from streams.feast_client import FeastOnlineClient, LookupConfig
-from streams.parity import METRIC_MISMATCH, METRIC_UNKNOWN, ParityConfig
-from streams.parity_step import ParityMetrics, ParityStep
+from streams.contracts.events import Alert, AlertReference, AlertWindow
+from streams.contracts.validate import parse_input
+from streams.adapters.feast_online import FeastOnlineClient, LookupConfig
+from streams.alerts.parity import METRIC_MISMATCH, METRIC_UNKNOWN, ParityConfig
+from streams.adapters.parity_step import ParityMetrics, ParityStep
 
 pytestmark = pytest.mark.feast
 

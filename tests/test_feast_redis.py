@@ -13,7 +13,7 @@ pytestmark = pytest.mark.feast
 def test_cli_builds_the_repo_on_redis_and_lookups_return_materialised_values(redis_server, tmp_path, capsys):
     from feature_repo import store as st
     from feature_repo.data_gen import STORE_FEATURES, Skew, latest_values
-    from streams.cli import main
+    from streams.cli.main import main
     from tests.fixtures_feast import copy_repo
     from tests.test_feast_parity import drive, make_step, stream
 

@@ -6,8 +6,8 @@
   parity alert, and a retrain request;
 - the online store unreachable -> the worker keeps publishing drift alerts and reports parity unknown.
 
-The worker runs as ``driftloop worker`` in a subprocess whose ``streams.app.make_app`` is given the
-parity step built from the config file (``streams.parity_step.from_config``), which is what
+The worker runs as ``driftloop worker`` in a subprocess whose ``streams.adapters.faust_app.make_app`` is given the
+parity step built from the config file (``streams.adapters.parity_step.from_config``), which is what
 ``driftloop worker`` does once it wires the parity step itself.  Slow: a Kafka broker, and a
 worker importing Feast, per scenario; in the default run because the issue asks for these three on real Kafka.
 """
@@ -34,10 +34,10 @@ N_EVENTS = 6_000  # 120 s of event time at 50 events/s: 12 windows of 10 s
 
 LAUNCH = """
 import sys
-import streams.app as A
-from streams.metrics import WorkerMetrics
-from streams.parity_step import from_config
-from streams import cli
+import streams.adapters.faust_app as A
+from streams.adapters.metrics import WorkerMetrics
+from streams.adapters.parity_step import from_config
+from streams.cli import main as cli
 
 _make = A.make_app
 
@@ -84,7 +84,7 @@ def _closed_port() -> int:
 def scenario(kafka_bootstrap, tmp_path, *, world: bool, skew: bool, online: dict | None = None):
     from feature_repo.data_gen import Skew, serving_events
     from feature_repo.offline import historical_table
-    from streams.profile import build_profile
+    from streams.judge.profile_build import build_profile
     from tests.fixtures_feast import build_repo, copy_repo
     from tests.test_worker_kafka import Setup
 

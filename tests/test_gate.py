@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from trainers.evaluation import (
+from trainers.training.evaluation import (
     accuracy,
     classification_report,
     expected_calibration_error,
@@ -15,7 +15,7 @@ from trainers.evaluation import (
     slice_accuracy,
     slices_by_value,
 )
-from trainers.gate import GateConfig, GateReport, PromotionGate
+from trainers.training.gate import GateConfig, GateReport, PromotionGate
 
 N = 200
 rng = np.random.default_rng(0)
@@ -141,8 +141,8 @@ def test_first_version_has_no_baseline():
 
 def test_torch_modules_are_scored_directly():
     torch = pytest.importorskip("torch")
-    from trainers.continual import ContinualLearner, ReplayBuffer
-    from trainers.models import ModelSpec, build_model
+    from trainers.training.continual import ContinualLearner, ReplayBuffer
+    from trainers.training.models import ModelSpec, build_model
 
     g = np.random.default_rng(1)
     centers = g.normal(scale=4, size=(4, 3)).astype(np.float32)

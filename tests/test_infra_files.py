@@ -4,7 +4,7 @@ Pure and fast: nothing here starts Docker, Kubernetes, Prometheus or Grafana (no
 runs on the CI machines).  What is checked is what can drift silently:
 
 * every metric name a Grafana panel queries exists in the worker's real registries
-  (``streams.metrics.WorkerMetrics`` and ``streams.parity_step.ParityMetrics``), with the
+  (``streams.adapters.metrics.WorkerMetrics`` and ``streams.adapters.parity_step.ParityMetrics``), with the
   right suffix for its type, and every label a query groups by or matches on exists;
 * the Prometheus and Grafana provisioning files agree with docker-compose.yml and with
   the worker's default metrics port;
@@ -50,8 +50,8 @@ def _registered() -> dict[str, tuple[str, frozenset[str]]]:
     """Every sample name the worker can export -> (metric type, label names)."""
     from prometheus_client import CollectorRegistry
 
-    from streams.metrics import WorkerMetrics
-    from streams.parity_step import ParityMetrics
+    from streams.adapters.metrics import WorkerMetrics
+    from streams.adapters.parity_step import ParityMetrics
 
     registry = CollectorRegistry()
     worker = WorkerMetrics(registry)
@@ -259,7 +259,7 @@ def test_compose_parses_and_every_service_has_an_image_or_build() -> None:
 
 
 def test_prometheus_config_parses_and_scrapes_the_worker_port() -> None:
-    from streams.worker_state import WorkerConfig
+    from streams.worker.state import WorkerConfig
 
     port = WorkerConfig().metrics_port
     prom = yaml.safe_load(PROMETHEUS.read_text(encoding="utf-8"))
@@ -400,8 +400,8 @@ def test_raycluster_head_cpu_and_gpu_groups() -> None:
 
 
 def test_rayjob_runs_the_dispatchers_entrypoint() -> None:
-    from streams.events import RetrainRequest
-    from trainers.dispatcher_cmd import JobsAdapter
+    from trainers.records import RetrainRequest
+    from trainers.cli.dispatcher import JobsAdapter
 
     jobs = _by_kind("RayJob")
     assert jobs
@@ -427,7 +427,7 @@ def test_rayjob_runs_the_dispatchers_entrypoint() -> None:
 
 
 def test_deployments_carry_kafka_and_ray_addresses() -> None:
-    from streams.worker_state import WorkerConfig
+    from streams.worker.state import WorkerConfig
 
     deployments = {d["metadata"]["name"]: d for d in _by_kind("Deployment")}
     worker = next(d for n, d in deployments.items() if "worker" in n)
@@ -454,8 +454,8 @@ def test_deployments_carry_kafka_and_ray_addresses() -> None:
 
 def test_k8s_config_file_is_accepted_by_the_config_sections() -> None:
     from streams import config as C
-    from streams.worker_state import WorkerConfig
-    from trainers.dispatcher import DispatcherConfig
+    from streams.worker.state import WorkerConfig
+    from trainers.dispatch.ledger import DispatcherConfig
     from trainers.retrain_job import TrainerConfig
 
     maps = [d for d in _by_kind("ConfigMap") if "config.yaml" in (d.get("data") or {})]

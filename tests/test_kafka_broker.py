@@ -19,7 +19,7 @@ import pytest
 from infra.kafka import launcher
 from infra.kafka.launcher import KafkaError, LocalKafka, new_cluster_id
 from streams.config import KafkaSettings, kafka_settings
-from streams.kafka_admin import ensure_topics, list_user_topics
+from streams.adapters.kafka_admin import ensure_topics, list_user_topics
 from tests.fixtures_kafka import free_ports
 
 pytestmark = pytest.mark.kafka
@@ -36,7 +36,7 @@ def _settings(**kw) -> KafkaSettings:
 
 
 def kafka_cli(*argv: str) -> int:
-    """``driftloop kafka ARGV`` in this process (only the kafka command, as streams/cli.py wires it)."""
+    """``driftloop kafka ARGV`` in this process (only the kafka command, as streams/cli/main.py wires it)."""
     parser = argparse.ArgumentParser(prog="driftloop kafka")
     parser.add_argument("--config")
     parser.add_argument("-v", "--verbose", action="store_true")

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from streams.kafka_admin import describe_topic, ensure_topics, list_user_topics, topic_end_offsets
+from streams.adapters.kafka_admin import describe_topic, ensure_topics, list_user_topics, topic_end_offsets
 
 pytestmark = pytest.mark.kafka
 
@@ -189,7 +189,7 @@ def test_transactions_on_single_broker(kafka_bootstrap: str, kafka_topic_factory
 
 
 def test_ensure_topics_reports_what_the_broker_refused(kafka_bootstrap: str, unique_topic: str) -> None:
-    from streams.kafka_admin import TopicSetupError
+    from streams.adapters.kafka_admin import TopicSetupError
 
     with pytest.raises(TopicSetupError, match=unique_topic):
         ensure_topics(kafka_bootstrap, [unique_topic], partitions=1, replication=3)  # one broker only

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, strategies as st
 
-from streams.keys import ModelKey, decode_parts, encode_parts, model_key
-from streams.parity import ParityWindowKey
-from streams.worker_state import mv_key, mv_parts
+from streams.contracts.keys import ModelKey, decode_parts, encode_parts, model_key
+from streams.alerts.parity import ParityWindowKey
+from streams.worker.state import mv_key, mv_parts
 
 names = st.text(min_size=1, max_size=30)
 

@@ -7,11 +7,14 @@ import random
 
 import pytest
 
-from streams import worker_state as ws
-from streams.engine import DriftConfig
-from streams.events import LabelEvent, parse_input
-from streams.profile import build_profile
-from streams.sample import SampleTraffic
+from streams.worker import state as ws
+
+from streams.worker.label_join import InputStore, JoinState
+from streams.judge.drift_config import DriftConfig
+from streams.contracts.events import LabelEvent
+from streams.contracts.validate import parse_input
+from streams.judge.profile_build import build_profile
+from streams.cli.sample import SampleTraffic
 
 GEOM = ws.Geometry(10.0, 10.0, 0.0)
 TTL = 120.0
@@ -31,7 +34,7 @@ def labels_for(events, delay=30.0, seed=0):
 def test_out_of_order_labels_after_their_inputs_are_joined(setup):
     port, prof = setup
     events = SampleTraffic(seed=1).events(1000)
-    store, js = ws.InputStore(), ws.JoinState(0)
+    store, js = InputStore(), JoinState(0)
     js.store_inputs(store, [(i, parse_input(e)) for i, e in enumerate(events)], events[-1]["ts"],
                     raws=[json.dumps(e).encode() for e in events])
     labs = labels_for(events[::2])
@@ -47,7 +50,7 @@ def test_out_of_order_labels_after_their_inputs_are_joined(setup):
 def test_label_before_its_input_waits_then_joins(setup):
     port, prof = setup
     ev = SampleTraffic(seed=2).events(5)
-    store, js = ws.InputStore(), ws.JoinState(0)
+    store, js = InputStore(), JoinState(0)
     lab = labels_for(ev[:1])[0]
     out = js.ingest_labels(store, [(0, lab)], GEOM, TTL, port, lambda m, v: prof)
     assert out.matched == 0 and out.waiting == 1 and out.unknown == 0
@@ -59,7 +62,7 @@ def test_label_before_its_input_waits_then_joins(setup):
 def test_unknown_label_is_counted_once_inputs_have_passed_it(setup):
     port, prof = setup
     events = SampleTraffic(seed=3).events(200)
-    store, js = ws.InputStore(), ws.JoinState(0)
+    store, js = InputStore(), JoinState(0)
     js.store_inputs(store, [(i, parse_input(e)) for i, e in enumerate(events[:10])], events[9]["ts"])
     ghost = LabelEvent("ghost", "fraud", events[50]["ts"], 1.0)
     out = js.ingest_labels(store, [(0, ghost)], GEOM, TTL, port, lambda m, v: prof)
@@ -73,14 +76,14 @@ def test_unknown_label_is_counted_once_inputs_have_passed_it(setup):
 def test_duplicate_label_is_counted_but_a_replayed_one_is_not(setup):
     port, prof = setup
     events = SampleTraffic(seed=4).events(10)
-    store, js = ws.InputStore(), ws.JoinState(0)
+    store, js = InputStore(), JoinState(0)
     js.store_inputs(store, [(i, parse_input(e)) for i, e in enumerate(events)], events[-1]["ts"])
     lab = labels_for(events[:1])[0]
     saved = json.loads(json.dumps(js.to_dict()))
     out = js.ingest_labels(store, [(0, lab)], GEOM, TTL, port, lambda m, v: prof)
     assert out.matched == 1
     # crash before the join state was saved: the same label offset comes again -> joined again, not a duplicate
-    again = ws.JoinState(0, saved).ingest_labels(store, [(0, lab)], GEOM, TTL, port, lambda m, v: prof)
+    again = JoinState(0, saved).ingest_labels(store, [(0, lab)], GEOM, TTL, port, lambda m, v: prof)
     assert again.matched == 1 and again.duplicate == 0
     dup = js.ingest_labels(store, [(1, lab)], GEOM, TTL, port, lambda m, v: prof)
     assert dup.duplicate == 1 and dup.matched == 0
@@ -89,7 +92,7 @@ def test_duplicate_label_is_counted_but_a_replayed_one_is_not(setup):
 def test_inputs_without_labels_expire_after_the_ttl_and_the_store_stays_bounded(setup):
     port, prof = setup
     events = SampleTraffic(seed=5).events(3000)  # 60 s
-    store, js = ws.InputStore(max_chunk=100), ws.JoinState(0)
+    store, js = InputStore(max_chunk=100), JoinState(0)
     for i in range(0, len(events), 500):
         part = events[i : i + 500]
         js.store_inputs(store, [(i + j, parse_input(e)) for j, e in enumerate(part)], part[-1]["ts"])
@@ -102,7 +105,7 @@ def test_inputs_without_labels_expire_after_the_ttl_and_the_store_stays_bounded(
 def test_labelled_windows_close_on_the_label_watermark_and_carry_error_counts(setup):
     port, prof = setup
     events = SampleTraffic(seed=6).events(2000)  # 40 s
-    store, js = ws.InputStore(), ws.JoinState(0)
+    store, js = InputStore(), JoinState(0)
     js.store_inputs(store, [(i, parse_input(e)) for i, e in enumerate(events)], events[-1]["ts"])
     labs = labels_for(events, delay=5.0)
     out = js.ingest_labels(store, list(enumerate(labs)), GEOM, 10.0, port, lambda m, v: prof)
@@ -114,7 +117,7 @@ def test_labelled_windows_close_on_the_label_watermark_and_carry_error_counts(se
 
 def test_without_labels_stored_inputs_leave_after_two_ttls_of_input_time(setup):
     events = SampleTraffic(seed=7).events(5000)  # 100 s
-    store, js = ws.InputStore(max_chunk=100), ws.JoinState(0)
+    store, js = InputStore(max_chunk=100), JoinState(0)
     for i in range(0, len(events), 250):
         part = events[i : i + 250]
         js.store_inputs(store, [(i + j, parse_input(e)) for j, e in enumerate(part)], part[-1]["ts"], ttl=10.0)
@@ -127,14 +130,14 @@ def test_a_store_rebuilt_from_the_inputs_topic_joins_the_same(setup):
     port, prof = setup
     events = SampleTraffic(seed=5).events(1200)
     raws = [json.dumps(e).encode() for e in events]
-    live, js = ws.InputStore(max_chunk=500), ws.JoinState(0)
+    live, js = InputStore(max_chunk=500), JoinState(0)
     batch = [(i, parse_input(e)) for i, e in enumerate(events)]
     js.store_inputs(live, batch[:700], events[699]["ts"], raws=raws[:700])
     js.store_inputs(live, batch[700:], events[-1]["ts"], raws=raws[700:])
-    saved = ws.JoinState(0, ws.decode_state(ws.encode_state(js.to_dict())))
+    saved = JoinState(0, ws.decode_state(ws.encode_state(js.to_dict())))
     assert saved.store_from == 0 and saved.in_offset == len(events) - 1
     log = list(enumerate(raws)) + [(len(raws), b"not json")]  # what the topic holds (a bad record was dead-lettered)
-    rebuilt = ws.InputStore(max_chunk=500)
+    rebuilt = InputStore(max_chunk=500)
     assert rebuilt.rebuild([(o, r) for o, r in log if saved.store_from <= o <= saved.in_offset]) == len(events)
     assert len(rebuilt) == len(live) == len(events)
     for e in events[::97]:
@@ -142,7 +145,7 @@ def test_a_store_rebuilt_from_the_inputs_topic_joins_the_same(setup):
         ts_rec, ev_rec = rebuilt.get(e["event_id"])
         assert ts_live == ts_rec and parse_input(ev_live) == parse_input(ev_rec)
     labs = labels_for(events[::4])
-    out_live = ws.JoinState(0, js.to_dict()).ingest_labels(live, list(enumerate(labs)), GEOM, TTL, port, lambda m, v: prof)
+    out_live = JoinState(0, js.to_dict()).ingest_labels(live, list(enumerate(labs)), GEOM, TTL, port, lambda m, v: prof)
     out_reb = saved.ingest_labels(rebuilt, list(enumerate(labs)), GEOM, TTL, port, lambda m, v: prof)
     assert out_live.matched == out_reb.matched == len(labs)
     assert [p.to_dict() for p in out_live.pairs] == [p.to_dict() for p in out_reb.pairs]
@@ -150,7 +153,7 @@ def test_a_store_rebuilt_from_the_inputs_topic_joins_the_same(setup):
 
 def test_store_from_follows_expiry(setup):
     events = SampleTraffic(seed=8).events(600)  # 12 s of event time
-    store, js = ws.InputStore(max_chunk=100), ws.JoinState(0)
+    store, js = InputStore(max_chunk=100), JoinState(0)
     for i in range(0, 600, 100):
         part = events[i : i + 100]
         js.store_inputs(store, [(i + j, parse_input(e)) for j, e in enumerate(part)], part[-1]["ts"], ttl=2.0)
@@ -160,7 +163,7 @@ def test_store_from_follows_expiry(setup):
 
 def test_duplicate_event_ids_are_stored_once():
     events = SampleTraffic(seed=6).events(10)
-    store, js = ws.InputStore(), ws.JoinState(0)
+    store, js = InputStore(), JoinState(0)
     batch = [(i, parse_input(e)) for i, e in enumerate(events + events[:3])]
     assert js.store_inputs(store, batch, events[-1]["ts"]) == 10
     assert store.get(events[0]["event_id"])[1] == parse_input(events[0])
@@ -169,7 +172,7 @@ def test_duplicate_event_ids_are_stored_once():
 def test_chunks_of_the_previous_format_are_still_read_after_an_upgrade():
     ev = SampleTraffic(seed=7).events(1)[0]
     kv = {"c|0|0": {"max_ts": ev["ts"], "rows": {ev["event_id"]: [ev["ts"], json.dumps(ev)]}}}
-    store = ws.InputStore(kv)
+    store = InputStore(kv)
     assert store.has(ev["event_id"]) and store.get(ev["event_id"]) == (ev["ts"], json.dumps(ev))
     assert store.expire(ev["ts"] + 1) == (1, 0) and len(store) == 0 and kv == {}  # dropped from the changelog too
 
@@ -178,7 +181,7 @@ def test_inputs_wait_for_a_labels_backlog_before_they_expire():
     events = SampleTraffic(seed=9).events(1000)  # 20 s of event time
     batch = [(i, parse_input(e)) for i, e in enumerate(events)]
     for behind, kept in ((False, 0), (True, 1000)):
-        store, js = ws.InputStore(), ws.JoinState(0)
+        store, js = InputStore(), JoinState(0)
         js.label_wm = events[0]["ts"]  # the labels read so far are at the start
         js.store_inputs(store, batch, events[-1]["ts"] + 100.0, ttl=5.0, labels_behind=behind)
         assert len(store) == kept  # behind: their labels may still be in the unread backlog

@@ -1,4 +1,4 @@
-"""Pure tests of the parity checker (streams/parity.py): no Feast, no Kafka."""
+"""Pure tests of the parity checker (streams/alerts/parity.py): no Feast, no Kafka."""
 
 from __future__ import annotations
 
@@ -8,18 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.events import Alert, AlertReference, AlertWindow, InferenceEvent
-from streams.parity import (
-    METRIC_MISMATCH,
-    METRIC_NOT_IN_STORE,
-    METRIC_NOT_IN_STREAM,
-    METRIC_UNKNOWN,
-    ModelSchema,
-    ParityChecker,
-    ParityConfig,
-    compare_column,
-    explain,
-)
+from streams.contracts.events import Alert, AlertReference, AlertWindow, InferenceEvent
+from streams.alerts.parity import METRIC_MISMATCH, METRIC_NOT_IN_STORE, METRIC_NOT_IN_STREAM, METRIC_UNKNOWN, ModelSchema, ParityChecker, ParityConfig
+from streams.alerts.parity_values import compare_column
+from streams.alerts.explain import explain
 
 SCHEMA = ModelSchema(frozenset({"avg", "count", "country"}), frozenset({"amount"}), "feast:test/fraud")
 CFG = ParityConfig(window_seconds=60, allowed_lateness_s=0, min_samples=50, schema_min_events=50)
@@ -87,7 +79,7 @@ def test_feature_scaled_by_100_for_20_percent_of_entities_raises_one_parity_aler
     assert a.details["entity_keys"] and all(k["customer_id"] in hit for k in a.details["entity_keys"])
     assert len(a.details["examples"]) == CFG.max_examples
     assert a.p_value is not None and a.p_value < 1e-6
-    Alert.from_dict(json.loads(a.to_json()))  # the DESIGN.md schema round-trips
+    Alert.from_dict(json.loads(a.to_json()))  # the docs/design.md schema round-trips
     assert c.open_alerts("fraud", "1") == {"avg": a.alert_id}
 
 
@@ -288,7 +280,7 @@ def test_pending_breach_explains_drift_judged_before_the_parity_window_closes():
 
 
 def test_retrain_policy_skips_explained_drift_and_requests_for_a_real_shift():
-    from streams.retrain_policy import RetrainPolicyConfig, RetrainState, decide
+    from streams.alerts.retrain_policy import RetrainPolicyConfig, RetrainState, decide
 
     policy = RetrainPolicyConfig(kinds=("performance", "concept_drift", "data_drift"), min_labelled=0, cooldown_s=0)  # data drift retrains here
     drift = _alert("data_drift", "avg")

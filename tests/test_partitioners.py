@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import zlib
 
-from streams.partitioners import CRC32, MURMUR2, PartitionerCheck, crc32_partition, families, murmur2_partition
+from streams.worker.partitioners import CRC32, MURMUR2, PartitionerCheck, crc32_partition, murmur2_partition
 
 
 # murmur2 of these keys in the Java client (org.apache.kafka.common.utils.UtilsTest), as signed ints
@@ -58,3 +58,16 @@ def test_unkeyed_records_and_single_partitions_say_nothing():
     assert chk.observe("inputs", None, 0, 4) is None
     assert chk.observe("inputs", b"k", 0, 1) is None
     assert chk.counts == {}
+
+
+def test_our_murmur2_is_kafka_pythons_on_random_keys():
+    import random
+
+    from kafka.partitioner.default import murmur2 as kafka_python_murmur2
+
+    from streams.worker.partitioners import murmur2
+
+    rng = random.Random(1)
+    for _ in range(5000):
+        key = bytes(rng.randrange(256) for _ in range(rng.randrange(0, 40)))
+        assert murmur2(key) == kafka_python_murmur2(key), key

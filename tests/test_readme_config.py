@@ -13,10 +13,10 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 def test_readme_config_example_is_valid():
     from feature_repo.settings import FeaturesSettings
-    from streams.engine import DriftConfig
-    from streams.parity_step import ParitySettings
-    from streams.worker_state import WorkerConfig
-    from trainers.dispatcher import DispatcherConfig
+    from streams.judge.drift_config import DriftConfig
+    from streams.adapters.parity_step import ParitySettings
+    from streams.worker.state import WorkerConfig
+    from trainers.dispatch.ledger import DispatcherConfig
     from trainers.retrain_job import TrainerConfig
 
     block = README.read_text(encoding="utf-8").split("```yaml", 1)[1].split("```", 1)[0]

@@ -8,10 +8,10 @@ import os
 
 import pytest
 
-from streams.events import parse_input
-from streams.profile import build_profile
-from streams.reference_store import ReferenceStore, reference_id
-from streams.sample import SampleTraffic
+from streams.contracts.validate import parse_input
+from streams.judge.profile_build import build_profile
+from streams.adapters.reference_store import ReferenceStore, reference_id
+from streams.cli.sample import SampleTraffic
 
 
 @pytest.fixture(scope="module")

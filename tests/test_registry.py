@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from trainers.models import ModelSpec, build_model
+from trainers.training.models import ModelSpec, build_model
 from trainers.registry import (
     MANIFEST, REPLAY, WEIGHTS, IntegrityError, ModelRegistry, Provenance, RegistryError, sha256_file,
 )
-from trainers.replay import ReplayBuffer
+from trainers.training.replay import ReplayBuffer
 
 SPEC = ModelSpec(["amount", "country"], 3, hidden=(8, 8), categorical={"country": ["DE", "FR"]})
 
@@ -166,7 +166,7 @@ def test_orphan_folder_does_not_reuse_its_number(tmp_path: Path) -> None:
 
 
 def test_models_cli_list_show_promote_rollback(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from streams.cli import main
+    from streams.cli.main import main
 
     reg = ModelRegistry(tmp_path)
     _register(reg, gate=True)
@@ -192,7 +192,7 @@ def test_models_cli_list_show_promote_rollback(tmp_path: Path, capsys: pytest.Ca
 
 
 def test_register_base_trains_from_jsonl(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from streams.cli import main
+    from streams.cli.main import main
 
     rng = np.random.default_rng(0)
     data = tmp_path / "base.jsonl"
@@ -222,8 +222,8 @@ def test_register_base_trains_from_jsonl(tmp_path: Path, capsys: pytest.CaptureF
 
 
 def _window(n: int, seed: int, region: float, rule: int):
-    from trainers.training_data import WindowData
-    from streams.events import LabelledExample
+    from trainers.data import WindowData
+    from streams.contracts.events import LabelledExample
 
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(n, 2)).astype("float32")
@@ -235,8 +235,8 @@ def _window(n: int, seed: int, region: float, rule: int):
 
 
 def test_retrain_job_registers_candidate_with_provenance_and_is_idempotent(tmp_path: Path) -> None:
-    from streams.events import RetrainRequest
-    from trainers.continual import ContinualLearner
+    from trainers.records import RetrainRequest
+    from trainers.training.continual import ContinualLearner
     from trainers.retrain_job import TrainerConfig, run_job
 
     reg = ModelRegistry(tmp_path)
@@ -268,7 +268,7 @@ def test_retrain_job_registers_candidate_with_provenance_and_is_idempotent(tmp_p
 
 
 def test_retrain_job_with_too_little_data_registers_nothing(tmp_path: Path) -> None:
-    from streams.events import RetrainRequest
+    from trainers.records import RetrainRequest
     from trainers.retrain_job import TrainerConfig, run_job
 
     reg = ModelRegistry(tmp_path)

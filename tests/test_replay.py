@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from trainers.replay import ReplayBuffer, fair_shares
+from trainers.training.replay import ReplayBuffer, fair_shares
 
 
 def experience(classes, n_per_class, d=4, seed=0, offset=0.0):

@@ -1,11 +1,11 @@
-"""Retrain policy (streams/retrain_policy.py): pure decisions on judged alerts."""
+"""Retrain policy (streams/alerts/retrain_policy.py): pure decisions on judged alerts."""
 
 from __future__ import annotations
 
 import dataclasses
 
-from streams.events import Alert, AlertReference, AlertWindow
-from streams.retrain_policy import RetrainPolicyConfig, RetrainState, decide
+from streams.contracts.events import Alert, AlertReference, AlertWindow
+from streams.alerts.retrain_policy import RetrainPolicyConfig, RetrainState, decide
 
 CFG = RetrainPolicyConfig(min_labelled=100, cooldown_s=600.0)
 
@@ -38,7 +38,7 @@ def test_too_few_labelled_examples_means_no_request():
 
 
 def test_default_kinds_covariate_drift_alone_only_warns():
-    # DESIGN.md: covariate drift -> "retrain when labels confirm, else warn"
+    # docs/design.md: covariate drift -> "retrain when labels confirm, else warn"
     assert RetrainPolicyConfig().kinds == ("performance", "concept_drift")
     for kind in ("data_drift", "prediction_drift"):
         assert decide(CFG, RetrainState(), [alert(kind, "amount")], 500).reason == "no_alerts"

@@ -8,10 +8,11 @@ import json
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
-from streams.events import REASONS, DeadLetter, parse_input
-from streams.kafka_admin import ensure_topics
-from streams.sample import SampleTraffic, malformed
-from streams.validate_cmd import validate_topic
+from streams.contracts.events import REASONS, DeadLetter
+from streams.contracts.validate import parse_input
+from streams.adapters.kafka_admin import ensure_topics
+from streams.cli.sample import SampleTraffic, malformed
+from streams.cli.validate import validate_topic
 
 pytestmark = pytest.mark.kafka
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from streams.alerts_cmd import dedupe, format_alert
-from streams.events import Alert, AlertReference, AlertWindow
+from streams.cli.alerts import dedupe, format_alert
+from streams.contracts.events import Alert, AlertReference, AlertWindow
 
 
 def _alert(feature="amount", start=1764115350.0, score=3.2):

@@ -10,9 +10,9 @@ import sys
 import pytest
 import yaml
 
-from streams.events import Alert
-from streams.reference_store import ReferenceStore
-from streams.sample import SampleTraffic
+from streams.contracts.events import Alert
+from streams.adapters.reference_store import ReferenceStore
+from streams.cli.sample import SampleTraffic
 from tests.test_worker_kafka import ROOT, START, Setup, register_reference, workers  # noqa: F401
 
 pytestmark = pytest.mark.kafka

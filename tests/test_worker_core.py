@@ -6,9 +6,10 @@ import json
 
 import pytest
 
-from streams.events import DeadLetter, parse_input
-from streams.profile import build_profile
-from streams.sample import Drift, SampleTraffic
+from streams.contracts.events import DeadLetter
+from streams.contracts.validate import parse_input
+from streams.judge.profile_build import build_profile
+from streams.cli.sample import Drift, SampleTraffic
 from tests.worker_harness import Harness
 
 DRIFT_AT = 150.0

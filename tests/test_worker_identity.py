@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from streams.sample import Drift, SampleTraffic
+from streams.cli.sample import Drift, SampleTraffic
 from tests.test_worker_kafka import DRIFT_AT, Setup, workers  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.kafka

@@ -22,8 +22,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from streams.events import REASONS, Alert, DeadLetter, parse_input
-from streams.sample import Drift, SampleTraffic, malformed
+from streams.contracts.events import REASONS, Alert, DeadLetter
+from streams.contracts.validate import parse_input
+from streams.cli.sample import Drift, SampleTraffic, malformed
 
 pytestmark = pytest.mark.kafka
 
@@ -64,7 +65,7 @@ class Setup:
             "drift": {"window_seconds": 10, "min_samples": 200},
             "worker": self.worker,
         }))
-        from streams.kafka_admin import ensure_topics
+        from streams.adapters.kafka_admin import ensure_topics
 
         ensure_topics(bootstrap, [self.topics["inputs"], self.topics["labels"]], partitions=partitions)
 
@@ -113,7 +114,7 @@ class Setup:
 
     def wait_done(self, procs: list["WorkerProc"], timeout_s: float = 300.0, slack: int = 0) -> None:
         """Until the group has committed every end offset of inputs, labels and partials (twice, 1.5 s apart)."""
-        from streams.kafka_admin import admin_client, topic_end_offsets
+        from streams.adapters.kafka_admin import admin_client, topic_end_offsets
 
         topics = [self.topics["inputs"], self.topics["labels"], f"{self.app_id}.partials"]
         deadline = time.monotonic() + timeout_s
@@ -173,7 +174,7 @@ class WorkerProc:
 
     def metrics(self) -> dict[str, float]:
         """Sum of each metric over its labels, plus the labelled series as ``name{labels}``."""
-        from streams.metrics import read_metrics
+        from streams.adapters.metrics import read_metrics
 
         return read_metrics(f"http://127.0.0.1:{self.metrics_port}/metrics")
 
@@ -229,10 +230,10 @@ def _run_one(setup: Setup, workers: list, n_procs: int = 1) -> dict[str, dict]:
 
 
 def register_reference(setup: Setup) -> None:
-    from streams.profile import build_profile
+    from streams.judge.profile_build import build_profile
 
     ref = [parse_input(e) for e in SampleTraffic(seed=123).events(5000)]
-    from streams.reference_store import ReferenceStore
+    from streams.adapters.reference_store import ReferenceStore
 
     ReferenceStore(setup.refs).save(build_profile(ref, "fraud", "1", source="training"))
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from streams.partitioners import crc32_partition
-from streams.sample import SampleTraffic
+from streams.worker.partitioners import crc32_partition
+from streams.cli.sample import SampleTraffic
 from tests.test_worker_kafka import Setup, workers  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.kafka

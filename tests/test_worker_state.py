@@ -1,4 +1,4 @@
-"""Pure worker logic (streams/worker_state.py): watermarks, lateness, partials, aggregation, bootstrap, restarts."""
+"""Pure worker logic (streams/worker/state.py): watermarks, lateness, partials, aggregation, bootstrap, restarts."""
 
 from __future__ import annotations
 
@@ -7,11 +7,15 @@ import zlib
 
 import pytest
 
-from streams import worker_state as ws
-from streams.engine import DriftConfig
-from streams.events import parse_input
-from streams.profile import build_profile
-from streams.sample import Drift, SampleTraffic
+from streams.worker import state as ws
+
+from streams.worker.aggregate_state import AggState, Watermarks
+
+from streams.worker.source import SourceState
+from streams.judge.drift_config import DriftConfig
+from streams.contracts.validate import parse_input
+from streams.judge.profile_build import build_profile
+from streams.cli.sample import Drift, SampleTraffic
 
 GEOM = ws.Geometry(size=10.0, hop=10.0, lateness=0.0)
 
@@ -40,7 +44,7 @@ def _json(x):  # the worker's own codec for state and partials (Kafka changelog 
 def run_source(events, port, profile, cuts, lateness=0.0, get_profile=None):
     """Feed one partition's events in batches split at ``cuts``; return (records, late offsets, state)."""
     geom = ws.Geometry(10.0, 10.0, lateness)
-    src = ws.SourceState(0)
+    src = SourceState(0)
     records, late = [], []
     bounds = [0, *cuts, len(events)]
     for a, b in zip(bounds, bounds[1:]):
@@ -74,12 +78,12 @@ def test_allowed_lateness_accepts_late_events_that_are_within_it(port, profile):
 
 def test_replayed_records_after_restart_are_skipped(port, profile):
     events = traffic(2000)
-    src = ws.SourceState(0)
+    src = SourceState(0)
     src.ingest([(i, e) for i, e in enumerate(events[:1200])], GEOM, port, lambda m, v: profile)
-    restored = ws.SourceState(0, _json(src.to_dict()))
+    restored = SourceState(0, _json(src.to_dict()))
     out = restored.ingest([(i, e) for i, e in enumerate(events) if i >= 1000], GEOM, port, lambda m, v: profile)
     assert out.skipped == 200
-    whole = ws.SourceState(0)
+    whole = SourceState(0)
     whole.ingest([(i, e) for i, e in enumerate(events)], GEOM, port, lambda m, v: profile)
     assert _json(restored.to_dict()) == _json(whole.to_dict())
 
@@ -88,8 +92,8 @@ def aggregate(streams_by_src, port, profile, order_seed, bootstrap_n=10**9, with
     """Run sources + one aggregator; records are interleaved across sources in a seeded random order
     (each source's own order kept, as on one internal partition)."""
     n_src = len(streams_by_src)
-    srcs = [ws.SourceState(p) for p in range(n_src)]
-    agg = ws.AggState("fraud", "1")
+    srcs = [SourceState(p) for p in range(n_src)]
+    agg = AggState("fraud", "1")
     if with_profile:
         agg.set_profile(profile, "registered")
     chunks: dict = {}
@@ -107,7 +111,7 @@ def aggregate(streams_by_src, port, profile, order_seed, bootstrap_n=10**9, with
             out = srcs[p].ingest([(j, evs[j]) for j in range(i, min(i + k, len(evs)))], GEOM, port, get_profile)
             queues[p] += [_json(r) for _, r in out.records] + [ws.watermark_record(p, ws.INPUTS, srcs[p].wm)]
             i += k
-    wm = ws.Watermarks()
+    wm = Watermarks()
     alerts, judged = [], []
     while any(queues):
         p = rng.choice([i for i, q in enumerate(queues) if q])
@@ -142,7 +146,7 @@ def test_two_sources_in_any_interleaving_give_the_alerts_of_one(port, profile):
 
 
 def test_global_watermark_waits_for_every_source():
-    wm = ws.Watermarks()
+    wm = Watermarks()
     wm.update(ws.INPUTS, 0, 100.0)
     assert wm.global_wm(ws.INPUTS, 2) is None
     wm.update(ws.INPUTS, 1, 50.0)
@@ -151,13 +155,13 @@ def test_global_watermark_waits_for_every_source():
 
 
 def test_idle_sources_stop_holding_the_watermark_back_until_they_report_again():
-    wm = ws.Watermarks()
+    wm = Watermarks()
     wm.update(ws.INPUTS, 0, 100.0)
     assert wm.update(ws.INPUTS, 1, None, idle=True)  # a partition that never had data, announced idle
     assert wm.global_wm(ws.INPUTS, 2) == 100.0
     assert wm.global_wm(ws.LABELS, 2) is None  # per stream
     assert not wm.update(ws.INPUTS, 1, None, idle=True)  # announced twice: nothing changes
-    restored = ws.Watermarks(ws.decode_state(ws.encode_state(wm.to_dict())))  # survives a restart
+    restored = Watermarks(ws.decode_state(ws.encode_state(wm.to_dict())))  # survives a restart
     assert restored.global_wm(ws.INPUTS, 2) == 100.0
     assert restored.update(ws.INPUTS, 1, 60.0)  # active again: holds the watermark again
     assert restored.global_wm(ws.INPUTS, 2) == 60.0
@@ -169,10 +173,10 @@ def test_idle_sources_stop_holding_the_watermark_back_until_they_report_again():
 
 def test_duplicate_partials_after_judging_are_ignored(port, profile):
     events = traffic(2000)
-    src = ws.SourceState(0)
+    src = SourceState(0)
     out = src.ingest([(i, e) for i, e in enumerate(events)], GEOM, port, lambda m, v: profile)
     partials = [_json(r) for _, r in out.records]
-    agg = ws.AggState("fraud", "1")
+    agg = AggState("fraud", "1")
     agg.set_profile(profile, "registered")
     for r in partials:
         assert agg.add(r, port)
@@ -197,12 +201,12 @@ def test_reference_is_bootstrapped_from_whole_windows_and_judging_starts_after(p
 
 def test_aggregator_state_survives_a_json_round_trip(port, profile):
     events = traffic(6000, drift_at=100)
-    src = ws.SourceState(0)
+    src = SourceState(0)
     out = src.ingest([(i, e) for i, e in enumerate(events)], GEOM, port, lambda m, v: profile)
     recs = [_json(r) for _, r in out.records]
-    a = ws.AggState("fraud", "1")
+    a = AggState("fraud", "1")
     a.set_profile(profile, "registered")
-    b = ws.AggState("fraud", "1")
+    b = AggState("fraud", "1")
     b.set_profile(profile, "registered")
     alerts_a, alerts_b = [], []
     for i, r in enumerate(recs):
@@ -210,7 +214,7 @@ def test_aggregator_state_survives_a_json_round_trip(port, profile):
         alerts_a += a.judge_ready(ws.INPUTS, r and ws.win_parse(r["window"])[1], GEOM, port, 10**9).alerts
         b.add(r, port)
         alerts_b += b.judge_ready(ws.INPUTS, ws.win_parse(r["window"])[1], GEOM, port, 10**9).alerts
-        b = ws.AggState("fraud", "1", _json(b.to_dict()))  # "restart" after every record
+        b = AggState("fraud", "1", _json(b.to_dict()))  # "restart" after every record
     assert [x.alert_id for x in alerts_a] == [x.alert_id for x in alerts_b] and alerts_a
 
 
@@ -220,10 +224,10 @@ def test_acc_partial_of_a_new_owner_supersedes_rows_of_the_previous_one(port, pr
     events = [e for e in traffic(600) if e.ts < SampleTraffic().start_ts + 10]
     w = ws.win_str(SampleTraffic().start_ts, SampleTraffic().start_ts + 10)
     rows = ws.rows_record(0, "fraud", "1", w, [[i, e.to_dict()] for i, e in enumerate(events[:200])])
-    new_owner = ws.SourceState(0)
+    new_owner = SourceState(0)
     out = new_owner.ingest([(i, e) for i, e in enumerate(traffic(600))], GEOM, port, lambda m, v: profile)
     partial = next(r for _, r in out.records if r["type"] == "partial" and r["window"] == w)
-    agg = ws.AggState("fraud", "1")
+    agg = AggState("fraud", "1")
     agg.set_profile(profile, "registered")
     agg.add(_json(rows), port)
     agg.add(_json(partial), port)

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from streams import worker_state as ws
-from streams.app import load_settings
-from streams.events import Alert
-from streams.metrics import WorkerMetrics
-from streams.partitioners import murmur2_partition
-from streams.reference_store import ReferenceStore
+from streams.worker import state as ws
+from streams.adapters.faust_app import load_settings
+from streams.contracts.events import Alert
+from streams.adapters.metrics import WorkerMetrics
+from streams.worker.partitioners import murmur2_partition
+from streams.adapters.reference_store import ReferenceStore
 from streams.worker.core import WorkerCore
 from streams.worker.effects import Effects
 

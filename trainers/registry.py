@@ -17,10 +17,10 @@ temporary folder and renamed into place, and ``index.json`` is replaced atomical
 a file lock, so a crash never leaves a half-written version or pointer.
 
 The registry is pure: :meth:`ModelRegistry.promote` and :meth:`ModelRegistry.rollback`
-return the :class:`~streams.events.ModelUpdate` to publish; callers publish it.
+return the :class:`~streams.contracts.events.ModelUpdate` to publish; callers publish it.
 
 >>> import tempfile, torch
->>> from trainers.models import ModelSpec, build_model
+>>> from trainers.training.models import ModelSpec, build_model
 >>> reg = ModelRegistry(tempfile.mkdtemp())
 >>> spec = ModelSpec(["x"], 2, hidden=(4,))
 >>> v = reg.register("m", spec, build_model(spec, seed=0).state_dict(),
@@ -50,7 +50,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from streams.events import ModelUpdate, json_default
+from trainers.records import ModelUpdate
+from streams.contracts.events import json_default
 
 FORMAT = "driftloop.registry/1"
 WEIGHTS = "weights.safetensors"
@@ -130,16 +131,16 @@ class LoadedVersion:
     """A verified version: spec, weights (torch tensors), replay buffer, provenance."""
 
     info: VersionInfo
-    spec: Any  # trainers.models.ModelSpec
+    spec: Any  # trainers.training.models.ModelSpec
     classes: list[Any] | None
     state_dict: dict[str, Any]
-    replay: Any  # trainers.replay.ReplayBuffer | None
+    replay: Any  # trainers.training.replay.ReplayBuffer | None
     provenance: Provenance
     report: dict[str, Any] | None
 
     def build_model(self):
         """The torch module of this version, weights loaded."""
-        from trainers.models import build_model
+        from trainers.training.models import build_model
 
         model = build_model(self.spec)
         model.load_state_dict(self.state_dict)
@@ -486,7 +487,7 @@ class ModelRegistry:
         """Verify and load a version (default: the current one)."""
         from safetensors.torch import load_file
 
-        from trainers.models import ModelSpec
+        from trainers.training.models import ModelSpec
 
         index = self._read_index(model)
         version = self._resolve(model, version, index)
@@ -498,7 +499,7 @@ class ModelRegistry:
         state = load_file(str(vdir / WEIGHTS))
         replay = None
         if with_replay and REPLAY in hashes:
-            from trainers.replay import ReplayBuffer
+            from trainers.training.replay import ReplayBuffer
 
             replay = ReplayBuffer.load(vdir / REPLAY)
         report = None

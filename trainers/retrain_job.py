@@ -8,7 +8,7 @@ Runs as a Ray job (the dispatcher submits ``python -m trainers.retrain_job ...``
 Steps: load the parent version from the registry (hashes checked); read the labelled
 examples of the request window (topic or file); hold out part of the new data and part
 of the parent's replay buffer (old data); fine-tune a copy of the parent with
-:class:`~trainers.continual.ContinualLearner` inside a Ray task that asks for a GPU when
+:class:`~trainers.training.continual.ContinualLearner` inside a Ray task that asks for a GPU when
 ``ray.cluster_resources()`` has one (CPU otherwise); evaluate with the promotion gate;
 register the candidate with its report (always) and promote it only when the gate passes.
 A promotion publishes a ModelUpdate; the job prints its result as one
@@ -34,7 +34,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from streams.events import ModelUpdate, RetrainRequest, RetrainResult, json_default
+from trainers.records import ModelUpdate, RetrainRequest, RetrainResult
+from streams.contracts.events import json_default
 
 log = logging.getLogger("driftloop.retrain_job")
 
@@ -99,9 +100,9 @@ def train_and_gate(payload: Mapping[str, Any]) -> dict[str, Any]:
     """
     import torch
 
-    from trainers.continual import ContinualLearner
-    from trainers.gate import GateConfig, PromotionGate
-    from trainers.models import ModelSpec, build_model
+    from trainers.training.continual import ContinualLearner
+    from trainers.training.gate import GateConfig, PromotionGate
+    from trainers.training.models import ModelSpec, build_model
 
     spec = ModelSpec.from_dict(payload["spec"])
     parent = build_model(spec)
@@ -152,9 +153,9 @@ class JobOutcome:
 def run_job(req: RetrainRequest, registry: Any, cfg: TrainerConfig, data: Any, *, use_ray: bool) -> JobOutcome:
     """Everything between "request" and "outcome", given the training data (``WindowData``)."""
     from trainers.registry import Provenance, code_version
-    from trainers.replay import ReplayBuffer
-    from trainers.evaluation import slices_by_value
-    from trainers.training_data import encode_labels
+    from trainers.training.replay import ReplayBuffer
+    from trainers.training.evaluation import slices_by_value
+    from trainers.data import encode_labels
 
     existing = registry.find_by_request(req.model, req.request_id)
     if existing is not None:
@@ -255,7 +256,7 @@ def _run_training(payload: dict[str, Any], use_ray: bool) -> tuple[dict[str, Any
         return train_and_gate(payload), {"CPU": float(os.cpu_count() or 1), "GPU": float(torch.cuda.device_count())}
     import ray
 
-    from trainers.ray_cluster import cluster_gpus
+    from trainers.dispatch.ray_cluster import cluster_gpus
 
     resources = {k: float(v) for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU", "memory")}
     gpus = cluster_gpus(resources)
@@ -290,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from streams import config as C
     from trainers.registry import ModelRegistry
-    from trainers import training_data
+    from trainers import data as training_data
 
     raw = C.load_file(args.config) if args.config else {}
     settings = json.loads(Path(args.settings[1:]).read_text() if args.settings.startswith("@") else args.settings)

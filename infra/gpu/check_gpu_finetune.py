@@ -4,7 +4,7 @@ Run with ``bash infra/gpu/check_gpu_finetune.sh [--rows N --dim D ...]`` (it mak
 importable first).  Steps: write a synthetic, pre-encoded data set (``--rows`` x ``--dim``,
 ``--classes`` classes, a new concept on part of the input space) and register a base MLP
 with a replay buffer in a scratch registry; start a local Ray cluster (token auth on; Ray
-detects the GPUs itself); hand one RetrainRequest to :class:`trainers.dispatcher_cmd.Dispatcher`,
+detects the GPUs itself); hand one RetrainRequest to :class:`trainers.cli.dispatcher.Dispatcher`,
 which submits ``python -m trainers.retrain_job`` as a Ray job; the job asks for a GPU in
 its training task only when ``ray.cluster_resources()`` has one.  Prints and writes (to
 ``$OUT/gpu_finetune.json`` when ``OUT`` is set, else ``--out``) the device used
@@ -56,13 +56,13 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     import torch
 
-    from streams.events import RetrainRequest
-    from trainers.continual import ContinualLearner
-    from trainers.dispatcher_cmd import Dispatcher, JobsAdapter
-    from trainers.models import ModelSpec, build_model
-    from trainers.ray_cluster import job_client, start_local_cluster
+    from trainers.records import RetrainRequest
+    from trainers.training.continual import ContinualLearner
+    from trainers.cli.dispatcher import Dispatcher, JobsAdapter
+    from trainers.training.models import ModelSpec, build_model
+    from trainers.dispatch.ray_cluster import job_client, start_local_cluster
     from trainers.registry import ModelRegistry, Provenance
-    from trainers.replay import ReplayBuffer
+    from trainers.training.replay import ReplayBuffer
 
     work = Path(tempfile.mkdtemp(prefix="dl-gpu-check-"))
     info: dict = {"torch": torch.__version__, "cuda_available_driver_side": torch.cuda.is_available(),

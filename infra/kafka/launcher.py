@@ -444,7 +444,7 @@ class LocalKafka:
 
     def start_detailed(self, note: IO[str] | None = None) -> StartResult:
         """Like :meth:`start`, returning what was done and how long each step took."""
-        from streams.kafka_admin import BrokerUnavailable, wait_for_broker
+        from streams.adapters.kafka_admin import BrokerUnavailable, wait_for_broker
 
         t0 = time.monotonic()
         timeout = float(self.settings.start_timeout_s)
@@ -579,7 +579,7 @@ class LocalKafka:
 
     def status(self) -> Status:
         """Whether the broker runs (or the external cluster answers), its pid and its user topic count."""
-        from streams.kafka_admin import list_user_topics
+        from streams.adapters.kafka_admin import list_user_topics
 
         pid = None if self.external else self.running_pid()
         if not self.external and pid is None:

@@ -2,8 +2,8 @@
 
 Records of the internal partials topic (partial window accumulators, bootstrap rows and
 watermark records of every source partition) are merged per (model, version) in
-:class:`streams.worker_state.AggState`; a window is judged by the drift engine once the
-global event-time watermark (:class:`streams.worker_state.Watermarks`) has passed it.
+:class:`streams.worker.state.AggState`; a window is judged by the drift engine once the
+global event-time watermark (:class:`streams.worker.state.Watermarks`) has passed it.
 Alerts go to the alerts topic, a retrain request when the retrain policy says so. Pure:
 every output is an effect recorded on the shared :class:`streams.worker.effects.Recorder`.
 """
@@ -14,9 +14,10 @@ import logging
 from collections import defaultdict
 from typing import Any, Iterable, Sequence
 
-from streams import worker_state as ws
-from streams.events import Alert
-from streams.retrain_policy import RetrainState, decide
+from streams.alerts.retrain_policy import RetrainState, decide
+from streams.contracts.events import Alert
+from streams.worker import state as ws
+from streams.worker.aggregate_state import AggState, Watermarks
 from streams.worker.effects import Recorder, StateKV
 
 log = logging.getLogger("driftloop.worker")
@@ -31,18 +32,18 @@ class Aggregator:
         self.rec, self.s, self.m, self.port, self.geom = rec, settings, metrics, port, geom
         self.profiles, self.retrain_cfg, self.parity = profiles, retrain_cfg, parity
         self.n = settings.partitions
-        self.aggs: dict[str, ws.AggState] = {}
-        self.wms: dict[int, ws.Watermarks] = {}
+        self.aggs: dict[str, AggState] = {}
+        self.wms: dict[int, Watermarks] = {}
 
     def reset(self) -> None:
         self.aggs.clear()
         self.wms.clear()
 
-    def agg(self, mv: str) -> ws.AggState:
+    def agg(self, mv: str) -> AggState:
         st = self.aggs.get(mv)
         if st is None:
             m, v = ws.mv_parts(mv)
-            st = self.aggs[mv] = ws.AggState(m, v, self.rec.get("state", f"agg|{mv}"))
+            st = self.aggs[mv] = AggState(m, v, self.rec.get("state", f"agg|{mv}"))
             if st.profile is None and not st.ref_windows and not st.judged_through:
                 prof = self.profiles.get(m, v)
                 # a profile this worker group bootstrapped is rebuilt from the rows in the state,
@@ -54,10 +55,10 @@ class Aggregator:
                 self.m.reference.labels(model=m, model_version=v, source=st.profile_source).set(1)
         return st
 
-    def watermarks(self, q: int) -> ws.Watermarks:
+    def watermarks(self, q: int) -> Watermarks:
         st = self.wms.get(q)
         if st is None:
-            st = self.wms[q] = ws.Watermarks(self.rec.get("state", f"wm|{q}"))
+            st = self.wms[q] = Watermarks(self.rec.get("state", f"wm|{q}"))
         return st
 
     # ------------------------------------------------------------------ records of the internal topic
@@ -68,7 +69,7 @@ class Aggregator:
             by_q[q].append((o, value))
         self.rec.fx.sends_before_state = True  # alerts and requests out before the state says they are done
         for q in sorted(by_q):
-            touched: dict[str, ws.AggState] = {}
+            touched: dict[str, AggState] = {}
             wmst = self.watermarks(q)
             wm_touched = False
             for o, value in sorted(by_q[q], key=lambda r: r[0]):
@@ -105,7 +106,7 @@ class Aggregator:
                 self.rec.put("state", q, f"wm|{q}", wmst.to_dict())
 
     # ------------------------------------------------------------------ judging
-    def _judge(self, agg: ws.AggState, stream: str, wmst: ws.Watermarks, q: int) -> None:
+    def _judge(self, agg: AggState, stream: str, wmst: Watermarks, q: int) -> None:
         stream = ws.LABELS if stream == ws.LABELS else ws.INPUTS
         gwm = wmst.global_wm(stream, self.n)
         if gwm is None or not agg.pending.get(stream):

@@ -8,7 +8,7 @@ write, partitions to pause or resume).  What the core needs from the consumer is
 :class:`ConsumerView` (assignment, unread records), so the in-memory harness of the tests can
 drive it through scripted batches, restarts and rebalances without a broker.
 
-Per source partition (:mod:`streams.worker_state`): validate (bad records become dead
+Per source partition (:mod:`streams.worker.state`): validate (bad records become dead
 letters with their reason), drop retried ``event_id``\\ s, window the inputs
 (:class:`SourceState`, partials and watermarks to the internal topic), store them for the
 label join (:class:`JoinState`, :class:`InputStore`), keep inputs and labels together in
@@ -24,12 +24,20 @@ import time
 from collections import defaultdict
 from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 
-from streams import worker_state as ws
-from streams.dedupe import EventDedup
-from streams.events import DEFAULT_DLQ_MAX_BYTES, Alert, DeadLetter, InvalidRecord, parse_input, parse_label
-from streams.partitioners import PartitionerCheck
+from streams.contracts.events import (
+    DEFAULT_DLQ_MAX_BYTES,
+    Alert,
+    DeadLetter,
+    InvalidRecord,
+)
+from streams.contracts.validate import parse_input, parse_label
+from streams.judge.dedupe import EventDedup
+from streams.worker import state as ws
 from streams.worker.aggregator import Aggregator
 from streams.worker.effects import Effects, Recorder, Send, StateKV
+from streams.worker.label_join import InputStore, JoinOutcome, JoinState
+from streams.worker.partitioners import PartitionerCheck
+from streams.worker.source import SourceState
 
 log = logging.getLogger("driftloop.worker")
 
@@ -47,8 +55,8 @@ class WorkerCore:
     """All per-partition state of one worker, and the rules that move it (see the module docstring).
 
     ``reader(table)``: the adapter's view of table ``state`` or ``joins`` (``get``, ``keys``).
-    ``profiles``: reference profiles by (model, version) (:class:`streams.reference_store.ReferenceStore`).
-    ``metrics``: :class:`streams.metrics.WorkerMetrics` (set directly: counters need no ordering).
+    ``profiles``: reference profiles by (model, version) (:class:`streams.adapters.reference_store.ReferenceStore`).
+    ``metrics``: :class:`streams.adapters.metrics.WorkerMetrics` (set directly: counters need no ordering).
     """
 
     def __init__(self, settings: Any, metrics: Any, reader: Callable[[str], Any], profiles: Any, *,
@@ -65,9 +73,9 @@ class WorkerCore:
         self.topics = settings.topics
         self.aggregator = Aggregator(self.rec, settings, metrics, self.port, self.geom, profiles,
                                      _retrain_config(w.retrain), parity)
-        self.sources: dict[int, ws.SourceState] = {}
-        self.joinstates: dict[int, ws.JoinState] = {}
-        self.stores: dict[int, ws.InputStore] = {}
+        self.sources: dict[int, SourceState] = {}
+        self.joinstates: dict[int, JoinState] = {}
+        self.stores: dict[int, InputStore] = {}
         self.active_at: dict[int, float] = {}  # owned source partition -> wall time of its last records (or assignment)
         self.idle: set[int] = set()  # owned source partitions announced idle to the aggregators
         self.partitioner = PartitionerCheck()
@@ -88,16 +96,16 @@ class WorkerCore:
         self.idle.clear()
         self.dedup.clear()
 
-    def source(self, p: int) -> ws.SourceState:
+    def source(self, p: int) -> SourceState:
         st = self.sources.get(p)
         if st is None:
-            st = self.sources[p] = ws.SourceState(p, self.rec.get("state", f"in|{p}"))
+            st = self.sources[p] = SourceState(p, self.rec.get("state", f"in|{p}"))
         return st
 
-    def joinstate(self, p: int) -> ws.JoinState:
+    def joinstate(self, p: int) -> JoinState:
         st = self.joinstates.get(p)
         if st is None:
-            st = self.joinstates[p] = ws.JoinState(p, self.rec.get("state", f"lb|{p}"))
+            st = self.joinstates[p] = JoinState(p, self.rec.get("state", f"lb|{p}"))
         return st
 
     def store_to_rebuild(self, p: int) -> tuple[int, int] | None:
@@ -112,12 +120,12 @@ class WorkerCore:
 
     def install_store(self, p: int, records: Iterable[tuple[int, bytes]] = ()) -> int:
         """Partition ``p``'s join store from the inputs records (offset, bytes) it held (the inputs topic is its changelog)."""
-        st = ws.InputStore(StateKV(self.rec, "joins", f"j|{p}|", p))
+        st = InputStore(StateKV(self.rec, "joins", f"j|{p}|", p))
         n = st.rebuild(records)
         self.stores[p] = st
         return n
 
-    def _store(self, p: int) -> ws.InputStore:
+    def _store(self, p: int) -> InputStore:
         st = self.stores.get(p)
         if st is None:
             if self.store_to_rebuild(p) is not None:
@@ -219,7 +227,7 @@ class WorkerCore:
 
         With the label join, the ids of the join store (the inputs of the last label TTL, rebuilt from
         the inputs topic after a restart) say what was seen; without it, an in-memory
-        :class:`streams.dedupe.EventDedup` over one window plus the allowed lateness."""
+        :class:`streams.judge.dedupe.EventDedup` over one window plus the allowed lateness."""
         ids = [e.event_id for _, e in valid]
         if self.s.worker.label_join:
             seen = self._store(p).index
@@ -290,12 +298,12 @@ class WorkerCore:
         self.m.batch_size.labels(agent="labels").observe(n_records)
         return self.rec.end()
 
-    def _sync_input_wm(self, p: int, js: ws.JoinState) -> None:
+    def _sync_input_wm(self, p: int, js: JoinState) -> None:
         src = self.sources.get(p) or self.source(p)
         if src.wm is not None and (js.input_wm is None or src.wm > js.input_wm):
             js.input_wm = src.wm
 
-    def _join_outputs(self, p: int, out: ws.JoinOutcome) -> None:
+    def _join_outputs(self, p: int, out: JoinOutcome) -> None:
         for ex in out.pairs:
             self.rec.send("labelled", ex.event_id.encode(), json.dumps(ex.to_dict(), sort_keys=True).encode())
         for outcome in ("matched", "duplicate", "unknown", "expired_inputs", "too_late", "late_pairs"):
@@ -429,7 +437,7 @@ class WorkerCore:
 
 def _retrain_config(raw: Any) -> Any:
     from streams import config as cfg
-    from streams.retrain_policy import RetrainPolicyConfig
+    from streams.alerts.retrain_policy import RetrainPolicyConfig
 
     raw = dict(raw or {})
     if "kinds" in raw:

@@ -1,0 +1,354 @@
+"""Faust agents of the drift worker: a thin shell around :class:`streams.worker.core.WorkerCore`.
+
+Three agents (see :mod:`streams.adapters.faust_app` for the wiring):
+
+* ``inputs``: micro-batches of the inputs topic (each fetched batch, see :mod:`streams.adapters.batch_delivery`,
+  or ``stream.take_events`` with ``worker.delivery: stream``);
+* ``labels``: micro-batches of the labels topic;
+* ``aggregate``: the internal partials topic;
+
+plus timers (join retries and pacing, idle partitions, consumer lag).  Each hands its input to
+the core and carries out the :class:`streams.worker.effects.Effects` it returns: dead letters
+first (resent, and awaited, before any state moves past them), then the records, then the
+state's changelog records, in call order.  A batch's offsets are acknowledged only when
+Kafka acknowledged all of it, so state is never behind the committed offsets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from typing import Any, Awaitable, Iterable, Mapping, Sequence
+
+from streams.worker import state as ws
+from streams.adapters.reference_store import ReferenceStore
+from streams.worker.core import WorkerCore
+from streams.worker.effects import Effects, Send
+
+log = logging.getLogger("driftloop.worker")
+
+
+class TableReader:
+    """The core's read view of a Faust table: values recovered from the changelog arrive as JSON bytes
+    and are decoded once."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+
+    def get(self, key: str, default: Any = None) -> Any:
+        data = self.table.data
+        v = data.get(key, default)
+        if isinstance(v, (bytes, bytearray)):
+            v = ws.decode_state(v)
+            data[key] = v
+        return v
+
+    def keys(self) -> list:
+        return list(self.table.data.keys())
+
+
+class ConsumerView:
+    """The core's view of Faust's consumer: assignment and unread records (aiokafka internals, pinned by tests)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self._tps: dict[tuple[str, int], Any] = {}
+
+    def _assignment(self) -> list:
+        try:
+            return list(self.app.consumer.assignment())
+        except Exception:  # pragma: no cover - not started
+            return []
+
+    def assigned(self) -> list[tuple[str, int]]:
+        out = []
+        for tp in self._assignment():
+            self._tps[(tp.topic, tp.partition)] = tp
+            out.append((tp.topic, tp.partition))
+        return out
+
+    def tp(self, topic: str, partition: int) -> Any:
+        if (topic, partition) not in self._tps:
+            self.assigned()
+        return self._tps.get((topic, partition))
+
+    def backlog(self, topic: str, partition: int) -> bool | None:
+        tp = self.tp(topic, partition)
+        if tp is None:
+            return None
+        consumer = self.app.consumer
+        try:
+            hw = consumer.highwater(tp)
+        except Exception:  # not fetched yet
+            return None
+        if hw is None:
+            return None
+        read = consumer._read_offset.get(tp)
+        return hw > (read + 1 if read is not None else 0)
+
+
+async def deliver_dead_letter(topic: Any, letter: Send, attempts: int = 3) -> None:
+    """Send one dead letter and wait for Kafka's acknowledgement, resending up to ``attempts`` times.
+
+    A letter that cannot be written stops the worker (RuntimeError) before its offsets move past the record."""
+    for attempt in range(1, attempts + 1):
+        try:
+            await (await topic.send(key=letter.key, value=letter.value))
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if attempt == attempts:
+                log.error("dead letter of %s (%d bytes) could not be written after %d attempts (%r); stopping the "
+                          "worker before its offsets move past the record", letter.where, len(letter.value), attempts, exc)
+                raise RuntimeError(f"dead letter of {letter.where} could not be written: {exc!r}") from exc
+            log.warning("dead letter of %s failed (%r); attempt %d of %d", letter.where, exc, attempt + 1, attempts)
+            await asyncio.sleep(0.5 * attempt)
+
+
+class Worker:
+    """Runs the core's effects on Kafka and Faust's tables."""
+
+    def __init__(self, app: Any, settings: Any, metrics: Any, topics: dict[str, Any], state: Any, joins: Any,
+                 parity_step: Any = None) -> None:
+        self.app, self.s, self.m, self.t = app, settings, metrics, topics
+        self.tables = {"state": state, "joins": joins}
+        readers = {name: TableReader(t) for name, t in self.tables.items()}
+        profiles = ReferenceStore(settings.reference_dir, on_broken=lambda *_: metrics.broken_references.inc())
+        self.core = WorkerCore(settings, metrics, readers.__getitem__, profiles, parity=parity_step)
+        self.parity = parity_step
+        self.view = ConsumerView(app)
+        self._order = asyncio.Lock()  # effects go out in the order the core produced them
+
+    def reset_caches(self, keep_stores: Iterable[int] = ()) -> None:
+        self.core.on_rebalance(keep_stores)
+
+    @property
+    def stores(self) -> dict:
+        return self.core.stores
+
+    async def _ensure_stores(self, partitions: Iterable[int]) -> None:
+        """Join stores of ``partitions`` in memory: rebuilt from the inputs topic (their changelog) when needed."""
+        for p in partitions:
+            rng = self.core.store_to_rebuild(p)
+            if rng is None:
+                continue
+            t0 = time.perf_counter()
+            records = await read_partition(self.s.bootstrap, self.s.topics.inputs, p, *rng)
+            if self.core.store_to_rebuild(p) is None:  # rebuilt meanwhile (another batch)
+                continue
+            n = self.core.install_store(p, records)
+            log.info("label join, partition %d: %d stored inputs rebuilt from %s offsets %d..%d in %.1f s", p, n,
+                     self.s.topics.inputs, rng[0], rng[1], time.perf_counter() - t0)
+
+    async def run(self, fx: Effects) -> Awaitable[None]:
+        """Carry out ``fx`` (see :mod:`streams.worker.effects`); returns an awaitable for Kafka's acknowledgements."""
+        writes = []
+        for w in fx.state:  # applied (and encoded) now: the next core call reads them; the changelog follows
+            table = self.tables[w.table]
+            if w.value is None:
+                table.data.pop(w.key, None)
+                writes.append((table, w, None))
+            else:
+                table.data[w.key] = w.value
+                writes.append((table, w, ws.encode_state(w.value)))
+        futs: list = []
+        async with self._order:
+            if fx.dead_letters:
+                await asyncio.gather(*(deliver_dead_letter(self.t[d.role], d) for d in fx.dead_letters))
+            for snd in fx.sends:
+                futs.append(await self.t[snd.role].send(key=snd.key, value=snd.value, partition=snd.partition))
+            if fx.sends_before_state and futs:
+                await self._wait(futs)
+            for table, w, value in writes:
+                futs.append(table.send_changelog(w.partition, w.key, value))
+        consumer = self.app.consumer
+        for topic, p in fx.pause:
+            consumer.pause_partitions([self.view.tp(topic, p)])
+        for topic, p in fx.resume:
+            consumer.resume_partitions([self.view.tp(topic, p)])
+        return self._wait(futs)
+
+    @staticmethod
+    def _wait(futs: list) -> Awaitable[None]:
+        """An awaitable for the sends in ``futs`` (taken now: ``futs`` is cleared)."""
+        pending = [asyncio.ensure_future(f) if not isinstance(f, asyncio.Future) else f for f in futs]
+        futs.clear()
+        return asyncio.gather(*pending)
+
+    # ------------------------------------------------------------------ agents and timers
+    async def on_inputs(self, by_partition: Mapping[int, Sequence[Any]]) -> Awaitable[None]:
+        """One micro-batch of the inputs topic (the batch-delivery contract: an awaitable for the acks)."""
+        t0 = time.perf_counter()
+        if self.s.worker.label_join:
+            await self._ensure_stores(by_partition)
+        fx = self.core.on_inputs(by_partition, self.view)
+        if self.parity is not None and fx.accepted:
+            try:
+                alerts = await self.parity.check(fx.accepted)
+            except Exception as exc:  # the parity step must never stop drift detection
+                log.warning("parity step failed: %r", exc)
+                alerts = []
+            if alerts:
+                fx.extend(self.core.publish_alerts(alerts))
+        done = await self.run(fx)
+        self.m.processing.labels(agent="inputs").observe(time.perf_counter() - t0)
+        return done
+
+    async def on_labels(self, by_partition: Mapping[int, Sequence[Any]]) -> Awaitable[None]:
+        t0 = time.perf_counter()
+        if self.s.worker.label_join:
+            await self._ensure_stores(by_partition)
+        done = await self.run(self.core.on_labels(by_partition, self.view))
+        self.m.processing.labels(agent="labels").observe(time.perf_counter() - t0)
+        return done
+
+    async def on_partials(self, events: list) -> None:
+        t0 = time.perf_counter()
+        recs = [(ev.message.partition, ev.message.offset, ev.value) for ev in events]
+        await (await self.run(self.core.on_partials(recs)))
+        self.m.processing.labels(agent="aggregate").observe(time.perf_counter() - t0)
+
+    async def join_tick(self) -> None:
+        await (await self.run(self.core.join_tick(self.view)))
+
+    async def idle_tick(self) -> None:
+        fx = self.core.idle_tick(self.view)
+        if fx:
+            await (await self.run(fx))
+            # the aggregators this worker owns judge what the idle partitions were holding back
+            # (other workers' aggregators see the idle records on their partitions of the internal topic)
+
+    async def update_lag(self) -> None:
+        consumer = self.app.consumer
+        for tp in self.view._assignment():
+            try:
+                hw = consumer.highwater(tp)
+                committed = consumer._committed_offset.get(tp)
+            except Exception:
+                continue
+            if hw is None:
+                continue
+            pos = committed if committed is not None else 0
+            self.m.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(max(0, hw - pos))
+
+
+async def read_partition(bootstrap: str, topic: str, partition: int, first: int, last: int) -> list[tuple[int, bytes]]:
+    """(offset, value) of ``topic``/``partition`` from offset ``first`` through ``last`` (what the log still has)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    tp = TopicPartition(topic, partition)
+    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+                         max_partition_fetch_bytes=8 * 1024 * 1024)
+    await c.start()
+    out: list[tuple[int, bytes]] = []
+    try:
+        c.assign([tp])
+        begin = (await c.beginning_offsets([tp]))[tp]
+        if begin > first:
+            log.warning("label join: %s[%d] no longer has offsets %d..%d (retention); inputs stored there are lost "
+                        "for the join: keep the inputs topic at least two label TTLs", topic, partition, first, begin - 1)
+        c.seek(tp, max(first, begin))
+        end = (await c.end_offsets([tp]))[tp]
+        stop = min(last + 1, end)
+        while await c.position(tp) < stop:
+            for recs in (await c.getmany(tp, timeout_ms=1000)).values():
+                out.extend((r.offset, r.value) for r in recs if r.offset <= last and r.value is not None)
+    finally:
+        await c.stop()
+    return out
+
+
+def _by_partition(events: Iterable[Any]) -> dict[int, list]:
+    out: dict[int, list] = defaultdict(list)
+    for ev in events:
+        out[ev.message.partition].append(ev.message)
+    for recs in out.values():
+        recs.sort(key=lambda m: m.offset)
+    return out
+
+
+def register(app: Any, settings: Any, metrics: Any, parity_step: Any = None, delivery: Any = None) -> Worker:
+    """Create topics, tables and agents on ``app``; returns the :class:`Worker`.
+
+    With ``delivery`` (a :class:`streams.adapters.batch_delivery.BatchDelivery` installed on ``app``) the inputs
+    and labels topics are handed to the worker batch by batch; their agents stay subscribed (Faust
+    assigns their partitions together with the tables') but see no message.
+    """
+    t = settings.topics
+    n = settings.partitions
+    raw = dict(value_serializer="raw", key_serializer="raw")
+    topics = {
+        "inputs": app.topic(t.inputs, partitions=n, **raw),
+        "labels": app.topic(t.labels, partitions=n, **raw),
+        "inputs_dlq": app.topic(t.dlq(t.inputs), **raw),
+        "labels_dlq": app.topic(t.dlq(t.labels), **raw),
+        "alerts": app.topic(t.alerts, **raw),
+        "labelled": app.topic(t.labelled, **raw),
+        "retrain_requests": app.topic(t.retrain_requests, **raw),
+        "partials": app.topic(settings.partials_topic, partitions=n, internal=True, **raw),
+    }
+    import faust
+
+    schema = faust.Schema(key_serializer="json", value_serializer="raw")  # values: msgspec JSON (TableKV)
+    state = app.Table("state", default=None, partitions=n, schema=schema,
+                      extra_topic_configs={"max.message.bytes": "8000000"})
+    joins = app.Table("joinstore", default=None, partitions=n, schema=schema)
+    worker = Worker(app, settings, metrics, topics, state, joins, parity_step)
+    app.driftloop_worker = worker
+    w = settings.worker
+
+    if delivery is not None:
+        delivery.handlers[t.inputs] = worker.on_inputs
+        delivery.handlers[t.labels] = worker.on_labels
+
+    @app.agent(topics["inputs"], name="driftloop.inputs")
+    async def inputs(stream):
+        async for events in stream.take_events(w.batch_size, within=w.batch_within_s):
+            await (await worker.on_inputs(_by_partition(events)))
+
+    @app.agent(topics["labels"], name="driftloop.labels")
+    async def labels(stream):
+        async for events in stream.take_events(w.batch_size, within=w.batch_within_s):
+            await (await worker.on_labels(_by_partition(events)))
+
+    @app.agent(topics["partials"], name="driftloop.aggregate")
+    async def aggregate(stream):
+        async for events in stream.take_events(w.batch_size, within=min(w.batch_within_s, 0.1)):
+            await worker.on_partials(list(events))
+
+    @app.timer(max(0.5, w.lag_interval_s))
+    async def lag():
+        await worker.update_lag()
+
+    @app.timer(1.0)
+    async def join_tick():
+        await worker.join_tick()
+
+    @app.timer(1.0)
+    async def idle_tick():
+        await worker.idle_tick()
+
+    @app.task
+    async def serve_metrics():
+        if w.metrics_port:
+            try:
+                metrics.serve(w.metrics_port)
+                log.info("serving /metrics on port %d", w.metrics_port)
+            except OSError as exc:
+                log.error("cannot serve /metrics on port %d: %s; set worker.metrics_port", w.metrics_port, exc)
+
+    def _on_revoked(*_a, **_kw):
+        worker.reset_caches(keep_stores=set(worker.stores))  # eager rebalancing revokes everything; see below
+
+    def _on_assigned(sender: Any = None, assigned: Any = (), **_kw):
+        # a label-join store stays only for an inputs partition this worker keeps (rebuilding one means
+        # reading two label TTLs of the inputs topic); a partition that left may come back changed
+        mine = {tp.partition for tp in assigned or () if getattr(tp, "topic", None) == t.inputs}
+        worker.reset_caches(keep_stores=mine)
+
+    app.on_partitions_revoked.connect(_on_revoked)
+    app.on_partitions_assigned.connect(_on_assigned)
+    return worker

@@ -1,0 +1,1 @@
+"""driftloop's commands (``driftloop --help``)."""

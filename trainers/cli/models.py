@@ -1,0 +1,202 @@
+"""``driftloop models``: list, show, promote, roll back and register base model versions.
+
+    driftloop models list [MODEL]
+    driftloop models show MODEL [VERSION] [--json]
+    driftloop models promote MODEL VERSION          (publishes a ModelUpdate)
+    driftloop models rollback MODEL                 (publishes a ModelUpdate)
+    driftloop models register-base MODEL --spec SPEC.json --source URL --licence SPDX
+                                   [--weights W.safetensors | --train DATA.jsonl] [--promote]
+
+The registry folder is ``--registry``, else ``trainers.registry`` from the config, else
+``$DRIFTLOOP_HOME/registry``.  Promotion events go to the model-updates topic unless
+``--no-publish``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--registry", help="registry folder (default: trainers.registry, else $DRIFTLOOP_HOME/registry)")
+    sub = parser.add_subparsers(dest="models_command", metavar="ACTION", required=True)
+    p = sub.add_parser("list", help="models, or the versions of one model")
+    p.add_argument("model", nargs="?")
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("show", help="one version: provenance, hashes, gate report (checks integrity)")
+    p.add_argument("model")
+    p.add_argument("version", nargs="?", help="default: the current version")
+    p.add_argument("--json", action="store_true")
+    for name, help_text in (("promote", "make a version current"), ("rollback", "go back to the previous promoted version")):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("model")
+        if name == "promote":
+            p.add_argument("version")
+        p.add_argument("--no-publish", action="store_true", help="do not publish the ModelUpdate to Kafka")
+    p = sub.add_parser("register-base", help="register an initial (base) version with its source and licence")
+    p.add_argument("model")
+    p.add_argument("--spec", required=True, help="ModelSpec JSON (feature_names, n_classes, hidden, categorical[, classes])")
+    p.add_argument("--source", required=True, help="where the base model comes from (URL, paper, 'trained here on ...')")
+    p.add_argument("--licence", required=True, help="its licence (SPDX id, e.g. Apache-2.0)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--weights", help="safetensors weights of the base model")
+    src.add_argument("--train", help="train the base model on this JSONL of labelled examples")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--replay-capacity", type=int, default=500)
+    p.add_argument("--replay-policy", default="class_balanced", choices=("class_balanced", "reservoir"))
+    p.add_argument("--reference-profile", help="id of the drift reference profile of this version")
+    p.add_argument("--promote", action="store_true", help="make it current (publishes a ModelUpdate)")
+    p.add_argument("--no-publish", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    from streams import config as C
+    from trainers.registry import ModelRegistry, RegistryError
+    from trainers.retrain_job import TrainerConfig
+
+    raw = C.load_file(args.config)
+    tcfg = C.section(TrainerConfig, raw.get("trainers"), "trainers")
+    reg = ModelRegistry(args.registry or tcfg.registry or C.home() / "registry")
+    try:
+        if args.models_command == "list":
+            return _list(reg, args)
+        if args.models_command == "show":
+            return _show(reg, args)
+        if args.models_command == "promote":
+            return _publish(raw, reg.promote(args.model, args.version), args.no_publish)
+        if args.models_command == "rollback":
+            return _publish(raw, reg.rollback(args.model), args.no_publish)
+        if args.models_command == "register-base":
+            return _register_base(raw, reg, args)
+    except (RegistryError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 2
+
+
+def _list(reg: Any, args: argparse.Namespace) -> int:
+    if not args.model:
+        rows = [{"model": m, "current": reg.current(m), "versions": len(reg.versions(m))} for m in reg.models()]
+        if args.json:
+            print(json.dumps(rows, indent=2))
+        elif not rows:
+            print(f"no models in {reg.root}")
+        for r in rows if not args.json else []:
+            print(f"{r['model']:<24} current={r['current']}  versions={r['versions']}")
+        return 0
+    infos = reg.versions(args.model)
+    if args.json:
+        print(json.dumps([i.to_dict() for i in infos], indent=2, default=str))
+        return 0
+    print(f"{'':2}{'version':<8} {'created (UTC)':<20} {'parent':<7} {'gate':<9} {'request':<26} sha256")
+    for i in infos:
+        prov = i.provenance
+        gate = {True: "passed", False: "rejected", None: "-"}[i.promoted]
+        created = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(i.created_at))
+        print(f"{'* ' if i.current else '  '}{i.version:<8} {created:<20} {str(prov.get('parent_version') or '-'):<7} "
+              f"{gate:<9} {str(prov.get('request_id') or '-'):<26} {i.weights_sha256[:16]}")
+    return 0
+
+
+def _show(reg: Any, args: argparse.Namespace) -> int:
+    info = reg.info(args.model, args.version)
+    hashes = reg.verify(args.model, info.version)
+    d = info.to_dict()
+    d["files"] = hashes
+    d["integrity"] = "ok"
+    if args.json:
+        print(json.dumps(d, indent=2, default=str))
+        return 0
+    prov = info.provenance
+    print(f"model {info.model} version {info.version}{' (current)' if info.current else ''}")
+    print(f"  path:         {info.path}")
+    print(f"  created:      {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(info.created_at))}")
+    print(f"  parent:       {prov.get('parent_version')}")
+    print(f"  request:      {prov.get('request_id')}  alerts: {', '.join(prov.get('alert_ids') or []) or '-'}")
+    print(f"  window:       {prov.get('window')}")
+    print(f"  code:         {prov.get('code_version')}")
+    base = prov.get("base_model") or {}
+    print(f"  base model:   {base.get('source', '-')} (licence {base.get('licence', '-')})")
+    print(f"  reference:    {prov.get('reference_profile_id')}")
+    print("  integrity:    ok (sha256 of every file matches the manifest)")
+    for name, sha in sorted(hashes.items()):
+        print(f"    {name:<20} {sha}")
+    text = reg.report_text(args.model, info.version)
+    if text:
+        print("\n" + text)
+    return 0
+
+
+def _publish(raw: dict, update: Any, no_publish: bool) -> int:
+    print(update.to_json())
+    if no_publish:
+        return 0
+    from streams import config as C
+
+    try:
+        from kafka import KafkaProducer
+
+        producer = KafkaProducer(bootstrap_servers=C.kafka_settings(raw).bootstrap_servers, acks="all",
+                                 max_block_ms=15000)
+        try:
+            producer.send(C.topics(raw).model_updates, key=update.model.encode(), value=update.to_json().encode())
+            producer.flush(timeout=15)
+        finally:
+            producer.close()
+    except Exception as exc:
+        print(f"error: {update.action} of {update.model} v{update.version} is done in the registry, but the "
+              f"model-updates event could not be published ({exc}); publish the line above by hand or re-run "
+              "when Kafka is up", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _register_base(raw: dict, reg: Any, args: argparse.Namespace) -> int:
+    from trainers.training.models import ModelSpec, build_model
+    from trainers.registry import Provenance
+    from trainers.training.replay import ReplayBuffer
+
+    spec_d = json.loads(Path(args.spec).read_text(encoding="utf-8"))
+    classes = spec_d.pop("classes", None)
+    spec = ModelSpec.from_dict(spec_d)
+    model = build_model(spec, seed=args.seed)
+    replay = None
+    training: dict[str, Any] = {}
+    window = None
+    if args.weights:
+        from safetensors.torch import load_file
+
+        model.load_state_dict(load_file(args.weights))
+    elif args.train:
+        from trainers.training.continual import ContinualLearner
+        from trainers.data import encode_labels, read_jsonl
+
+        data = read_jsonl(args.train, args.model, 0.0, float("inf"))
+        y, known = encode_labels(data.labels(), spec.n_classes, classes)
+        rows = [f for f, k in zip(data.features(), known) if k]
+        if not rows:
+            raise ValueError(f"{args.train} has no usable labelled examples of model {args.model!r}")
+        if not spec.scaling:  # standardise numeric inputs on the base training data; versions inherit it
+            spec = spec.with_scaling(rows)
+            model = build_model(spec, seed=args.seed)
+        replay = ReplayBuffer(args.replay_capacity, args.replay_policy, args.seed)
+        learner = ContinualLearner(model, replay=replay, epochs=args.epochs, seed=args.seed)
+        fit = learner.fit(spec.encode(rows), y[known])
+        model = learner.model.to("cpu")
+        training = dict(fit.to_dict(), data=data.stats)
+        ts = [e.ts for e, k in zip(data.examples, known) if k]
+        window = {"start": min(ts), "end": max(ts)}
+    prov = Provenance(base_model={"source": args.source, "licence": args.licence}, training=training, window=window,
+                      reference_profile_id=args.reference_profile)
+    info = reg.register(args.model, spec, {k: v for k, v in model.state_dict().items()}, provenance=prov,
+                        replay=replay, classes=classes)
+    print(f"registered {args.model} version {info.version} at {info.path}")
+    if args.promote:
+        return _publish(raw, reg.promote(args.model, info.version), args.no_publish)
+    return 0
