@@ -307,3 +307,14 @@ def test_features_of_views_not_looked_up_are_skipped_not_counted_missing():
     rows = [{k: v for k, v in r.items() if k != "country"} if i % 2 else r for i, r in enumerate(rows)]
     assert c.ingest(events, rows) + c.flush() == []
     assert c.last_rates[("fraud", "1", "country")] == (0.0, 300)
+
+
+def test_parity_state_written_before_the_shared_hysteresis_still_loads():
+    checker = ParityChecker(ParityConfig(window_seconds=10, allowed_lateness_s=0, min_samples=5))
+    old = {"windows": {}, "watermark": [], "closed_before": [], "unknown": [], "late_events": 0,
+           "open": [["m", "1", "avg", "value", "p-1", 1], ["m", "1", "x", "schema", "p-2", 0]]}
+    checker.load_state_dict(old)
+    assert checker.open_alerts("m", "1") == {"avg": "p-1"}
+    again = ParityChecker(ParityConfig(window_seconds=10, allowed_lateness_s=0, min_samples=5))
+    again.load_state_dict(checker.state_dict())
+    assert again.open_alerts("m", "1") == {"avg": "p-1"} and "hysteresis" in checker.state_dict()

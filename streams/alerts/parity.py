@@ -63,7 +63,6 @@ from streams.alerts.parity_values import (
     FeatureTally,
     ParityWindow,
     ParityWindowKey,
-    _Open,
     compare_codes,
 )
 from streams.contracts.events import (
@@ -73,6 +72,7 @@ from streams.contracts.events import (
     InferenceEvent,
     make_alert_id,
 )
+from streams.judge.policy import Hysteresis, TrackState
 
 REASONS = ("value", "type", "served_missing", "store_missing")
 _ABSENT = object()
@@ -158,7 +158,8 @@ class ParityChecker:
         self._windows: dict[ParityWindowKey, ParityWindow] = {}
         self._watermark: dict[tuple[str, str], float] = {}
         self._closed_before: dict[tuple[str, str], float] = {}
-        self._open: dict[tuple[str, str], dict[tuple[str, str], _Open]] = {}
+        # one open alert per (model, version, check, feature): the engine's hysteresis, opening at once
+        self.hyst = Hysteresis(open_after=1, close_after=self.config.close_after)
         self._unknown: dict[tuple[str, str], str] = {}
         self.late_events = 0
         #: (model, version, feature) -> (mismatch rate, compared values) of the last judged window
@@ -359,7 +360,6 @@ class ParityChecker:
         mv = (key.model, key.model_version)
         schema = self._schema(*mv)
         source = schema.source if schema else "feast"
-        opens = self._open.setdefault(mv, {})
         alerts: list[Alert] = []
         for f in sorted(win.features):
             t = win.features[f]
@@ -368,7 +368,7 @@ class ParityChecker:
             self.last_rates[(key.model, key.model_version, f)] = (t.rate, t.n)
             p = _binom_sf(t.mismatches, t.n, cfg.warning_rate)
             breach = t.rate > cfg.warning_rate and p <= cfg.alpha
-            alerts += self._verdict(key, opens, f, "value", breach, lambda: Alert(
+            alerts += self._verdict(key, f, "value", breach, lambda: Alert(
                 model=key.model, model_version=key.model_version, kind="parity", feature=f, metric=METRIC_MISMATCH,
                 score=round(t.rate, 6), threshold=cfg.warning_rate, p_value=p,
                 severity="critical" if t.rate >= cfg.critical_rate else "warning",
@@ -396,7 +396,7 @@ class ParityChecker:
                            f"request feature (tag request_features of its feature service)")
                 else:
                     continue
-                alerts += self._verdict(key, opens, f, "schema", bad, lambda: Alert(
+                alerts += self._verdict(key, f, "schema", bad, lambda: Alert(
                     model=key.model, model_version=key.model_version, kind="parity", feature=f, metric=metric,
                     score=round(score, 6), threshold=0.0, p_value=None, severity="warning",
                     window=AlertWindow(key.start, key.end, win.n_events),
@@ -405,22 +405,17 @@ class ParityChecker:
                 ))
         return alerts
 
-    def _verdict(self, key: ParityWindowKey, opens: dict[tuple[str, str], _Open], feature: str, check: str,
-                 breach: bool, make: Callable[[], Alert]) -> list[Alert]:
-        slot = (feature, check)
-        cur = opens.get(slot)
-        if breach:
-            if cur is not None:
-                cur.clean = 0
-                return []  # one alert per open finding
-            alert = make()
-            opens[slot] = _Open(alert.alert_id, check)
-            return [alert]
-        if cur is not None:
-            cur.clean += 1
-            if cur.clean >= self.config.close_after:
-                del opens[slot]
-        return []
+    def _verdict(self, key: ParityWindowKey, feature: str, check: str, breach: bool,
+                 make: Callable[[], Alert]) -> list[Alert]:
+        """One judged window of one (feature, check): :meth:`Hysteresis.observe` decides open / stay / clear."""
+        made: list[Alert] = []
+
+        def make_id(_start: float) -> str:
+            made.append(make())
+            return made[0].alert_id
+
+        self.hyst.observe((key.model, key.model_version, f"parity_{check}", feature), breach, key.start, True, make_id)
+        return made
 
     # -- queries and state ---------------------------------------------------------------
 
@@ -431,7 +426,8 @@ class ParityChecker:
         samples, rate above threshold, significant), with the id the alert will get when the
         window closes (ids are deterministic): drift judged before the parity window closes
         is still explained."""
-        out = {f: o.alert_id for (f, check), o in self._open.get((model, version), {}).items() if check == "value"}
+        out = {k[3]: st.open_id for k, st in self.hyst.tracks.items()
+               if k[0] == model and k[1] == version and k[2] == "parity_value" and st.open_id}
         if include_pending:
             for f, aid in self.pending_breaches(model, version).items():
                 out.setdefault(f, aid)
@@ -467,7 +463,7 @@ class ParityChecker:
             "windows": {k.to_str(): w.to_dict() for k, w in self._windows.items()},
             "watermark": [[m, v, t] for (m, v), t in self._watermark.items()],
             "closed_before": [[m, v, t] for (m, v), t in self._closed_before.items()],
-            "open": [[m, v, f, c, o.alert_id, o.clean] for (m, v), d in self._open.items() for (f, c), o in d.items()],
+            "hysteresis": self.hyst.state_dict(),
             "unknown": [[m, v, r] for (m, v), r in self._unknown.items()],
             "late_events": self.late_events,
         }
@@ -476,9 +472,9 @@ class ParityChecker:
         self._windows = {ParityWindowKey.from_str(k): ParityWindow.from_dict(w) for k, w in d["windows"].items()}
         self._watermark = {(m, v): float(t) for m, v, t in d["watermark"]}
         self._closed_before = {(m, v): float(t) for m, v, t in d["closed_before"]}
-        self._open = {}
-        for m, v, f, c, aid, clean in d["open"]:
-            self._open.setdefault((m, v), {})[(f, c)] = _Open(aid, c, int(clean))
+        self.hyst.load_state_dict(d.get("hysteresis") or {})
+        for m, v, f, c, aid, clean in d.get("open", []):  # state written before the shared hysteresis
+            self.hyst.tracks[(m, v, f"parity_{c}", f)] = TrackState(drifting=0, clean=int(clean), open_id=aid)
         self._unknown = {(m, v): r for m, v, r in d["unknown"]}
         self.late_events = int(d.get("late_events", 0))
 

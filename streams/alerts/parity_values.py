@@ -189,11 +189,6 @@ class ParityWindow:
                    {f: FeatureTally.from_dict(t) for f, t in d["features"].items()}, dict(d["sent"]))
 
 
-@dataclass
-class _Open:
-    alert_id: str
-    check: str  # "value" | "schema"
-    clean: int = 0
 
 
 def _merge_examples(a: list[dict[str, Any]], b: list[dict[str, Any]], k: int) -> list[dict[str, Any]]:

@@ -213,38 +213,60 @@ class Hysteresis:
         self, model: str, version: str, kinds: Iterable[str], window_start: float, findings: list[Finding],
         make_id,
     ) -> list[Transition]:
-        """Advance every track of ``kinds`` of this model by one judged window."""
+        """Advance every track of ``kinds`` of this model by one judged window (untracked kinds: clean)."""
         kinds = set(kinds)
         found = {self.key(model, version, f.kind, f.feature): f for f in findings}
         out: list[Transition] = []
         for k, f in found.items():
-            st = self.tracks.setdefault(k, TrackState())
+            strong = f.q_value is not None and f.q_value <= self.immediate_alpha
+            if f.q_value is None and f.severity == "critical" and self.open_after <= 1:
+                strong = True
+            tr = self.observe(k, True, window_start, strong, lambda s, f=f: make_id(f, s), f)
+            if tr is not None:
+                out.append(tr)
+        for k in list(self.tracks):
+            if k in found or k[0] != model or k[1] != version or k[2] not in kinds:
+                continue
+            tr = self.observe(k, False, window_start)
+            if tr is not None:
+                out.append(tr)
+        return out
+
+    def observe(self, key: tuple[str, str, str, str], drifting: bool, window_start: float, strong: bool = False,
+                make_id: Any = None, finding: Finding | None = None) -> Transition | None:
+        """One judged window of one track: the state machine every alert kind shares.
+
+        ``drifting``: the window has a finding for ``key``; ``strong``: open at once (else after
+        ``open_after`` drifting windows in a row); ``make_id(window_start)`` names the alert that opens.
+        A clean window counts towards closing an open alert (``close_after`` in a row).  Returns the
+        transition ("open" or "clear") or None."""
+        st = self.tracks.get(key)
+        if drifting:
+            if st is None:
+                st = self.tracks[key] = TrackState()
             if st.drifting == 0:
                 st.first_drift_start = window_start
             st.drifting += 1
             st.clean = 0
-            if st.open_id is None:
-                strong = f.q_value is not None and f.q_value <= self.immediate_alpha
-                if f.q_value is None and f.severity == "critical" and self.open_after <= 1:
-                    strong = True
-                if strong or st.drifting >= self.open_after:
-                    st.open_id = make_id(f, window_start)
-                    st.opened_start = window_start
-                    out.append(Transition(k, "open", f, window_start))
-        for k, st in list(self.tracks.items()):
-            if k in found or k[0] != model or k[1] != version or k[2] not in kinds:
-                continue
-            st.drifting = 0
-            st.first_drift_start = None
-            if st.open_id is not None:
-                st.clean += 1
-                if st.clean >= self.close_after:
-                    out.append(Transition(k, "clear", None, window_start))
-                    st.open_id = None
-                    st.opened_start = None
-                    st.clean = 0
-            if st.open_id is None and st.drifting == 0:
-                del self.tracks[k]
+            if st.open_id is None and (strong or st.drifting >= self.open_after):
+                st.open_id = make_id(window_start)
+                st.opened_start = window_start
+                return Transition(key, "open", finding, window_start)
+            return None
+        if st is None:
+            return None
+        st.drifting = 0
+        st.first_drift_start = None
+        out = None
+        if st.open_id is not None:
+            st.clean += 1
+            if st.clean >= self.close_after:
+                out = Transition(key, "clear", None, window_start)
+                st.open_id = None
+                st.opened_start = None
+                st.clean = 0
+        if st.open_id is None and st.drifting == 0:
+            del self.tracks[key]
         return out
 
     def open_alerts(self) -> dict[tuple[str, str, str, str], str]:
