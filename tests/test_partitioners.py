@@ -71,3 +71,13 @@ def test_our_murmur2_is_kafka_pythons_on_random_keys():
     for _ in range(5000):
         key = bytes(rng.randrange(256) for _ in range(rng.randrange(0, 40)))
         assert murmur2(key) == kafka_python_murmur2(key), key
+
+
+def test_cardinality_guard_keeps_its_admitted_set_through_its_state():
+    from streams.worker.cardinality import CardinalityGuard
+
+    g = CardinalityGuard(max_models=2, max_versions_per_model=2)
+    assert [g.admit("a", "1"), g.admit("a", "2"), g.admit("a", "3"), g.admit("b", "1"), g.admit("c", "1")] == \
+        [None, None, "versions", None, "models"]
+    again = CardinalityGuard(2, 2, g.to_dict())
+    assert again.tracked("a", "2") and not again.tracked("a", "3") and again.admit("c", "1") == "models"

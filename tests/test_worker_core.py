@@ -163,3 +163,26 @@ def test_retried_inputs_are_counted_once(tmp_path):
     h.drain(max_records=400)
     assert h.metric_sum("driftloop_events_total") == 3000
     assert h.metric_sum("driftloop_duplicate_events_total") == 500
+
+
+def test_a_version_per_request_stays_bounded_and_is_reported_once(tmp_path):
+    """A producer that puts a request id in model_version: 20 versions are tracked, the rest counted, one alert."""
+    h = Harness(tmp_path, partitions=1, worker={"max_versions_per_model": 20, "max_models": 3})
+    events = SampleTraffic(seed=5).events(3000)
+    for i, e in enumerate(events):
+        e["model_version"] = f"req-{i // 10}"  # 300 versions of 10 events each
+    events += [{**e, "model": f"m{i}", "model_version": "1", "event_id": f"x{i}"} for i, e in enumerate(events[:50])]
+    h.produce("inputs", events[:1500])
+    h.drain(max_records=400)
+    before = h.metric("driftloop_untracked_events_total", reason="versions")
+    h.start()  # a restart keeps the admitted set: the same versions stay tracked (metrics restart at 0)
+    h.produce("inputs", events[1500:])
+    h.drain(max_records=400)
+    assert before == 1500 - 20 * 10 and h.metric("driftloop_untracked_events_total", reason="versions") == 1500
+    assert h.metric("driftloop_untracked_events_total", reason="models") == 50 - 2  # fraud, m0, m1 tracked
+    card = [a for a in h.alerts().values() if a.kind == "cardinality"]
+    assert sorted(a.feature for a in card) == ["models", "versions"]
+    assert all(a.model == "*" and "not tracked" in a.details["message"] for a in card)
+    series = {s.labels.get("model_version") for fam in h.metrics.registry.collect() for s in fam.samples
+              if s.name == "driftloop_events_total"}
+    assert len(series) <= 21, series  # bounded /metrics label sets

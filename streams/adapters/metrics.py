@@ -44,6 +44,8 @@ class WorkerMetrics:
         self.reference_windows = Counter("driftloop_reference_bootstrap_events_total",
                                          "Events used to bootstrap a reference (not judged)", ["model", "model_version"], registry=r)
         self.labels = Counter("driftloop_label_join_total", "Label join outcomes", ["outcome"], registry=r)
+        self.untracked = Counter("driftloop_untracked_events_total", "Events of model versions beyond worker.max_models / "
+                                 "max_versions_per_model (not tracked), by which limit", ["reason"], registry=r)
         self.broken_references = Counter("driftloop_broken_references_total", "Reference profile files that could not be "
                                          "read as the profile of their model version (treated as no reference)", registry=r)
         self.duplicates = Counter("driftloop_duplicate_events_total", "Inputs whose event_id was seen already (a producer's "

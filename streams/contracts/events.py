@@ -163,7 +163,7 @@ class LabelledExample:
         return cls(ev.event_id, ev.model, ev.model_version, ev.ts, ev.features, label, ev.prediction, ev.scores, ev.entity)
 
 
-ALERT_KINDS = ("data_drift", "prediction_drift", "performance", "concept_drift", "parity")
+ALERT_KINDS = ("data_drift", "prediction_drift", "performance", "concept_drift", "parity", "cardinality")
 SEVERITIES = ("warning", "critical")
 
 

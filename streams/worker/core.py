@@ -34,6 +34,7 @@ from streams.contracts.validate import parse_input, parse_label
 from streams.judge.dedupe import EventDedup
 from streams.worker import state as ws
 from streams.worker.aggregator import Aggregator
+from streams.worker.cardinality import CardinalityGuard, cardinality_alert
 from streams.worker.effects import Effects, Recorder, Send, StateKV
 from streams.worker.label_join import InputStore, JoinOutcome, JoinState
 from streams.worker.partitioners import PartitionerCheck
@@ -80,6 +81,7 @@ class WorkerCore:
         self.idle: set[int] = set()  # owned source partitions announced idle to the aggregators
         self.partitioner = PartitionerCheck()
         self.dedup: dict[int, EventDedup] = {}  # without the label join: recent event ids per partition (memory only)
+        self.guards: dict[int, CardinalityGuard] = {}  # model versions tracked per source partition
         self.paused: set[tuple[str, int]] = set()  # (topic, partition) held back by pacing
 
     # ------------------------------------------------------------------ state
@@ -95,6 +97,7 @@ class WorkerCore:
         self.active_at.clear()
         self.idle.clear()
         self.dedup.clear()
+        self.guards.clear()
 
     def source(self, p: int) -> SourceState:
         st = self.sources.get(p)
@@ -160,6 +163,8 @@ class WorkerCore:
                     self._dead_letter(name, "inputs_dlq", r, err)
             if valid:
                 valid = self._first_occurrences(p, valid)
+            if valid:
+                valid = self._tracked(p, valid)
             if not valid:
                 src.offset = recs[-1].offset
                 self._put(f"in|{p}", src.to_dict(), p)
@@ -246,12 +251,58 @@ class WorkerCore:
             return [v for v, k in zip(valid, keep) if k]
         return valid
 
-    def _count_events(self, topic_name: str, events: Iterable[Any]) -> None:
+    def _count_events(self, topic_name: str, events: Iterable[Any], p: int | None = None) -> None:
+        """Count events per model version; with ``p`` (labels), versions that partition does not track count as
+        ``_untracked`` (the label sets of /metrics stay bounded)."""
         counts: dict[tuple[str, str], int] = defaultdict(int)
         for e in events:
             counts[(e.model, e.model_version or "")] += 1
+        guard = None if p is None else self._guard(p)
         for (m, v), k in counts.items():
+            if guard is not None and not (m in guard.admitted and (not v or guard.tracked(m, v))):
+                m, v = "_untracked", "_untracked"
             self.m.events.labels(topic=topic_name, model=m, model_version=v).inc(k)
+
+    def _guard(self, p: int) -> CardinalityGuard:
+        g = self.guards.get(p)
+        if g is None:
+            w = self.s.worker
+            g = self.guards[p] = CardinalityGuard(w.max_models, w.max_versions_per_model, self.rec.get("state", f"card|{p}"))
+        return g
+
+    def _tracked(self, p: int, valid: list) -> list:
+        """``valid`` without the events of model versions beyond the cardinality limits (counted and reported)."""
+        guard = self._guard(p)
+        keys = {(e.model, e.model_version) for _, e in valid}
+        if all(guard.tracked(*k) for k in keys):  # the usual batch
+            return valid
+        refused = {k: why for k in sorted(keys) if (why := guard.admit(*k)) is not None}
+        if refused:
+            counts: dict[str, int] = defaultdict(int)
+            first: dict[str, tuple[str, str, float]] = {}
+            keep = []
+            for o, e in valid:
+                why = refused.get((e.model, e.model_version))
+                if why is None:
+                    keep.append((o, e))
+                else:
+                    counts[why] += 1
+                    first.setdefault(why, (e.model, e.model_version, e.ts))
+            for why, n in counts.items():
+                self.m.untracked.labels(reason=why).inc(n)
+                if not guard.refused.get(why):
+                    self._cardinality_alert(p, why, n, first[why])
+                guard.refused[why] = guard.refused.get(why, 0) + n
+            valid = keep
+        self._put(f"card|{p}", guard.to_dict(), p)
+        return valid
+
+    def _cardinality_alert(self, p: int, why: str, n: int, first: tuple[str, str, float]) -> None:
+        w = self.s.worker
+        limit = w.max_models if why == "models" else w.max_versions_per_model
+        alert = cardinality_alert(p, why, n, first, limit, self.geom.hop, self.geom.size, self.clock())
+        log.warning("source partition %d: %s", p, alert.details["message"])
+        self.aggregator.publish([alert])
 
     def _check_partitioner(self, role: str, p: int, recs: Sequence[Any], samples: int = 8) -> None:
         """Sample a few keyed records of the batch; say loudly when inputs and labels were partitioned differently."""
@@ -287,7 +338,7 @@ class WorkerCore:
                     valid.append((r.offset, parse_label(r.value or b"", max_future_s=self.max_future_s)))
                 except InvalidRecord as err:
                     self._dead_letter(name, "labels_dlq", r, err)
-            self._count_events(name, (lab for _, lab in valid))
+            self._count_events(name, (lab for _, lab in valid), p)
             if self.s.worker.label_join:
                 self._sync_input_wm(p, js)
                 out = js.ingest_labels(self._store(p), valid, self.geom, self.ttl, self.port, self.profiles.get)

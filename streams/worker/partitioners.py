@@ -26,7 +26,6 @@ import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 
-
 MURMUR2 = "murmur2"  # Java client, kafka-python, aiokafka
 CRC32 = "crc32"  # librdkafka's consistent_random (confluent-kafka, kcat, ...)
 OTHER = "other"  # neither: explicit partitions, a custom partitioner, or a different partition count

@@ -72,6 +72,10 @@ class WorkerConfig:
     # Event times further ahead of the wall clock are dead-lettered with reason "future" (a clock-poisoned
     # producer must not move the watermark years ahead); None or a negative value: no check.
     max_future_s: float | None = 300.0
+    # Bounded cardinality (per source partition): model versions beyond these are not tracked; their
+    # events are counted (driftloop_untracked_events_total) and one "cardinality" alert says so.
+    max_models: int = 100
+    max_versions_per_model: int = 20
     # Byte budget of one encoded dead letter: its raw payload is cut to fit (raw_length and raw_sha256 kept);
     # keep it well under the broker's max.message.bytes (1 MiB by default).
     dlq_max_bytes: int = 512 * 1024
