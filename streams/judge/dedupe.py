@@ -24,8 +24,8 @@ late by the engine, not twice in a window.
 
 from __future__ import annotations
 
-import heapq
 import math
+from collections import deque
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -34,10 +34,11 @@ import numpy as np
 class EventDedup:
     """First-occurrence mask of event ids over a sliding event-time horizon.
 
-    State: ``seen`` {event_id: event time}, a min-heap of (event time, event_id) for expiry,
-    and the watermark.  Memory O(ids whose event time is within ``horizon_s`` of the watermark).
-    :meth:`first_occurrences` costs O(n) dictionary operations for a batch of n events plus
-    O(k log m) to expire k of the m remembered ids.
+    State: ``seen`` (the remembered ids), the ids in chunks of one batch each (sorted by event
+    time, in arrival order) for expiry, and the watermark.  Memory O(ids whose event time is
+    within ``horizon_s`` of the watermark).  A batch without repeats, the usual case, costs
+    C-level set and dict operations only (no per-event Python loop); expiry drops the expired
+    prefix of the oldest chunks.
     """
 
     def __init__(self, horizon_s: float, max_ids: int | None = None) -> None:
@@ -48,8 +49,8 @@ class EventDedup:
             raise ValueError(f"horizon_s must be > 0, got {horizon_s}")
         self.horizon_s = float(horizon_s)
         self.max_ids = max_ids
-        self.seen: dict[str, float] = {}
-        self._heap: list[tuple[float, str]] = []
+        self.seen: set[str] = set()
+        self._chunks: deque[tuple[np.ndarray, list[str]]] = deque()  # (sorted event times, their ids)
         self.watermark = -math.inf
         self.duplicates = 0
         self.evicted = 0
@@ -67,15 +68,20 @@ class EventDedup:
         n = len(event_ids)
         if len(ts) != n:
             raise ValueError(f"{n} event ids but {len(ts)} event times")
-        keep = np.ones(n, dtype=bool)
+        ids = list(map(str, event_ids))
         seen = self.seen
-        for i, (eid, t) in enumerate(zip(event_ids, ts.tolist())):
-            key = str(eid)
-            if key in seen:
-                keep[i] = False
-                continue
-            seen[key] = t
-            heapq.heappush(self._heap, (t, key))
+        if seen.isdisjoint(ids) and len(set(ids)) == n:  # no repeat: C-level checks only
+            keep = np.ones(n, dtype=bool)
+            new_ids, new_ts = ids, ts
+        else:
+            batch: set[str] = set()
+            flags = [not (i in seen or i in batch or batch.add(i)) for i in ids]
+            keep = np.fromiter(flags, dtype=bool, count=n)
+            new_ids, new_ts = [i for i, k in zip(ids, flags) if k], ts[keep]
+        if new_ids:
+            order = np.argsort(new_ts, kind="stable")
+            self._chunks.append((new_ts[order], [new_ids[k] for k in order.tolist()]))
+            seen.update(new_ids)
         self.duplicates += int(n - keep.sum())
         if n:
             self.watermark = max(self.watermark, float(ts.max()))
@@ -84,26 +90,39 @@ class EventDedup:
 
     def _expire(self) -> None:
         limit = self.watermark - self.horizon_s
-        heap, seen = self._heap, self.seen
-        while heap and (heap[0][0] < limit or (self.max_ids is not None and len(seen) > self.max_ids)):
-            t, key = heapq.heappop(heap)
-            if seen.get(key) == t:
-                del seen[key]
-                if t >= limit:
-                    self.evicted += 1
+        seen, chunks = self.seen, self._chunks
+        while chunks:
+            times, ids = chunks[0]
+            cut = int(np.searchsorted(times, limit, side="left"))  # ids older than the horizon
+            over = len(seen) - self.max_ids if self.max_ids is not None else 0
+            if over > cut:  # the cap forgets the oldest ids still inside the horizon too
+                self.evicted += min(over, len(ids)) - cut
+                cut = min(over, len(ids))
+            if cut == 0:
+                return
+            seen.difference_update(ids[:cut])
+            if cut >= len(ids):
+                chunks.popleft()
+            else:
+                chunks[0] = (times[cut:], ids[cut:])
+                return
 
     def state_dict(self) -> dict[str, Any]:
         """JSON-safe snapshot (ids and their event times, watermark, counters)."""
-        return {"horizon_s": self.horizon_s, "max_ids": self.max_ids, "seen": dict(self.seen),
+        return {"horizon_s": self.horizon_s, "max_ids": self.max_ids,
+                "chunks": [[t.tolist(), ids] for t, ids in self._chunks],
                 "watermark": None if math.isinf(self.watermark) else self.watermark,
                 "duplicates": self.duplicates, "evicted": self.evicted}
 
     def load_state_dict(self, d: Mapping[str, Any]) -> None:
         self.horizon_s = float(d.get("horizon_s", self.horizon_s))
         self.max_ids = d.get("max_ids", self.max_ids)
-        self.seen = {str(k): float(v) for k, v in (d.get("seen") or {}).items()}
-        self._heap = [(t, k) for k, t in self.seen.items()]
-        heapq.heapify(self._heap)
+        chunks = [(np.asarray(t, dtype=float), [str(i) for i in ids]) for t, ids in d.get("chunks") or []]
+        if "seen" in d:  # the earlier format: {event_id: event time}
+            old = sorted(((float(t), str(i)) for i, t in d["seen"].items()))
+            chunks = [(np.array([t for t, _ in old]), [i for _, i in old])] if old else []
+        self._chunks = deque(chunks)
+        self.seen = {i for _, ids in chunks for i in ids}
         wm = d.get("watermark")
         self.watermark = -math.inf if wm is None else float(wm)
         self.duplicates = int(d.get("duplicates", 0))
