@@ -309,14 +309,26 @@ def is_error(prediction: Any, label: Any, definition: "LabelProfile | None" = No
         return category_text(prediction) != category_text(label)
 
 
+def numeric_pairs(predictions: Sequence[Any], labels: Sequence[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(predictions float (n,), labels float (n,), both present bool (n,)): nan where not a number or
+    missing; one numpy conversion when the values are numbers (the common case), else per value."""
+    n = len(labels)
+    try:
+        p, y = np.asarray(predictions, dtype=float).reshape(n), np.asarray(labels, dtype=float).reshape(n)
+    except (TypeError, ValueError):
+        p = np.fromiter((_num(v) if v is not None else math.nan for v in predictions), float, n)
+        y = np.fromiter((_num(v) if v is not None else math.nan for v in labels), float, n)
+    if not (np.isnan(p).any() or np.isnan(y).any()):
+        return p, y, np.ones(n, bool)
+    present = np.fromiter((a is not None and b is not None for a, b in zip(predictions, labels)), bool, n)
+    return p, y, present
+
+
 def loss_array(predictions: Sequence[Any], labels: Sequence[Any], kind: str = "absolute") -> np.ndarray:
     """The loss of each labelled example, (n,) float: ``|prediction - label|`` (``absolute``) or
     ``|prediction - label| / |label|`` (``relative``; 0 when both are 0).  ``nan`` where a side is
     missing (no outcome); ``inf`` where a side is not a number or the relative loss has no scale."""
-    n = len(labels)
-    p = np.fromiter((_num(v) if v is not None else math.nan for v in predictions), float, n)
-    y = np.fromiter((_num(v) if v is not None else math.nan for v in labels), float, n)
-    present = np.fromiter((a is not None and b is not None for a, b in zip(predictions, labels)), bool, n)
+    p, y, present = numeric_pairs(predictions, labels)
     d = np.abs(p - y)
     if kind == "relative":
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -330,9 +342,7 @@ def error_array(predictions: Sequence[Any], labels: Sequence[Any], definition: "
     n = len(labels)
     if kind == "mismatch" or n == 0:
         return np.fromiter((is_error(p, y, definition) for p, y in zip(predictions, labels)), dtype=np.int8, count=n)
-    p = np.fromiter((_num(v) if v is not None else math.nan for v in predictions), float, n)
-    y = np.fromiter((_num(v) if v is not None else math.nan for v in labels), float, n)
-    present = np.fromiter((a is not None and b is not None for a, b in zip(predictions, labels)), bool, n)
+    p, y, present = numeric_pairs(predictions, labels)
     d = np.abs(p - y)
     tol = float(definition.tolerance or 0.0)
     lim = tol * np.abs(y) if kind == "relative" else np.full(n, tol)
