@@ -283,8 +283,8 @@ def regression_stream(seed: int, n: int, drift_at: int | None, n_ref: int = 5000
 
 
 def regression_rows(seeds: int, n: int, window: int, clock: EventClock) -> list[dict]:
-    """driftloop (regression error definition from the reference: |error| over its 90th percentile,
-    CUSUM + binomial window test) vs River ADWIN on the absolute-error stream, same streams."""
+    """driftloop (regression profile: reference loss distribution for the loss CUSUM, |error| over its 90th
+    percentile for the binomial window test) vs River ADWIN on the absolute-error stream, same streams."""
     from river import drift
 
     from streams.judge.drift_config import DriftConfig
@@ -329,6 +329,37 @@ def regression_rows(seeds: int, n: int, window: int, clock: EventClock) -> list[
                             "delay": (after[0] - drift_at) if after else None, "seconds": round(secs, 3),
                             "reference_error_rate": prof.reference_error_rate, "tolerance": prof.labels.tolerance})
     return out
+
+
+REGRESSION_SEEDS = {"smoke": 1, "quick": 5, "full": 20}
+
+
+def regression_markdown(table: list[list[Any]]) -> str:
+    return "### Regression models: error drift (labels)\n\n" + (
+        "y = 2 x0 - x1 + N(0, sd); the model predicts 2 x0 - x1. Drift: sd 1 -> 1.5 at mid-stream (MAE x1.5); "
+        "control: no change. driftloop runs its loss CUSUM on each example's |error| against the reference loss "
+        "distribution (scale shift 1.3, h = cusum_h) and the binomial window test on |error| over its 90th "
+        "percentile; ADWIN sees the absolute error of every event. Detection within two windows.\n\n"
+        + md_table(["detector", "detected", "median delay (events)", "false alarms", "no-drift events"], table))
+
+
+def regression_main(args) -> int:
+    """``--regression-only``: the regression scenarios alone (same streams and peers as in the full run)."""
+    W = args.window
+    clock, engine_info = engine_clock(W)
+    with Timer() as tr:
+        rows = regression_rows(REGRESSION_SEEDS[args.mode], 20 * W, W, clock)
+    table = regression_summary(rows)
+    meta = {"mode": args.mode, "window": W, "engine": engine_info, "seconds": round(tr.s, 1), "git": common._git_state(),
+            "command": ".venv/bin/python bench/drift_quality.py --regression-only" + ("" if args.mode == "quick" else f" --{args.mode}"),
+            "written_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    md = f"# Drift quality: regression scenarios only\n\n`{meta['command']}` ({meta['written_at']}, {tr.s:.1f}s)\n\n"
+    name = NAME + "_regression" + ("_full" if args.mode == "full" else "")
+    jp, mp = write_results(name, {"name": name, "meta": meta, "regression": {"rows": rows, "table": table}},
+                           md + regression_markdown(table), args.out_dir)
+    print(mp.read_text())
+    print(f"wrote {jp} and {mp}", file=sys.stderr)
+    return 0
 
 
 def regression_summary(rows: list[dict]) -> list[list[Any]]:
@@ -532,7 +563,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(__doc__.splitlines()[0], argv, extra=[
         (("--window",), {"type": int, "default": 500, "help": "events per event-time window (default 500)"}),
         (("--only",), {"default": None, "help": "comma-separated detector name substrings to run"}),
+        (("--regression-only",), {"action": "store_true",
+                                   "help": "run the regression scenarios only (writes drift_quality_regression[_full])"}),
     ])
+    if args.regression_only:
+        return regression_main(args)
     plan = PLANS[args.mode]
     t_start = time.perf_counter()
     W = args.window
@@ -587,7 +622,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{time.perf_counter() - t_start:6.1f}s] {s.name} n={s.n}", file=sys.stderr, flush=True)
 
     with Timer() as tr:
-        reg_rows = regression_rows({"smoke": 1, "quick": 5, "full": 20}[args.mode], 20 * W, W, clock)
+        reg_rows = regression_rows(REGRESSION_SEEDS[args.mode], 20 * W, W, clock)
     reg_table = regression_summary(reg_rows)
     print(f"[{time.perf_counter() - t_start:6.1f}s] regression error drift ({tr.s:.1f}s)", file=sys.stderr, flush=True)
     det_names = list(dict.fromkeys(r["detector"] for r in rows))
@@ -605,11 +640,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.only:  # a subset of detectors does not overwrite the full table
         name = f"{NAME}_{args.mode}_only_" + "_".join("".join(ch for ch in k.lower() if ch.isalnum()) for k in args.only.split(","))
         meta["command"] += f" --only {args.only}"
-    md = markdown(summary, rows, meta) + "\n\n### Regression models: error drift (labels)\n\n" + (
-        "y = 2 x0 - x1 + N(0, sd); the model predicts 2 x0 - x1. Drift: sd 1 -> 1.5 at mid-stream (MAE x1.5); "
-        "control: no change. driftloop's error definition comes from the reference (|error| over its 90th "
-        "percentile); ADWIN sees the absolute error of every event. Detection within two windows.\n\n"
-        + md_table(["detector", "detected", "median delay (events)", "false alarms", "no-drift events"], reg_table))
+    md = markdown(summary, rows, meta) + "\n\n" + regression_markdown(reg_table)
     jp, mp = write_results(name, payload, md, args.out_dir)
     print(mp.read_text())
     print(f"wrote {jp} and {mp}", file=sys.stderr)

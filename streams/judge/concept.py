@@ -26,6 +26,13 @@ estimated change point (the CUSUM's last zero; for a River detector the first er
 to the end of the alarm's window, and ``window.n`` is the number of labelled events in that
 evidence run.
 
+Regression models.  When the profile stores the reference loss distribution
+(``LabelProfile.loss_quantiles``), the ``cusum`` detector is the loss CUSUM of
+:mod:`streams.judge.loss` on each example's continuous loss (same ``cusum_h``, in nats) instead of
+the Bernoulli CUSUM on 0/1 exceedances of the tolerance, which loses information; the
+performance verdict and the "still drifting" test keep the exceedance rate.  Classifiers (and
+profiles without a loss distribution) keep the Bernoulli CUSUM.
+
 Feeding.  The engine's ``judge`` calls :meth:`ConceptMixin._observe_errors` with the error
 sequence of each label window, sorted by (event time, event_id): backtest and the worker run
 the same detectors on the same sequence (see the engine's module docstring).
@@ -49,6 +56,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from streams.judge.drift_metrics import BernoulliCusum, binomial_increase, ece_from_bins
+from streams.judge.loss import LossCusum
 from streams.contracts.events import Alert, make_alert_id
 from streams.judge.policy import Component, FeatureTest, Finding, select_findings
 from streams.judge.windows import CONF_UNITS, WindowAccumulator
@@ -90,6 +98,7 @@ class ConceptState:
         self.warm_n = 0
         self.warm_err = 0
         self.cusum: BernoulliCusum | None = None
+        self.loss_cusum: LossCusum | None = None  # regression models with a reference loss distribution
         self.untestable: str | None = None  # why concept drift is not tested (no room for a rise)
         self.river: dict[str, RiverTrack] = {}
         self.tail = np.zeros(0, np.int8)  # the last 2 * river_history errors (River detectors only)
@@ -101,6 +110,7 @@ class ConceptState:
         return {
             "warm_n": self.warm_n, "warm_err": self.warm_err,
             "cusum": None if self.cusum is None else self.cusum.state_dict(),
+            "loss_cusum": None if self.loss_cusum is None else self.loss_cusum.state_dict(),
             "untestable": self.untestable, "concept_alarms": self.concept_alarms,
             "run_start_ts": self.run_start_ts, "recent": [list(x) for x in self.recent],
             "river": {name: t.to_dict() for name, t in sorted(self.river.items())},
@@ -111,6 +121,9 @@ class ConceptState:
     def load_concept(self, m: dict[str, Any]) -> None:
         self.warm_n, self.warm_err = int(m.get("warm_n", 0)), int(m.get("warm_err", 0))
         self.cusum = None if m.get("cusum") is None else BernoulliCusum.from_state(m["cusum"])
+        lq = getattr(getattr(self, "profile", None), "labels", None)
+        self.loss_cusum = (None if m.get("loss_cusum") is None or lq is None or not lq.loss_quantiles
+                           else LossCusum.from_state(m["loss_cusum"], lq.loss_quantiles))
         self.untestable = m.get("untestable")
         self.concept_alarms = [float(t) for t in m.get("concept_alarms", [])]
         self.run_start_ts = m.get("run_start_ts")
@@ -139,12 +152,22 @@ class ConceptMixin:
         lp = ms.profile.labels
         return lp.n if lp is not None and lp.n > 0 else ms.warm_n
 
+    def _p0u(self, ms) -> float | None:
+        """Conservative reference rate: upper ~2-sigma bound of ``_p0``, so estimation noise does not alarm."""
+        p0, n0 = self._p0(ms), max(self._p0_n(ms), 1)
+        return None if p0 is None else p0 + 2.0 * math.sqrt(max(p0 * (1 - p0), 1e-4) / n0)
+
+    def _loss_cusum(self, ms) -> LossCusum | None:
+        """The loss CUSUM of a regression model version whose profile has a reference loss distribution."""
+        lp = ms.profile.labels
+        if ms.loss_cusum is None and lp is not None and lp.error != "mismatch" and lp.loss_quantiles:
+            ms.loss_cusum = LossCusum(lp.loss_quantiles, lp.n, self.config.cusum_h)
+        return ms.loss_cusum
+
     def _cusum(self, ms) -> BernoulliCusum | None:
         """The CUSUM of this model version, or None when the reference rate leaves no room for a rise."""
         if ms.cusum is None and ms.untestable is None:
-            p0, n0 = self._p0(ms), max(self._p0_n(ms), 1)
-            # conservative reference rate: upper ~2-sigma bound, so estimation noise does not alarm
-            p0u = p0 + 2.0 * math.sqrt(max(p0 * (1 - p0), 1e-4) / n0)
+            p0, p0u = self._p0(ms), self._p0u(ms)
             shift = self.config.cusum_shift
             if p0u + shift > 1.0:
                 ms.untestable = (f"reference error rate {p0:.4f} (upper bound {min(p0u, 1.0):.4f}) leaves no room "
@@ -166,11 +189,12 @@ class ConceptMixin:
         ms.recent.append((int(acc.n_labelled), int(acc.n_errors)))
         while len(ms.recent) > max(self.config.close_after, 1):
             ms.recent.popleft()
-        if ms.cusum is None or not self._concept_open(ms):
+        if (ms.cusum is None and ms.loss_cusum is None) or not self._concept_open(ms):
             return False
         n = sum(a for a, _ in ms.recent)
         e = sum(b for _, b in ms.recent)
-        return binomial_increase(ms.cusum.p0, e, n) <= self.config.fdr_alpha
+        p0u = ms.cusum.p0 if ms.cusum is not None else self._p0u(ms)
+        return binomial_increase(p0u, e, n) <= self.config.fdr_alpha
 
     def _label_findings(self, ms, acc: WindowAccumulator, p0: float, concept_hit: bool) -> list[Finding]:
         n, e = acc.n_labelled, acc.n_errors
@@ -199,7 +223,7 @@ class ConceptMixin:
         if ts is not None:
             ms.concept_alarms.append(float(ts))
         key = self.hyst.key(model, version, "concept_drift", None)
-        f = Finding("concept_drift", None, name, float(score), float(self.config.cusum_h if name == "cusum" else score),
+        f = Finding("concept_drift", None, name, float(score), float(self.config.cusum_h if "cusum" in name else score),
                     "critical", None, None, 1.0, {})
         tr = self.hyst.force_open(key, f, wstart, lambda f_, s_: make_alert_id(model, version, "concept_drift", None, s_))
         if tr is None:
@@ -208,13 +232,19 @@ class ConceptMixin:
         extra["reference_error_rate"] = self._p0(ms)
         if ms.cusum is not None:
             extra["cusum_reference_rate"] = ms.cusum.p0
+        if ms.loss_cusum is not None:
+            lq = ms.profile.labels.loss_quantiles
+            med = float(np.interp(0.5, (np.arange(len(lq)) + 0.5) / len(lq), lq))
+            extra.update(loss_scale_shift=ms.loss_cusum.r, reference_loss_median=med)
         return [self._alert(ms, f, wstart, wend, int(n), 1, extra)]
 
     # ------------------------------------------------------------------ event-level detectors
-    def _observe_errors(self, ms, ts: np.ndarray, errors: np.ndarray, event_ids: Sequence[str] | None = None) -> list[Alert]:
+    def _observe_errors(self, ms, ts: np.ndarray, errors: np.ndarray, event_ids: Sequence[str] | None = None,
+                        losses: np.ndarray | None = None) -> list[Alert]:
         """Feed the 0/1 error stream (n,) of one model version, in (event time, event_id) order (ts (n,)
-        seconds), to the concept detectors; returns the concept-drift alerts that open.  Called by the
-        engine's ``judge`` with each label window's error sequence: the one feed of the detectors."""
+        seconds), and a regression model's losses (n,), to the concept detectors; returns the concept-drift
+        alerts that open.  Called by the engine's ``judge`` with each label window's error sequence: the
+        one feed of the detectors."""
         cfg = self.config
         errors = np.asarray(errors).astype(np.int8)
         ts = np.asarray(ts, dtype=float)
@@ -229,16 +259,21 @@ class ConceptMixin:
                 return []
         alarms: list[tuple[int, str, float, int, float]] = []  # (position, detector, score, evidence run, its first ts)
         if "cusum" in cfg.concept_detectors:
-            c = self._cusum(ms)
+            lc = self._loss_cusum(ms)
+            c = self._cusum(ms) if lc is None else lc
+            if lc is not None and losses is None:  # a window from before losses were kept: not fed
+                self.stats["label_examples_without_loss"] += len(errors) - start
+                c = None
             if c is not None and start < len(errors):
                 before = ms.run_start_ts  # a run carried over from an earlier window
 
                 def first_ts(p: int) -> float:
                     return float(ts[p]) if p >= start else (before if before is not None else float(ts[start]))
 
-                hits = c.update(errors[start:])
+                hits = c.update(errors[start:] if lc is None else np.asarray(losses, dtype=float)[start:])
+                name = "cusum" if lc is None else "loss_cusum"
                 for i, run in zip(hits, c.alarm_runs):
-                    alarms.append((start + i, "cusum", cfg.cusum_h, run, first_ts(start + i - run + 1)))
+                    alarms.append((start + i, name, cfg.cusum_h, run, first_ts(start + i - run + 1)))
                 ms.run_start_ts = None if c.run == 0 else first_ts(len(errors) - c.run)
         river = [name for name in cfg.concept_detectors if name != "cusum"]
         if river and start < len(errors):

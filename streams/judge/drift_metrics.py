@@ -40,6 +40,7 @@ __all__ = [
     "pool_small",
     "binomial_increase",
     "ece_from_bins",
+    "Cusum",
     "BernoulliCusum",
     "NumericBatch",
 ]
@@ -157,40 +158,28 @@ def ece_from_bins(count, correct, conf_sum) -> float:
     return float(np.sum(count[nz] / total * np.abs(acc - conf)))
 
 
-class BernoulliCusum:
-    """One-sided CUSUM of a 0/1 error stream against a reference error rate.
-
-    Each event adds the log-likelihood ratio of "error rate ``p1``" over "error rate ``p0``";
-    the statistic is ``S_t = max(0, S_{t-1} + llr_t)`` and an alarm is raised when it reaches
-    ``h`` (then it restarts from 0).  Average run length under no change grows about as
-    ``exp(h)``; the delay after a change to rate ``p`` is about ``h / E_p[llr]``.
-    ``update`` is vectorised: ``S`` follows from a cumulative sum and a running minimum.
-
-    >>> c = BernoulliCusum(p0=0.1, p1=0.2, h=5.0)
-    >>> c.update(np.zeros(1000, dtype=np.int8))
-    []
-    >>> c.update(np.ones(20, dtype=np.int8))[0]
-    7
+class Cusum:
+    """One-sided CUSUM of per-event log-likelihood ratios: ``S_t = max(0, S_{t-1} + llr_t)``, an alarm
+    when ``S`` reaches ``h`` (then it restarts from 0).  Subclasses map their observations to ``llr``
+    (:class:`BernoulliCusum`: 0/1 errors; :class:`streams.judge.loss.LossCusum`: regression losses).
+    By Wald's inequality the average run length under the reference is at least ``exp(h)`` when ``llr``
+    is a true log-likelihood ratio.  ``_run`` is vectorised: ``S`` follows from a cumulative sum and a
+    running minimum.
     """
 
-    def __init__(self, p0: float, p1: float, h: float, s: float = 0.0, n: int = 0, run: int = 0) -> None:
-        p0 = min(max(p0, 1e-6), 1 - 1e-6)
-        p1 = min(max(p1, p0 + 1e-6), 1 - 1e-6)
-        self.p0, self.p1, self.h = p0, p1, h
+    def __init__(self, h: float, s: float = 0.0, n: int = 0, run: int = 0) -> None:
+        self.h = h
         self.s = float(s)
         self.n = int(n)  # events since the last alarm (or start)
         self.run = int(run)  # events since the statistic last sat at 0 (the change-point estimate)
         self.alarm_runs: list[int] = []  # run length of each alarm of the last update
-        self._up = math.log(p1 / p0)
-        self._down = math.log((1 - p1) / (1 - p0))
 
-    def update(self, errors: np.ndarray) -> list[int]:
-        """Feed errors in event order; return the positions (indices into ``errors``) of alarms.
+    def _run(self, x: np.ndarray) -> list[int]:
+        """Feed log-likelihood ratios in event order; return the positions (indices into ``x``) of alarms.
 
         ``alarm_runs`` then holds, per alarm, the number of events since the statistic last sat
         at 0 (the evidence run: the events from the estimated change point to the alarm).
         """
-        x = np.where(np.asarray(errors) > 0, self._up, self._down)
         alarms: list[int] = []
         self.alarm_runs = []
         start = 0
@@ -216,6 +205,36 @@ class BernoulliCusum:
             self.run = 0
             start += i + 1
         return alarms
+
+
+class BernoulliCusum(Cusum):
+    """One-sided CUSUM of a 0/1 error stream against a reference error rate.
+
+    Each event adds the log-likelihood ratio of "error rate ``p1``" over "error rate ``p0``";
+    the statistic is ``S_t = max(0, S_{t-1} + llr_t)`` and an alarm is raised when it reaches
+    ``h`` (then it restarts from 0).  Average run length under no change grows about as
+    ``exp(h)``; the delay after a change to rate ``p`` is about ``h / E_p[llr]``.
+    ``update`` is vectorised: ``S`` follows from a cumulative sum and a running minimum.
+
+    >>> c = BernoulliCusum(p0=0.1, p1=0.2, h=5.0)
+    >>> c.update(np.zeros(1000, dtype=np.int8))
+    []
+    >>> c.update(np.ones(20, dtype=np.int8))[0]
+    7
+    """
+
+    def __init__(self, p0: float, p1: float, h: float, s: float = 0.0, n: int = 0, run: int = 0) -> None:
+        super().__init__(h, s, n, run)
+        p0 = min(max(p0, 1e-6), 1 - 1e-6)
+        p1 = min(max(p1, p0 + 1e-6), 1 - 1e-6)
+        self.p0, self.p1 = p0, p1
+        self._up = math.log(p1 / p0)
+        self._down = math.log((1 - p1) / (1 - p0))
+
+    def update(self, errors: np.ndarray) -> list[int]:
+        """Feed errors in event order; return the positions (indices into ``errors``) of alarms
+        (``alarm_runs``: see :meth:`Cusum._run`)."""
+        return self._run(np.where(np.asarray(errors) > 0, self._up, self._down))
 
     def update_counts(self, errors: int, n: int) -> bool:
         """One step with a whole window's counts (sum of its events' llr); True (and restart) on alarm."""

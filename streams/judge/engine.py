@@ -268,7 +268,7 @@ class DriftEngine(ConceptMixin, DataTestsMixin):
                 self.stats["no_reference"] += len(exs)
                 continue
             ts = np.fromiter((e.ts for e in exs), dtype=float, count=len(exs))
-            errors, conf = label_arrays(exs, ms.profile.labels)
+            errors, conf, loss = label_arrays(exs, ms.profile.labels)
             ids = [e.event_id for e in exs]
             pos, k = window_indices(ts, cfg.window_seconds, cfg.hop)
             own = np.floor(ts / cfg.hop).astype(np.int64)  # the example's own hop slot (its latest window)
@@ -277,7 +277,7 @@ class DriftEngine(ConceptMixin, DataTestsMixin):
                 acc = WindowAccumulator.empty(ms.encoder)
                 # the error sequence of a window holds the examples of its own first hop only, so that
                 # every example reaches the event-level detectors once (see judge)
-                acc.add_labels(errors[sel], conf[sel], ts[sel], [ids[i] for i in sel.tolist()], own[sel] == kk)
+                acc.add_labels(errors[sel], conf[sel], ts[sel], [ids[i] for i in sel.tolist()], own[sel] == kk, None if loss is None else loss[sel])
                 start = float(kk) * cfg.hop
                 out[WindowKey(model, version, start, start + cfg.window_seconds, LABELS)] = acc
         return out
@@ -371,9 +371,9 @@ class DriftEngine(ConceptMixin, DataTestsMixin):
         if labels:
             # event-level concept detectors first: this window's own error sequence, in (event time,
             # event_id) order, whatever its verdict below (a carried window is not fed again)
-            ts, errors, ids = acc.error_sequence()
+            ts, errors, ids, loss = acc.sequence()
             if len(ts):
-                concept = self._observe_errors(ms, ts, errors, ids)
+                concept = self._observe_errors(ms, ts, errors, ids, loss)
         carry = ms.lcarry if labels else ms.carry
         start = key.start
         if carry is not None:

@@ -16,6 +16,7 @@ It also stores the prediction and score distributions and, when labels are
 present, the reference error rate and expected calibration error.
 
 >>> import pandas as pd
+>>> from streams.judge.profile_build import build_profile
 >>> p = build_profile(pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0], "c": ["a", "b", "a", None]}), "m", "1")
 >>> p.features["x"].kind, p.features["c"].kind, p.features["c"].missing
 ('numeric', 'categorical', 1)
@@ -55,6 +56,8 @@ FORMAT_VERSION = 1
 ERROR_KINDS = ("mismatch", "absolute", "relative")
 #: Default regression tolerance: this quantile of the reference absolute errors.
 REGRESSION_ERROR_QUANTILE = 0.9
+#: Number of reference loss quantiles a regression profile stores (at probabilities (i + 0.5) / n).
+LOSS_QUANTILES = 200
 #: Relative precision below which an error is "at" the tolerance, not over it (109.06 - 108.56 != 0.5 in floats).
 PRECISION = 1e-9
 #: Multiples of the reference spread at which tail edges are placed beyond min and max.
@@ -145,6 +148,9 @@ class LabelProfile:
     (regression: ``|prediction - label| > tolerance``) or ``relative``
     (``|prediction - label| > tolerance * |label|``).  ``abs_error_quantiles``: the reference
     absolute errors at 10%, 25%, 50%, 75%, 90%, 99% (regression only, for reports).
+    ``loss_quantiles``: the reference distribution of the loss (:func:`loss_array`: absolute or
+    relative error) at the :data:`LOSS_QUANTILES` probabilities ``(i + 0.5) / LOSS_QUANTILES``
+    (regression only; the loss CUSUM of :mod:`streams.judge.loss` tests the stream against it).
     """
 
     n: int
@@ -155,6 +161,7 @@ class LabelProfile:
     error: str = "mismatch"
     tolerance: float | None = None
     abs_error_quantiles: list[float] | None = None
+    loss_quantiles: list[float] | None = None
 
     def is_error(self, prediction: Any, label: Any) -> bool:
         return is_error(prediction, label, self)
@@ -302,21 +309,57 @@ def is_error(prediction: Any, label: Any, definition: "LabelProfile | None" = No
         return category_text(prediction) != category_text(label)
 
 
+def numeric_pairs(predictions: Sequence[Any], labels: Sequence[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(predictions float (n,), labels float (n,), both present bool (n,)): nan where not a number or
+    missing; one numpy conversion when the values are numbers (the common case), else per value."""
+    n = len(labels)
+    try:
+        p, y = np.asarray(predictions, dtype=float).reshape(n), np.asarray(labels, dtype=float).reshape(n)
+    except (TypeError, ValueError):
+        p = np.fromiter((_num(v) if v is not None else math.nan for v in predictions), float, n)
+        y = np.fromiter((_num(v) if v is not None else math.nan for v in labels), float, n)
+    if not (np.isnan(p).any() or np.isnan(y).any()):
+        return p, y, np.ones(n, bool)
+    present = np.fromiter((a is not None and b is not None for a, b in zip(predictions, labels)), bool, n)
+    return p, y, present
+
+
+def loss_array(predictions: Sequence[Any], labels: Sequence[Any], kind: str = "absolute") -> np.ndarray:
+    """The loss of each labelled example, (n,) float: ``|prediction - label|`` (``absolute``) or
+    ``|prediction - label| / |label|`` (``relative``; 0 when both are 0).  ``nan`` where a side is
+    missing (no outcome); ``inf`` where a side is not a number or the relative loss has no scale."""
+    p, y, present = numeric_pairs(predictions, labels)
+    d = np.abs(p - y)
+    if kind == "relative":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            d = np.where(d == 0, 0.0, d / np.abs(y))
+    return np.where(present, np.where(np.isnan(d), math.inf, d), math.nan)
+
+
 def error_array(predictions: Sequence[Any], labels: Sequence[Any], definition: "LabelProfile | None" = None) -> np.ndarray:
     """Vectorised :func:`is_error`: (n,) int8 0/1.  O(n); numeric definitions in numpy."""
     kind = definition.error if definition is not None else "mismatch"
     n = len(labels)
     if kind == "mismatch" or n == 0:
         return np.fromiter((is_error(p, y, definition) for p, y in zip(predictions, labels)), dtype=np.int8, count=n)
-    p = np.fromiter((_num(v) if v is not None else math.nan for v in predictions), float, n)
-    y = np.fromiter((_num(v) if v is not None else math.nan for v in labels), float, n)
-    present = np.fromiter((a is not None and b is not None for a, b in zip(predictions, labels)), bool, n)
+    p, y, present = numeric_pairs(predictions, labels)
     d = np.abs(p - y)
     tol = float(definition.tolerance or 0.0)
     lim = tol * np.abs(y) if kind == "relative" else np.full(n, tol)
     with np.errstate(invalid="ignore"):
         err = np.isnan(d) | (d > lim + PRECISION * np.maximum(np.abs(lim), np.abs(y)))
     return (err & present).astype(np.int8)
+
+
+def loss_quantiles(losses: np.ndarray) -> list[float] | None:
+    """The reference loss distribution stored in a regression profile: :data:`LOSS_QUANTILES` quantiles
+    of the finite losses (an infinite loss is above all of them), None when there are none."""
+    x = np.asarray(losses, dtype=float)
+    x = x[np.isfinite(x)]
+    if not x.size:
+        return None
+    probs = (np.arange(LOSS_QUANTILES) + 0.5) / LOSS_QUANTILES
+    return [float(v) for v in np.maximum.accumulate(np.quantile(x, probs))]
 
 
 def error_definition(predictions: pd.Series, labels: pd.Series, pred_prof: "FeatureProfile | None",

@@ -27,6 +27,8 @@ from streams.judge.profile import (
     content_id,
     error_array,
     error_definition,
+    loss_array,
+    loss_quantiles,
 )
 from streams.judge.tables import (
     EVENT_FIELDS,
@@ -253,8 +255,11 @@ def build_profile(
         if both.any():
             kind, tol, qs = error_definition(df.loc[both, prediction_column], df.loc[both, label_column], pred_prof, error)
             label_prof = LabelProfile(n=int(both.sum()), errors=0, error=kind, tolerance=tol, abs_error_quantiles=qs)
-            err = error_array(df.loc[both, prediction_column].tolist(), df.loc[both, label_column].tolist(), label_prof).astype(bool)
+            preds, labs = df.loc[both, prediction_column].tolist(), df.loc[both, label_column].tolist()
+            err = error_array(preds, labs, label_prof).astype(bool)
             label_prof.errors = int(err.sum())
+            if kind != "mismatch":  # regression: the reference loss distribution (the loss CUSUM's reference)
+                label_prof.loss_quantiles = loss_quantiles(loss_array(preds, labs, kind))
             if conf is not None:
                 c = conf[both.to_numpy()]
                 ok = ~np.isnan(c)

@@ -4,7 +4,7 @@ A :class:`WindowAccumulator` holds integer counts only (per feature bucket, per
 prediction/score bucket, labelled/error/calibration counts) plus the min/max
 event time, so partial accumulators of one window built on different partitions
 merge exactly and in any order.  A label window also carries its *error sequence*
-(event time, event_id and 0/1 error of each labelled example whose own hop slot
+(event time, event_id, 0/1 error and a regression model's loss of each labelled example whose own hop slot
 starts the window, see :meth:`WindowAccumulator.add_labels`): merging concatenates it,
 and :meth:`WindowAccumulator.error_sequence` sorts it by (event time, event_id), a total
 order that does not depend on partitioning or batching.  Updates are column-wise: a micro-batch is encoded
@@ -17,7 +17,7 @@ an event at time ``t`` belongs to the windows starting at ``k*hop`` with
 ``k*hop <= t < k*hop + size``.
 
 >>> import pandas as pd
->>> from streams.judge.profile import build_profile
+>>> from streams.judge.profile_build import build_profile
 >>> prof = build_profile(pd.DataFrame({"x": range(100)}), "m", "1")
 >>> enc = Encoder(prof)
 >>> a = WindowAccumulator.empty(enc); a.add_columns(enc, {"x": np.arange(10.0)})
@@ -37,7 +37,8 @@ from typing import Any, Mapping, NamedTuple, Sequence
 import numpy as np
 import pandas as pd
 
-from streams.judge.profile import ECE_BINS, CategoricalProfile, NumericProfile, ReferenceProfile, category_text, error_array
+from streams.judge.profile import (ECE_BINS, CategoricalProfile, NumericProfile, ReferenceProfile, category_text,
+                                   error_array, loss_array)
 from streams.judge.profile_build import _confidence, _score_value
 from streams.judge.tables import as_float as _as_float
 
@@ -232,7 +233,7 @@ class WindowAccumulator:
     """Integer counts of one window (or of a partial of it).  ``merge`` is exact and commutative."""
 
     __slots__ = ("profile_id", "counts", "n", "n_labelled", "n_errors", "ece_count", "ece_correct", "ece_conf", "min_ts", "max_ts",
-                 "seq_ts", "seq_err", "seq_ids")
+                 "seq_ts", "seq_err", "seq_ids", "seq_loss")
 
     def __init__(
         self,
@@ -249,6 +250,7 @@ class WindowAccumulator:
         seq_ts: np.ndarray | None = None,
         seq_err: np.ndarray | None = None,
         seq_ids: list[str] | None = None,
+        seq_loss: np.ndarray | None = None,
     ) -> None:
         self.profile_id = profile_id
         self.counts = counts
@@ -260,10 +262,12 @@ class WindowAccumulator:
         self.ece_conf = np.zeros(ECE_BINS, np.int64) if ece_conf is None else ece_conf
         self.min_ts = min_ts
         self.max_ts = max_ts
-        # error sequence (label windows): event time float64, error int8 (0/1), event_id; unsorted
+        # error sequence (label windows): event time float64, error int8 (0/1), event_id, loss; unsorted
         self.seq_ts = np.zeros(0, np.float64) if seq_ts is None else seq_ts
         self.seq_err = np.zeros(0, np.int8) if seq_err is None else seq_err
         self.seq_ids = [] if seq_ids is None else seq_ids
+        # loss float64 (regression; nan = no outcome): for all of the sequence's examples or none (classifiers)
+        self.seq_loss = np.zeros(0, np.float64) if seq_loss is None else seq_loss
 
     @classmethod
     def empty(cls, encoder: Encoder) -> "WindowAccumulator":
@@ -306,13 +310,15 @@ class WindowAccumulator:
     def add_labels(
         self, errors: np.ndarray, confidence: np.ndarray | None = None, ts: np.ndarray | None = None,
         event_ids: Sequence[str] | None = None, in_sequence: np.ndarray | None = None,
+        losses: np.ndarray | None = None,
     ) -> None:
         """Count labelled outcomes: ``errors`` 0/1 per example, optional top-class confidence (NaN = none).
 
         With ``ts`` and ``event_ids`` the examples are also appended to the error sequence that the
         engine feeds to its event-level concept detectors when the window is judged; ``in_sequence``
         (bool per example) keeps only some of them (hopping windows: an example enters the sequence
-        of one window only, the one that starts at its own hop slot).
+        of one window only, the one that starts at its own hop slot).  ``losses`` (regression models,
+        float per example) go into the sequence with them (:mod:`streams.judge.loss`).
         """
         errors = np.asarray(errors).astype(bool)
         if ts is not None and event_ids is not None:
@@ -320,13 +326,16 @@ class WindowAccumulator:
             ids = list(map(str, event_ids))
             if len(t) != errors.size or len(ids) != errors.size:
                 raise ValueError("errors, ts and event_ids must have the same length")
+            loss = None if losses is None else np.asarray(losses, dtype=np.float64)
             if in_sequence is not None:
                 keep = np.asarray(in_sequence, dtype=bool)
                 t, e = t[keep], errors[keep]
                 ids = [i for i, k in zip(ids, keep.tolist()) if k]
+                loss = None if loss is None else loss[keep]
             else:
                 e = errors
             if len(t):
+                self._append_loss(loss, len(t))
                 self.seq_ts = np.concatenate([self.seq_ts, t])
                 self.seq_err = np.concatenate([self.seq_err, e.astype(np.int8)])
                 self.seq_ids = self.seq_ids + ids
@@ -343,6 +352,15 @@ class WindowAccumulator:
                 self.ece_conf += np.bincount(b, weights=q, minlength=ECE_BINS).astype(np.int64)
         self._ts(ts)
 
+    def _append_loss(self, loss: np.ndarray | None, n: int) -> None:
+        """Append the losses of ``n`` new sequence examples (None: none); a sequence that mixes examples
+        with and without losses (never from one profile) keeps nan for the missing ones."""
+        if loss is None and not len(self.seq_loss):
+            return
+        if len(self.seq_loss) != len(self.seq_ts):
+            self.seq_loss = np.full(len(self.seq_ts), np.nan)
+        self.seq_loss = np.concatenate([self.seq_loss, np.full(n, np.nan) if loss is None else loss])
+
     def merge(self, other: "WindowAccumulator") -> "WindowAccumulator":
         """In-place exact merge (returns self)."""
         if other.profile_id != self.profile_id:
@@ -357,6 +375,7 @@ class WindowAccumulator:
         self.min_ts = min(self.min_ts, other.min_ts)
         self.max_ts = max(self.max_ts, other.max_ts)
         if len(other.seq_ts):
+            self._append_loss(other.seq_loss if len(other.seq_loss) else None, len(other.seq_ts))
             self.seq_ts = np.concatenate([self.seq_ts, other.seq_ts])
             self.seq_err = np.concatenate([self.seq_err, other.seq_err])
             self.seq_ids = self.seq_ids + list(other.seq_ids)
@@ -366,19 +385,27 @@ class WindowAccumulator:
         return WindowAccumulator(
             self.profile_id, self.counts.copy(), self.n, self.n_labelled, self.n_errors,
             self.ece_count.copy(), self.ece_correct.copy(), self.ece_conf.copy(), self.min_ts, self.max_ts,
-            self.seq_ts.copy(), self.seq_err.copy(), list(self.seq_ids),
+            self.seq_ts.copy(), self.seq_err.copy(), list(self.seq_ids), self.seq_loss.copy(),
         )
 
     def error_sequence(self) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        """The error sequence sorted by (event time, event_id, error): (ts float64, errors int8, event_ids).
+        """The error sequence sorted by (event time, event_id, error, loss): (ts float64, errors int8, event_ids)."""
+        return self.sequence()[:3]
+
+    def sequence(self) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray | None]:
+        """The error sequence sorted by (event time, event_id, error, loss): (ts float64, errors int8,
+        event_ids, losses float64 or None when the sequence holds none).
 
         A total order: the same examples give the same sequence however they were partitioned,
         batched and merged.
         """
+        loss = self.seq_loss if len(self.seq_loss) else None
         if not len(self.seq_ts):
-            return self.seq_ts, self.seq_err, []
-        order = np.lexsort((self.seq_err, np.asarray(self.seq_ids, dtype=str), self.seq_ts))
-        return self.seq_ts[order], self.seq_err[order], [self.seq_ids[i] for i in order.tolist()]
+            return self.seq_ts, self.seq_err, [], loss
+        keys = (self.seq_err, np.asarray(self.seq_ids, dtype=str), self.seq_ts)
+        order = np.lexsort(keys if loss is None else (loss,) + keys)
+        return (self.seq_ts[order], self.seq_err[order], [self.seq_ids[i] for i in order.tolist()],
+                None if loss is None else loss[order])
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, WindowAccumulator) and self.to_dict() == other.to_dict()
@@ -412,6 +439,8 @@ class WindowAccumulator:
                 "err": (self.seq_err.astype(np.uint8) + 48).tobytes().decode("ascii"),
                 "ids": list(self.seq_ids),
             }
+            if len(self.seq_loss):  # exact, JSON-safe (nan/inf included): base64 of little-endian float64
+                out["seq"]["loss"] = base64.b64encode(self.seq_loss.astype("<f8").tobytes()).decode("ascii")
         return out
 
     @classmethod
@@ -433,28 +462,35 @@ class WindowAccumulator:
         )
 
 
-def _seq_from_dict(q: Mapping[str, Any] | None) -> tuple[np.ndarray | None, np.ndarray | None, list[str] | None]:
+def _seq_from_dict(q: Mapping[str, Any] | None) -> tuple[np.ndarray | None, ...]:
     if not q:
-        return None, None, None
+        return None, None, None, None
     ts = np.frombuffer(base64.b64decode(q["ts"]), dtype="<f8").astype(np.float64)
     err = (np.frombuffer(str(q["err"]).encode("ascii"), dtype=np.uint8) - 48).astype(np.int8)
     ids = [str(i) for i in q["ids"]]
-    if not (len(ts) == len(err) == len(ids)):
+    loss = None if q.get("loss") is None else np.frombuffer(base64.b64decode(q["loss"]), dtype="<f8").astype(np.float64)
+    if not (len(ts) == len(err) == len(ids)) or (loss is not None and len(loss) != len(ts)):
         raise ValueError("error sequence with arrays of different lengths")
-    return ts, err, ids
+    return ts, err, ids, loss
 
 
-def label_arrays(examples: Sequence[Any], definition: Any = None) -> tuple[np.ndarray, np.ndarray]:
-    """Labelled examples -> (errors 0/1 (n,) int8, top-class confidence or NaN (n,) float).
+def label_arrays(examples: Sequence[Any], definition: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Labelled examples -> (errors 0/1 (n,) int8, top-class confidence or NaN (n,) float, losses (n,)
+    float or None).
 
     ``definition``: the profile's :class:`streams.judge.profile.LabelProfile` (what an error is:
-    mismatch, or absolute/relative error over a tolerance); None = mismatch.
+    mismatch, or absolute/relative error over a tolerance); None = mismatch.  Losses
+    (:func:`streams.judge.profile.loss_array`) for a regression definition with a reference loss distribution.
     """
-    errors = error_array([e.prediction for e in examples], [e.label for e in examples], definition)
+    preds, labels = [e.prediction for e in examples], [e.label for e in examples]
+    errors = error_array(preds, labels, definition)
+    loss = None
+    if definition is not None and definition.error != "mismatch" and getattr(definition, "loss_quantiles", None):
+        loss = loss_array(preds, labels, definition.error)
     conf = np.fromiter(
         (_confidence(e.scores) if e.scores is not None else math.nan for e in examples), dtype=float, count=len(examples)
     )
-    return errors, conf
+    return errors, conf, loss
 
 
 __all__ = [
