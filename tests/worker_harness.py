@@ -9,6 +9,7 @@ rebalances, and reads what the core sent, without a broker.
 from __future__ import annotations
 
 import json
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +51,7 @@ class Topic:
 class Harness:
     """One worker group of one core, on in-memory topics and tables; see the module docstring."""
 
-    def __init__(self, tmp: Path, partitions: int = 2, clock_start: float = 1_000_000.0, **config: Any) -> None:
+    def __init__(self, tmp: Path, partitions: int = 2, clock_start: float | None = None, **config: Any) -> None:
         raw = {"topics": {"partitions": partitions}, "drift": {"window_seconds": 10, "min_samples": 200}}
         for section, values in config.items():
             raw.setdefault(section, {}).update(values)
@@ -61,7 +62,7 @@ class Harness:
                                                            "retrain_requests", "inputs_dlq", "labels_dlq")}
         self.changelog: dict[str, dict[str, bytes | None]] = {"state": {}, "joins": {}}
         self.committed: dict[str, list[int]] = {t: [-1] * partitions for t in ("inputs", "labels", "partials")}
-        self.now = clock_start
+        self.now = time.time() if clock_start is None else clock_start  # the wall clock: bounds event times too
         self.refs = ReferenceStore(tmp / "references")
         self.paused: set[tuple[str, int]] = set()
         self.start()

@@ -9,6 +9,7 @@ refuses goes to the full path, which gives the exact reason (``not_utf8``, ``not
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import math
@@ -180,7 +181,7 @@ def _fast_input(ev: InferenceEvent, now: float | None = None, max_future_s: floa
     f = ev.features  # feature names are checked here: 3x cheaper than a msgspec key constraint
     if "" in f or max(map(len, f)) > MAX_ID_LEN:
         return None
-    if not (_name_ok(ev.model) and _name_ok(ev.model_version)):
+    if not _names_ok(ev.model, ev.model_version):
         return None
     if max_future_s is not None and ev.ts > now + max_future_s:
         return None
@@ -198,6 +199,11 @@ def _fast_label(lab: LabelEvent, now: float | None = None, max_future_s: float |
 def is_valid_name(name: Any) -> bool:
     """Whether ``name`` is a valid model or version name (see MAX_NAME_LEN for the pattern)."""
     return isinstance(name, str) and _name_ok(name)
+
+
+@functools.lru_cache(maxsize=4096)  # a model's names repeat on every record: checked once per pair
+def _names_ok(model: str, version: str) -> bool:
+    return _name_ok(model) and _name_ok(version)
 
 
 def _name_ok(s: str) -> bool:

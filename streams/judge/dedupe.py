@@ -68,7 +68,7 @@ class EventDedup:
         n = len(event_ids)
         if len(ts) != n:
             raise ValueError(f"{n} event ids but {len(ts)} event times")
-        ids = list(map(str, event_ids))
+        ids = event_ids if isinstance(event_ids, list) else list(event_ids)  # event ids are str (the contract)
         seen = self.seen
         if seen.isdisjoint(ids) and len(set(ids)) == n:  # no repeat: C-level checks only
             keep = np.ones(n, dtype=bool)
@@ -79,8 +79,10 @@ class EventDedup:
             keep = np.fromiter(flags, dtype=bool, count=n)
             new_ids, new_ts = [i for i, k in zip(ids, flags) if k], ts[keep]
         if new_ids:
-            order = np.argsort(new_ts, kind="stable")
-            self._chunks.append((new_ts[order], [new_ids[k] for k in order.tolist()]))
+            if len(new_ts) > 1 and not bool((new_ts[1:] >= new_ts[:-1]).all()):  # an in-order batch needs no sort
+                order = np.argsort(new_ts, kind="stable")
+                new_ts, new_ids = new_ts[order], [new_ids[k] for k in order.tolist()]
+            self._chunks.append((new_ts, list(new_ids)))
             seen.update(new_ids)
         self.duplicates += int(n - keep.sum())
         if n:

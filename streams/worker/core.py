@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import json
 import logging
+import operator
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 
 from streams.contracts.events import (
@@ -41,6 +42,9 @@ from streams.worker.partitioners import PartitionerCheck
 from streams.worker.source import SourceState
 
 log = logging.getLogger("driftloop.worker")
+_SECOND = operator.itemgetter(1)
+_EVENT_ID = operator.attrgetter("event_id")
+_MODEL_VERSION = operator.attrgetter("model", "model_version")
 
 
 class ConsumerView(Protocol):
@@ -145,6 +149,7 @@ class WorkerCore:
         """One micro-batch of the inputs topic (records per partition, offset order)."""
         self.rec.begin()
         name = self.topics.inputs
+        now = self.clock()  # one wall-clock reading per batch bounds its event times (max_future_s)
         accepted_all: list = []
         n_records = 0
         for p in sorted(by_partition):
@@ -156,9 +161,10 @@ class WorkerCore:
             self._announce_active(p)
             self._check_partitioner("inputs", p, recs)
             valid = []
+            max_future_s, add = self.max_future_s, valid.append
             for r in recs:
                 try:
-                    valid.append((r.offset, parse_input(r.value or b"", max_future_s=self.max_future_s)))
+                    add((r.offset, parse_input(r.value or b"", now=now, max_future_s=max_future_s)))
                 except InvalidRecord as err:
                     self._dead_letter(name, "inputs_dlq", r, err)
             if valid:
@@ -193,7 +199,7 @@ class WorkerCore:
                 js = self.joinstate(p)
                 raws = [r.value for r in recs] if by_offset is None else [by_offset[o].value for o, _ in accepted]
                 js.store_inputs(self._store(p), accepted, src.wm, raws, ttl=self.ttl,
-                                labels_behind=self._backlog(view, self.topics.labels, p))
+                                labels_behind=self._backlog(view, self.topics.labels, p), checked=True)
                 self._put(f"lb|{p}", js.to_dict(), p)
             self._put(f"in|{p}", src.to_dict(), p)
             self._pace(p, view)
@@ -233,7 +239,7 @@ class WorkerCore:
         With the label join, the ids of the join store (the inputs of the last label TTL, rebuilt from
         the inputs topic after a restart) say what was seen; without it, an in-memory
         :class:`streams.judge.dedupe.EventDedup` over one window plus the allowed lateness."""
-        ids = [e.event_id for _, e in valid]
+        ids = list(map(_EVENT_ID, map(_SECOND, valid)))
         if self.s.worker.label_join:
             seen = self._store(p).index
             if seen.keys().isdisjoint(ids) and len(set(ids)) == len(ids):  # the usual batch: C-level checks only
@@ -254,11 +260,10 @@ class WorkerCore:
     def _count_events(self, topic_name: str, events: Iterable[Any], p: int | None = None) -> None:
         """Count events per model version; with ``p`` (labels), versions that partition does not track count as
         ``_untracked`` (the label sets of /metrics stay bounded)."""
-        counts: dict[tuple[str, str], int] = defaultdict(int)
-        for e in events:
-            counts[(e.model, e.model_version or "")] += 1
+        counts = Counter(map(_MODEL_VERSION, events))  # C-level counting
         guard = None if p is None else self._guard(p)
         for (m, v), k in counts.items():
+            v = v or ""
             if guard is not None and not (m in guard.admitted and (not v or guard.tracked(m, v))):
                 m, v = "_untracked", "_untracked"
             self.m.events.labels(topic=topic_name, model=m, model_version=v).inc(k)
@@ -273,7 +278,7 @@ class WorkerCore:
     def _tracked(self, p: int, valid: list) -> list:
         """``valid`` without the events of model versions beyond the cardinality limits (counted and reported)."""
         guard = self._guard(p)
-        keys = {(e.model, e.model_version) for _, e in valid}
+        keys = set(map(_MODEL_VERSION, map(_SECOND, valid)))
         if all(guard.tracked(*k) for k in keys):  # the usual batch
             return valid
         refused = {k: why for k in sorted(keys) if (why := guard.admit(*k)) is not None}
@@ -323,6 +328,7 @@ class WorkerCore:
         """One micro-batch of the labels topic (same shape and contract as :meth:`on_inputs`)."""
         self.rec.begin()
         name = self.topics.labels
+        now = self.clock()
         n_records = 0
         for p in sorted(by_partition):
             js = self.joinstate(p)
@@ -335,7 +341,7 @@ class WorkerCore:
             valid = []
             for r in recs:
                 try:
-                    valid.append((r.offset, parse_label(r.value or b"", max_future_s=self.max_future_s)))
+                    valid.append((r.offset, parse_label(r.value or b"", now=now, max_future_s=self.max_future_s)))
                 except InvalidRecord as err:
                     self._dead_letter(name, "labels_dlq", r, err)
             self._count_events(name, (lab for _, lab in valid), p)

@@ -167,11 +167,13 @@ class InputStore:
             n += self.add_new(batch, raws)
         return n
 
-    def add_new(self, batch: Sequence[tuple[int, InferenceEvent]], raws: Sequence[bytes] | None) -> int:
-        """Add inputs whose event ids are not stored yet (the first of duplicates wins)."""
+    def add_new(self, batch: Sequence[tuple[int, InferenceEvent]], raws: Sequence[bytes] | None,
+                checked: bool = False) -> int:
+        """Add inputs whose event ids are not stored yet (the first of duplicates wins); ``checked``: the caller
+        already dropped ids stored or repeated (the worker's de-duplication uses this store's index)."""
         events = [e for _, e in batch]
         ids = [e.event_id for e in events]
-        if not self.index.keys().isdisjoint(ids) or len(set(ids)) < len(ids):
+        if not checked and (not self.index.keys().isdisjoint(ids) or len(set(ids)) < len(ids)):
             seen: set[str] = set()
             keep = [i for i, eid in enumerate(ids) if not (eid in self.index or eid in seen or seen.add(eid))]
             batch = [batch[i] for i in keep]
@@ -243,7 +245,8 @@ class JoinState:
             self.counts[name] = self.counts.get(name, 0) + k
 
     def store_inputs(self, store: "InputStore", batch: Sequence[tuple[int, InferenceEvent]], input_wm: float | None,
-                     raws: Sequence[bytes] | None = None, ttl: float | None = None, labels_behind: bool = False) -> int:
+                     raws: Sequence[bytes] | None = None, ttl: float | None = None, labels_behind: bool = False,
+                     checked: bool = False) -> int:
         """Remember accepted inputs (offset order) for joining; ``raws``: their JSON bytes (stored as they are).
 
         ``labels_behind``: the labels partition has records not read yet (a backlog), so no input leaves
@@ -252,7 +255,7 @@ class JoinState:
             keep = [i for i, (o, _) in enumerate(batch) if o > self.in_offset]
             batch = [batch[i] for i in keep]
             raws = None if raws is None else [raws[i] for i in keep]
-        stored = store.add_new(batch, raws)
+        stored = store.add_new(batch, raws, checked)
         if batch:
             self.in_offset = max(self.in_offset, batch[-1][0])
         if ttl is not None and input_wm is not None:

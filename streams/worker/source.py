@@ -12,6 +12,7 @@ instead (the aggregator bootstraps the reference from them).
 from __future__ import annotations
 
 import math
+import operator
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
@@ -30,6 +31,9 @@ from streams.worker.state import (
     win_parse,
     win_str,
 )
+
+_SECOND = operator.itemgetter(1)
+_MODEL_VERSION = operator.attrgetter("model", "model_version")
 
 
 @dataclass
@@ -83,7 +87,8 @@ class SourceState:
     ) -> InputOutcome:
         """Add a micro-batch of (offset, event) of this partition, in offset order."""
         out = InputOutcome()
-        fresh = [(o, e) for o, e in batch if o > self.offset]
+        done = self.offset
+        fresh = batch if not batch or batch[0][0] > done else [(o, e) for o, e in batch if o > done]
         out.skipped = len(batch) - len(fresh)
         if not fresh:
             return out
@@ -123,7 +128,7 @@ class SourceState:
 
     def _add(self, port, geom, items, wm_seg, get_profile, rows_out, out) -> None:
         by_mv: dict[str, list[tuple[int, InferenceEvent]]] = {}
-        keys = {(e.model, e.model_version) for _, e in items}
+        keys = set(map(_MODEL_VERSION, map(_SECOND, items)))
         if len(keys) == 1:  # the usual micro-batch: one model version
             by_mv[mv_key(*keys.pop())] = items
         else:
