@@ -464,3 +464,47 @@ def test_retried_inputs_are_counted_once_case_12_duplicates(kafka_bootstrap, tmp
     dup, late = m_retry.get("driftloop_duplicate_events_total", 0), m_retry.get("driftloop_late_events_total", 0)
     assert dup + late == 250 and (dup == 250 if label_join else dup >= 200), (dup, late)
     assert m_retry.get("driftloop_windows_judged_total") == m_unique.get("driftloop_windows_judged_total")
+
+
+def test_the_same_labelled_stream_in_other_batch_sizes_gives_the_same_alerts(kafka_bootstrap, tmp_path, workers):
+    """Deterministic windows on the real broker: inputs and labels (a concept change at +150 s) read in small or
+    large micro-batches give the same alerts with the same ids, every label joined and judged."""
+    tr = SampleTraffic(seed=31)
+    events = tr.events(12000)
+    k = int(150.0 * 50)
+    labels = tr.labels(events[:k], delay_s=5.0) + SampleTraffic(seed=32).labels(events[k:], delay_s=5.0, flip=0.4)
+    seen = []
+    for batch_size in (150, 2000):
+        setup = Setup(kafka_bootstrap, tmp_path / str(batch_size), label_ttl_s=20.0, batch_size=batch_size)
+        register_reference(setup)
+        setup.produce("inputs", [(e["event_id"].encode(), json.dumps(e).encode()) for e in events])
+        setup.produce("labels", [(lab["event_id"].encode(), json.dumps(lab).encode()) for lab in labels])
+        w = setup.start(f"b{batch_size}")
+        workers.append(w)
+        setup.wait_done([w])
+        m = w.metrics()
+        assert m['driftloop_label_join_total{outcome="matched"}'] == len(labels)
+        assert m.get('driftloop_label_join_total{outcome="late_pairs"}', 0) == 0
+        alerts, _ = setup.alerts()
+        assert {a["kind"] for a in alerts.values()} >= {"performance", "concept_drift"}
+        seen.append(alerts)
+    assert seen[0] == seen[1]
+
+
+def test_a_version_per_request_is_bounded_on_the_real_broker(kafka_bootstrap, tmp_path, workers):
+    """Fault 8 (unbounded cardinality): 300 model versions; 20 tracked, the rest counted and reported once."""
+    setup = Setup(kafka_bootstrap, tmp_path, partitions=1, label_join=False, max_versions_per_model=20)
+    events = SampleTraffic(seed=8).events(3000)
+    for i, e in enumerate(events):
+        e["model_version"] = f"req-{i // 10}"
+    setup.produce("inputs", [(e["event_id"].encode(), json.dumps(e).encode()) for e in events])
+    w = setup.start()
+    workers.append(w)
+    setup.wait_done([w])
+    m = w.metrics()
+    assert m['driftloop_untracked_events_total{reason="versions"}'] == 3000 - 20 * 10
+    assert m["driftloop_events_total"] == 20 * 10
+    versions = {k for k in m if k.startswith("driftloop_events_total{")}
+    assert len(versions) == 20, versions  # bounded /metrics label sets
+    card = [json.loads(v) for _, v in setup.read("alerts") if json.loads(v)["kind"] == "cardinality"]
+    assert len(card) == 1 and card[0]["feature"] == "versions" and card[0]["model"] == "*"
