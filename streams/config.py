@@ -45,8 +45,10 @@ def load_file(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
         raise ConfigError(f"config file {p} does not exist; pass --config PATH or unset DRIFTLOOP_CONFIG")
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {p} is not valid YAML: {exc}") from exc
+    except yaml.YAMLError as exc:  # where and what, never the line itself (it may hold a secret)
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(f"config file {p} is not valid YAML{at}: {getattr(exc, 'problem', None) or type(exc).__name__}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {p} must hold a mapping at the top level, got {type(data).__name__}")
     check_sections(data, f"config file {p}")
@@ -146,6 +148,27 @@ SECTIONS: dict[str, str] = {
     "dispatcher": "trainers.dispatch.ledger.DispatcherConfig",
     "trainers": "trainers.retrain_job.TrainerConfig",
 }
+
+
+def check_all(raw: Mapping[str, Any]) -> None:
+    """Build every section of ``raw`` with its dataclass, so that a wrong key or type anywhere in the file is
+    refused at start whatever the command (:class:`ConfigError` with the key's path)."""
+    import importlib
+
+    check_sections(raw)
+    for name, target in SECTIONS.items():
+        if raw.get(name) is None:
+            continue
+        if name == "kafka":
+            kafka_settings(raw)
+            continue
+        module, cls = target.rsplit(".", 1)
+        section(getattr(importlib.import_module(module), cls), raw.get(name), name)
+    retrain = (raw.get("worker") or {}).get("retrain")
+    if retrain is not None:
+        from streams.alerts.retrain_policy import RetrainPolicyConfig
+
+        section(RetrainPolicyConfig, retrain, "worker.retrain")
 
 
 def check_sections(raw: Mapping[str, Any], where: str = "the configuration") -> None:

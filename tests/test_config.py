@@ -56,3 +56,19 @@ def test_valid_values_are_converted_where_lossless():
 def test_a_file_with_every_documented_section_loads(tmp_path):
     text = "\n".join(f"{name}: {{}}" for name in cfg.SECTIONS)
     assert set(cfg.load_file(_write(tmp_path, text))) == set(cfg.SECTIONS)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("topic:\n  inputs: x\n", "did you mean 'topics'"),
+    ('worker:\n  metrics_port: "29118x"\n', "worker.metrics_port: expected an integer"),
+    ("worker:\n  retrain: {cooldown: 5}\n", "unknown key(s) ['cooldown'] in section 'worker.retrain'"),
+    ("kafka: {password: hunter2, x: [}\n", "not valid YAML at line 1"),
+])
+@pytest.mark.parametrize("command", [["kafka", "status"], ["models", "list"]])
+def test_every_command_refuses_a_bad_file_in_one_line_without_a_traceback(tmp_path, capsys, text, message, command):
+    from streams.cli.main import main
+
+    p = _write(tmp_path, text)
+    assert main(["--config", str(p), *command]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and "hunter2" not in err and len(err.splitlines()) == 1

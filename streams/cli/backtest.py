@@ -351,6 +351,7 @@ def replay(
         alerts_by_kind=dict(st.get("alerts_by_kind", {})),
         alerts_cleared=int(st.get("alerts_cleared", 0)),
         references_built=references_built,
+        concept_untestable={f"{m} v{v}": why for (m, v), why in engine.untestable().items()},
     )
     return summary
 
@@ -379,6 +380,8 @@ def print_summary(summary: dict[str, Any], err: TextIO) -> None:
                      f"insufficient: {summary['insufficient_label_windows']}")
     if summary["events_without_reference"]:
         lines.append(f"events without a reference (not judged): {summary['events_without_reference']}")
+    for mv, why in (summary.get("concept_untestable") or {}).items():
+        lines.append(f"concept drift not tested for {mv}: {why}")
     lines.append(f"alerts: {summary['alerts']} ({kinds}); cleared: {summary['alerts_cleared']}")
     print("\n".join(lines), file=err)
 

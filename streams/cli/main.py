@@ -77,8 +77,14 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
+    from streams.config import ConfigError, check_all, load_file
+
     try:
+        check_all(load_file(getattr(args, "config", None)))  # the whole file, whatever the command reads
         return int(args._run(args) or 0)
+    except ConfigError as exc:
+        print(f"driftloop {args.command}: bad configuration: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 

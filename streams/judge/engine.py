@@ -441,6 +441,10 @@ class DriftEngine(ConceptMixin, DataTestsMixin):
         out, self._cleared = self._cleared, []
         return out
 
+    def untestable(self) -> dict[tuple[str, str], str]:
+        """(model, version) -> why its concept drift is not tested (its reference error rate leaves no room)."""
+        return {k: ms.untestable for k, ms in self._models.items() if ms.untestable}
+
     def open_alerts(self) -> dict[tuple[str, str, str, str], str]:
         return self.hyst.open_alerts()
 
