@@ -13,6 +13,7 @@ import base64
 import dataclasses
 import hashlib
 import json
+import operator
 import os
 import time
 from dataclasses import dataclass, field
@@ -163,6 +164,9 @@ class LabelledExample:
         label = _label_value(d)
         return cls(ev.event_id, ev.model, ev.model_version, ev.ts, ev.features, label, ev.prediction, ev.scores, ev.entity)
 
+
+#: (model, model_version) of an event, label or labelled example (C-level, for grouping whole batches).
+model_version_of = operator.attrgetter("model", "model_version")
 
 ALERT_KINDS = ("data_drift", "prediction_drift", "performance", "concept_drift", "parity", "cardinality")
 SEVERITIES = ("warning", "critical")

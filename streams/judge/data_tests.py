@@ -34,7 +34,6 @@ class DataTestsMixin:
     """Per-window tests of the input features and of the model's outputs (kinds data_drift, prediction_drift)."""
 
     def _data_tests(self, ms, acc: WindowAccumulator) -> dict[str, list[FeatureTest]]:
-        th = self.config.thresholds
         tests: list[FeatureTest] = []
         enc = ms.encoder
         if enc.numeric:

@@ -297,7 +297,7 @@ class NumericBatch:
 
     def compute(self, win: np.ndarray) -> dict[str, np.ndarray]:
         """``win``: (F, Bmax) window fine-bin counts (zero padded).  Returns metric arrays of length F."""
-        ref, f = self.ref, self.f
+        ref = self.ref
         n = ref.sum(axis=1)
         m = win.sum(axis=1)
         ok = (n > 0) & (m > 0)

@@ -59,7 +59,6 @@ that does not fit (text in a numeric feature) is counted ``invalid`` for that fe
 from __future__ import annotations
 
 import math
-import operator
 import time
 from collections import defaultdict
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -73,6 +72,7 @@ from streams.contracts.events import (
     InferenceEvent,
     LabelledExample,
     make_alert_id,
+    model_version_of,
 )
 from streams.judge.concept import ConceptMixin, ConceptState
 from streams.judge.data_tests import DataTestsMixin
@@ -94,7 +94,6 @@ from streams.judge.windows import (
 
 DATA_KINDS = ("data_drift", "prediction_drift")
 LABEL_KINDS = ("performance", "concept_drift")
-_MODEL_VERSION = operator.attrgetter("model", "model_version")
 
 
 class _ModelState(ConceptState):
@@ -188,7 +187,7 @@ class DriftEngine(ConceptMixin, DataTestsMixin):
     @staticmethod
     def _group(events: Iterable[Any]) -> dict[tuple[str, str], list[Any]]:
         if isinstance(events, list) and events:
-            keys = set(map(_MODEL_VERSION, events))
+            keys = set(map(model_version_of, events))
             if len(keys) == 1:  # the usual micro-batch: one model version, no per-event Python loop
                 return {keys.pop(): events}
         groups: dict[tuple[str, str], list[Any]] = {}

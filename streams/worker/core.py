@@ -30,6 +30,7 @@ from streams.contracts.events import (
     Alert,
     DeadLetter,
     InvalidRecord,
+    model_version_of,
 )
 from streams.contracts.validate import parse_input, parse_label
 from streams.judge.dedupe import EventDedup
@@ -44,7 +45,6 @@ from streams.worker.source import SourceState
 log = logging.getLogger("driftloop.worker")
 _SECOND = operator.itemgetter(1)
 _EVENT_ID = operator.attrgetter("event_id")
-_MODEL_VERSION = operator.attrgetter("model", "model_version")
 
 
 class ConsumerView(Protocol):
@@ -260,7 +260,7 @@ class WorkerCore:
     def _count_events(self, topic_name: str, events: Iterable[Any], p: int | None = None) -> None:
         """Count events per model version; with ``p`` (labels), versions that partition does not track count as
         ``_untracked`` (the label sets of /metrics stay bounded)."""
-        counts = Counter(map(_MODEL_VERSION, events))  # C-level counting
+        counts = Counter(map(model_version_of, events))  # C-level counting
         guard = None if p is None else self._guard(p)
         for (m, v), k in counts.items():
             v = v or ""
@@ -278,7 +278,7 @@ class WorkerCore:
     def _tracked(self, p: int, valid: list) -> list:
         """``valid`` without the events of model versions beyond the cardinality limits (counted and reported)."""
         guard = self._guard(p)
-        keys = set(map(_MODEL_VERSION, map(_SECOND, valid)))
+        keys = set(map(model_version_of, map(_SECOND, valid)))
         if all(guard.tracked(*k) for k in keys):  # the usual batch
             return valid
         refused = {k: why for k in sorted(keys) if (why := guard.admit(*k)) is not None}

@@ -109,11 +109,9 @@ class Recorder:
         return fx
 
     def get(self, table: str, key: str, default: Any = None) -> Any:
-        v = self._overlay.get((table, key), _DELETED if (table, key) in self._overlay else None)
-        if v is _DELETED:
-            return default
-        if v is not None:
-            return v
+        if (table, key) in self._overlay:  # written earlier in this call
+            v = self._overlay[(table, key)]
+            return default if v is _DELETED else v
         got = self.reader(table).get(key)
         return default if got is None else got
 

@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from streams.contracts.events import InferenceEvent
+from streams.contracts.events import InferenceEvent, model_version_of
 from streams.worker.state import (
     INPUTS,
     EnginePort,
@@ -33,7 +33,6 @@ from streams.worker.state import (
 )
 
 _SECOND = operator.itemgetter(1)
-_MODEL_VERSION = operator.attrgetter("model", "model_version")
 
 
 @dataclass
@@ -128,7 +127,7 @@ class SourceState:
 
     def _add(self, port, geom, items, wm_seg, get_profile, rows_out, out) -> None:
         by_mv: dict[str, list[tuple[int, InferenceEvent]]] = {}
-        keys = set(map(_MODEL_VERSION, map(_SECOND, items)))
+        keys = set(map(model_version_of, map(_SECOND, items)))
         if len(keys) == 1:  # the usual micro-batch: one model version
             by_mv[mv_key(*keys.pop())] = items
         else:
