@@ -74,7 +74,7 @@ def test_backtest_without_reference_finds_the_drift_within_two_windows(tmp_path,
     assert f"{inputs}:11: skipped (not_json)" in err
     assert f"{inputs}:21: skipped (missing_field)" in err
     assert f"{inputs}:31: skipped (wrong_type)" in err
-    assert "built from the first 5000 events" in err
+    assert "built from the 5000 events before t=" in err  # windows of 500 events: the cutoff is the 10th's end
     assert "events read: 20000 (bad lines skipped: 3), replayed: 15000" in err
     assert "windows judged: 30" in err
     alerts = _alerts(out)

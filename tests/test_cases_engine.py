@@ -80,7 +80,9 @@ def test_13_float16_round_trip_and_atoms_never_straddle_an_edge(case13):
 def test_04_regression_model_gets_no_concept_alert_while_its_error_rate_holds():
     c = case("04_always_wrong")
     summary, alerts = run(c / "min_inputs.jsonl", c / "min_labels.jsonl", reference_events=200)
-    assert summary["labelled_joined"] == 800
+    # the reference is the whole windows holding the first 200 events (240 here); every later label is judged
+    n_ref = summary["references_built"]["m v1"]["n"]
+    assert n_ref == 240 and summary["labelled_joined"] == 1000 - n_ref
     assert [a for a in alerts if a["kind"] in ("concept_drift", "performance")] == []
 
 
@@ -196,7 +198,7 @@ def test_06_postcodes_are_categories_counted_the_same_whatever_the_batch():
 def test_07_a_model_whose_only_feature_is_score_does_not_crash():
     c = case("07_reserved_names")
     summary, alerts = run(c / "min_crash_inputs.jsonl", reference_events=10, min_samples=5)
-    assert summary["references_built"]["m v1"]["n"] == 10
+    assert summary["references_built"]["m v1"]["n"] >= 10  # whole windows holding the first 10 events
     prof = build_profile([json.loads(x) for x in (c / "min_crash_inputs.jsonl").read_text().splitlines()], "m", "1")
     assert list(prof.features) == ["score"] and prof.score is None
 

@@ -186,3 +186,30 @@ def test_a_version_per_request_stays_bounded_and_is_reported_once(tmp_path):
     series = {s.labels.get("model_version") for fam in h.metrics.registry.collect() for s in fam.samples
               if s.name == "driftloop_events_total"}
     assert len(series) <= 21, series  # bounded /metrics label sets
+
+
+@pytest.mark.parametrize("hop", [None, 5.0])
+def test_the_worker_bootstraps_its_reference_and_judges_as_backtest_does(tmp_path, hop):
+    """No registered reference: the worker and ``driftloop backtest`` take the same events as the reference
+    (the whole windows holding the first N) and give the same alerts after it (tumbling and hopping windows)."""
+    import io
+
+    from streams.cli.backtest import replay
+    from streams.judge.drift_config import DriftConfig
+
+    events = drift_events()[:12_000]
+    drift = {"window_seconds": 10, "min_samples": 200, "hop_seconds": hop}
+    h = Harness(tmp_path / "w", drift=drift, worker={"reference_bootstrap_n": 3_333})
+    h.produce("inputs", events)
+    h.drain(max_records=700)
+    ref = h.refs.get("fraud", "1")
+    assert ref is not None and ref.n == 3_500  # 3,333 events end in the 7th window of 500: whole windows
+    streamed = {k for k in essential(h.alerts())}
+    path, out = tmp_path / "inputs.jsonl", io.StringIO()
+    path.write_text("".join(json.dumps(e) + "\n" for e in events))
+    summary = replay(path, out, DriftConfig(**drift, reference_events=3_333), [], None, io.StringIO(), progress=False)
+    assert summary["references_built"]["fraud v1"]["n"] == ref.n
+    last_closed = max(a[3] for a in streamed)
+    replayed = {(a["alert_id"], a["kind"], a["feature"], a["window"]["start"], a["window"]["n"])
+                for a in map(json.loads, out.getvalue().splitlines()) if a["window"]["start"] <= last_closed}
+    assert streamed and streamed == replayed

@@ -8,9 +8,10 @@ to the inputs by ``event_id``; a table's ``label`` column also counts), drops re
 :class:`streams.judge.dedupe.EventDedup`), replays them in event-time order through the same
 :class:`streams.judge.engine.DriftEngine` the Kafka worker runs, and writes one alert per
 line (docs/design.md schema).  A bad line is reported on stderr with its line number and
-skipped.  Without ``--reference``, the first ``drift.reference_events`` events of
-each (model, version), in event-time order, become its reference and are not
-replayed.  A summary goes to stderr.  Exit status 1 when no valid event was read (a CI gate
+skipped.  Without ``--reference``, each (model, version) bootstraps its reference as the
+worker does (:func:`streams.judge.bootstrap.bootstrap_cutoff`): its events up to the end of the
+hop slot holding its ``drift.reference_events``-th event become the reference and are not
+replayed; windows starting before that cutoff are not judged.  A summary goes to stderr.  Exit status 1 when no valid event was read (a CI gate
 must not read "alerts: 0" as "no drift"), 2 on bad arguments.
 
 Large files: a first pass validates every line and keeps only (event time, byte
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -37,8 +39,8 @@ PROGRESS_MIN_BYTES = 50_000_000
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reference", action="append", metavar="PROFILE.json",
-                        help="reference profile (repeat for several model versions); default: the first "
-                             "drift.reference_events events of each model version")
+                        help="reference profile (repeat for several model versions); default: bootstrapped from the "
+                             "whole windows holding the first drift.reference_events events of each model version")
     parser.add_argument("--inputs", required=True, metavar="INPUTS.jsonl",
                         help="inference inputs: JSON lines, or a .csv/.parquet table (features, ts, optional "
                              "event_id, model, model_version, prediction, scores, label)")
@@ -226,6 +228,7 @@ def replay(
     Raises :class:`streams.judge.profile.ProfileError` when a table of inputs cannot be read.
     """
     from streams.judge.engine import DriftEngine
+    from streams.judge.bootstrap import bootstrap_cutoff
     from streams.contracts.events import LabelledExample
     from streams.contracts.validate import parse_input
     from streams.judge.dedupe import EventDedup
@@ -258,6 +261,7 @@ def replay(
         "label_model_mismatch": 0,
     }
     building: dict[tuple[str, str], list] = defaultdict(list)  # (model, version) -> reference events so far
+    cutoffs: dict[tuple[str, str], float] = {}  # (model, version) -> its bootstrap cutoff, once known
     have_ref = {(p.model, p.model_version) for p in (profiles or [])}
     failed_ref: set = set()
     references_built: dict[str, Any] = {}
@@ -282,7 +286,7 @@ def replay(
                                        e.prediction, e.scores, e.entity))
         return exs
 
-    def make_reference(key, evs, note: str) -> None:
+    def make_reference(key, evs, note: str, cutoff: float = -math.inf) -> None:
         exs = {x.event_id: x for x in to_labelled(evs)}
         rows = [exs.get(e.event_id, e) for e in evs]
         try:
@@ -292,7 +296,7 @@ def replay(
             print(f"{key[0]} v{key[1]}: no reference could be built from {note}: {exc}; not judged", file=err)
             failed_ref.add(key)
             return
-        engine.set_profile(prof)
+        engine.set_profile(prof, judge_from=cutoff)
         report_invalid(prof, err)
         have_ref.add(key)
         references_built[f"{key[0]} v{key[1]}"] = {"id": prof.id, "n": prof.n, "note": note}
@@ -313,16 +317,19 @@ def replay(
             if not first.all():
                 batch = [e for e, k in zip(batch, first.tolist()) if k]
             replayed = []
-            for e in batch:
+            for e in batch:  # event-time order: the bootstrap rule of the worker (bootstrap.bootstrap_cutoff)
                 key = (e.model, e.model_version)
-                if key in have_ref or key in failed_ref:
-                    replayed.append(e)
-                    continue
-                buf = building[key]
-                buf.append(e)
-                if len(buf) >= config.reference_events:
-                    make_reference(key, buf, f"the first {len(buf)} events of the inputs (not replayed)")
+                if key not in have_ref and key not in failed_ref:
+                    buf = building[key]
+                    cut = cutoffs.get(key)
+                    if cut is None or e.ts < cut:
+                        buf.append(e)
+                        if cut is None and len(buf) == config.reference_events:
+                            cutoffs[key] = bootstrap_cutoff([x.ts for x in buf], config.reference_events, config.hop)
+                        continue
+                    make_reference(key, buf, f"the {len(buf)} events before t={cut:g} (not replayed)", cut)
                     del building[key]
+                replayed.append(e)
             if replayed:
                 emit(engine.ingest(replayed))
                 exs = to_labelled(replayed)
@@ -335,6 +342,9 @@ def replay(
         bar.close()
     emit(engine.flush())
     summary["duplicate_events"] = dedup.duplicates
+    for key in [k for k in building if k in cutoffs]:  # the stream ended inside the bootstrap period
+        evs = building.pop(key)
+        make_reference(key, evs, f"the {len(evs)} events before t={cutoffs[key]:g}", cutoffs[key])
     for key, buf in building.items():
         print(f"{key[0]} v{key[1]}: only {len(buf)} events, fewer than reference_events={config.reference_events}; "
               "not judged (pass --reference or lower --reference-events)", file=err)
@@ -412,8 +422,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"backtest: {exc}", file=err)
             return 2
     if not profiles:
-        print(f"backtest: no --reference given; each model version's reference is built from its first "
-              f"{config.reference_events} events (in event-time order), which are not replayed", file=err)
+        print(f"backtest: no --reference given; each model version's reference is built from the whole windows "
+              f"holding its first {config.reference_events} events (in event-time order), which are not replayed",
+              file=err)
     out_path = args.out
     kw = dict(progress=not args.quiet, model=getattr(args, "model", None), version=getattr(args, "version", None))
     try:

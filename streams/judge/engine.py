@@ -17,11 +17,10 @@ API (the truth for other modules)::
         # engine.encoder(model, version).numeric_names order (NaN = missing)
     engine.ingest_labelled(examples: Sequence[LabelledExample]) -> list[Alert]  # label windows:
         # accumulate_labelled + close + judge, the worker's path (concept detectors run inside judge)
-    engine.flush() -> list[Alert]                  # close every open window (end of a file)
-    engine.state_dict() -> dict (JSON-safe); engine.load_state_dict(d)
+    engine.flush() -> list[Alert]; engine.state_dict() -> dict (JSON-safe); engine.load_state_dict(d)
     engine.stats -> dict of counters; engine.take_cleared() -> list[dict] (alerts closed by hysteresis)
+    engine.set_profile(profile, judge_from=-inf)   # windows starting before judge_from are not judged
     engine.open_alerts() -> {(model, version, kind, feature): alert_id}
-
   Distributed path (partials per partition, merged by an aggregator, judged once):
     engine.accumulate(events) -> dict[WindowKey, WindowAccumulator]           # no judging, no state
     engine.accumulate_columns(model, version, ts, columns, predictions=None, scores=None) -> same
@@ -144,6 +143,7 @@ class DriftEngine(ConceptMixin, DataTestsMixin):
         self.config = config or DriftConfig()
         self._lookup: Callable[[str, str], ReferenceProfile | None]
         self._profiles: dict[tuple[str, str], ReferenceProfile] = {}
+        self._judge_from: dict[tuple[str, str], float] = {}
         if callable(profiles):
             self._lookup = profiles
         else:
@@ -161,9 +161,10 @@ class DriftEngine(ConceptMixin, DataTestsMixin):
         self.stats["alerts_by_kind"] = defaultdict(int)
 
     # ------------------------------------------------------------------ profiles / state
-    def set_profile(self, profile: ReferenceProfile) -> None:
-        """Add or replace the reference of one (model, version) (open windows of an old profile are dropped)."""
+    def set_profile(self, profile: ReferenceProfile, judge_from: float = -math.inf) -> None:
+        """Add or replace one (model, version)'s reference (open windows of an old profile are dropped)."""
         self._profiles[(profile.model, profile.model_version)] = profile
+        self._judge_from[(profile.model, profile.model_version)] = judge_from
         old = self._models.get((profile.model, profile.model_version))
         if old is not None and old.profile.id != profile.id:
             del self._models[(profile.model, profile.model_version)]
@@ -309,6 +310,9 @@ class DriftEngine(ConceptMixin, DataTestsMixin):
                 continue
             labels = key.stream == LABELS
             closed = ms.lclosed_through if labels else ms.closed_through
+            if key.start < self._judge_from.get((key.model, key.model_version), -math.inf):
+                self.stats["bootstrap_period_events"] += acc.n  # in the reference's own period: not judged
+                continue
             if key.end <= closed:  # that window was judged already
                 self.stats["late_label_events" if labels else "late_events"] += acc.n_labelled if labels else acc.n
                 continue

@@ -5,7 +5,8 @@ The partials of a window from every source partition are merged, and the window 
 records on the same internal topic, in order after the partials they cover) has passed it.  Windows
 are judged in start order, so hysteresis evolves the same way whether one worker or several produced
 the partials.  A version without a registered reference builds one from its first
-``reference_bootstrap_n`` events (whole windows, rows sorted by event time, partition, offset).
+``reference_bootstrap_n`` events by the rule that backtest shares (:func:`streams.judge.bootstrap.bootstrap_cutoff`;
+rows sorted by event time, partition, offset); label windows wait for it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, MutableMapping
 
 from streams.worker.state import INPUTS, LABELS, EnginePort, Geometry, mv_key, win_parse
+
+#: label windows of a version still bootstrapping its reference that wait for it (older ones are skipped, counted)
+HELD_LABEL_WINDOWS = 64
 
 
 class Watermarks:
@@ -83,6 +87,7 @@ class AggState:
         self.profile_source: str = d.get("profile_source", "")
         self.ref_windows: list[str] = list(d.get("ref_windows") or [])
         self.ref_n: int = int(d.get("ref_n", 0))
+        self.ref_cutoff: float = float(d.get("ref_cutoff", "-inf"))  # windows starting before it are not judged
         # rows kept until the profile exists, in chunks of a chunk store: window -> src -> [chunk key, ...]
         self.rows: dict[str, dict[str, list[str]]] = {k: dict(v) for k, v in (d.get("rows") or {}).items()}
         self.n_labelled: int = int(d.get("n_labelled", 0))
@@ -97,7 +102,8 @@ class AggState:
         return {
             "offset": self.offset, "pending": self.pending, "judged_through": self.judged_through,
             "judge_state": self.judge_state, "profile": self.profile, "profile_source": self.profile_source,
-            "ref_windows": self.ref_windows, "ref_n": self.ref_n, "rows": self.rows, "n_labelled": self.n_labelled,
+            "ref_windows": self.ref_windows, "ref_n": self.ref_n, "ref_cutoff": repr(self.ref_cutoff),
+            "rows": self.rows, "n_labelled": self.n_labelled,
             "retrain": self.retrain, "duplicates": self.duplicates,
         }
 
@@ -185,7 +191,10 @@ class AggState:
     def judge_ready(self, stream: str, global_wm: float | None, geom: Geometry, port: EnginePort, bootstrap_n: int,
                     chunks: "MutableMapping[str, Any] | None" = None) -> JudgeOutcome:
         out = JudgeOutcome()
-        for w in self.ready(stream, global_wm, geom):
+        ready = self.ready(stream, global_wm, geom)
+        if stream == LABELS and self.profile is None:  # label windows wait for the reference, a bounded few
+            ready = ready[: max(0, len(self.pending.get(LABELS, {})) - HELD_LABEL_WINDOWS)]
+        for w in ready:
             slot = self.pending[stream].pop(w)
             start, end = win_parse(w)
             self.judged_through[stream] = start
@@ -195,10 +204,11 @@ class AggState:
                 self.ref_n += n
                 out.reference_windows.append((w, n))
                 if self.ref_n >= bootstrap_n:
-                    out.reference_built = self._build_reference(port, chunks if chunks is not None else {})
+                    out.reference_built = self._build_reference(port, chunks if chunks is not None else {},
+                                                                bootstrap_n, geom.hop)
                 continue
-            if self.profile is None:
-                out.skipped_labelled += n
+            if self.profile is None or start < self.ref_cutoff:  # before the reference, or in its own period
+                out.skipped_labelled += n if stream == LABELS else 0
                 continue
             acc = None
             for part in [s.get("acc") for s in slot["srcs"].values()] + [r.get("acc") for r in slot["rows"].values()]:
@@ -215,8 +225,12 @@ class AggState:
             out.judged.append((stream, w, int(getattr(acc, "n", n))))
         return out
 
-    def _build_reference(self, port: EnginePort, chunks: "MutableMapping[str, Any]") -> Any:
+    def _build_reference(self, port: EnginePort, chunks: "MutableMapping[str, Any]", bootstrap_n: int,
+                         hop: float) -> Any:
+        """The reference from the rows of the closed windows (the rule of :func:`bootstrap_cutoff`), or None
+        while they hold fewer than ``bootstrap_n`` distinct events (hopping windows count an event per window)."""
         from streams.contracts.validate import parse_input
+        from streams.judge.bootstrap import bootstrap_cutoff
 
         def load(keys: list[str]) -> list[list[Any]]:
             out: list[list[Any]] = []
@@ -236,10 +250,15 @@ class AggState:
             if (src, off) not in seen:
                 seen.add((src, off))
                 evs.append(parse_input(d))
-        profile = port.build_profile(evs, self.model, self.version)
+        cutoff = bootstrap_cutoff([e.ts for e in evs], bootstrap_n, hop)
+        if cutoff is None:
+            self.ref_n = len(evs)
+            return None
+        profile = port.build_profile([e for e in evs if e.ts < cutoff], self.model, self.version)
         self.set_profile(profile, "bootstrap")
+        self.ref_cutoff = cutoff
         for w, by_src in self.rows.items():
-            if w in ref:
+            if w in ref or win_parse(w)[0] < cutoff:
                 continue
             slot = self.pending.get(INPUTS, {}).get(w)
             if slot is None:

@@ -108,6 +108,12 @@ class Aggregator:
     # ------------------------------------------------------------------ judging
     def _judge(self, agg: AggState, stream: str, wmst: Watermarks, q: int) -> None:
         stream = ws.LABELS if stream == ws.LABELS else ws.INPUTS
+        had_profile = agg.profile is not None
+        self._judge_stream(agg, stream, wmst, q)
+        if not had_profile and agg.profile is not None:  # label windows held for the new reference
+            self._judge_stream(agg, ws.LABELS, wmst, q)
+
+    def _judge_stream(self, agg: AggState, stream: str, wmst: Watermarks, q: int) -> None:
         gwm = wmst.global_wm(stream, self.n)
         if gwm is None or not agg.pending.get(stream):
             return
@@ -118,8 +124,8 @@ class Aggregator:
             self.m.reference_windows.labels(model=m, model_version=v).inc(n)
         if out.reference_built is not None:
             prof = out.reference_built
-            log.info("built reference %s for %s v%s from the first %d events (windows %s .. %s); judging from now on",
-                     prof.id, m, v, agg.ref_n, agg.ref_windows[0], agg.ref_windows[-1])
+            log.info("built reference %s for %s v%s from %d events before t=%g (windows %s .. %s); judging from now on",
+                     prof.id, m, v, prof.n, agg.ref_cutoff, agg.ref_windows[0], agg.ref_windows[-1])
             self.m.reference.labels(model=m, model_version=v, source="bootstrap").set(1)
             try:
                 self.profiles.put(prof, save=True)
