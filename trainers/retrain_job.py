@@ -118,9 +118,9 @@ def baseline_learner_kwargs(learner: Mapping[str, Any], overrides: Mapping[str, 
     ``overrides`` (``TrainerConfig.baseline_learner``).  ``replay`` and ``device`` are the job's
     to set and are refused here (ValueError).
 
-    >>> baseline_learner_kwargs({"epochs": 5, "lr": 0.1, "distill": 0.3}, {"lr": 3e-3})["lr"], \
-    ...     baseline_learner_kwargs({"epochs": 5, "lr": 0.1, "distill": 0.3})["epochs"]
-    (0.003, 5)
+    >>> kw = baseline_learner_kwargs({"epochs": 5, "lr": 0.1, "distill": 0.3}, {"lr": 3e-3})
+    >>> kw["epochs"], kw["lr"], kw["distill"], kw["optimizer"]
+    (5, 0.003, 0.0, 'adam')
     """
     overrides = dict(overrides or {})
     bad = sorted({"replay", "device"} & set(overrides))
