@@ -169,8 +169,9 @@ class GateReport:
                 f"(old weight {b['old_weight']:g}) -> {'candidate LOSES to it' if b['below'] else 'candidate holds'}")
             bt = b.get("training") or {}
             if bt:
-                lines.append("baseline training: " + ", ".join(f"{k}={bt[k]}" for k in
-                                                             ("optimizer", "lr", "time_s", "epochs_run") if k in bt))
+                lines.append("baseline training: " + ", ".join(
+                    f"{k}={bt[k]:.3g}" if isinstance(bt[k], float) else f"{k}={bt[k]}"
+                    for k in ("optimizer", "lr", "time_s", "epochs_run") if k in bt))
         if self.training:
             t = self.training
             lines.append("training: " + ", ".join(f"{k}={t[k]}" for k in
