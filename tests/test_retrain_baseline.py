@@ -118,7 +118,7 @@ def test_result_carries_the_baseline_figures_and_fit_and_leaves_the_buffer_alone
     assert g["training"]["epochs_run"] == base["fit"]["epochs_run"]
 
 
-def test_run_job_records_the_baseline_in_the_registry(tmp_path: Path):
+def test_run_job_records_the_baseline_in_the_registry(tmp_path: Path, caplog: pytest.LogCaptureFixture):
     from streams.contracts.events import LabelledExample
     from trainers.data import WindowData
     from trainers.records import RetrainRequest
@@ -144,3 +144,13 @@ def test_run_job_records_the_baseline_in_the_registry(tmp_path: Path):
     stored = reg.load("toy", "2")
     assert stored.report["baseline"]["below"] is True and stored.provenance.training["baseline"]["steps"] > 0
     assert reg.current("toy") == "1"
+
+    # allowed below the baseline: promoted, and the job's log says why it might not have been
+    req2 = RetrainRequest("toy", "1", ["al-2"], ["concept_drift"], 100.0, 400.0)
+    cfg2 = TrainerConfig(learner=WEAK, baseline_learner=STRONG_BASELINE,
+                         gate=dict(ONLY_BASELINE, allow_below_baseline=True))
+    with caplog.at_level("WARNING", logger="driftloop.retrain_job"):
+        out2 = run_job(req2, reg, cfg2, data, use_ray=False)
+    assert out2.promoted and reg.current("toy") == "3"
+    assert any("passes the gate with reasons" in r.getMessage() and "allow_below_baseline" in r.getMessage()
+               for r in caplog.records)

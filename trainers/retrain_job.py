@@ -323,6 +323,9 @@ def run_job(req: RetrainRequest, registry: Any, cfg: TrainerConfig, data: Any, *
     info = registry.register(req.model, spec, state, provenance=prov, replay=new_buf, classes=classes,
                              report=report, report_text=text, gate_passed=out["promoted"])
     update = None
+    if out["promoted"] and out["gate"].get("reasons"):  # promoted, with something to say (e.g. below the baseline)
+        log.warning("candidate %s of %s passes the gate with reasons: %s", info.version, req.model,
+                    "; ".join(out["gate"]["reasons"]))
     if out["promoted"]:
         current = registry.current(req.model)
         if current == req.model_version or current is None:
