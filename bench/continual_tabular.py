@@ -105,8 +105,9 @@ NATIVE_OPTIMIZER = "optimizer" in SIG.parameters
 def load_census(years=YEARS) -> tuple[pd.DataFrame, str]:
     """Rows of the given years (columns year, features, employed) and where they came from.
 
-    Uses ``trainers.datasets.census.load_census_ma`` when this checkout has it, else reads the
-    three parquet files of the nannyml wheel directly.  Raises FileNotFoundError (naming the wheel)
+    Uses ``trainers.datasets.census.load_census_ma`` when it can be imported, else reads the
+    three parquet files of the nannyml wheel directly, in the same row order (year, then id), so
+    both give the same samples.  Raises FileNotFoundError (naming the wheel)
     when nannyml is not installed.
     """
     try:
@@ -127,12 +128,15 @@ def load_census(years=YEARS) -> tuple[pd.DataFrame, str]:
     if len(tgt) != len(ana) or tgt["id"].duplicated().any():
         raise ValueError("nannyml employment files: analysis targets do not match one to one")
     df = pd.concat([ref, ana.merge(tgt, on="id", how="left", validate="one_to_one")], ignore_index=True)
-    out = pd.DataFrame({"year": df["year"].astype(int), "AGEP": df["AGEP"].astype(np.float64)})
+    out = pd.DataFrame({"id": df["id"].astype(np.int64), "year": df["year"].astype(int),
+                        "AGEP": df["AGEP"].astype(np.float64)})
     for c in ["SCHL", *CATEGORICAL]:
         out[c] = pd.to_numeric(df[c].astype(str)).astype(np.int64)
     out[TARGET] = df[TARGET].astype(np.int64)
+    # the loader's order (year, then id), so that both paths draw the same samples
+    out = out.sort_values(["year", "id"], kind="mergesort")
     out = out[out["year"].isin(list(years))].reset_index(drop=True)
-    return out, f"nannyml {dist.version} wheel files (read directly: trainers.datasets.census not in this checkout)"
+    return out, f"nannyml {dist.version} wheel files (read directly: trainers.datasets.census not importable)"
 
 
 @dataclass

@@ -30,12 +30,17 @@ model.  Such a candidate is not refused for this, but a reason line says that it
 baseline on the new data and by how much: no candidate that trails on the new data by more than
 the tolerance passes silently.  A candidate that loses to the baseline is refused with both sets
 of figures, unless ``allow_below_baseline`` is set: then this rule does not refuse it, and a
-reason line says that it was allowed.  Reasons therefore do not always mean a refusal: :attr:`GateReport.promoted` is the verdict.
+reason line says that it was allowed.  Reasons therefore do not always mean a refusal:
+:attr:`GateReport.promoted` is the verdict.
 
 ``max_baseline_gap`` (default 0.005, half a point) is a tolerance for ties, not a significance
-test: two models trained on the same data agree on most rows, and the report gives the paired
-standard error of ``d_new`` (``baseline["margin_new_se"]``) so that a reader can tell a real loss
-from noise; with a few hundred held-out rows one row is already more than half a point.
+test.  The goal is "never below plain fine-tuning", so the tolerance stays small: half a point is
+10 of 2,000 held-out rows, below the run-to-run spread of the margin itself (sd 0.4-0.8 pts over
+the updates of ``bench/continual_tabular.py``, 2,000 test rows), and this rule let the recommended
+learner settings through on 17 of those 18 updates while refusing the current defaults on 5 of 9
+census updates.  The report gives the paired standard error of ``d_new``
+(``baseline["margin_new_se"]``) so that a reader can tell a real loss from noise; with a few
+hundred held-out rows one row is already more than half a point.
 
 >>> import numpy as np
 >>> y = np.array([0, 1] * 50)
