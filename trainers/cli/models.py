@@ -57,11 +57,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from streams import config as C
+    from trainers.licences import LicencePolicy
     from trainers.registry import ModelRegistry, RegistryError
     from trainers.retrain_job import TrainerConfig
 
     raw = C.load_file(args.config)
     tcfg = C.section(TrainerConfig, raw.get("trainers"), "trainers")
+    args.licence_policy = C.section(LicencePolicy, raw.get("licences"), "licences")
     reg = ModelRegistry(args.registry or tcfg.registry or C.home() / "registry")
     try:
         if args.models_command == "list":
@@ -69,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
         if args.models_command == "show":
             return _show(reg, args)
         if args.models_command == "promote":
-            return _publish(raw, reg.promote(args.model, args.version), args.no_publish)
+            return _publish(raw, reg.promote(args.model, args.version, licence_policy=args.licence_policy),
+                            args.no_publish)
         if args.models_command == "rollback":
             return _publish(raw, reg.rollback(args.model), args.no_publish)
         if args.models_command == "register-base":
@@ -195,8 +198,9 @@ def _register_base(raw: dict, reg: Any, args: argparse.Namespace) -> int:
     prov = Provenance(base_model={"source": args.source, "licence": args.licence}, training=training, window=window,
                       reference_profile_id=args.reference_profile)
     info = reg.register(args.model, spec, {k: v for k, v in model.state_dict().items()}, provenance=prov,
-                        replay=replay, classes=classes)
+                        replay=replay, classes=classes, licence_policy=args.licence_policy)
     print(f"registered {args.model} version {info.version} at {info.path}")
     if args.promote:
-        return _publish(raw, reg.promote(args.model, info.version), args.no_publish)
+        return _publish(raw, reg.promote(args.model, info.version, licence_policy=args.licence_policy),
+                        args.no_publish)
     return 0
