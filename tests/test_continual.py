@@ -187,3 +187,13 @@ def test_model_spec_encoding_and_round_trip():
     assert all(torch.equal(a, b) for a, b in zip(m.parameters(), build_model(spec, seed=1).parameters()))
     with pytest.raises(ValueError, match="categorical"):
         ModelSpec(["a"], 2, categorical={"b": ["x"]})
+
+
+def test_report_names_the_transfer_and_the_parameter_counts(two_tasks):
+    (XA, yA), *_ = two_tasks
+    m = model(hidden=(16, 16))
+    report = ContinualLearner(m, replay=None, strategy="head", epochs=1, device="cpu").fit(XA, yA)
+    assert report.total_params == sum(p.numel() for p in m.parameters())
+    assert report.trainable_params == 16 * 4 + 4
+    assert report.transfer["strategy"] == "head" and report.transfer["backbone_lr_scale"] == 1.0
+    assert report.optimizer == "sgd" and report.lr == 0.1
