@@ -68,7 +68,7 @@ class FitReport:
     total_params: int = 0
     transfer: dict[str, Any] = field(default_factory=dict)
     optimizer: str = "sgd"
-    #: whether logit adjustment was on
+    #: whether logit adjustment was on (only for an experience that brings unseen classes)
     logit_adjusted: bool = False
 
     def to_dict(self) -> dict[str, Any]:
@@ -116,6 +116,10 @@ class ContinualLearner:
     (``logit_adjust``: the log-prior of the mixed batch is added to the training logits,
     so the new classes' majority in each step is not learned as a bias). Defaults were
     chosen on ``bench/continual_digits.py`` (Split/Permuted-Digits).
+
+    Logit adjustment is only on for an experience that brings classes the learner has
+    not seen (class-incremental); for one with known classes only (domain-incremental,
+    shifting priors) it is off, since there the priors of the stream are real.
 
     Options that did not win there and stay off by default: ``ace`` (ER-ACE masking of
     the new-batch loss), ``mask_unseen_logits`` (no distillation target for classes not
@@ -268,6 +272,7 @@ class ContinualLearner:
         n_out = self._n_outputs(Xt[:1])
         if max(new_classes) >= n_out or min(new_classes) < 0:
             raise ValueError(f"labels must be in [0, {n_out}) for this model, got {new_classes}")
+        unseen_before = set(new_classes) - self.seen_classes
         self.seen_classes.update(new_classes)
         # ER-ACE: the new batch competes only among the classes of this experience
         new_mask = None
@@ -291,9 +296,11 @@ class ContinualLearner:
                 Lr = None
         # logit adjustment (Menon et al. 2021): add tau*log(prior of the mixed stream) to the
         # training logits so that the new classes' majority in each step is not learned as bias.
+        # Only when the experience brings unseen classes: with known classes only (domain shift)
+        # the stream's priors are real and must be learned.
         bs, rbs = self.batch_size, self.replay_batch_size
         adjust = None
-        if use_replay and self.logit_adjust > 0:
+        if use_replay and self.logit_adjust > 0 and unseen_before:
             prior = torch.bincount(yt, minlength=n_out).float() / n_tr * bs
             prior += torch.bincount(yr, minlength=n_out).float() / len(yr) * min(rbs, len(yr))
             prior = prior / prior.sum()
