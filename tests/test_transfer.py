@@ -333,8 +333,9 @@ def test_learner_refuses_mixed_or_bad_options():
         ContinualLearner(Net(), optimizer="adam", momentum=0.9)
     with pytest.raises(ValueError, match="unknown optimizer"):
         ContinualLearner(Net(), optimizer="lion")
-    with pytest.raises(ValueError, match="needs its options"):
+    with pytest.raises(ValueError, match="strategy 'layers' needs layers"):
         ContinualLearner(Net(), strategy="layers")
+    assert ContinualLearner(Net(), strategy="lora").transfer.strategy == "lora"
 
 
 def test_legacy_last_n_keyword_trains_the_layers_that_run_not_the_unused_one():

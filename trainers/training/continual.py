@@ -176,8 +176,6 @@ class ContinualLearner:
         else:
             if strategy is not None and strategy not in STRATEGIES:
                 raise ValueError(f"unknown strategy {strategy!r}; use one of {STRATEGIES}")
-            if strategy in ("layers", "lora"):
-                raise ValueError(f"strategy {strategy!r} needs its options: pass transfer=TransferConfig(strategy={strategy!r}, ...)")
             transfer = TransferConfig(strategy=strategy or "full", last_n=2 if last_n is None else last_n,
                                       backbone_lr_scale=1.0)
         if optimizer not in OPTIMIZERS:
@@ -468,10 +466,11 @@ class ContinualLearner:
 
     def _ewc_terms(self, prepared: PreparedModel) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
         """(name, Fisher, anchor) for the trained weights (LoRA: the merged weights)."""
-        if self._fisher is None:
+        if self._fisher is None or self._anchor is None:
             return []
         trained = prepared.effective_parameters()
-        return [(k, self._fisher[k], self._anchor[k]) for k in self._fisher if k in trained]
+        anchor = self._anchor
+        return [(k, self._fisher[k], anchor[k]) for k in self._fisher if k in trained]
 
     def _ewc_penalty(self, prepared: PreparedModel, terms) -> torch.Tensor:
         current = prepared.effective_parameters()

@@ -405,17 +405,21 @@ def prepare(model: nn.Module, cfg: TransferConfig | Mapping[str, Any] | None, lr
             raise
 
     # parameter groups and names (after injection: adapters are new parameters)
-    head_group, backbone_group, trainable = [], [], []
+    head_group: list[nn.Parameter] = []
+    backbone_group: list[nn.Parameter] = []
+    trainable: list[str] = []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
         trainable.append(name)
         (head_group if id(p) in head_params else backbone_group).append(p)
-    groups = []
+    scale = cfg.backbone_lr_scale
+    assert scale is not None  # resolved by TransferConfig.__post_init__
+    groups: list[dict[str, Any]] = []
     if head_group:
         groups.append({"params": head_group, "lr": float(lr), "name": "head"})
     if backbone_group:
-        groups.append({"params": backbone_group, "lr": float(lr) * cfg.backbone_lr_scale, "name": "backbone"})
+        groups.append({"params": backbone_group, "lr": float(lr) * scale, "name": "backbone"})
 
     frozen_roots: list[nn.Module] = []
 
@@ -445,7 +449,9 @@ def prepare(model: nn.Module, cfg: TransferConfig | Mapping[str, Any] | None, lr
     return prepared
 
 
-def _inject_lora(model, cfg, named, names, head, ran_ids, generator):
+def _inject_lora(model: nn.Module, cfg: TransferConfig, named: dict[str, nn.Module], names: list[str], head: str,
+                 ran_ids: set[int], generator: torch.Generator | None
+                 ) -> list[tuple[str, LoRALinear, list[tuple[nn.Module, str]]]]:
     head_ids = {id(m) for m in named[head].modules()}
     linears = [n for n in names if isinstance(named[n], nn.Linear)]
     if cfg.lora_targets:
@@ -473,6 +479,7 @@ def _inject_lora(model, cfg, named, names, head, ran_ids, generator):
     out = []
     for n in targets:
         base = named[n]
+        assert isinstance(base, nn.Linear)
         wrapper = LoRALinear(base, cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout, generator=generator)
         refs = list(dict.fromkeys(parents[id(base)]))
         for parent, attr in refs:
