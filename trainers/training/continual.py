@@ -32,7 +32,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from trainers.training.replay import ReplayBuffer
-from trainers.training.transfer import STRATEGIES, PreparedModel, TransferConfig, prepare
+from trainers.training.transfer import (STRATEGIES, PreparedModel, TransferConfig, layers_of,  # noqa: F401
+                                        prepare, trainable_parameters)
 
 __all__ = ["ContinualLearner", "FitReport", "OPTIMIZERS", "ReplayBuffer", "STRATEGIES", "TransferConfig",
            "layers_of", "trainable_parameters"]
@@ -73,31 +74,6 @@ class FitReport:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def layers_of(model: nn.Module) -> list[nn.Module]:
-    """Modules that own parameters directly, in registration order (for an MLP: its Linears)."""
-    return [m for m in model.modules() if any(True for _ in m.parameters(recurse=False))]
-
-
-def trainable_parameters(model: nn.Module, strategy: str, last_n: int = 2,
-                         example_input: Any = None) -> list[nn.Parameter]:
-    """Parameters that ``strategy`` (``full``, ``head`` or ``last_n``) trains, as
-    :func:`trainers.training.transfer.prepare` chooses them; ``example_input`` (one
-    batch the model accepts) is needed for ``head`` and ``last_n``, which trace forward.
-    Leaves ``requires_grad`` as it was."""
-    if strategy not in ("full", "head", "last_n"):
-        raise ValueError(f"unknown strategy {strategy!r}; use full, head or last_n (or transfer.prepare for the others)")
-    if strategy == "full":
-        return list(model.parameters())
-    if example_input is None:
-        raise ValueError(f"strategy {strategy!r} traces one forward pass: pass example_input (a batch the model accepts)")
-    prepared = prepare(model, TransferConfig(strategy=strategy, last_n=last_n), 1.0, example_input)
-    try:
-        chosen = {id(p) for g in prepared.param_groups for p in g["params"]}
-        return [p for p in model.parameters() if id(p) in chosen]
-    finally:
-        prepared.finalize()
 
 
 def _as_tensor(a: Any, dtype: torch.dtype, device: torch.device) -> torch.Tensor:

@@ -486,3 +486,28 @@ def _inject_lora(model: nn.Module, cfg: TransferConfig, named: dict[str, nn.Modu
             setattr(parent, attr, wrapper)
         out.append((n, wrapper, refs))
     return out
+
+
+def layers_of(model: nn.Module) -> list[nn.Module]:
+    """Modules that own parameters directly, in registration order (for an MLP: its Linears)."""
+    return [m for m in model.modules() if any(True for _ in m.parameters(recurse=False))]
+
+
+def trainable_parameters(model: nn.Module, strategy: str, last_n: int = 2,
+                         example_input: Any = None) -> list[nn.Parameter]:
+    """Parameters that ``strategy`` (``full``, ``head`` or ``last_n``) trains, as
+    :func:`trainers.training.transfer.prepare` chooses them; ``example_input`` (one
+    batch the model accepts) is needed for ``head`` and ``last_n``, which trace forward.
+    Leaves ``requires_grad`` as it was."""
+    if strategy not in ("full", "head", "last_n"):
+        raise ValueError(f"unknown strategy {strategy!r}; use full, head or last_n (or transfer.prepare for the others)")
+    if strategy == "full":
+        return list(model.parameters())
+    if example_input is None:
+        raise ValueError(f"strategy {strategy!r} traces one forward pass: pass example_input (a batch the model accepts)")
+    prepared = prepare(model, TransferConfig(strategy=strategy, last_n=last_n), 1.0, example_input)
+    try:
+        chosen = {id(p) for g in prepared.param_groups for p in g["params"]}
+        return [p for p in model.parameters() if id(p) in chosen]
+    finally:
+        prepared.finalize()
