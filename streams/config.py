@@ -147,6 +147,7 @@ SECTIONS: dict[str, str] = {
     "features": "feature_repo.settings.FeaturesSettings",
     "dispatcher": "trainers.dispatch.ledger.DispatcherConfig",
     "trainers": "trainers.retrain_job.TrainerConfig",
+    "licences": "trainers.licences.LicencePolicy",
 }
 
 

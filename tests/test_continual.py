@@ -187,3 +187,35 @@ def test_model_spec_encoding_and_round_trip():
     assert all(torch.equal(a, b) for a, b in zip(m.parameters(), build_model(spec, seed=1).parameters()))
     with pytest.raises(ValueError, match="categorical"):
         ModelSpec(["a"], 2, categorical={"b": ["x"]})
+
+
+def test_logit_adjustment_only_when_the_experience_brings_unseen_classes(two_tasks):
+    (XA, yA), (XB, yB), *_ = two_tasks
+    # domain-incremental: the same classes, shifted inputs and a 9:1 prior
+    rng = np.random.default_rng(5)
+    keep = np.flatnonzero((yA == 0) | (rng.random(len(yA)) < 0.11))
+    XD, yD = XA[keep] + 0.5, yA[keep]
+
+    def second_fit(tau, X2, y2):
+        learner = ContinualLearner(model(), replay=ReplayBuffer(40, seed=0), epochs=3, logit_adjust=tau, device="cpu")
+        first = learner.fit(XA, yA)
+        assert not first.logit_adjusted  # nothing to replay yet
+        report = learner.fit(X2, y2)
+        return params(learner.model), report
+
+    (w_on, r_on), (w_off, r_off) = second_fit(1.0, XD, yD), second_fit(0.0, XD, yD)
+    assert not r_on.logit_adjusted and not r_off.logit_adjusted
+    assert all(torch.equal(a, b) for a, b in zip(w_on, w_off))  # off: tau makes no difference
+    (w_on, r_on), (w_off, r_off) = second_fit(1.0, XB, yB), second_fit(0.0, XB, yB)
+    assert r_on.logit_adjusted and not r_off.logit_adjusted
+    assert not all(torch.equal(a, b) for a, b in zip(w_on, w_off))
+
+
+def test_report_names_the_transfer_and_the_parameter_counts(two_tasks):
+    (XA, yA), *_ = two_tasks
+    m = model(hidden=(16, 16))
+    report = ContinualLearner(m, replay=None, strategy="head", epochs=1, device="cpu").fit(XA, yA)
+    assert report.total_params == sum(p.numel() for p in m.parameters())
+    assert report.trainable_params == 16 * 4 + 4
+    assert report.transfer["strategy"] == "head" and report.transfer["backbone_lr_scale"] == 1.0
+    assert report.optimizer == "sgd" and report.lr == 0.1

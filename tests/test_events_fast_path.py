@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streams.contracts.events import InvalidRecord, MAX_ID_LEN, MAX_NAME_LEN, MAX_NESTING, MAX_STRING_VALUE_LEN, REASONS
-from streams.contracts.validate import _parse_input_full, _parse_label_full, parse_input, parse_label
+from streams.contracts.validate import _parse_input_full, _parse_label_full, parse_input, parse_inputs, parse_label
 
 NOW = 1_764_115_200.0 + 86_400  # a fixed wall clock: the future check is part of both paths
 FUTURE = 300.0
@@ -67,6 +67,16 @@ def encodings(obj):
 def test_inputs_fast_path_agrees_with_the_full_validator(obj):
     for raw in encodings(obj):
         assert outcome(parse_input, raw) == outcome(_parse_input_full, raw)
+    assert [batched(r) for r in parse_inputs(encodings(obj), now=NOW, max_future_s=FUTURE)] == [
+        outcome(parse_input, raw) for raw in encodings(obj)]
+
+
+def batched(r):
+    """The outcome of one record of parse_inputs, in outcome()'s form."""
+    if isinstance(r, InvalidRecord):
+        assert r.reason in REASONS
+        return r.reason, None
+    return "ok", r
 
 
 @settings(max_examples=400, deadline=None)
@@ -96,6 +106,8 @@ def test_fast_path_edge_cases_agree():
              b'{"event_id":"e","model":"m","model_version":"1","ts":1' + b"0" * 5000 + b',"features":{"a":1}}',
              deep, deep[:-1], b"[" * 5000, b'"' + b"[" * 5000,
              b'\xff' + json.dumps(base).encode(), json.dumps(base).encode() + b" x", b"", b"[]", b"null"]
+    assert [batched(r) for r in parse_inputs(cases, now=NOW, max_future_s=FUTURE)] == [
+        outcome(parse_input, raw) for raw in cases]
     for raw in cases:
         assert outcome(parse_input, raw) == outcome(_parse_input_full, raw), raw
         assert outcome(parse_label, raw) == outcome(_parse_label_full, raw), raw

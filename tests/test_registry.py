@@ -52,6 +52,7 @@ def test_round_trip_keeps_weights_spec_replay_and_provenance(tmp_path: Path) -> 
     assert len(loaded.replay) == 20 and loaded.replay.model_version == "1"
     assert loaded.provenance.alert_ids == ["a1", "a2"]
     assert loaded.provenance.base_model["licence"] == "Apache-2.0"
+    assert loaded.provenance.base_model["licence_decision"]["licences"] == ["Apache-2.0"]
     assert loaded.provenance.code_version  # git describe or package version
     assert loaded.report == {"promoted": True, "reasons": ["ok"]}
     manifest = json.loads((Path(info.path) / MANIFEST).read_text())
@@ -206,13 +207,23 @@ def test_register_base_trains_from_jsonl(tmp_path: Path, capsys: pytest.CaptureF
     spec.write_text(json.dumps(dict(ModelSpec(["amount", "country"], 2, hidden=(8,),
                                               categorical={"country": ["DE", "FR"]}).to_dict(), classes=["no", "yes"])))
     reg_dir = tmp_path / "reg"
-    rc = main(["models", "--registry", str(reg_dir), "register-base", "fraud", "--spec", str(spec), "--train", str(data),
-               "--source", "synthetic", "--licence", "CC0-1.0", "--epochs", "3", "--replay-capacity", "40",
-               "--promote", "--no-publish"])
+    cmd = ["models", "--registry", str(reg_dir), "register-base", "fraud", "--spec", str(spec), "--train", str(data),
+           "--source", "synthetic", "--licence", "CC0-1.0", "--epochs", "3", "--replay-capacity", "40",
+           "--promote", "--no-publish"]
+    # CC0 is not an OSI licence: refused with the reason and the way to accept it, nothing registered
+    assert main(cmd) == 1
+    err = capsys.readouterr().err
+    assert "licence CC0-1.0 is not allowed" in err and "licences: {accept: {synthetic:" in err
+    assert not (reg_dir / "fraud" / "versions").exists() or not list((reg_dir / "fraud" / "versions").iterdir())
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text("licences:\n  accept:\n    synthetic: public-domain synthetic data, reviewed\n")
+    rc = main(["--config", str(cfg)] + cmd)
     assert rc == 0, capsys.readouterr()
     loaded = ModelRegistry(reg_dir).load("fraud")
     assert loaded.info.version == "1" and loaded.info.current
     assert loaded.classes == ["no", "yes"] and len(loaded.replay) == 40
+    decision = loaded.provenance.base_model.pop("licence_decision")
+    assert decision["accepted"] and decision["acceptance"] == "public-domain synthetic data, reviewed"
     assert loaded.provenance.base_model == {"source": "synthetic", "licence": "CC0-1.0"}
     assert loaded.provenance.window == {"start": 1000.0, "end": 1119.0}
 
@@ -257,6 +268,8 @@ def test_retrain_job_registers_candidate_with_provenance_and_is_idempotent(tmp_p
     new = reg.load("toy", "2")
     prov = new.provenance
     assert (prov.parent_version, prov.request_id, prov.alert_ids) == ("1", req.request_id, ["al-1"])
+    assert prov.base_model["licence_decision"]["allowed"] and not prov.base_model["licence_decision"]["accepted"]
+    prov.base_model.pop("licence_decision")
     assert prov.base_model == {"source": "test", "licence": "MIT"} and prov.reference_profile_id == "r1"
     assert prov.training["n_holdout_old"] > 0 and prov.training["n_holdout_new"] == 60
     assert new.report["promoted"] is True and new.classes == ["no", "yes"]

@@ -5,6 +5,7 @@ A registry is a folder (default ``streams.config.home()/"registry"``)::
     <root>/<model>/index.json               versions, current pointer, promotion history
     <root>/<model>/versions/<v>/weights.safetensors
                                 spec.json        ModelSpec (+ class names)
+                                tokenizer.<feature>.json   tokenizer of each text feature (if any)
                                 replay.npz       replay buffer of this version (optional)
                                 provenance.json  parent, alerts, request, window, metrics, code, base model
                                 report.json/.txt promotion-gate report (optional)
@@ -36,21 +37,20 @@ return the :class:`~streams.contracts.events.ModelUpdate` to publish; callers pu
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import fcntl
 import hashlib
 import json
 import os
-import re
 import shutil
-import subprocess
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
+from trainers.licences import LicenceError, LicencePolicy  # noqa: F401
 from trainers.records import ModelUpdate
+from trainers.registry_records import (_NAME, IntegrityError, LoadedVersion, Provenance, RegistryError, VersionInfo,  # noqa: F401
+                                       _check_name, _fsync_dir, _write_json_atomic, code_version, sha256_file)
 from streams.contracts.events import json_default
 
 FORMAT = "driftloop.registry/1"
@@ -62,156 +62,12 @@ REPORT_JSON = "report.json"
 REPORT_TEXT = "report.txt"
 MANIFEST = "manifest.json"
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
+def tokenizer_file(feature: str) -> str:
+    """File name of a text feature's tokenizer in a version folder (hashed when the name is not file-safe)."""
+    safe = _NAME.match(feature) is not None and len(feature) <= 64
+    return f"tokenizer.{feature if safe else hashlib.sha256(feature.encode()).hexdigest()[:16]}.json"
 
-class RegistryError(RuntimeError):
-    """A registry operation cannot be done (unknown model/version, bad name, nothing to roll back)."""
-
-
-class IntegrityError(RegistryError):
-    """A registry file does not match the sha256 recorded for it; the version is refused."""
-
-    def __init__(self, path: str | os.PathLike, expected: str, actual: str) -> None:
-        super().__init__(
-            f"integrity check failed for {os.fspath(path)}: manifest says sha256 {expected}, file has {actual}. "
-            "The artifact was modified or corrupted after registration; do not load it. "
-            "Restore it from a backup or register the model again."
-        )
-        self.path = os.fspath(path)
-        self.expected = expected
-        self.actual = actual
-
-
-@dataclass
-class Provenance:
-    """Where a version comes from and what it was measured at."""
-
-    parent_version: str | None = None
-    request_id: str | None = None
-    alert_ids: list[str] = field(default_factory=list)
-    window: dict[str, float] | None = None  # {"start": ..., "end": ...}
-    metrics: dict[str, Any] = field(default_factory=dict)  # the promotion-gate report
-    training: dict[str, Any] = field(default_factory=dict)  # fit report: strategy, device, time, n
-    code_version: str = ""
-    base_model: dict[str, str] = field(default_factory=dict)  # {"source": ..., "licence": ...}
-    reference_profile_id: str | None = None
-    created_at: float = field(default_factory=time.time)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "Provenance":
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
-
-
-@dataclass
-class VersionInfo:
-    """One registered version as listed by the registry (no artifact is read)."""
-
-    model: str
-    version: str
-    created_at: float
-    path: str
-    weights_sha256: str
-    manifest_sha256: str
-    promoted: bool | None = None  # gate verdict recorded at registration (None: not gated)
-    current: bool = False
-    promoted_at: float | None = None
-    provenance: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-@dataclass
-class LoadedVersion:
-    """A verified version: spec, weights (torch tensors), replay buffer, provenance."""
-
-    info: VersionInfo
-    spec: Any  # trainers.training.models.ModelSpec
-    classes: list[Any] | None
-    state_dict: dict[str, Any]
-    replay: Any  # trainers.training.replay.ReplayBuffer | None
-    provenance: Provenance
-    report: dict[str, Any] | None
-
-    def build_model(self):
-        """The torch module of this version, weights loaded."""
-        from trainers.training.models import build_model
-
-        model = build_model(self.spec)
-        model.load_state_dict(self.state_dict)
-        return model
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while True:
-            block = fh.read(chunk)
-            if not block:
-                break
-            h.update(block)
-    return h.hexdigest()
-
-
-def code_version(repo: str | os.PathLike | None = None) -> str:
-    """``git describe --always --dirty`` of this project, or ``driftloop <version>`` without git."""
-    repo = Path(repo) if repo else Path(__file__).resolve().parent.parent
-    try:
-        out = subprocess.run(
-            ["git", "describe", "--always", "--dirty", "--tags"],
-            cwd=repo, capture_output=True, text=True, timeout=5, check=True,
-        )
-        if out.stdout.strip():
-            return "git:" + out.stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
-    try:
-        from importlib.metadata import version
-
-        return "driftloop " + version("driftloop")
-    except Exception:
-        return "unknown"
-
-
-def _check_name(kind: str, name: str) -> str:
-    name = str(name)
-    if not _NAME.match(name):
-        raise RegistryError(
-            f"{kind} name {name!r} is not allowed; use 1-128 letters, digits, '.', '_' or '-' (starting with a letter or digit)"
-        )
-    return name
-
-
-def _write_json_atomic(path: Path, obj: Any) -> None:
-    data = json.dumps(obj, indent=2, sort_keys=True, default=json_default).encode("utf-8")
-    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 # --------------------------------------------------------------------------- registry
@@ -274,17 +130,24 @@ class ModelRegistry:
         report: Mapping[str, Any] | None = None,
         report_text: str | None = None,
         gate_passed: bool | None = None,
+        licence_policy: LicencePolicy | None = None,
     ) -> VersionInfo:
         """Write a new version (next integer) and return its info. It is not promoted.
 
         ``replay`` is a ``ReplayBuffer`` (saved as ``replay.npz``, its ``model_version`` set to the
         new version) or ``None``.
         ``gate_passed`` records the gate verdict (``report["promoted"]`` when not given).
+        ``provenance.base_model`` (a backbone origin) must pass ``licence_policy`` (default: OSI licences
+        only), else :class:`LicenceError`; the decision is recorded in it.  Text features' tokenizers are
+        stored beside the weights, and the spec's preprocessing fingerprint in the weights' metadata.
         """
         from safetensors.torch import save_file
 
         model = _check_name("model", model)
         prov = provenance or Provenance()
+        if prov.base_model:  # the licence gate: refuse a backbone whose licence is not allowed (or accepted)
+            decision = (licence_policy or LicencePolicy()).require(prov.base_model)
+            prov.base_model = dict(prov.base_model, licence_decision=decision.to_dict())
         if not prov.code_version:
             prov.code_version = code_version()
         if gate_passed is None and report is not None and "promoted" in report:
@@ -294,7 +157,11 @@ class ModelRegistry:
         stage = Path(tempfile.mkdtemp(prefix=".stage-", dir=mdir))
         try:
             tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state_dict.items()}
-            save_file(tensors, str(stage / WEIGHTS), metadata={"format": FORMAT, "model": model})
+            fingerprint = spec.fingerprint() if hasattr(spec, "fingerprint") else ""
+            save_file(tensors, str(stage / WEIGHTS),
+                      metadata={"format": FORMAT, "model": model, "preprocessing_sha256": fingerprint})
+            for feature, raw in (spec.tokenizer_files() if getattr(spec, "text", None) else {}).items():
+                (stage / tokenizer_file(feature)).write_bytes(raw)
             spec_d = spec.to_dict() if hasattr(spec, "to_dict") else dict(spec)
             spec_d = dict(spec_d)
             if classes is not None:
@@ -349,10 +216,15 @@ class ModelRegistry:
         nums += [int(p.name) for p in (mdir / "versions").iterdir() if p.name.isdigit()]  # orphans too
         return max(nums, default=0) + 1
 
-    def promote(self, model: str, version: str, *, action: str = "promote") -> ModelUpdate:
-        """Make ``version`` current (after verifying its files) and return the ModelUpdate to publish."""
+    def promote(self, model: str, version: str, *, action: str = "promote",
+                licence_policy: LicencePolicy | None = None) -> ModelUpdate:
+        """Make ``version`` current (after verifying its files and its backbone's licence under
+        ``licence_policy``, default OSI only: :class:`LicenceError`) and return the ModelUpdate to publish."""
         version = _check_name("version", version)
         self.verify(model, version)
+        base = self._info(model, version, self._read_index(model)).provenance.get("base_model") or {}
+        if base:
+            (licence_policy or LicencePolicy()).require(base)
         with self._locked(model):
             index = self._read_index(model)
             if version not in index["versions"]:
@@ -483,11 +355,17 @@ class ModelRegistry:
             raise RegistryError(f"{vdir} holds files not in its manifest: {extra}; remove them or register again")
         return out
 
-    def load(self, model: str, version: str | None = None, *, with_replay: bool = True) -> LoadedVersion:
-        """Verify and load a version (default: the current one)."""
+    def load(self, model: str, version: str | None = None, *, with_replay: bool = True,
+             expect_preprocessing: Any = None) -> LoadedVersion:
+        """Verify and load a version (default: the current one), its tokenizers attached to its spec.
+
+        Raises :class:`PreprocessingMismatch` when the spec no longer encodes inputs as the weights were
+        trained (e.g. its feature order was changed), or differs from ``expect_preprocessing`` (a
+        ModelSpec or a fingerprint: the caller's own preprocessing, e.g. a server's)."""
+        from safetensors import safe_open
         from safetensors.torch import load_file
 
-        from trainers.training.models import ModelSpec
+        from trainers.training.models import ModelSpec, PreprocessingMismatch
 
         index = self._read_index(model)
         version = self._resolve(model, version, index)
@@ -496,6 +374,21 @@ class ModelRegistry:
         spec_d = json.loads((vdir / SPEC).read_text(encoding="utf-8"))
         classes = spec_d.pop("classes", None)
         spec = ModelSpec.from_dict(spec_d)
+        for feature in spec.text:
+            spec.attach_tokenizer(feature, (vdir / tokenizer_file(feature)).read_bytes())
+        with safe_open(str(vdir / WEIGHTS), framework="pt") as fh:
+            trained_with = (fh.metadata() or {}).get("preprocessing_sha256")
+        if trained_with and trained_with != spec.fingerprint():
+            raise PreprocessingMismatch(
+                f"{model} v{version}: {vdir / SPEC} encodes inputs differently from how the weights were trained "
+                f"(preprocessing {spec.fingerprint()[:12]}... vs {trained_with[:12]}...: feature order, scaling, "
+                "categories or tokenizer changed); register a new version instead of editing the spec")
+        if expect_preprocessing is not None:
+            if isinstance(expect_preprocessing, ModelSpec):
+                expect_preprocessing.check_same_preprocessing(spec)
+            elif expect_preprocessing != spec.fingerprint():
+                raise PreprocessingMismatch(f"{model} v{version}: preprocessing {spec.fingerprint()[:12]}... is not "
+                                            f"the expected {str(expect_preprocessing)[:12]}...")
         state = load_file(str(vdir / WEIGHTS))
         replay = None
         if with_replay and REPLAY in hashes:

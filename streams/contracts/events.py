@@ -83,7 +83,9 @@ class InvalidRecord(ValueError):
 # --------------------------------------------------------------------------- records
 
 
-# Inputs and labels are msgspec Structs, not dataclasses: the validator's fast path decodes JSON
+# Inputs and labels are msgspec Structs (``gc=False``: they hold only strings, numbers and flat dicts, so
+# they can never be part of a reference cycle, and the garbage collector need not track them - the
+# worker keeps hundreds of thousands alive in its join store).  Not dataclasses: the validator's fast path decodes JSON
 # straight into them, with the contract's limits as field constraints (see _fast_input below).
 # Constructing one directly does not check anything; use parse_input/parse_label for untrusted data.
 _Id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_LEN)]
@@ -91,7 +93,7 @@ _Ts = Annotated[float, msgspec.Meta(ge=MIN_TS, le=MAX_TS)]
 _Str = Annotated[str, msgspec.Meta(max_length=MAX_STRING_VALUE_LEN)]
 
 
-class InferenceEvent(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class InferenceEvent(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
     event_id: _Id
     model: _Id
     model_version: _Id
@@ -119,7 +121,7 @@ class InferenceEvent(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         return d
 
 
-class LabelEvent(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class LabelEvent(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
     event_id: _Id
     model: _Id
     ts: _Ts

@@ -32,7 +32,7 @@ from streams.contracts.events import (
     InvalidRecord,
     model_version_of,
 )
-from streams.contracts.validate import parse_input, parse_label
+from streams.contracts.validate import parse_inputs, parse_label
 from streams.judge.dedupe import EventDedup
 from streams.worker import state as ws
 from streams.worker.aggregator import Aggregator
@@ -160,13 +160,13 @@ class WorkerCore:
                 continue
             self._announce_active(p)
             self._check_partitioner("inputs", p, recs)
-            valid = []
-            max_future_s, add = self.max_future_s, valid.append
-            for r in recs:
-                try:
-                    add((r.offset, parse_input(r.value or b"", now=now, max_future_s=max_future_s)))
-                except InvalidRecord as err:
-                    self._dead_letter(name, "inputs_dlq", r, err)
+            values = [r.value or b"" for r in recs]
+            parsed = parse_inputs(values, now=now, max_future_s=self.max_future_s)
+            valid = [(r.offset, ev) for r, ev in zip(recs, parsed) if ev.__class__ is not InvalidRecord]
+            if len(valid) < len(recs):
+                for r, ev in zip(recs, parsed):
+                    if ev.__class__ is InvalidRecord:
+                        self._dead_letter(name, "inputs_dlq", r, ev)
             if valid:
                 valid = self._first_occurrences(p, valid)
             if valid:
@@ -187,7 +187,7 @@ class WorkerCore:
                     self._dead_letter(name, "inputs_dlq", by_offset[o], err)
                     self.m.late.labels(topic=name, model=e.model, model_version=e.model_version).inc()
                 accepted = [(o, e) for o, e in valid if o not in late_ids]
-            accepted_all.extend(e for _, e in accepted)
+            accepted_all.extend(map(_SECOND, accepted))
             for mv, rec in out.records:
                 self.rec.send("partials", mv.encode(), ws.encode_state(rec))
                 self.m.partials.labels(action="published").inc()
@@ -197,7 +197,7 @@ class WorkerCore:
                 self.m.event_time_lag.labels(stream="inputs", partition=str(p)).set(self.clock() - src.wm)
             if self.s.worker.label_join and accepted:
                 js = self.joinstate(p)
-                raws = [r.value for r in recs] if by_offset is None else [by_offset[o].value for o, _ in accepted]
+                raws = values if by_offset is None else [by_offset[o].value for o, _ in accepted]
                 js.store_inputs(self._store(p), accepted, src.wm, raws, ttl=self.ttl,
                                 labels_behind=self._backlog(view, self.topics.labels, p), checked=True)
                 self._put(f"lb|{p}", js.to_dict(), p)

@@ -5,7 +5,8 @@
     driftloop models promote MODEL VERSION          (publishes a ModelUpdate)
     driftloop models rollback MODEL                 (publishes a ModelUpdate)
     driftloop models register-base MODEL --spec SPEC.json --source URL --licence SPDX
-                                   [--weights W.safetensors | --train DATA.jsonl] [--promote]
+                                   [--weights W.safetensors | --train DATA.jsonl] [--pretrained]
+                                   [--tokenizer FEATURE=FILE] [--promote]
 
 The registry folder is ``--registry``, else ``trainers.registry`` from the config, else
 ``$DRIFTLOOP_HOME/registry``.  Promotion events go to the model-updates topic unless
@@ -46,6 +47,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--weights", help="safetensors weights of the base model")
     src.add_argument("--train", help="train the base model on this JSONL of labelled examples")
+    p.add_argument("--pretrained", action="store_true",
+                   help="start from the architecture's pretrained backbone (e.g. wordllama-text: WordLlama embeddings)")
+    p.add_argument("--tokenizer", action="append", metavar="FEATURE=FILE",
+                   help="tokenizer JSON of a text feature (its sha256 must match the spec)")
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--replay-capacity", type=int, default=500)
@@ -57,11 +62,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from streams import config as C
+    from trainers.licences import LicencePolicy
     from trainers.registry import ModelRegistry, RegistryError
     from trainers.retrain_job import TrainerConfig
 
     raw = C.load_file(args.config)
     tcfg = C.section(TrainerConfig, raw.get("trainers"), "trainers")
+    args.licence_policy = C.section(LicencePolicy, raw.get("licences"), "licences")
     reg = ModelRegistry(args.registry or tcfg.registry or C.home() / "registry")
     try:
         if args.models_command == "list":
@@ -69,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
         if args.models_command == "show":
             return _show(reg, args)
         if args.models_command == "promote":
-            return _publish(raw, reg.promote(args.model, args.version), args.no_publish)
+            return _publish(raw, reg.promote(args.model, args.version, licence_policy=args.licence_policy),
+                            args.no_publish)
         if args.models_command == "rollback":
             return _publish(raw, reg.rollback(args.model), args.no_publish)
         if args.models_command == "register-base":
@@ -122,7 +130,15 @@ def _show(reg: Any, args: argparse.Namespace) -> int:
     print(f"  window:       {prov.get('window')}")
     print(f"  code:         {prov.get('code_version')}")
     base = prov.get("base_model") or {}
-    print(f"  base model:   {base.get('source', '-')} (licence {base.get('licence', '-')})")
+    lic = ", ".join(base.get("licences") or [base.get("licence") or "-"])
+    if base.get("package"):
+        print(f"  backbone:     {base['package']} {base.get('version', '')}: {base.get('file', '')} "
+              f"(sha256 {str(base.get('sha256', ''))[:16]}..., licence {lic})")
+    else:
+        print(f"  base model:   {base.get('source', '-')} (licence {lic})")
+    decision = base.get("licence_decision") or {}
+    if decision:
+        print(f"  licence gate: {'accepted in config: ' + str(decision.get('acceptance')) if decision.get('accepted') else 'allowed'}")
     print(f"  reference:    {prov.get('reference_profile_id')}")
     print("  integrity:    ok (sha256 of every file matches the manifest)")
     for name, sha in sorted(hashes.items()):
@@ -165,7 +181,15 @@ def _register_base(raw: dict, reg: Any, args: argparse.Namespace) -> int:
     spec_d = json.loads(Path(args.spec).read_text(encoding="utf-8"))
     classes = spec_d.pop("classes", None)
     spec = ModelSpec.from_dict(spec_d)
-    model = build_model(spec, seed=args.seed)
+    for item in args.tokenizer or []:
+        feature, _, path = item.partition("=")
+        spec.attach_tokenizer(feature, Path(path).read_bytes())
+    if spec.arch == "wordllama-text" and set(spec.text) - set(spec._tokenizer_json):
+        from trainers.architectures.text import tokenizer_json
+
+        for feature in set(spec.text) - set(spec._tokenizer_json):
+            spec.attach_tokenizer(feature, tokenizer_json()[0])
+    model = build_model(spec, seed=args.seed, pretrained=args.pretrained)
     replay = None
     training: dict[str, Any] = {}
     window = None
@@ -192,11 +216,16 @@ def _register_base(raw: dict, reg: Any, args: argparse.Namespace) -> int:
         training = dict(fit.to_dict(), data=data.stats)
         ts = [e.ts for e, k in zip(data.examples, known) if k]
         window = {"start": min(ts), "end": max(ts)}
-    prov = Provenance(base_model={"source": args.source, "licence": args.licence}, training=training, window=window,
+    from trainers.architectures import origin_of
+
+    base = dict(origin_of(model) or {}, source=args.source)
+    base.setdefault("licence", args.licence)
+    prov = Provenance(base_model=base, training=training, window=window,
                       reference_profile_id=args.reference_profile)
     info = reg.register(args.model, spec, {k: v for k, v in model.state_dict().items()}, provenance=prov,
-                        replay=replay, classes=classes)
+                        replay=replay, classes=classes, licence_policy=args.licence_policy)
     print(f"registered {args.model} version {info.version} at {info.path}")
     if args.promote:
-        return _publish(raw, reg.promote(args.model, info.version), args.no_publish)
+        return _publish(raw, reg.promote(args.model, info.version, licence_policy=args.licence_policy),
+                        args.no_publish)
     return 0

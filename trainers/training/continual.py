@@ -24,7 +24,7 @@ import copy
 import os
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
@@ -32,10 +32,15 @@ from torch import nn
 from torch.nn import functional as F
 
 from trainers.training.replay import ReplayBuffer
+from trainers.training.transfer import (STRATEGIES, PreparedModel, TransferConfig, layers_of,  # noqa: F401
+                                        prepare, trainable_parameters)
 
-__all__ = ["ContinualLearner", "FitReport", "ReplayBuffer", "STRATEGIES", "layers_of", "trainable_parameters"]
+__all__ = ["ContinualLearner", "FitReport", "OPTIMIZERS", "ReplayBuffer", "STRATEGIES", "TransferConfig",
+           "layers_of", "trainable_parameters"]
 
-STRATEGIES = ("full", "head", "last_n")
+OPTIMIZERS = ("sgd", "adam", "adamw")
+#: default learning rate per optimizer when ``lr`` is not given
+DEFAULT_LR = {"sgd": 0.1, "adam": 1e-3, "adamw": 1e-3}
 
 
 @dataclass
@@ -61,33 +66,14 @@ class FitReport:
     lr: float = 0.0
     checkpoint: str | None = None
     history: list[dict[str, float]] = field(default_factory=list)
+    total_params: int = 0
+    transfer: dict[str, Any] = field(default_factory=dict)
+    optimizer: str = "sgd"
+    #: whether logit adjustment was on (only for an experience that brings unseen classes)
+    logit_adjusted: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def layers_of(model: nn.Module) -> list[nn.Module]:
-    """Modules that own parameters directly, in registration order (for an MLP: its Linears)."""
-    return [m for m in model.modules() if any(True for _ in m.parameters(recurse=False))]
-
-
-def trainable_parameters(model: nn.Module, strategy: str, last_n: int = 2) -> list[nn.Parameter]:
-    """Parameters that ``strategy`` trains: all (``full``), the last layer (``head``)
-    or the last ``last_n`` parameterised layers (``last_n``)."""
-    if strategy not in STRATEGIES:
-        raise ValueError(f"unknown strategy {strategy!r}; use one of {STRATEGIES}")
-    layers = layers_of(model)
-    if not layers:
-        raise ValueError("the model has no parameters to train")
-    if strategy == "full":
-        chosen = layers
-    elif strategy == "head":
-        chosen = layers[-1:]
-    else:
-        if last_n < 1:
-            raise ValueError(f"last_n must be >= 1, got {last_n}")
-        chosen = layers[-last_n:]
-    return [p for m in chosen for p in m.parameters(recurse=False)]
 
 
 def _as_tensor(a: Any, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -107,23 +93,37 @@ class ContinualLearner:
     so the new classes' majority in each step is not learned as a bias). Defaults were
     chosen on ``bench/continual_digits.py`` (Split/Permuted-Digits).
 
+    Logit adjustment is only on for an experience that brings classes the learner has
+    not seen (class-incremental); for one with known classes only (domain-incremental,
+    shifting priors) it is off, since there the priors of the stream are real.
+
     Options that did not win there and stay off by default: ``ace`` (ER-ACE masking of
     the new-batch loss), ``mask_unseen_logits`` (no distillation target for classes not
     yet seen when a row was stored), ``ewc`` (online EWC), ``restore_best`` (roll back to the best validation epoch;
     by default early stopping only stops).
 
-    ``strategy``: ``full`` trains every layer, ``head`` only the last parameterised layer
-    (feature extraction), ``last_n`` the last ``last_n`` parameterised layers.
+    ``transfer``: a :class:`~trainers.training.transfer.TransferConfig` (or its dict):
+    which parameters train (``head``, ``layers``, ``last_n``, ``full``, ``lora``), the
+    backbone's learning-rate scale, the BatchNorm policy and LoRA settings. The older
+    ``strategy``/``last_n`` keywords still work and map to it (``last_n`` counts the
+    weight layers that forward runs); give either them or ``transfer``. Without
+    ``transfer``, ``full`` trains every layer at ``lr`` (backbone scale 1.0, as
+    before: the learner also trains base models from scratch). After :meth:`fit` with
+    ``lora`` the adapters are merged: ``self.model`` has its original architecture.
+
+    ``optimizer``: ``sgd`` (``momentum``, ``weight_decay`` as L2), ``adam`` (L2
+    ``weight_decay``) or ``adamw`` (decoupled ``weight_decay``); ``momentum`` is for
+    ``sgd`` only. ``lr`` defaults to 0.1 for ``sgd`` and 1e-3 for ``adam``/``adamw``.
     """
 
     def __init__(
         self,
         model: nn.Module,
         replay: ReplayBuffer | None = None,
-        strategy: str = "full",
-        last_n: int = 2,
+        strategy: str | None = None,
+        last_n: int | None = None,
         epochs: int = 20,
-        lr: float = 0.1,
+        lr: float | None = None,
         batch_size: int = 32,
         replay_batch_size: int = 32,
         distill: float = 0.3,
@@ -142,9 +142,25 @@ class ContinualLearner:
         mask_unseen_logits: bool = False,
         logit_adjust: float = 1.0,
         restore_best: bool = False,
+        transfer: TransferConfig | Mapping[str, Any] | None = None,
+        optimizer: str = "sgd",
     ) -> None:
-        if strategy not in STRATEGIES:
-            raise ValueError(f"unknown strategy {strategy!r}; use one of {STRATEGIES}")
+        if transfer is not None:
+            if strategy is not None or last_n is not None:
+                raise ValueError("give either transfer=TransferConfig(...) or the older strategy/last_n keywords, not both")
+            transfer = transfer if isinstance(transfer, TransferConfig) else TransferConfig.from_dict(transfer)
+        else:
+            if strategy is not None and strategy not in STRATEGIES:
+                raise ValueError(f"unknown strategy {strategy!r}; use one of {STRATEGIES}")
+            transfer = TransferConfig(strategy=strategy or "full", last_n=2 if last_n is None else last_n,
+                                      backbone_lr_scale=1.0)
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {optimizer!r}; use one of {OPTIMIZERS}")
+        if optimizer != "sgd" and momentum:
+            raise ValueError(f"momentum is for optimizer 'sgd' only ({optimizer} has its own betas); drop momentum or use sgd")
+        lr = DEFAULT_LR[optimizer] if lr is None else float(lr)
+        if not lr > 0:
+            raise ValueError(f"lr must be > 0, got {lr}")
         if not 0.0 <= val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
         if epochs < 1 or batch_size < 1 or replay_batch_size < 0:
@@ -154,10 +170,12 @@ class ContinualLearner:
         self.device = torch.device(device)
         self.model = model.to(self.device)
         self.replay = replay
-        self.strategy = strategy
-        self.last_n = int(last_n)
+        self.transfer = transfer
+        self.strategy = transfer.strategy
+        self.last_n = transfer.last_n
+        self.optimizer = optimizer
         self.epochs = int(epochs)
-        self.lr = float(lr)
+        self.lr = lr
         self.batch_size = int(batch_size)
         self.replay_batch_size = int(replay_batch_size)
         self.distill = float(distill)
@@ -184,7 +202,22 @@ class ContinualLearner:
 
     # ----------------------------------------------------------------- public
     def fit(self, X: Any, y: Any) -> FitReport:
-        """Learn one new experience ``(X, y)``; returns a :class:`FitReport`."""
+        """Learn one new experience ``(X, y)``; returns a :class:`FitReport`.
+
+        Seeded by ``seed`` and the experience number, Dropout included: the global
+        torch RNG is seeded inside and restored afterwards."""
+        experience = self.replay.n_experiences if self.replay is not None else self.experiences_seen
+        dev = self.device
+        cuda = [dev.index if dev.index is not None else torch.cuda.current_device()] if dev.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
+            seed = (self.seed * 1_000_003 + experience) * 2 + 1
+            torch.random.default_generator.manual_seed(seed)
+            if cuda:
+                with torch.cuda.device(cuda[0]):
+                    torch.cuda.manual_seed(seed)
+            return self._fit(X, y)
+
+    def _fit(self, X: Any, y: Any) -> FitReport:
         t0 = time.perf_counter()
         dev = self.device
         X_all = _as_tensor(X, torch.float32, dev)
@@ -213,6 +246,7 @@ class ContinualLearner:
         n_out = self._n_outputs(Xt[:1])
         if max(new_classes) >= n_out or min(new_classes) < 0:
             raise ValueError(f"labels must be in [0, {n_out}) for this model, got {new_classes}")
+        unseen_before = set(new_classes) - self.seen_classes
         self.seen_classes.update(new_classes)
         # ER-ACE: the new batch competes only among the classes of this experience
         new_mask = None
@@ -235,10 +269,12 @@ class ContinualLearner:
             else:
                 Lr = None
         # logit adjustment (Menon et al. 2021): add tau*log(prior of the mixed stream) to the
-        # training logits so that the new classes' majority in each step is not learned as bias
+        # training logits so that the new classes' majority in each step is not learned as bias.
+        # Only when the experience brings unseen classes: with known classes only (domain shift)
+        # the stream's priors are real and must be learned.
         bs, rbs = self.batch_size, self.replay_batch_size
         adjust = None
-        if use_replay and self.logit_adjust > 0:
+        if use_replay and self.logit_adjust > 0 and unseen_before:
             prior = torch.bincount(yt, minlength=n_out).float() / n_tr * bs
             prior += torch.bincount(yr, minlength=n_out).float() / len(yr) * min(rbs, len(yr))
             prior = prior / prior.sum()
@@ -246,19 +282,19 @@ class ContinualLearner:
             adjust = torch.where(prior > 0, adjust, torch.zeros_like(adjust))
             if new_mask is not None:
                 new_mask = new_mask + adjust
-        params = trainable_parameters(self.model, self.strategy, self.last_n)
-        flags = {id(p): p.requires_grad for p in self.model.parameters()}
-        chosen = {id(p) for p in params}
-        for p in self.model.parameters():
-            p.requires_grad_(id(p) in chosen)
-        opt = torch.optim.SGD(params, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
-        ewc_terms = self._ewc_terms() if self.ewc > 0 else None
+        prepared = prepare(self.model, self.transfer, self.lr, Xt[:1], generator=gen)
+        try:
+            opt = self._optimizer(prepared.param_groups)
+            ewc_terms = self._ewc_terms(prepared) if self.ewc > 0 else None
+        except BaseException:
+            prepared.finalize(merge=False)
+            raise
 
         steps_per_epoch = (n_tr + bs - 1) // bs
         history: list[dict[str, float]] = []
         best_score, best_state, best_epoch, bad = -float("inf"), None, 0, 0
         steps, epochs_run, stopped_early, last_loss = 0, 0, False, float("nan")
-        self.model.train()
+        prepared.train_mode()
         try:
             for epoch in range(self.epochs):
                 order = torch.randperm(n_tr, generator=gen).to(dev)
@@ -290,8 +326,8 @@ class ContinualLearner:
                         if Lr is not None:
                             w = Lw[ridx]
                             loss = loss + self.distill * (((out_rep - Lr[ridx]) ** 2) * w).sum() / w.sum().clamp_min(1.0)
-                    if ewc_terms is not None:
-                        loss = loss + self._ewc_penalty(ewc_terms)
+                    if ewc_terms:
+                        loss = loss + self._ewc_penalty(prepared, ewc_terms)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()
@@ -310,16 +346,17 @@ class ContinualLearner:
                             best_state = copy.deepcopy(self.model.state_dict())
                     else:
                         bad += 1
-                    self.model.train()
+                    prepared.train_mode()
                 history.append(rec)
                 if n_val and bad >= self.patience:
                     stopped_early = True
                     break
-        finally:
-            for p in self.model.parameters():
-                p.requires_grad_(flags[id(p)])
-        if best_state is not None:
-            self.model.load_state_dict(best_state)
+            if best_state is not None:
+                self.model.load_state_dict(best_state)
+        except BaseException:
+            prepared.finalize(merge=False)  # a failed run leaves no adapters behind
+            raise
+        self.model = prepared.finalize()  # LoRA: adapters merged, original architecture
         self.model.eval()
         val_accuracy = self._evaluate(Xv, yv)[1] if n_val else None
 
@@ -352,10 +389,14 @@ class ContinualLearner:
             n_train=n_tr,
             n_val=n_val,
             best_epoch=best_epoch or epochs_run,
-            trainable_params=sum(p.numel() for p in params),
+            trainable_params=prepared.n_trainable,
             lr=self.lr,
             checkpoint=ckpt,
             history=history,
+            total_params=prepared.n_total,
+            transfer=self.transfer.to_dict(),
+            optimizer=self.optimizer,
+            logit_adjusted=adjust is not None,
         )
 
     @torch.no_grad()
@@ -392,14 +433,24 @@ class ContinualLearner:
         out = self._logits(X)
         return float(F.cross_entropy(out, y)), float((out.argmax(1) == y).float().mean())
 
-    def _ewc_terms(self):
-        if self._fisher is None:
-            return None
-        named = dict(self.model.named_parameters())
-        return [(named[k], self._fisher[k], self._anchor[k]) for k in self._fisher if named[k].requires_grad]
+    def _optimizer(self, groups: list[dict[str, Any]]) -> torch.optim.Optimizer:
+        if self.optimizer == "sgd":
+            return torch.optim.SGD(groups, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
+        if self.optimizer == "adam":
+            return torch.optim.Adam(groups, lr=self.lr, weight_decay=self.weight_decay)
+        return torch.optim.AdamW(groups, lr=self.lr, weight_decay=self.weight_decay)
 
-    def _ewc_penalty(self, terms) -> torch.Tensor:
-        return 0.5 * self.ewc * sum((f * (p - a) ** 2).sum() for p, f, a in terms)
+    def _ewc_terms(self, prepared: PreparedModel) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
+        """(name, Fisher, anchor) for the trained weights (LoRA: the merged weights)."""
+        if self._fisher is None or self._anchor is None:
+            return []
+        trained = prepared.effective_parameters()
+        anchor = self._anchor
+        return [(k, self._fisher[k], anchor[k]) for k in self._fisher if k in trained]
+
+    def _ewc_penalty(self, prepared: PreparedModel, terms) -> torch.Tensor:
+        current = prepared.effective_parameters()
+        return 0.5 * self.ewc * sum((f * (current[k] - a) ** 2).sum() for k, f, a in terms)
 
     def _update_fisher(self, X: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> None:
         """Online EWC: decayed sum of the diagonal empirical Fisher (mean of squared

@@ -1,8 +1,13 @@
-"""Model specifications and the small MLP that driftloop fine-tunes.
+"""Model specifications: what a model reads, how inputs are encoded, and which architecture it is.
 
-A :class:`ModelSpec` says which features a model reads, how categorical values are
-one-hot encoded and what shape the network has; :func:`build_model` turns it into an
-``nn.Sequential`` so that "the last N layers" means the last N ``nn.Linear`` modules.
+A :class:`ModelSpec` is the model's preprocessing contract (seed failure mode F2): feature
+order, numeric scaling (center, scale; missing -> the center), categorical one-hot encoding
+(unknown or missing -> all zeros) and text features, whose tokenizer is stored with the model
+(its sha256 is in the spec) and encoded as ``max_tokens`` token-id columns (-1 = padding).
+:meth:`ModelSpec.fingerprint` hashes all of it; the registry stores it with the weights and
+refuses a version whose spec no longer matches them, or a server's preprocessing that differs
+(:class:`PreprocessingMismatch`).  ``arch`` names the architecture plug-in that builds the
+network (:mod:`trainers.architectures`; ``mlp`` is the built-in default).
 
 >>> spec = ModelSpec(["amount", "country"], 2, hidden=(8,), categorical={"country": ["DE", "FR"]})
 >>> spec.input_dim
@@ -19,67 +24,153 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-ARCHES = ("mlp",)
+class PreprocessingMismatch(ValueError):
+    """Inputs would be encoded differently from how the model was trained (feature order, scaling,
+    categories, tokenizer): loading or serving it would give silently wrong predictions."""
 
 
 @dataclass
 class ModelSpec:
-    """What a model reads and how it is shaped (JSON-serialisable)."""
+    """What a model reads, how it is encoded and shaped (JSON-serialisable; tokenizers attached apart)."""
 
     feature_names: list[str]
     n_classes: int
     hidden: tuple[int, ...] = (256, 256)
     categorical: dict[str, list[str]] = field(default_factory=dict)
+    #: architecture plug-in: ``mlp``, ``wordllama-text``, an entry point of ``driftloop.architectures``
+    #: or ``package.module:function`` (see :mod:`trainers.architectures`)
     arch: str = "mlp"
     #: numeric feature -> (center, scale): encoded as (value - center) / scale, missing -> 0 (the center).
     #: Fit it on the base model's training data with :meth:`with_scaling`; versions inherit it.
     scaling: dict[str, tuple[float, float]] = field(default_factory=dict)
+    #: text feature -> {"tokenizer_sha256": hex, "max_tokens": int, "lowercase": bool}
+    text: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: keyword options of the architecture plug-in (JSON values), e.g. {"dim": 256}
+    arch_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.scaling = {k: (float(v[0]), float(v[1]) or 1.0) for k, v in dict(self.scaling).items()}
         self.feature_names = list(self.feature_names)
         self.hidden = tuple(int(h) for h in self.hidden)
         self.categorical = {k: [str(c) for c in v] for k, v in dict(self.categorical).items()}
-        if self.arch not in ARCHES:
-            raise ValueError(f"unknown arch {self.arch!r}; use one of {ARCHES}")
+        self.text = {k: {"tokenizer_sha256": str(v["tokenizer_sha256"]), "max_tokens": int(v.get("max_tokens", 64)),
+                         "lowercase": bool(v.get("lowercase", False))} for k, v in dict(self.text).items()}
+        self.arch_options = dict(self.arch_options)
+        self._tokenizers: dict[str, Any] = {}
+        self._tokenizer_json: dict[str, bytes] = {}
+        if not isinstance(self.arch, str) or not self.arch:
+            raise ValueError(f"arch must name an architecture plug-in, got {self.arch!r}")
         if int(self.n_classes) < 2:
             raise ValueError(f"n_classes must be >= 2, got {self.n_classes}")
         self.n_classes = int(self.n_classes)
-        unknown = set(self.categorical) - set(self.feature_names)
+        unknown = (set(self.categorical) | set(self.text)) - set(self.feature_names)
         if unknown:
             raise ValueError(
-                f"categorical features {sorted(unknown)} are not in feature_names; "
-                "add them to feature_names or drop them from categorical"
+                f"categorical or text features {sorted(unknown)} are not in feature_names; "
+                "add them to feature_names or drop them from categorical/text"
             )
+        if set(self.categorical) & set(self.text):
+            raise ValueError(f"features {sorted(set(self.categorical) & set(self.text))} are both categorical and text")
         if len(set(self.feature_names)) != len(self.feature_names):
             raise ValueError("feature_names contains duplicates")
+        if any(v["max_tokens"] < 1 for v in self.text.values()):
+            raise ValueError("text max_tokens must be >= 1")
+
+    def _width(self, f: str) -> int:
+        if f in self.categorical:
+            return len(self.categorical[f])
+        return self.text[f]["max_tokens"] if f in self.text else 1
 
     @property
     def input_dim(self) -> int:
-        """Width of the encoded input (one column per numeric feature, one per category)."""
-        return sum(len(self.categorical[f]) if f in self.categorical else 1 for f in self.feature_names)
+        """Width of the encoded input (1 per numeric feature, 1 per category, ``max_tokens`` per text feature)."""
+        return sum(self._width(f) for f in self.feature_names)
 
     def columns(self) -> list[str]:
-        """Names of the encoded columns, e.g. ``amount``, ``country=DE``."""
+        """Names of the encoded columns, e.g. ``amount``, ``country=DE``, ``text#0``."""
         cols: list[str] = []
         for f in self.feature_names:
             if f in self.categorical:
                 cols.extend(f"{f}={c}" for c in self.categorical[f])
+            elif f in self.text:
+                cols.extend(f"{f}#{i}" for i in range(self.text[f]["max_tokens"]))
             else:
                 cols.append(f)
         return cols
 
-    def encode(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
-        """Encode feature dicts into a float32 matrix.
+    def slices(self) -> dict[str, tuple[int, int]]:
+        """Feature -> (first column, end column) in the encoded matrix."""
+        out, col = {}, 0
+        for f in self.feature_names:
+            out[f] = (col, col + self._width(f))
+            col += self._width(f)
+        return out
 
-        Numeric features are taken as they are (missing, None or NaN -> 0);
-        categorical features are one-hot over the listed categories (unknown or
-        missing -> all zeros).
+    # ------------------------------------------------------------------ text features
+    def attach_tokenizer(self, feature: str, tokenizer_json: str | bytes) -> "ModelSpec":
+        """Attach the tokenizer of text ``feature`` (its ``tokenizers`` JSON); refuses one whose sha256
+        differs from the spec's (:class:`PreprocessingMismatch`).  Returns self."""
+        import hashlib
+
+        from tokenizers import Tokenizer
+
+        raw = tokenizer_json.encode("utf-8") if isinstance(tokenizer_json, str) else bytes(tokenizer_json)
+        if feature not in self.text:
+            raise ValueError(f"{feature!r} is not a text feature of this spec (text features: {sorted(self.text)})")
+        sha = hashlib.sha256(raw).hexdigest()
+        want = self.text[feature]["tokenizer_sha256"]
+        if sha != want:
+            raise PreprocessingMismatch(
+                f"text feature {feature!r}: tokenizer sha256 {sha[:12]}... differs from the one the model was "
+                f"trained with ({want[:12]}...); use the tokenizer stored with the model version"
+            )
+        self._tokenizers[feature] = Tokenizer.from_str(raw.decode("utf-8"))
+        self._tokenizer_json[feature] = raw
+        return self
+
+    def tokenizer_files(self) -> dict[str, bytes]:
+        """Text feature -> the attached tokenizer's JSON bytes (what the registry stores with the weights)."""
+        missing = sorted(set(self.text) - set(self._tokenizer_json))
+        if missing:
+            raise ValueError(f"text features {missing} have no tokenizer attached; call ModelSpec.attach_tokenizer")
+        return dict(self._tokenizer_json)
+
+    def tokenizer(self, feature: str) -> Any:
+        try:
+            return self._tokenizers[feature]
+        except KeyError:
+            raise ValueError(
+                f"text feature {feature!r} has no tokenizer attached: load the spec through the registry "
+                "(ModelRegistry.load) or call ModelSpec.attach_tokenizer"
+            ) from None
+
+    def _encode_text(self, feature: str, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        cfg = self.text[feature]
+        tok, L = self.tokenizer(feature), cfg["max_tokens"]
+        texts = ["" if r.get(feature) is None else str(r.get(feature)) for r in rows]
+        if cfg["lowercase"]:
+            texts = [t.lower() for t in texts]
+        out = np.full((len(rows), L), -1.0, dtype=np.float32)
+        for i, enc in enumerate(tok.encode_batch(texts, add_special_tokens=False)):
+            ids = enc.ids[:L]
+            out[i, : len(ids)] = ids
+        return out
+
+    # ------------------------------------------------------------------ encoding
+    def encode(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """Encode feature dicts into a float32 matrix [n, input_dim].
+
+        Numeric features are scaled when the spec has scaling (missing, None or NaN -> 0);
+        categorical features are one-hot over the listed categories (unknown or missing -> all
+        zeros); text features become ``max_tokens`` token ids (-1 = padding; missing -> all -1).
         """
         out = np.zeros((len(rows), self.input_dim), dtype=np.float32)
         col = 0
         for f in self.feature_names:
-            if f in self.categorical:
+            if f in self.text:
+                out[:, col : col + self.text[f]["max_tokens"]] = self._encode_text(f, rows)
+                col += self.text[f]["max_tokens"]
+            elif f in self.categorical:
                 cats = self.categorical[f]
                 index = {c: i for i, c in enumerate(cats)}
                 for r, row in enumerate(rows):
@@ -116,7 +207,7 @@ class ModelSpec:
         """A copy whose numeric features are standardised with the median and IQR-based spread of ``rows``."""
         scaling = {}
         for f in self.feature_names:
-            if f in self.categorical:
+            if f in self.categorical or f in self.text:
                 continue
             vals = np.array([float(r[f]) for r in rows if _present(r.get(f))], dtype=np.float64)
             if len(vals) == 0:
@@ -124,10 +215,35 @@ class ModelSpec:
             q1, med, q3 = np.percentile(vals, [25, 50, 75])
             spread = (q3 - q1) / 1.349 or float(np.std(vals)) or 1.0
             scaling[f] = (float(med), float(spread))
-        return ModelSpec(self.feature_names, self.n_classes, self.hidden, self.categorical, self.arch, scaling)
+        out = ModelSpec.from_dict(dict(self.to_dict(), scaling=scaling))
+        out._tokenizers, out._tokenizer_json = dict(self._tokenizers), dict(self._tokenizer_json)
+        return out
+
+    def fingerprint(self) -> str:
+        """sha256 of the preprocessing contract: feature order, encodings, scaling, tokenizers, architecture."""
+        import hashlib
+        import json
+
+        d = self.to_dict()
+        d["columns"] = self.columns()
+        return hashlib.sha256(json.dumps(d, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+    def check_same_preprocessing(self, other: "ModelSpec") -> None:
+        """Raise :class:`PreprocessingMismatch` naming what differs between this spec's encoding and
+        ``other``'s (the model's)."""
+        if self.fingerprint() == other.fingerprint():
+            return
+        a, b = self.to_dict(), other.to_dict()
+        if a["feature_names"] != b["feature_names"]:
+            what = f"feature order {a['feature_names']} (this spec) vs {b['feature_names']} (the model's)"
+        else:
+            diff = [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+            what = ", ".join(diff) or "encoded columns"
+        raise PreprocessingMismatch(f"preprocessing differs from the model's: {what}; encode inputs with the "
+                                    "spec stored with the model version")
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d = {
             "feature_names": list(self.feature_names),
             "n_classes": self.n_classes,
             "hidden": list(self.hidden),
@@ -135,6 +251,11 @@ class ModelSpec:
             "arch": self.arch,
             "scaling": {k: list(v) for k, v in self.scaling.items()},
         }
+        if self.text:
+            d["text"] = {k: dict(v) for k, v in self.text.items()}
+        if self.arch_options:
+            d["arch_options"] = dict(self.arch_options)
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "ModelSpec":
@@ -145,6 +266,8 @@ class ModelSpec:
             categorical=dict(d.get("categorical", {})),
             arch=d.get("arch", "mlp"),
             scaling=dict(d.get("scaling", {})),
+            text=dict(d.get("text", {})),
+            arch_options=dict(d.get("arch_options", {})),
         )
 
 
@@ -157,24 +280,12 @@ def _present(v: Any) -> bool:
     return not math.isnan(float(v))
 
 
-def build_model(spec: ModelSpec, seed: int | None = None):
-    """Build the ``nn.Sequential`` MLP of ``spec`` (Linear/ReLU blocks, linear head).
+def build_model(spec: ModelSpec, seed: int | None = None, *, pretrained: bool = False):
+    """Build the network of ``spec`` with its architecture plug-in (:func:`trainers.architectures.build`).
 
-    With ``seed`` the initial weights are reproducible without touching the global RNG.
+    With ``seed`` the initial weights are reproducible without touching the global RNG; with
+    ``pretrained`` a backbone plug-in loads its pretrained weights (from an installed package).
     """
-    import torch
-    from torch import nn
+    from trainers.architectures import build
 
-    dims = [spec.input_dim, *spec.hidden]
-    layers: list[nn.Module] = []
-    for a, b in zip(dims[:-1], dims[1:]):
-        layers += [nn.Linear(a, b), nn.ReLU()]
-    layers.append(nn.Linear(dims[-1], spec.n_classes))
-    if seed is None:
-        return nn.Sequential(*layers)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        for m in layers:
-            if isinstance(m, nn.Linear):
-                m.reset_parameters()
-    return nn.Sequential(*layers)
+    return build(spec, seed=seed, pretrained=pretrained)
