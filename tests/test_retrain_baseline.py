@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +63,8 @@ def test_baseline_learner_kwargs_keep_the_schedule_and_train_plainly():
     assert baseline_learner_kwargs({"epochs": 7}, {"lr": 0.01, "epochs": 3})["lr"] == 0.01
     assert baseline_learner_kwargs({"epochs": 7}, {"epochs": 3})["epochs"] == 3
     assert baseline_learner_kwargs({}) == BASELINE_PLAIN
+    layers = {"strategy": "last_n", "last_n": 1}
+    assert baseline_learner_kwargs({"transfer": layers, "lr": 0.1})["transfer"] == layers
     with pytest.raises(ValueError, match="replay"):
         baseline_learner_kwargs({}, {"replay": None})
 
@@ -94,11 +95,8 @@ def test_result_carries_the_baseline_figures_and_fit_and_leaves_the_buffer_alone
     exp_before = p["replay"].n_experiences
     out = train_and_gate(p)
     base = out["baseline"]
-    if "optimizer" in inspect.signature(ContinualLearner).parameters:
-        assert base["learner"]["optimizer"] == "adam" and base["notes"] == []
-    else:  # until ContinualLearner takes optimizer=: SGD, and the result says so
-        assert "optimizer" not in base["learner"] and "trained with SGD (lr 0.001), not adam" in base["notes"][0]
-    assert base["learner"]["lr"] == 1e-3 and base["learner"]["distill"] == 0.0
+    assert base["learner"]["optimizer"] == "adam" and base["fit"]["optimizer"] == "adam"
+    assert base["learner"]["lr"] == 1e-3 and base["fit"]["lr"] == 1e-3 and base["learner"]["distill"] == 0.0
     assert base["learner"]["epochs"] == 5 and base["learner"]["seed"] == 0
     assert base["fit"]["replay_size_before"] == 0 and base["fit"]["replay_size_after"] == 0
     assert base["fit"]["epochs_run"] <= 5 and base["fit"]["steps"] > 0
@@ -114,7 +112,7 @@ def test_result_carries_the_baseline_figures_and_fit_and_leaves_the_buffer_alone
               "disagree_new", "forgetting", "below"):
         assert k in g, k
     assert g["margin_new"] == pytest.approx(out["gate"]["accuracy_new_after"] - g["accuracy_new"])
-    assert g["training"]["optimizer"] == base["learner"].get("optimizer", "sgd")
+    assert g["training"]["optimizer"] == "adam"
     assert g["training"]["epochs_run"] == base["fit"]["epochs_run"]
 
 
@@ -129,7 +127,7 @@ def test_run_job_records_the_baseline_in_the_registry(tmp_path: Path, caplog: py
     base = ContinualLearner(build_model(SPEC, seed=0), replay=ReplayBuffer(100, seed=0), epochs=10, device="cpu")
     base.fit(*_data(300, 0, rule=1))
     reg.promote("toy", reg.register("toy", SPEC, base.model.state_dict(), replay=base.replay, classes=["no", "yes"],
-                                    provenance=Provenance(base_model={"source": "test"})).version)
+                                    provenance=Provenance(base_model={"source": "test", "licence": "MIT"})).version)
     X, y = _data(300, 1, rule=0)
     data = WindowData([LabelledExample(f"e{i}", "toy", "1", 100.0 + i, {"a": float(X[i, 0]), "b": float(X[i, 1])},
                                        ["no", "yes"][y[i]], entity=None) for i in range(len(y))], {"selected": len(y)})

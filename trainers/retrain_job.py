@@ -102,8 +102,8 @@ def subset_buffer(buf: Any, idx: np.ndarray) -> Any:
 
 
 #: ContinualLearner arguments the baseline takes from the candidate's (same data, same schedule)
-BASELINE_INHERITS = ("strategy", "last_n", "epochs", "batch_size", "val_fraction", "patience", "min_val_samples",
-                     "restore_best", "seed")
+BASELINE_INHERITS = ("transfer", "strategy", "last_n", "epochs", "batch_size", "val_fraction", "patience",
+                     "min_val_samples", "restore_best", "seed")
 #: plain fine-tuning: no replay (the job passes ``replay=None``), no distillation, no logit adjustment, Adam
 BASELINE_PLAIN: dict[str, Any] = {"optimizer": "adam", "lr": 1e-3, "distill": 0.0, "logit_adjust": 0.0, "ewc": 0.0,
                                   "ace": False, "momentum": 0.0, "weight_decay": 0.0}
@@ -113,8 +113,8 @@ def baseline_learner_kwargs(learner: Mapping[str, Any], overrides: Mapping[str, 
     """ContinualLearner arguments of the plain fine-tuned baseline.
 
     The schedule keys of ``learner`` (:data:`BASELINE_INHERITS`: epochs, batch size, validation
-    split, patience, seed, trained layers) are kept, so the baseline sees the same rows for as
-    long; then :data:`BASELINE_PLAIN` (Adam, lr 1e-3, no distillation or logit adjustment), then
+    split, patience, seed, trained layers: ``transfer`` or ``strategy``/``last_n``) are kept, so
+    the baseline trains the same parameters on the same rows for as long; then :data:`BASELINE_PLAIN` (Adam, lr 1e-3, no distillation or logit adjustment), then
     ``overrides`` (``TrainerConfig.baseline_learner``).  ``replay`` and ``device`` are the job's
     to set and are refused here (ValueError).
 
@@ -133,21 +133,6 @@ def baseline_learner_kwargs(learner: Mapping[str, Any], overrides: Mapping[str, 
     return kw
 
 
-def _supported_kwargs(kw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """``kw`` without an ``optimizer`` that this ContinualLearner does not take yet (SGD then), and a note."""
-    import inspect
-
-    from trainers.training.continual import ContinualLearner
-
-    if "optimizer" in kw and "optimizer" not in inspect.signature(ContinualLearner).parameters:
-        kw = dict(kw)
-        opt = kw.pop("optimizer")
-        if str(opt).lower() != "sgd":
-            return kw, [f"this ContinualLearner has no 'optimizer' option: the baseline was trained with SGD "
-                        f"(lr {kw.get('lr')}), not {opt}"]
-    return kw, []
-
-
 def train_and_gate(payload: Mapping[str, Any]) -> dict[str, Any]:
     """Fine-tune a copy of the parent, and the plain baseline, and run the promotion gate (inside a Ray task).
 
@@ -160,7 +145,7 @@ def train_and_gate(payload: Mapping[str, Any]) -> dict[str, Any]:
     Returns ``state_dict``, ``replay``, ``fit``, ``gate`` (GateReport dict), ``gate_text``,
     ``promoted``, ``device``, ``device_name`` and ``baseline``: None when switched off, else
     ``{"learner": kwargs used, "fit": its FitReport dict, "time_s": wall seconds, "cpu_s": process
-    CPU seconds, "notes": [...]}``.
+    CPU seconds}``.
     """
     import torch
 
@@ -178,7 +163,7 @@ def train_and_gate(payload: Mapping[str, Any]) -> dict[str, Any]:
 
     baseline = base_model = base_training = None
     if payload.get("baseline", True):
-        base_kw, notes = _supported_kwargs(baseline_learner_kwargs(learner_kw, payload.get("baseline_learner")))
+        base_kw = baseline_learner_kwargs(learner_kw, payload.get("baseline_learner"))
         c0, t0 = time.process_time(), time.perf_counter()
         base_learner = ContinualLearner(copy.deepcopy(parent), replay=None, device=device, **base_kw)
         # the same experience number as the candidate's, hence the same seeded validation split
@@ -186,9 +171,8 @@ def train_and_gate(payload: Mapping[str, Any]) -> dict[str, Any]:
         base_fit = base_learner.fit(payload["X_train"], payload["y_train"])
         base_model = base_learner.model.to("cpu").eval()
         baseline = {"learner": base_kw, "fit": base_fit.to_dict(), "time_s": time.perf_counter() - t0,
-                    "cpu_s": time.process_time() - c0, "notes": notes}
-        base_training = dict(baseline["fit"], optimizer=base_kw.get("optimizer", "sgd"), device=device)
-        base_training.pop("history", None)
+                    "cpu_s": time.process_time() - c0}
+        base_training = {k: v for k, v in baseline["fit"].items() if k != "history"}
 
     learner_kw["device"] = device
     candidate = copy.deepcopy(parent)
@@ -310,9 +294,8 @@ def run_job(req: RetrainRequest, registry: Any, cfg: TrainerConfig, data: Any, *
     base = out.get("baseline")
     if base is not None:
         training["baseline"] = {"wall_s": base["time_s"], "cpu_s": base["cpu_s"], "learner": base["learner"],
-                                "notes": base["notes"],
                                 **{k: base["fit"][k] for k in ("epochs_run", "steps", "val_accuracy", "time_s",
-                                                               "stopped_early", "lr") if k in base["fit"]}}
+                                                               "stopped_early", "lr", "optimizer") if k in base["fit"]}}
     report = dict(out["gate"], training=training)
     prov = Provenance(parent_version=parent.info.version, request_id=req.request_id, alert_ids=list(req.alert_ids),
                       window={"start": req.window_start, "end": req.window_end}, metrics=out["gate"],
