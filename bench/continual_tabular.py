@@ -25,8 +25,7 @@ Methods (all through ContinualLearner):
   * plain Adam    - plain fine-tuning: Adam lr 1e-3, no replay, no distillation, no logit adjustment.
   * joint         - upper bound: a fresh model trained on all periods so far after each period
                     (Adam lr 1e-3; cumulative, so it costs 1+2+3+4 periods of training).
-  * candidates    - proposed defaults (optimizer, lr, distillation weight, replay batch, logit
-                    adjustment only when an experience brings new classes: "la new-only").
+  * candidates    - proposed defaults (optimizer, lr, distillation weight, restore_best, replay batch).
 
 Per update the bench also trains the gate's baseline (plain Adam from the *same* parent on the same
 period, with ``trainers.retrain_job.baseline_learner_kwargs`` of the method's arguments, so it keeps
@@ -48,15 +47,14 @@ mean over updates); CPU s per update (process time of fit; baselines not include
 Writes bench/results/continual_tabular.quick.{json,md} (--full: continual_tabular.{json,md}); a run
 of some parts keeps the other parts already in the file.
 
-Options the ContinualLearner of this checkout does not have yet are emulated here and flagged in
-the results: ``optimizer`` (torch.optim.SGD swapped for Adam/AdamW inside ``fit``) and "la
-new-only" (``logit_adjust`` set to 0 for an experience that brings no new class).
+Logit adjustment is ContinualLearner's own "only when an experience brings new classes" (so on
+these binary streams it never acts after the first period).  The results committed with e3b8a02
+were taken before ContinualLearner had that and ``optimizer=`` (the bench emulated both).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib.metadata as md
 import inspect
 import json
@@ -70,7 +68,6 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
@@ -97,7 +94,6 @@ SCALED_SHIFT_SD = 8.0
 #: 1-seed exploratory run), so that period would say nothing about learning
 SCALED_FACTOR = 4.0
 SIG = inspect.signature(ContinualLearner)
-NATIVE_OPTIMIZER = "optimizer" in SIG.parameters
 
 # ----------------------------------------------------------------------------------------- data
 
@@ -202,59 +198,19 @@ def make_stream(df: pd.DataFrame, variant: str, seed: int, n_train: int, n_test:
 
 # -------------------------------------------------------------------------------------- learners
 
-_OPTIMIZERS = {
-    "adam": lambda params, lr, momentum=0.0, weight_decay=0.0: torch.optim.Adam(params, lr=lr,
-                                                                               weight_decay=weight_decay),
-    "adamw": lambda params, lr, momentum=0.0, weight_decay=0.0: torch.optim.AdamW(params, lr=lr,
-                                                                                 weight_decay=weight_decay),
-}
-
-
-class BenchLearner:
-    """ContinualLearner with two options emulated when this checkout lacks them.
-
-    ``optimizer``: "sgd" | "adam" | "adamw" (passed through when ContinualLearner takes it; else
-    torch.optim.SGD is swapped inside ``fit``).  ``la_new_only``: logit adjustment only for an
-    experience that brings a class not seen before (else ``logit_adjust`` is 0 for that fit).
-    """
-
-    def __init__(self, model: torch.nn.Module, replay: ReplayBuffer | None, optimizer: str = "sgd",
-                 la_new_only: bool = False, **kw: Any) -> None:
-        self.optimizer = optimizer
-        self.emulate = optimizer != "sgd" and not NATIVE_OPTIMIZER
-        if optimizer != "sgd" and NATIVE_OPTIMIZER:
-            kw["optimizer"] = optimizer
-        self.learner = ContinualLearner(model, replay=replay, device="cpu", **kw)
-        self.la_new_only = la_new_only
-        self.logit_adjust = self.learner.logit_adjust
-
-    @property
-    def model(self) -> torch.nn.Module:
-        return self.learner.model
-
-    def fit(self, X: np.ndarray, y: np.ndarray):
-        if self.la_new_only:
-            new = set(np.unique(y).tolist()) - set(self.learner.seen_classes)
-            self.learner.logit_adjust = self.logit_adjust if new else 0.0
-        ctx = (mock.patch.object(torch.optim, "SGD", _OPTIMIZERS[self.optimizer]) if self.emulate
-               else contextlib.nullcontext())
-        with ctx:
-            return self.learner.fit(X, y)
-
-
 @dataclass(frozen=True)
 class Method:
-    """A named learner recipe: ``kw`` for BenchLearner; ``replay``: use a buffer of ``BUFFER`` rows."""
+    """A named learner recipe: ``kw`` for ContinualLearner; ``replay``: use a buffer of ``BUFFER`` rows."""
 
     name: str
     kw: dict
     replay: bool = True
     joint: bool = False
 
-    def make(self, spec: ModelSpec, seed: int, buffer: int = BUFFER) -> BenchLearner:
+    def make(self, spec: ModelSpec, seed: int, buffer: int = BUFFER) -> ContinualLearner:
         replay = ReplayBuffer(buffer, policy="class_balanced", seed=seed) if self.replay else None
         kw = dict(self.kw, epochs=EPOCHS) if EPOCHS != 20 else self.kw  # --smoke only
-        return BenchLearner(build_model(spec, seed=seed), replay, seed=seed, **kw)
+        return ContinualLearner(build_model(spec, seed=seed), replay=replay, seed=seed, device="cpu", **kw)
 
 
 PLAIN = {"optimizer": "adam", "lr": 1e-3, "distill": 0.0, "logit_adjust": 0.0}
@@ -262,37 +218,28 @@ METHODS = [
     Method("defaults", {}),
     Method("plain Adam (no replay)", PLAIN, replay=False),
     Method("joint (Adam, upper bound)", PLAIN, replay=False, joint=True),
-    Method("defaults + la new-only", {"la_new_only": True}),
-    Method("Adam 1e-3, distill 0.3, la new-only", {"optimizer": "adam", "lr": 1e-3, "la_new_only": True}),
-    Method("Adam 1e-3, distill 0.1, la new-only", {"optimizer": "adam", "lr": 1e-3, "distill": 0.1,
-                                                   "la_new_only": True}),
-    Method("Adam 1e-3, distill 1.0, la new-only", {"optimizer": "adam", "lr": 1e-3, "distill": 1.0,
-                                                   "la_new_only": True}),
-    Method("AdamW 1e-3 wd 0.01, distill 0.3, la new-only", {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.01,
-                                                            "la_new_only": True}),
-    Method("Adam 3e-4, distill 0.3, la new-only", {"optimizer": "adam", "lr": 3e-4, "la_new_only": True}),
-    Method("Adam 1e-3, distill 0.3, la new-only, restore best", {"optimizer": "adam", "lr": 1e-3, "la_new_only": True,
-                                                                 "restore_best": True}),
-    Method("Adam 3e-4, distill 0.3, la new-only, restore best", {"optimizer": "adam", "lr": 3e-4, "la_new_only": True,
-                                                                 "restore_best": True}),
-    Method("Adam 1e-3, distill 1.0, la new-only, restore best", {"optimizer": "adam", "lr": 1e-3, "distill": 1.0,
-                                                                 "la_new_only": True, "restore_best": True}),
-    Method("Adam 1e-3, distill 0.3, replay batch 64, la new-only", {"optimizer": "adam", "lr": 1e-3,
-                                                                    "replay_batch_size": 64, "la_new_only": True}),
-    Method("Adam 1e-3, distill 2.0, la new-only, restore best", {"optimizer": "adam", "lr": 1e-3, "distill": 2.0,
-                                                                 "la_new_only": True, "restore_best": True}),
-    Method("Adam 1e-3, distill 3.0, la new-only, restore best", {"optimizer": "adam", "lr": 1e-3, "distill": 3.0,
-                                                                 "la_new_only": True, "restore_best": True}),
-    Method("Adam 1e-3, distill 1.0, la new-only, restore best, replay batch 64",
-           {"optimizer": "adam", "lr": 1e-3, "distill": 1.0, "la_new_only": True, "restore_best": True,
-            "replay_batch_size": 64}),
+    Method("Adam 1e-3, distill 0.3", {"optimizer": "adam", "lr": 1e-3}),
+    Method("Adam 1e-3, distill 0.1", {"optimizer": "adam", "lr": 1e-3, "distill": 0.1}),
+    Method("Adam 1e-3, distill 1.0", {"optimizer": "adam", "lr": 1e-3, "distill": 1.0}),
+    Method("AdamW 1e-3 wd 0.01, distill 0.3", {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.01}),
+    Method("Adam 3e-4, distill 0.3", {"optimizer": "adam", "lr": 3e-4}),
+    Method("Adam 1e-3, distill 0.3, restore best", {"optimizer": "adam", "lr": 1e-3, "restore_best": True}),
+    Method("Adam 3e-4, distill 0.3, restore best", {"optimizer": "adam", "lr": 3e-4, "restore_best": True}),
+    Method("Adam 1e-3, distill 1.0, restore best", {"optimizer": "adam", "lr": 1e-3, "distill": 1.0,
+                                                    "restore_best": True}),
+    Method("Adam 1e-3, distill 2.0, restore best", {"optimizer": "adam", "lr": 1e-3, "distill": 2.0,
+                                                    "restore_best": True}),
+    Method("Adam 1e-3, distill 3.0, restore best", {"optimizer": "adam", "lr": 1e-3, "distill": 3.0,
+                                                    "restore_best": True}),
+    Method("Adam 1e-3, distill 0.3, replay batch 64", {"optimizer": "adam", "lr": 1e-3, "replay_batch_size": 64}),
+    Method("Adam 1e-3, distill 1.0, restore best, replay batch 64",
+           {"optimizer": "adam", "lr": 1e-3, "distill": 1.0, "restore_best": True, "replay_batch_size": 64}),
 ]
-#: what a run without --methods trains (9 methods: 4-5 min of CPU per variant at --quick); the other
+#: what a run without --methods trains (8 methods: about 4 min of CPU per variant at --quick); the other
 #: METHODS were tried on one seed while choosing these (--methods all runs them)
-GRID = ("defaults", "plain Adam (no replay)", "joint (Adam, upper bound)", "defaults + la new-only",
-        "Adam 1e-3, distill 0.3, la new-only", "Adam 1e-3, distill 0.3, la new-only, restore best",
-        "Adam 1e-3, distill 1.0, la new-only, restore best", "Adam 1e-3, distill 2.0, la new-only, restore best",
-        "Adam 1e-3, distill 1.0, la new-only, restore best, replay batch 64")
+GRID = ("defaults", "plain Adam (no replay)", "joint (Adam, upper bound)", "Adam 1e-3, distill 0.3",
+        "Adam 1e-3, distill 0.3, restore best", "Adam 1e-3, distill 1.0, restore best",
+        "Adam 1e-3, distill 2.0, restore best", "Adam 1e-3, distill 1.0, restore best, replay batch 64")
 
 
 @torch.no_grad()
@@ -323,8 +270,8 @@ def run_method(m: Method, st: Stream, seed: int, gate_baseline: bool) -> dict:
     for i, (X, y) in enumerate(st.train):
         if gate_baseline and i > 0 and m.replay:
             # the promotion gate's comparison: plain Adam from the same parent on the same period
-            b = BenchLearner(_copy(lr.model), None, **_baseline_kwargs(m, seed))
-            b.learner.experiences_seen = lr.learner.replay.n_experiences
+            b = ContinualLearner(_copy(lr.model), replay=None, device="cpu", **_baseline_kwargs(m, seed))
+            b.experiences_seen = lr.replay.n_experiences
             b.fit(X, y)
             base_new[i] = accuracy(b.model, *st.test[i])
             base_old[i] = float(np.mean([accuracy(b.model, *st.test[j]) for j in range(i)]))
@@ -340,7 +287,7 @@ def _baseline_kwargs(m: Method, seed: int) -> dict:
     from trainers.retrain_job import baseline_learner_kwargs
 
     kw = baseline_learner_kwargs(dict(m.kw, seed=seed, **({"epochs": EPOCHS} if EPOCHS != 20 else {})))
-    return {k: v for k, v in kw.items() if k in SIG.parameters or k == "optimizer"}
+    return kw
 
 
 def _copy(model: torch.nn.Module) -> torch.nn.Module:
@@ -424,8 +371,8 @@ def digits_check(seeds: int, buffers: list[int], kwargs: dict[str, dict]) -> dic
                 runs = []
                 for seed in range(seeds):
                     sc = cd.make_scenario(scen, seed)
-                    learner = BenchLearner(cd.fresh_model(seed), ReplayBuffer(cap, policy="class_balanced", seed=seed),
-                                           seed=seed, **kw)
+                    learner = ContinualLearner(cd.fresh_model(seed), ReplayBuffer(cap, policy="class_balanced", seed=seed),
+                                               seed=seed, device="cpu", **kw)
                     R = np.zeros((cd.N_TASKS, cd.N_TASKS))
                     times, cpu = [], []
                     for i, (X, y) in enumerate(sc.train):
@@ -434,7 +381,7 @@ def digits_check(seeds: int, buffers: list[int], kwargs: dict[str, dict]) -> dic
                         cpu.append(time.process_time() - c0)
                         times.append(time.perf_counter() - t0)
                         R[i] = [cd.accuracy(learner.model, Xt, yt) for Xt, yt in sc.test]
-                    runs.append(cd.summarize(R, times, learner.learner.replay.nbytes, cpu))
+                    runs.append(cd.summarize(R, times, learner.replay.nbytes, cpu))
                     print(f"[digits {scen} seed {seed}] {name:45s} buf={cap} acc={runs[-1]['avg_acc']:.1f}",
                           flush=True)
                 rows.append({"method": name, "buffer": cap, "kwargs": kw, **cd.aggregate(runs), "runs": runs})
@@ -462,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, default=None)
     p.add_argument("--parts", nargs="*", default=["census", "scaled"], help="census scaled digits")
     p.add_argument("--methods", nargs="*", default=None,
-                   help="substrings of method names to run (plus plain Adam), or 'all' (default: the GRID of 9)")
+                   help="substrings of method names to run (plus plain Adam), or 'all' (default: the GRID of 8)")
     p.add_argument("--recommended", default=None,
                    help="JSON kwargs of the recommended defaults (for the digits part and the Markdown)")
     p.add_argument("--out", default=None, help="output path without extension")
@@ -506,7 +453,6 @@ def main(argv: list[str] | None = None) -> int:
     results.update({
         "learner_defaults": {k: (v.default if v.default is not inspect.Parameter.empty else None)
                              for k, v in SIG.parameters.items() if k not in ("model", "replay")},
-        "emulated": {"optimizer": not NATIVE_OPTIMIZER, "la_new_only": True},
         "environment": {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
                         "cpus": os.cpu_count(), "commit": git_commit()},
     })
@@ -601,8 +547,8 @@ def markdown(results: dict) -> str:
         f"{pr['buffer']} (class-balanced), torch threads {pr['threads']}. Data: {pr.get('source', '-')}. "
         f"Scaled variant: {pr['scaled_variant']}.",
         "",
-        f"ContinualLearner defaults in this checkout: {results['learner_defaults']}. "
-        f"Emulated in the bench: {results['emulated']}.",
+        f"ContinualLearner defaults in this checkout: {results['learner_defaults']} (lr None = 0.1 for sgd, "
+        "1e-3 for adam/adamw; logit adjustment only for an experience that brings new classes).",
         "",
         "Accuracy in %, mean over seeds. new = accuracy on the period just learned; old = mean accuracy on "
         "the earlier periods after the last one; worst step fgt = largest loss on the earlier periods in one "
@@ -674,8 +620,7 @@ def markdown(results: dict) -> str:
         lines.append("")
     if results.get("recommended"):
         rec = results["recommended"]
-        lines += ["## Recommended ContinualLearner defaults", "", f"`{rec}` (la_new_only: logit adjustment only for an "
-                  "experience that brings a new class; the other arguments keep their defaults)", ""]
+        lines += ["## Recommended ContinualLearner defaults", "", f"`{rec}` (the other arguments keep their defaults)", ""]
         for variant, v in results.get("variants", {}).items():
             r = next((r for r in v["rows"] if r.get("kwargs") == rec and r.get("n_ok")), None)
             if r is not None:
