@@ -169,3 +169,100 @@ def test_torch_modules_are_scored_directly():
     ok = gate.evaluate(parent.model, good.model, XB_te, yB_te, XA_te, yA_te)
     assert ok.promoted, ok.to_text()
     assert isinstance(ok, GateReport)
+
+
+# --------------------------------------------------------------------------- the plain fine-tuned baseline
+
+
+def test_no_baseline_keeps_the_gate_as_it_was():
+    rep = PromotionGate().evaluate(scorer(0.70, 0.90), scorer(0.90, 0.90), NEW_X, NEW_Y, OLD_X, OLD_Y)
+    assert rep.promoted and rep.reasons == [] and rep.baseline is None
+    assert "baseline" not in rep.to_text()
+
+
+def test_refuses_a_candidate_that_loses_to_the_baseline_and_names_both_figures():
+    cur, cand, base = scorer(0.60, 0.90), scorer(0.80, 0.90), scorer(0.90, 0.90)
+    rep = PromotionGate().evaluate(cur, cand, NEW_X, NEW_Y, OLD_X, OLD_Y, baseline=base,
+                                   baseline_training={"optimizer": "adam", "lr": 0.001, "time_s": 0.5})
+    assert not rep.promoted  # +20 pts over the current version, yet 10 pts below plain fine-tuning
+    assert len(rep.reasons) == 1
+    r = rep.reasons[0]
+    assert "loses to the plain fine-tuned baseline" in r and "80.0% vs baseline 90.0% (-10.0 pts)" in r
+    assert "old data 90.0% vs 90.0% (+0.0 pts)" in r and "combined margin -5.0 pts" in r
+    b = rep.baseline
+    assert b["below"] is True and b["accuracy_new"] == pytest.approx(0.90) and b["accuracy_old"] == pytest.approx(0.90)
+    assert b["margin_new"] == pytest.approx(-0.10) and b["margin_old"] == pytest.approx(0.0)
+    assert b["margin_combined"] == pytest.approx(-0.05)
+    # 20 of 200 rows differ, all in the baseline's favour: se = sqrt(0.1 - 0.01) / sqrt(200)
+    assert b["disagree_new"] == pytest.approx(0.10) and b["margin_new_se"] == pytest.approx(np.sqrt(0.09 / 200))
+    assert b["forgetting"] == pytest.approx(0.0)
+    text = rep.to_text()
+    assert "KEEP current version" in text
+    assert "plain fine-tuned baseline: new data 90.0% (candidate -10.0 pts" in text and "LOSES" in text
+    assert "baseline training: optimizer=adam, lr=0.001, time_s=0.5" in text
+    d = json.loads(rep.to_json())
+    assert d["baseline"]["below"] is True and d["baseline"]["training"]["optimizer"] == "adam"
+
+
+def test_allow_below_baseline_promotes_but_says_so():
+    cur, cand, base = scorer(0.60, 0.90), scorer(0.80, 0.90), scorer(0.90, 0.90)
+    rep = PromotionGate(GateConfig(allow_below_baseline=True)).evaluate(
+        cur, cand, NEW_X, NEW_Y, OLD_X, OLD_Y, baseline=base)
+    assert rep.promoted
+    assert len(rep.reasons) == 1 and "allowed because allow_below_baseline is set" in rep.reasons[0]
+    assert "80.0% vs baseline 90.0%" in rep.reasons[0]
+    assert "PROMOTE" in rep.to_text() and "allow_below_baseline" in rep.to_text()
+
+
+def test_trailing_on_new_data_while_keeping_much_more_old_data_is_not_refused_but_said():
+    # class-incremental shape: plain fine-tuning learns the new data a little better by forgetting the old
+    cur, cand, base = scorer(0.10, 0.90), scorer(0.87, 0.89), scorer(0.90, 0.30)
+    rep = PromotionGate().evaluate(cur, cand, NEW_X, NEW_Y, OLD_X, OLD_Y, baseline=base)
+    assert rep.promoted and rep.baseline["below"] is False
+    assert rep.baseline["forgetting"] == pytest.approx(0.60)  # the baseline itself would fail the forgetting guard
+    assert len(rep.reasons) == 1 and "trails the plain fine-tuned baseline on new data" in rep.reasons[0]
+    assert "87.0% vs baseline 90.0% (-3.0 pts)" in rep.reasons[0]
+    # with the old data given no weight, the same candidate loses
+    rep0 = PromotionGate(GateConfig(baseline_old_weight=0.0)).evaluate(
+        cur, cand, NEW_X, NEW_Y, OLD_X, OLD_Y, baseline=base)
+    assert not rep0.promoted and "loses to the plain fine-tuned baseline" in rep0.reasons[0]
+
+
+def test_refuses_a_candidate_that_forgets_more_than_plain_fine_tuning():
+    # better on the new data by a point, but 10 points worse on the old than the baseline, whose fine-tuning
+    # improved the old data too (within the forgetting guard against the current version: 0 pts lost)
+    cur, cand, base = scorer(0.60, 0.80), scorer(0.91, 0.80), scorer(0.90, 0.90)
+    rep = PromotionGate().evaluate(cur, cand, NEW_X, NEW_Y, OLD_X, OLD_Y, baseline=base)
+    assert not rep.promoted
+    assert rep.baseline["margin_combined"] == pytest.approx(-0.045)
+    assert len(rep.reasons) == 1 and "old data 80.0% vs 90.0% (-10.0 pts)" in rep.reasons[0]
+
+
+def test_baseline_tolerance_is_half_a_point_by_default():
+    cur = scorer(0.60, 0.90)
+    one_row = scorer(0.90 - 1 / N, 0.90)  # 1 row of 200 = 0.5 pts below the baseline
+    rep = PromotionGate().evaluate(cur, one_row, NEW_X, NEW_Y, OLD_X, OLD_Y, baseline=scorer(0.90, 0.90))
+    assert rep.promoted and rep.reasons == [] and rep.baseline["margin_new"] == pytest.approx(-0.005)
+    two_rows = scorer(0.90 - 2 / N, 0.90)
+    rep2 = PromotionGate().evaluate(cur, two_rows, NEW_X, NEW_Y, OLD_X, OLD_Y, baseline=scorer(0.90, 0.90))
+    assert not rep2.promoted
+    strict = PromotionGate(GateConfig(max_baseline_gap=0.0)).evaluate(
+        cur, one_row, NEW_X, NEW_Y, OLD_X, OLD_Y, baseline=scorer(0.90, 0.90))
+    assert not strict.promoted
+
+
+def test_baseline_without_old_data_judges_the_new_data_only():
+    empty_X, empty_y = np.zeros((0, 3), np.float32), np.zeros(0, np.int64)
+    rep = PromotionGate().evaluate(None, scorer(0.80, 0.0), NEW_X, NEW_Y, empty_X, empty_y, baseline=scorer(0.85, 0.0))
+    assert not rep.promoted and "no old data" in rep.reasons[0]
+    assert rep.baseline["old_weight"] == 0.0 and rep.baseline["margin_combined"] == pytest.approx(-0.05)
+    assert rep.baseline["forgetting"] is None
+    assert json.loads(rep.to_json())["baseline"]["accuracy_old"] is None  # NaN -> null
+    assert "old data n/a" in rep.to_text()
+
+
+@pytest.mark.parametrize("kw", [{"max_baseline_gap": -0.01}, {"baseline_old_weight": 1.5},
+                                {"baseline_old_weight": float("nan")}])
+def test_gate_config_refuses_bad_baseline_settings(kw):
+    with pytest.raises(ValueError):
+        GateConfig(**kw)

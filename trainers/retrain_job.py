@@ -9,8 +9,10 @@ Steps: load the parent version from the registry (hashes checked); read the labe
 examples of the request window (topic or file); hold out part of the new data and part
 of the parent's replay buffer (old data); fine-tune a copy of the parent with
 :class:`~trainers.training.continual.ContinualLearner` inside a Ray task that asks for a GPU when
-``ray.cluster_resources()`` has one (CPU otherwise); evaluate with the promotion gate;
-register the candidate with its report (always) and promote it only when the gate passes.
+``ray.cluster_resources()`` has one (CPU otherwise), and, in the same task, a second copy by plain
+fine-tuning (no replay, no distillation, Adam: the baseline the candidate must not lose to);
+evaluate with the promotion gate; register the candidate with its report (always) and promote it
+only when the gate passes.
 A promotion publishes a ModelUpdate; the job prints its result as one
 ``DRIFTLOOP_RESULT {json}`` line (the dispatcher reads it from the job logs) and, unless
 told not to, publishes it as a RetrainResult.
@@ -50,6 +52,10 @@ class TrainerConfig:
     ``gate``: keyword arguments of GateConfig.  ``slices``: categorical features whose
     values are gate slices.  ``min_examples``: fewer labelled examples in the window and
     the request is answered "rejected: insufficient data" without training.
+    ``baseline``: also fine-tune the parent plainly on the same data and let the gate compare
+    the candidate with it (:func:`baseline_learner_kwargs` says how it is trained;
+    ``baseline_learner`` overrides those ContinualLearner arguments).  It costs a second
+    training (without a replay batch: about half the candidate's steps' work).
     """
 
     registry: str = ""  # default: $DRIFTLOOP_HOME/registry
@@ -68,6 +74,8 @@ class TrainerConfig:
     learner: dict[str, Any] = field(default_factory=dict)
     gate: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
+    baseline: bool = True
+    baseline_learner: dict[str, Any] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- pure pieces
@@ -93,10 +101,51 @@ def subset_buffer(buf: Any, idx: np.ndarray) -> Any:
     return out
 
 
-def train_and_gate(payload: Mapping[str, Any]) -> dict[str, Any]:
-    """Fine-tune a copy of the parent and run the promotion gate (runs inside a Ray task).
+#: ContinualLearner arguments the baseline takes from the candidate's (same data, same schedule)
+BASELINE_INHERITS = ("transfer", "strategy", "last_n", "epochs", "batch_size", "val_fraction", "patience",
+                     "min_val_samples", "restore_best", "seed")
+#: plain fine-tuning: no replay (the job passes ``replay=None``), no distillation, no logit adjustment, Adam
+BASELINE_PLAIN: dict[str, Any] = {"optimizer": "adam", "lr": 1e-3, "distill": 0.0, "logit_adjust": 0.0, "ewc": 0.0,
+                                  "ace": False, "momentum": 0.0, "weight_decay": 0.0}
 
-    Pure: tensors in, weights/buffer/reports out.  Uses CUDA when the task was given a GPU.
+
+def baseline_learner_kwargs(learner: Mapping[str, Any], overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """ContinualLearner arguments of the plain fine-tuned baseline.
+
+    The schedule keys of ``learner`` (:data:`BASELINE_INHERITS`: epochs, batch size, validation
+    split, patience, seed, trained layers: ``transfer`` or ``strategy``/``last_n``) are kept, so
+    the baseline trains the same parameters on the same rows for as long; then :data:`BASELINE_PLAIN` (Adam, lr 1e-3, no distillation or logit adjustment), then
+    ``overrides`` (``TrainerConfig.baseline_learner``).  ``replay`` and ``device`` are the job's
+    to set and are refused here (ValueError).
+
+    >>> kw = baseline_learner_kwargs({"epochs": 5, "lr": 0.1, "distill": 0.3}, {"lr": 3e-3})
+    >>> kw["epochs"], kw["lr"], kw["distill"], kw["optimizer"]
+    (5, 0.003, 0.0, 'adam')
+    """
+    overrides = dict(overrides or {})
+    bad = sorted({"replay", "device"} & set(overrides))
+    if bad:
+        raise ValueError(f"trainers.baseline_learner cannot set {bad}: the baseline never replays, and runs "
+                         "on the candidate's device")
+    kw = {k: learner[k] for k in BASELINE_INHERITS if k in learner}
+    kw.update(BASELINE_PLAIN)
+    kw.update(overrides)
+    return kw
+
+
+def train_and_gate(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """Fine-tune a copy of the parent, and the plain baseline, and run the promotion gate (inside a Ray task).
+
+    Pure: arrays in, weights/buffer/reports out.  Uses CUDA when the task was given a GPU.
+    ``payload``: ``spec`` (ModelSpec dict), ``state_dict`` (parent weights, numpy), ``replay``
+    (ReplayBuffer to train with; the candidate's fit adds the new experience to it),
+    ``X_train``/``y_train`` (n, input_dim) float32 / (n,) int64, held-out ``X_new``/``y_new`` and
+    ``X_old``/``y_old``, ``slices_new``, ``learner`` and ``gate`` (keyword dicts), ``seed``, and
+    optionally ``baseline`` (bool, default True) and ``baseline_learner`` (overrides).
+    Returns ``state_dict``, ``replay``, ``fit``, ``gate`` (GateReport dict), ``gate_text``,
+    ``promoted``, ``device``, ``device_name`` and ``baseline``: None when switched off, else
+    ``{"learner": kwargs used, "fit": its FitReport dict, "time_s": wall seconds, "cpu_s": process
+    CPU seconds}``.
     """
     import torch
 
@@ -107,19 +156,34 @@ def train_and_gate(payload: Mapping[str, Any]) -> dict[str, Any]:
     spec = ModelSpec.from_dict(payload["spec"])
     parent = build_model(spec)
     parent.load_state_dict({k: torch.as_tensor(v) for k, v in payload["state_dict"].items()})
-    candidate = copy.deepcopy(parent)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     learner_kw = dict(payload.get("learner") or {})
     learner_kw.setdefault("seed", payload.get("seed", 0))
+    gate = PromotionGate(GateConfig(**(payload.get("gate") or {})))  # a bad gate config fails before training
+
+    baseline = base_model = base_training = None
+    if payload.get("baseline", True):
+        base_kw = baseline_learner_kwargs(learner_kw, payload.get("baseline_learner"))
+        c0, t0 = time.process_time(), time.perf_counter()
+        base_learner = ContinualLearner(copy.deepcopy(parent), replay=None, device=device, **base_kw)
+        # the same experience number as the candidate's, hence the same seeded validation split
+        base_learner.experiences_seen = payload["replay"].n_experiences if payload["replay"] is not None else 0
+        base_fit = base_learner.fit(payload["X_train"], payload["y_train"])
+        base_model = base_learner.model.to("cpu").eval()
+        baseline = {"learner": base_kw, "fit": base_fit.to_dict(), "time_s": time.perf_counter() - t0,
+                    "cpu_s": time.process_time() - c0}
+        base_training = {k: v for k, v in baseline["fit"].items() if k != "history"}
+
     learner_kw["device"] = device
+    candidate = copy.deepcopy(parent)
     learner = ContinualLearner(candidate, replay=payload["replay"], **learner_kw)
     fit = learner.fit(payload["X_train"], payload["y_train"])
     model = learner.model.to("cpu").eval()
     parent.eval()
-    gate = PromotionGate(GateConfig(**(payload.get("gate") or {})))
     report = gate.evaluate(parent, model, payload["X_new"], payload["y_new"], payload["X_old"], payload["y_old"],
                            slices_new=payload.get("slices_new") or None,
-                           training=dict(fit.to_dict(), device=device))
+                           training=dict(fit.to_dict(), device=device),
+                           baseline=base_model, baseline_training=base_training)
     return {
         "state_dict": {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()},
         "replay": learner.replay,
@@ -129,6 +193,7 @@ def train_and_gate(payload: Mapping[str, Any]) -> dict[str, Any]:
         "promoted": bool(report.promoted),
         "device": device,
         "device_name": torch.cuda.get_device_name(0) if device == "cuda" else "cpu",
+        "baseline": baseline,
     }
 
 
@@ -213,6 +278,7 @@ def run_job(req: RetrainRequest, registry: Any, cfg: TrainerConfig, data: Any, *
         "X_old": X_old, "y_old": y_old,
         "slices_new": slices_new,
         "learner": cfg.learner, "gate": cfg.gate, "seed": cfg.seed,
+        "baseline": cfg.baseline, "baseline_learner": cfg.baseline_learner,
     }
     t0 = time.perf_counter()
     out, resources = _run_training(payload, use_ray)
@@ -225,6 +291,11 @@ def run_job(req: RetrainRequest, registry: Any, cfg: TrainerConfig, data: Any, *
     training = dict(out["fit"], wall_time_s=wall, device=out["device"], device_name=out["device_name"],
                     cluster_resources=resources, n_new=n, n_train=int(len(tr)), n_holdout_new=int(len(ho)),
                     n_holdout_old=int(len(y_old)), data=stats)
+    base = out.get("baseline")
+    if base is not None:
+        training["baseline"] = {"wall_s": base["time_s"], "cpu_s": base["cpu_s"], "learner": base["learner"],
+                                **{k: base["fit"][k] for k in ("epochs_run", "steps", "val_accuracy", "time_s",
+                                                               "stopped_early", "lr", "optimizer") if k in base["fit"]}}
     report = dict(out["gate"], training=training)
     prov = Provenance(parent_version=parent.info.version, request_id=req.request_id, alert_ids=list(req.alert_ids),
                       window={"start": req.window_start, "end": req.window_end}, metrics=out["gate"],
@@ -235,6 +306,9 @@ def run_job(req: RetrainRequest, registry: Any, cfg: TrainerConfig, data: Any, *
     info = registry.register(req.model, spec, state, provenance=prov, replay=new_buf, classes=classes,
                              report=report, report_text=text, gate_passed=out["promoted"])
     update = None
+    if out["promoted"] and out["gate"].get("reasons"):  # promoted, with something to say (e.g. below the baseline)
+        log.warning("candidate %s of %s passes the gate with reasons: %s", info.version, req.model,
+                    "; ".join(out["gate"]["reasons"]))
     if out["promoted"]:
         current = registry.current(req.model)
         if current == req.model_version or current is None:
@@ -243,7 +317,8 @@ def run_job(req: RetrainRequest, registry: Any, cfg: TrainerConfig, data: Any, *
             log.warning("current version of %s moved from %s to %s while training; candidate %s registered, not promoted",
                         req.model, req.model_version, current, info.version)
     summary = {"gate": out["gate"], "training": {k: training[k] for k in ("wall_time_s", "device", "device_name",
-                                                                        "n_train", "n_holdout_new", "n_holdout_old")}}
+                                                                        "n_train", "n_holdout_new", "n_holdout_old",
+                                                                        "baseline") if k in training}}
     return JobOutcome("succeeded" if out["promoted"] else "rejected", info.version, update is not None,
                       report=summary, update=update,
                       error=None if out["promoted"] else "gate rejected: " + "; ".join(out["gate"].get("reasons", [])))
