@@ -215,8 +215,12 @@ class JobOutcome:
                              error=self.error, report=self.report)
 
 
-def run_job(req: RetrainRequest, registry: Any, cfg: TrainerConfig, data: Any, *, use_ray: bool) -> JobOutcome:
-    """Everything between "request" and "outcome", given the training data (``WindowData``)."""
+def run_job(req: RetrainRequest, registry: Any, cfg: TrainerConfig, data: Any, *, use_ray: bool,
+            licence_policy: Any = None) -> JobOutcome:
+    """Everything between "request" and "outcome", given the training data (``WindowData``).
+
+    ``licence_policy`` (the ``licences`` config section; default OSI only) is applied when the
+    candidate is registered and promoted; its decision goes into the gate report."""
     from trainers.registry import Provenance, code_version
     from trainers.training.replay import ReplayBuffer
     from trainers.training.evaluation import slices_by_value
@@ -297,14 +301,24 @@ def run_job(req: RetrainRequest, registry: Any, cfg: TrainerConfig, data: Any, *
                                 **{k: base["fit"][k] for k in ("epochs_run", "steps", "val_accuracy", "time_s",
                                                                "stopped_early", "lr", "optimizer") if k in base["fit"]}}
     report = dict(out["gate"], training=training)
+    base_model = {k: v for k, v in parent.provenance.base_model.items() if k != "licence_decision"}
+    if base_model:  # the licence gate, before anything is written (refused: the job fails with the reason)
+        from trainers.licences import LicencePolicy
+
+        report["licence"] = (licence_policy or LicencePolicy()).require(base_model).to_dict()
     prov = Provenance(parent_version=parent.info.version, request_id=req.request_id, alert_ids=list(req.alert_ids),
                       window={"start": req.window_start, "end": req.window_end}, metrics=out["gate"],
                       training=training, code_version=code_version(),
-                      base_model=dict(parent.provenance.base_model),
+                      base_model=base_model,
                       reference_profile_id=parent.provenance.reference_profile_id)
     text = out["gate_text"] + f"\ntraining: {training['wall_time_s']:.2f}s on {out['device_name']} ({out['device']})\n"
+    if "licence" in report:
+        lic = report["licence"]
+        text += (f"licence: {', '.join(lic['licences'])}: "
+                 f"{'accepted in config (' + str(lic['acceptance']) + ')' if lic['accepted'] else 'allowed'}\n")
     info = registry.register(req.model, spec, state, provenance=prov, replay=new_buf, classes=classes,
-                             report=report, report_text=text, gate_passed=out["promoted"])
+                             report=report, report_text=text, gate_passed=out["promoted"],
+                             licence_policy=licence_policy)
     update = None
     if out["promoted"] and out["gate"].get("reasons"):  # promoted, with something to say (e.g. below the baseline)
         log.warning("candidate %s of %s passes the gate with reasons: %s", info.version, req.model,
@@ -312,7 +326,7 @@ def run_job(req: RetrainRequest, registry: Any, cfg: TrainerConfig, data: Any, *
     if out["promoted"]:
         current = registry.current(req.model)
         if current == req.model_version or current is None:
-            update = registry.promote(req.model, info.version)
+            update = registry.promote(req.model, info.version, licence_policy=licence_policy)
         else:
             log.warning("current version of %s moved from %s to %s while training; candidate %s registered, not promoted",
                         req.model, req.model_version, current, info.version)
@@ -372,6 +386,9 @@ def main(argv: list[str] | None = None) -> int:
     settings = json.loads(Path(args.settings[1:]).read_text() if args.settings.startswith("@") else args.settings)
     raw = {**raw, **settings}
     cfg = C.section(TrainerConfig, raw.get("trainers"), "trainers")
+    from trainers.licences import LicencePolicy
+
+    licence_policy = C.section(LicencePolicy, raw.get("licences"), "licences")
     req = _load_request(args.request)
     registry = ModelRegistry(args.registry or cfg.registry or C.home() / "registry")
     job_id = args.job_id
@@ -404,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             raise SystemExit("no training data source: give --labelled-file or use --publish kafka (labelled topic)")
         log.info("request %s: %d labelled examples in window (%s)", req.request_id, len(data), data.stats)
-        outcome = run_job(req, registry, cfg, data, use_ray=use_ray)
+        outcome = run_job(req, registry, cfg, data, use_ray=use_ray, licence_policy=licence_policy)
         result = outcome.result(req, job_id)
         if outcome.update is not None:
             log.info("promoted %s version %s", req.model, outcome.update.version)

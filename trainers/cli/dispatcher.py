@@ -265,7 +265,8 @@ def run(args: argparse.Namespace) -> int:
     kafka = C.kafka_settings(raw)
     topics = C.topics(raw)
     settings = {"kafka": {"bootstrap_servers": kafka.bootstrap_servers}, "topics": raw.get("topics") or {},
-                "trainers": dict(raw.get("trainers") or {}, registry=registry)}
+                "trainers": dict(raw.get("trainers") or {}, registry=registry),
+                "licences": dict(raw.get("licences") or {})}  # the job's licence gate uses the operator's policy
     jobs = JobsAdapter(job_client(address), settings=settings, registry=registry, python=python,
                        runtime_env=cfg.runtime_env, labelled_file=args.labelled_file or cfg.labelled_file,
                        entrypoint_num_cpus=cfg.entrypoint_num_cpus,
