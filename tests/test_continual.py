@@ -76,7 +76,7 @@ def test_replay_keeps_the_old_task_and_naive_forgets(two_tasks):
 def test_fit_report_and_buffer_update(two_tasks):
     (XA, yA), (XB, yB), *_ = two_tasks
     buf = ReplayBuffer(30, seed=0)
-    learner = ContinualLearner(model(), replay=buf, epochs=2, batch_size=16, device="cpu")
+    learner = ContinualLearner(model(), replay=buf, epochs=2, batch_size=16, device="cpu", min_steps=0)
     r1 = learner.fit(XA, yA)
     assert isinstance(r1, FitReport)
     assert (r1.replay_size_before, r1.replay_size_after, r1.epochs_run) == (0, 30, 2)
@@ -125,7 +125,7 @@ def test_early_stopping_restores_the_best_epoch():
     X = rng.normal(size=(300, D)).astype(np.float32)
     y = rng.integers(0, 4, size=300)  # pure noise: validation cannot improve for long
     learner = ContinualLearner(model(hidden=(64,)), replay=None, epochs=60, val_fraction=0.3, patience=3,
-                               lr=0.3, device="cpu", restore_best=True)
+                               optimizer="sgd", lr=0.3, device="cpu", restore_best=True)
     report = learner.fit(X, y)
     assert report.stopped_early and report.epochs_run < 60
     assert report.n_val == 90 and report.n_train == 210
@@ -218,4 +218,17 @@ def test_report_names_the_transfer_and_the_parameter_counts(two_tasks):
     assert report.total_params == sum(p.numel() for p in m.parameters())
     assert report.trainable_params == 16 * 4 + 4
     assert report.transfer["strategy"] == "head" and report.transfer["backbone_lr_scale"] == 1.0
-    assert report.optimizer == "sgd" and report.lr == 0.1
+    assert report.optimizer == "adam" and report.lr == 1e-3  # the defaults
+
+
+def test_a_small_experience_gets_enough_steps(two_tasks):
+    """120 rows in batches of 32 are 4 steps an epoch: 15 epochs (60 Adam steps) left the new classes unlearnt;
+    min_steps gives such an experience more epochs, so it is learnt (with replay, the old one is kept)."""
+    (XA, yA), (XB, yB), (XA_te, yA_te), (XB_te, yB_te) = two_tasks
+    short = ContinualLearner(model(), replay=ReplayBuffer(40, seed=0), epochs=15, device="cpu", min_steps=0)
+    enough = ContinualLearner(model(), replay=ReplayBuffer(40, seed=0), epochs=15, device="cpu")
+    for learner in (short, enough):
+        learner.fit(XA, yA)
+        report = learner.fit(XB, yB)
+    assert accuracy(short, XB_te, yB_te) < 0.8
+    assert report.epochs_run > 15 and accuracy(enough, XB_te, yB_te) > 0.9 and accuracy(enough, XA_te, yA_te) > 0.85

@@ -91,7 +91,7 @@ def test_a_candidate_worse_than_the_baseline_is_refused_with_both_figures():
 
 
 def test_result_carries_the_baseline_figures_and_fit_and_leaves_the_buffer_alone():
-    p = _payload({"epochs": 10}, {"epochs": 5})
+    p = _payload({"epochs": 10, "min_steps": 0}, {"epochs": 5})  # min_steps is inherited: at most 5 epochs
     exp_before = p["replay"].n_experiences
     out = train_and_gate(p)
     base = out["baseline"]

@@ -309,7 +309,8 @@ def test_continual_learner_lora_is_seeded_and_works_with_ewc():
     X, y = blobs(seed=0)
 
     def run(seed, ewc):
-        base = ContinualLearner(Net(width=32), replay=None, epochs=5, ewc=ewc, device="cpu")
+        base = ContinualLearner(Net(width=32), replay=None, epochs=5, ewc=ewc, device="cpu", optimizer="sgd",
+                                min_steps=0)
         base.fit(X, y)
         anchor = base.model.body[0].weight.detach().clone()
         base.transfer = TransferConfig(strategy="lora")

@@ -103,7 +103,7 @@ def subset_buffer(buf: Any, idx: np.ndarray) -> Any:
 
 #: ContinualLearner arguments the baseline takes from the candidate's (same data, same schedule)
 BASELINE_INHERITS = ("transfer", "strategy", "last_n", "epochs", "batch_size", "val_fraction", "patience",
-                     "min_val_samples", "restore_best", "seed")
+                     "min_val_samples", "restore_best", "min_steps", "seed")
 #: plain fine-tuning: no replay (the job passes ``replay=None``), no distillation, no logit adjustment, Adam
 BASELINE_PLAIN: dict[str, Any] = {"optimizer": "adam", "lr": 1e-3, "distill": 0.0, "logit_adjust": 0.0, "ewc": 0.0,
                                   "ace": False, "momentum": 0.0, "weight_decay": 0.0}

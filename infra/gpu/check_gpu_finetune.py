@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         client = job_client(cluster.dashboard_url)
         settings = {"trainers": {"min_examples": 100, "holdout_fraction": 0.1,
                                  "learner": {"epochs": args.epochs, "batch_size": args.batch_size,
-                                             "replay_batch_size": args.batch_size, "lr": 0.05},
+                                             "replay_batch_size": args.batch_size, "optimizer": "sgd", "lr": 0.05},
                                  "gate": {"min_improvement_new": 0.0, "max_forgetting_old": 0.05}}}
         jobs = JobsAdapter(client, settings=settings, registry=str(work / "registry"), python=sys.executable,
                            labelled_file=str(data), publish="none")
