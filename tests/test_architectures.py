@@ -174,9 +174,51 @@ def test_a_text_model_round_trips_with_its_tokenizer_and_a_tokenizer_mismatch_is
     tok = json.loads(text_spec.tokenizer_files()["text"])
     tok["model"]["vocab"] = dict(list(tok["model"]["vocab"].items())[::-1])
     other = json.dumps(tok)
-    with pytest.raises(PreprocessingMismatch, match="tokenizer sha256"):
+    with pytest.raises(PreprocessingMismatch, match="this tokenizer's sha256 is"):
         ModelSpec.from_dict(text_spec.to_dict()).attach_tokenizer("text", other)
     server = ModelSpec.from_dict(dict(text_spec.to_dict(), text={
         "text": {"tokenizer_sha256": hashlib.sha256(other.encode()).hexdigest(), "max_tokens": 16}}))
     with pytest.raises(PreprocessingMismatch, match="text"):
         reg.load("tweets", "1", expect_preprocessing=server)
+
+
+def test_a_spec_file_with_an_unknown_or_missing_key_is_refused():
+    with pytest.raises(ValueError, match=r"unknown keys \['hiden'\]"):
+        ModelSpec.from_dict({"feature_names": ["a"], "n_classes": 2, "hiden": [4]})
+    with pytest.raises(ValueError, match=r"missing \['feature_names'\]"):
+        ModelSpec.from_dict({"n_classes": 2})
+    with pytest.raises(ValueError, match="needs {'tokenizer_sha256'"):
+        ModelSpec(["t"], 2, text={"t": {"max_tokens": 8}}, arch="wordllama-text")
+
+
+def test_the_pretrained_backbone_refuses_a_foreign_tokenizer(text_spec):
+    foreign = ModelSpec.from_dict(dict(text_spec.to_dict(), text={"text": {"tokenizer_sha256": "0" * 64}}))
+    with pytest.raises(ValueError, match="another tokenizer than WordLlama's"):
+        build(foreign, seed=0, pretrained=True)
+
+
+def test_register_base_pretrained_with_training_keeps_the_backbone_and_asks_for_the_licence(text_spec, tmp_path, capsys):
+    from streams.cli.main import main
+    from trainers.datasets.wordllama_backbone import load_wordllama_embeddings
+
+    spec = tmp_path / "spec.json"
+    d = text_spec.to_dict()
+    d["text"]["text"].pop("tokenizer_sha256")  # register-base fills WordLlama's in
+    spec.write_text(json.dumps(dict(d, classes=["a", "b", "c"])))
+    data = tmp_path / "train.jsonl"
+    words = {"a": "flu vaccine season", "b": "heart attack risk", "c": "new cancer drug"}
+    data.write_text("".join(json.dumps({"event_id": f"e{i}", "model": "tw", "model_version": "0", "ts": 1000 + i,
+                                        "features": {"text": words[k], "n": 1.0}, "label": k}) + "\n"
+                            for i, k in enumerate(list(words) * 20)))
+    cmd = ["models", "--registry", str(tmp_path / "reg"), "register-base", "tw", "--spec", str(spec), "--pretrained",
+           "--source", "wordllama", "--licence", "MIT", "--train", str(data), "--epochs", "2"]
+    assert main(cmd) == 1 and "LicenseRef-Llama-2-Community is not allowed" in capsys.readouterr().err
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("licences:\n  accept:\n    wordllama: reviewed for this test\n")
+    assert main(["--config", str(cfg)] + cmd) == 0, capsys.readouterr().err
+    loaded = ModelRegistry(tmp_path / "reg").load("tw", "1")
+    assert loaded.provenance.base_model["package"] == "wordllama"
+    assert loaded.provenance.base_model["licence_decision"]["accepted"]
+    matrix, _, _ = load_wordllama_embeddings(64)  # trained from the pretrained embeddings (they move a little)
+    emb = loaded.state_dict["backbone.weight"].numpy()
+    assert np.corrcoef(emb.ravel()[:100000], matrix.ravel()[:100000])[0, 1] > 0.9  # pretrained, not a random init

@@ -152,3 +152,15 @@ def test_run_job_records_the_baseline_in_the_registry(tmp_path: Path, caplog: py
     assert out2.promoted and reg.current("toy") == "3"
     assert any("passes the gate with reasons" in r.getMessage() and "allow_below_baseline" in r.getMessage()
                for r in caplog.records)
+
+
+def test_a_bad_learner_or_gate_key_is_refused_at_start_not_inside_the_job():
+    from trainers.retrain_job import TrainerConfig, check_trainer_config
+
+    check_trainer_config(TrainerConfig(learner={"transfer": {"strategy": "lora"}, "epochs": 3}))
+    for bad, why in (({"learner": {"transfr": {}}}, r"trainers.learner: unknown key\(s\) \['transfr'\]"),
+                     ({"learner": {"transfer": {"strategy": "lora", "layers": ["x"]}}}, "trainers.learner.transfer"),
+                     ({"gate": {"max_baseline_gapp": 1}}, "trainers.gate"),
+                     ({"baseline_learner": {"nope": 1}}, "trainers.baseline_learner")):
+        with pytest.raises(ValueError, match=why):
+            check_trainer_config(TrainerConfig(**bad))

@@ -109,6 +109,32 @@ BASELINE_PLAIN: dict[str, Any] = {"optimizer": "adam", "lr": 1e-3, "distill": 0.
                                   "ace": False, "momentum": 0.0, "weight_decay": 0.0}
 
 
+def check_trainer_config(cfg: TrainerConfig) -> None:
+    """Refuse a ``trainers`` section whose ``learner``, ``baseline_learner`` or ``gate`` would fail inside the first
+    retrain job (an unknown argument, a bad transfer strategy): ValueError naming the key.  The dispatcher, the
+    models command and the job call it at start."""
+    import inspect
+
+    from trainers.training.continual import ContinualLearner
+    from trainers.training.gate import GateConfig
+    from trainers.training.transfer import TransferConfig
+
+    allowed = set(inspect.signature(ContinualLearner.__init__).parameters) - {"self", "model", "replay"}
+    for name, kw in (("learner", cfg.learner), ("baseline_learner", cfg.baseline_learner)):
+        unknown = sorted(set(kw) - allowed)
+        if unknown:
+            raise ValueError(f"trainers.{name}: unknown key(s) {unknown}; known: {sorted(allowed)}")
+        try:
+            if kw.get("transfer") is not None:
+                TransferConfig.from_dict(kw["transfer"])
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"trainers.{name}.transfer: {exc}") from None
+    try:
+        GateConfig(**cfg.gate)
+    except TypeError as exc:
+        raise ValueError(f"trainers.gate: {exc}") from None
+
+
 def baseline_learner_kwargs(learner: Mapping[str, Any], overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """ContinualLearner arguments of the plain fine-tuned baseline.
 
@@ -284,6 +310,14 @@ def run_job(req: RetrainRequest, registry: Any, cfg: TrainerConfig, data: Any, *
         "learner": cfg.learner, "gate": cfg.gate, "seed": cfg.seed,
         "baseline": cfg.baseline, "baseline_learner": cfg.baseline_learner,
     }
+    base_model = {k: v for k, v in parent.provenance.base_model.items() if k != "licence_decision"}
+    licence = None
+    if base_model:  # the licence gate, before any training: a refused backbone trains nothing
+        from trainers.licences import LicencePolicy
+
+        licence = (licence_policy or LicencePolicy()).check(base_model)
+        if not licence.allowed:
+            return JobOutcome("rejected", error=f"licence gate: {licence.reason}", report={"licence": licence.to_dict()})
     t0 = time.perf_counter()
     out, resources = _run_training(payload, use_ray)
     wall = time.perf_counter() - t0
@@ -301,11 +335,8 @@ def run_job(req: RetrainRequest, registry: Any, cfg: TrainerConfig, data: Any, *
                                 **{k: base["fit"][k] for k in ("epochs_run", "steps", "val_accuracy", "time_s",
                                                                "stopped_early", "lr", "optimizer") if k in base["fit"]}}
     report = dict(out["gate"], training=training)
-    base_model = {k: v for k, v in parent.provenance.base_model.items() if k != "licence_decision"}
-    if base_model:  # the licence gate, before anything is written (refused: the job fails with the reason)
-        from trainers.licences import LicencePolicy
-
-        report["licence"] = (licence_policy or LicencePolicy()).require(base_model).to_dict()
+    if licence is not None:
+        report["licence"] = licence.to_dict()
     prov = Provenance(parent_version=parent.info.version, request_id=req.request_id, alert_ids=list(req.alert_ids),
                       window={"start": req.window_start, "end": req.window_end}, metrics=out["gate"],
                       training=training, code_version=code_version(),
@@ -386,6 +417,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = json.loads(Path(args.settings[1:]).read_text() if args.settings.startswith("@") else args.settings)
     raw = {**raw, **settings}
     cfg = C.section(TrainerConfig, raw.get("trainers"), "trainers")
+    check_trainer_config(cfg)
     from trainers.licences import LicencePolicy
 
     licence_policy = C.section(LicencePolicy, raw.get("licences"), "licences")

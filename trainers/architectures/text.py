@@ -66,6 +66,13 @@ def tokenizer_json() -> tuple[str, dict[str, Any]]:
     return path.read_text(encoding="utf-8"), origin
 
 
+def tokenizer_sha256() -> str:
+    """sha256 of WordLlama's tokenizer JSON (what a ``wordllama-text`` spec's text features record)."""
+    import hashlib
+
+    return hashlib.sha256(tokenizer_json()[0].encode("utf-8")).hexdigest()
+
+
 def text_spec(feature_names: list[str], n_classes: int, text_features: list[str], *, max_tokens: int = 64,
               hidden: tuple[int, ...] = (128,), dim: int = 256, **spec_kw: Any) -> Any:
     """A ``wordllama-text`` ModelSpec whose text features use WordLlama's tokenizer (attached, sha256 recorded)."""
@@ -105,6 +112,11 @@ def build(spec: Any, *, seed: int | None = None, pretrained: bool = False) -> Te
         model = TextClassifier(text_slices, other, VOCAB, dim, hidden, spec.n_classes)
     if pretrained:
         matrix, _, origin = _load(dim)
+        foreign = {f: v["tokenizer_sha256"] for f, v in spec.text.items()
+                   if v["tokenizer_sha256"] != origin["tokenizer_sha256"]}
+        if foreign:  # another tokenizer's ids would index the wrong embedding rows: silently wrong predictions
+            raise ValueError(f"wordllama-text: text features {sorted(foreign)} use another tokenizer than WordLlama's "
+                             f"(sha256 {origin['tokenizer_sha256']}); leave tokenizer_sha256 out of the spec or use that one")
         with torch.no_grad():
             model.backbone.weight.copy_(torch.from_numpy(matrix))
         model.backbone_origin = origin

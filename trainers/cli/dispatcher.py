@@ -237,11 +237,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from streams import config as C
     from trainers.dispatch.ray_cluster import connect_or_start, job_client, load_recorded_cluster, stop_local_cluster
-    from trainers.retrain_job import TrainerConfig
+    from trainers.retrain_job import TrainerConfig, check_trainer_config
 
     raw = C.load_file(args.config)
     cfg = C.section(DispatcherConfig, raw.get("dispatcher"), "dispatcher")
     tcfg = C.section(TrainerConfig, raw.get("trainers"), "trainers")
+    try:
+        check_trainer_config(tcfg)  # a bad learner/gate key fails here, not inside the first Ray job
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     state_dir = Path(cfg.state_dir or C.home() / "dispatcher")
     ray_state = state_dir / "ray"
     if args.stop_local_cluster:

@@ -81,6 +81,9 @@ def run(args: argparse.Namespace) -> int:
         if args.models_command == "rollback":
             return _publish(raw, reg.rollback(args.model), args.no_publish)
         if args.models_command == "register-base":
+            from trainers.retrain_job import check_trainer_config
+
+            check_trainer_config(tcfg)
             return _register_base(raw, reg, args)
     except (RegistryError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -180,9 +183,18 @@ def _register_base(raw: dict, reg: Any, args: argparse.Namespace) -> int:
 
     spec_d = json.loads(Path(args.spec).read_text(encoding="utf-8"))
     classes = spec_d.pop("classes", None)
+    if spec_d.get("arch") == "wordllama-text":  # its tokenizer is WordLlama's: the sha256 may be left out
+        from trainers.architectures.text import tokenizer_sha256
+
+        for cfg in (spec_d.get("text") or {}).values():
+            cfg.setdefault("tokenizer_sha256", tokenizer_sha256())
     spec = ModelSpec.from_dict(spec_d)
+    if classes is not None and len(classes) != spec.n_classes:
+        raise ValueError(f"{args.spec}: 'classes' has {len(classes)} names but n_classes is {spec.n_classes}")
     for item in args.tokenizer or []:
-        feature, _, path = item.partition("=")
+        feature, eq, path = item.partition("=")
+        if not eq or not feature or not path:
+            raise ValueError(f"--tokenizer takes FEATURE=FILE (e.g. text=tokenizer.json), got {item!r}")
         spec.attach_tokenizer(feature, Path(path).read_bytes())
     if spec.arch == "wordllama-text" and set(spec.text) - set(spec._tokenizer_json):
         from trainers.architectures.text import tokenizer_json
@@ -208,7 +220,7 @@ def _register_base(raw: dict, reg: Any, args: argparse.Namespace) -> int:
             raise ValueError(f"{args.train} has no usable labelled examples of model {args.model!r}")
         if not spec.scaling:  # standardise numeric inputs on the base training data; versions inherit it
             spec = spec.with_scaling(rows)
-            model = build_model(spec, seed=args.seed)
+            model = build_model(spec, seed=args.seed, pretrained=args.pretrained)
         replay = ReplayBuffer(args.replay_capacity, args.replay_policy, args.seed)
         learner = ContinualLearner(model, replay=replay, epochs=args.epochs, seed=args.seed)
         fit = learner.fit(spec.encode(rows), y[known])

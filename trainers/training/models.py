@@ -53,6 +53,10 @@ class ModelSpec:
         self.feature_names = list(self.feature_names)
         self.hidden = tuple(int(h) for h in self.hidden)
         self.categorical = {k: [str(c) for c in v] for k, v in dict(self.categorical).items()}
+        for k, v in dict(self.text).items():
+            if not isinstance(v, Mapping) or not v.get("tokenizer_sha256"):
+                raise ValueError(f"text feature {k!r} needs {{'tokenizer_sha256': <sha256 of its tokenizer JSON>, "
+                                 "'max_tokens': N}; for arch wordllama-text, register-base fills the sha256 in")
         self.text = {k: {"tokenizer_sha256": str(v["tokenizer_sha256"]), "max_tokens": int(v.get("max_tokens", 64)),
                          "lowercase": bool(v.get("lowercase", False))} for k, v in dict(self.text).items()}
         self.arch_options = dict(self.arch_options)
@@ -121,8 +125,8 @@ class ModelSpec:
         want = self.text[feature]["tokenizer_sha256"]
         if sha != want:
             raise PreprocessingMismatch(
-                f"text feature {feature!r}: tokenizer sha256 {sha[:12]}... differs from the one the model was "
-                f"trained with ({want[:12]}...); use the tokenizer stored with the model version"
+                f"text feature {feature!r}: this tokenizer's sha256 is {sha}, the spec names {want}; use the "
+                "tokenizer the spec names (for a registered version: the one stored with it)"
             )
         self._tokenizers[feature] = Tokenizer.from_str(raw.decode("utf-8"))
         self._tokenizer_json[feature] = raw
@@ -238,7 +242,8 @@ class ModelSpec:
             what = f"feature order {a['feature_names']} (this spec) vs {b['feature_names']} (the model's)"
         else:
             diff = [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
-            what = ", ".join(diff) or "encoded columns"
+            what = "; ".join(f"{k}: {a.get(k)!r} (this spec) vs {b.get(k)!r} (the model's)" for k in diff)[:600] or \
+                "encoded columns"
         raise PreprocessingMismatch(f"preprocessing differs from the model's: {what}; encode inputs with the "
                                     "spec stored with the model version")
 
@@ -259,6 +264,14 @@ class ModelSpec:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "ModelSpec":
+        """The spec of a JSON object; refuses unknown keys (a typo such as ``hiden`` is not silently ignored)."""
+        known = {"feature_names", "n_classes", "hidden", "categorical", "arch", "scaling", "text", "arch_options"}
+        unknown = sorted(set(d) - known)
+        missing = sorted({"feature_names", "n_classes"} - set(d))
+        if unknown or missing:
+            raise ValueError(f"model spec: {'unknown keys ' + str(unknown) if unknown else ''}"
+                             f"{'; ' if unknown and missing else ''}{'missing ' + str(missing) if missing else ''}; "
+                             f"known keys: {sorted(known)} (and 'classes' in a spec file)")
         return cls(
             feature_names=list(d["feature_names"]),
             n_classes=int(d["n_classes"]),
