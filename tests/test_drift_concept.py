@@ -103,6 +103,8 @@ def test_backtest_reads_csv_and_parquet_tables(tmp_path, suffix):
     out = io.StringIO()
     summary = replay(p, out, DriftConfig(reference_events=1000), [], None, io.StringIO(), progress=False,
                      model="m", version="1")
-    assert summary["events_read"] == n and summary["labelled_joined"] == n - 1000
+    # the reference: the whole 60 s windows holding the first 1000 events (ts < 1080: 1334 events)
+    assert summary["references_built"]["m v1"]["n"] == 1334
+    assert summary["events_read"] == n and summary["labelled_joined"] == n - 1334
     feats = {json.loads(line)["feature"] for line in out.getvalue().splitlines()}
     assert "x" in feats and "zip" not in feats
