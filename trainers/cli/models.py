@@ -196,10 +196,10 @@ def _register_base(raw: dict, reg: Any, args: argparse.Namespace) -> int:
         if not eq or not feature or not path:
             raise ValueError(f"--tokenizer takes FEATURE=FILE (e.g. text=tokenizer.json), got {item!r}")
         spec.attach_tokenizer(feature, Path(path).read_bytes())
-    if spec.arch == "wordllama-text" and set(spec.text) - set(spec._tokenizer_json):
+    if spec.arch == "wordllama-text" and spec.missing_tokenizers():
         from trainers.architectures.text import tokenizer_json
 
-        for feature in set(spec.text) - set(spec._tokenizer_json):
+        for feature in spec.missing_tokenizers():
             spec.attach_tokenizer(feature, tokenizer_json()[0])
     model = build_model(spec, seed=args.seed, pretrained=args.pretrained)
     replay = None

@@ -132,9 +132,13 @@ class ModelSpec:
         self._tokenizer_json[feature] = raw
         return self
 
+    def missing_tokenizers(self) -> list[str]:
+        """Text features without an attached tokenizer."""
+        return sorted(set(self.text) - set(self._tokenizer_json))
+
     def tokenizer_files(self) -> dict[str, bytes]:
         """Text feature -> the attached tokenizer's JSON bytes (what the registry stores with the weights)."""
-        missing = sorted(set(self.text) - set(self._tokenizer_json))
+        missing = self.missing_tokenizers()
         if missing:
             raise ValueError(f"text features {missing} have no tokenizer attached; call ModelSpec.attach_tokenizer")
         return dict(self._tokenizer_json)
