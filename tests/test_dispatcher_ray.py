@@ -81,6 +81,20 @@ def _read_all(bootstrap: str, topic: str, want: int, timeout_s: float = 30.0) ->
     return got
 
 
+def serve_until_done(dispatcher: Dispatcher, consumer, request_id: str) -> None:
+    """Run the dispatcher until ``request_id`` succeeded or failed (or DEADLINE_S passed); closes ``consumer``."""
+    deadline = time.monotonic() + DEADLINE_S
+
+    def finished() -> bool:
+        e = dispatcher.ledger.entries.get(request_id)
+        return time.monotonic() > deadline or (e is not None and e.state in ("succeeded", "failed"))
+
+    try:
+        serve(dispatcher, consumer, poll_interval_s=0.5, should_stop=finished)
+    finally:
+        consumer.close()
+
+
 def test_retrain_request_becomes_one_ray_job_and_a_promoted_version(
     ray_cluster, ray_jobs, kafka_bootstrap, kafka_topic_factory, tmp_path: Path
 ) -> None:
@@ -122,16 +136,7 @@ def test_retrain_request_becomes_one_ray_job_and_a_promoted_version(
                              enable_auto_commit=False, auto_offset_reset="earliest")
     ledger = tmp_path / "ledger.json"
     dispatcher = Dispatcher.open(ledger, jobs, publish, max_attempts=2)
-    deadline = time.monotonic() + DEADLINE_S
-
-    def finished() -> bool:
-        e = dispatcher.ledger.entries.get(req.request_id)
-        return time.monotonic() > deadline or (e is not None and e.state in ("succeeded", "failed"))
-
-    try:
-        serve(dispatcher, consumer, poll_interval_s=0.5, should_stop=finished)
-    finally:
-        consumer.close()
+    serve_until_done(dispatcher, consumer, req.request_id)
 
     sid = submission_id(req.request_id, 1)
     entry = dispatcher.ledger.entries[req.request_id]

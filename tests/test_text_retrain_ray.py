@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trainers.cli.dispatcher import Dispatcher, JobsAdapter, serve
+from trainers.cli.dispatcher import Dispatcher, JobsAdapter
 from trainers.licences import LicencePolicy
 from trainers.records import RetrainRequest
 from trainers.registry import ModelRegistry, Provenance
-from tests.test_dispatcher_ray import DEADLINE_S, _produce, _read_all
+from tests.test_dispatcher_ray import _produce, _read_all, serve_until_done
 
 pytestmark = [pytest.mark.ray, pytest.mark.kafka]
 
@@ -144,16 +144,9 @@ def test_drift_on_tweets_retrains_the_pretrained_backbone_with_replay_in_a_ray_j
     consumer = KafkaConsumer(t_requests, bootstrap_servers=kafka_bootstrap, group_id=f"t-{uuid.uuid4().hex[:8]}",
                              enable_auto_commit=False, auto_offset_reset="earliest")
     dispatcher = Dispatcher.open(tmp_path / "ledger.json", jobs, publish, max_attempts=1)
-    deadline = time.monotonic() + DEADLINE_S
-
-    def finished() -> bool:
-        e = dispatcher.ledger.entries.get(req.request_id)
-        return time.monotonic() > deadline or (e is not None and e.state in ("succeeded", "failed"))
-
     try:
-        serve(dispatcher, consumer, poll_interval_s=0.5, should_stop=finished)
+        serve_until_done(dispatcher, consumer, req.request_id)
     finally:
-        consumer.close()
         producer.close()
     entry = dispatcher.ledger.entries[req.request_id]
     assert entry.state == "succeeded", (entry, ray_jobs.get_job_logs(entry.submission_id)[-3000:])

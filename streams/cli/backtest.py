@@ -37,6 +37,14 @@ PROGRESS_MIN_EVENTS = 100_000
 PROGRESS_MIN_BYTES = 50_000_000
 
 
+def _report_bad(where: str, exc: Exception, bad: int, bad_limit: int, err: TextIO) -> None:
+    """Say why the ``bad``-th bad line of a file was skipped; only the first ``bad_limit`` are listed."""
+    if bad <= bad_limit:
+        print(f"{where}: skipped ({exc.reason}): {exc}", file=err)
+    elif bad == bad_limit + 1:
+        print(f"{where.split(':')[0]}: more bad lines; only the first {bad_limit} are listed", file=err)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reference", action="append", metavar="PROFILE.json",
                         help="reference profile (repeat for several model versions); default: bootstrapped from the "
@@ -112,10 +120,7 @@ def scan_inputs(
             ev = parse_input(raw)
         except InvalidRecord as exc:
             bad += 1
-            if bad <= bad_limit:
-                print(f"{path}:{lineno}: skipped ({exc.reason}): {exc}", file=err)
-            elif bad == bad_limit + 1:
-                print(f"{path}: more bad lines; only the first {bad_limit} are listed", file=err)
+            _report_bad(f"{path}:{lineno}", exc, bad, bad_limit, err)
             continue
         ts.append(ev.ts)
         offs.append(off)
@@ -181,8 +186,7 @@ def scan_table(path: Path, err: TextIO, model: str | None = None, version: str |
             ev = parse_input(obj)
         except InvalidRecord as exc:
             bad += 1
-            if bad <= bad_limit:
-                print(f"{path}: row {i + 2}: skipped ({exc.reason}): {exc}", file=err)
+            _report_bad(f"{path}: row {i + 2}", exc, bad, bad_limit, err)
             continue
         events.append(ev)
         times.append(ev.ts)
@@ -205,8 +209,7 @@ def read_labels(path: Path, err: TextIO, bad_limit: int = 100) -> tuple[dict[str
             lab = parse_label(raw)
         except InvalidRecord as exc:
             bad += 1
-            if bad <= bad_limit:
-                print(f"{path}:{lineno}: skipped ({exc.reason}): {exc}", file=err)
+            _report_bad(f"{path}:{lineno}", exc, bad, bad_limit, err)
             continue
         labels[lab.event_id] = lab
     return labels, bad

@@ -262,28 +262,13 @@ class PromotionGate:
         cand = as_scorer(candidate)
         cur = as_scorer(current) if current is not None else None
 
-        p_new_c = _proba(cand, new_X)
-        p_old_c = _proba(cand, old_X) if len(old_y) else None
-        pred_new_c = p_new_c.argmax(1)
-        acc_new_c = ev.accuracy(new_y, pred_new_c)
-        acc_old_c = ev.accuracy(old_y, p_old_c.argmax(1)) if p_old_c is not None else float("nan")
-        ece_c = self._ece(new_y, p_new_c, old_y, p_old_c)
-        rec_c = ev.per_class_recall(new_y, pred_new_c)
-        rec_old_c = ev.per_class_recall(old_y, p_old_c.argmax(1)) if p_old_c is not None else {}
-        sl_c = ev.slice_accuracy(new_y, pred_new_c, slices_new) if slices_new else {}
-
+        pred_new_c, acc_new_c, acc_old_c, ece_c, rec_c, rec_old_c, sl_c = self._figures(
+            cand, new_X, new_y, old_X, old_y, slices_new)
         acc_new_b = acc_old_b = ece_b = None
         rec_b = rec_old_b = sl_b = None
         if cur is not None:
-            p_new_b = _proba(cur, new_X)
-            p_old_b = _proba(cur, old_X) if len(old_y) else None
-            pred_new_b = p_new_b.argmax(1)
-            acc_new_b = ev.accuracy(new_y, pred_new_b)
-            acc_old_b = ev.accuracy(old_y, p_old_b.argmax(1)) if p_old_b is not None else float("nan")
-            ece_b = self._ece(new_y, p_new_b, old_y, p_old_b)
-            rec_b = ev.per_class_recall(new_y, pred_new_b)
-            rec_old_b = ev.per_class_recall(old_y, p_old_b.argmax(1)) if p_old_b is not None else {}
-            sl_b = ev.slice_accuracy(new_y, pred_new_b, slices_new) if slices_new else {}
+            _, acc_new_b, acc_old_b, ece_b, rec_b, rec_old_b, sl_b = self._figures(
+                cur, new_X, new_y, old_X, old_y, slices_new)
 
         reasons: list[str] = []
         improvement = forgetting = None
@@ -400,6 +385,19 @@ class PromotionGate:
             return figures, (f"trails the plain fine-tuned baseline on new data but keeps more of the old "
                              f"(not refused for this): {figs}"), False
         return figures, None, False
+
+    def _figures(self, scorer: Scorer, new_X, new_y, old_X, old_y, slices_new) -> tuple:
+        """One model's figures: (predictions on new, accuracy new, accuracy old (NaN without old data), ECE,
+        per-class recall new, per-class recall old, slice accuracy)."""
+        p_new = _proba(scorer, new_X)
+        p_old = _proba(scorer, old_X) if len(old_y) else None
+        pred_new = p_new.argmax(1)
+        pred_old = p_old.argmax(1) if p_old is not None else None
+        return (pred_new, ev.accuracy(new_y, pred_new),
+                ev.accuracy(old_y, pred_old) if p_old is not None else float("nan"),
+                self._ece(new_y, p_new, old_y, p_old), ev.per_class_recall(new_y, pred_new),
+                ev.per_class_recall(old_y, pred_old) if p_old is not None else {},
+                ev.slice_accuracy(new_y, pred_new, slices_new) if slices_new else {})
 
     def _ece(self, new_y, p_new, old_y, p_old) -> float:
         """ECE over the new and old held-out rows together."""
