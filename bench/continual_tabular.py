@@ -59,15 +59,12 @@ import importlib.metadata as md
 import inspect
 import json
 import os
-import platform
-import subprocess
 import sys
 import time
 import traceback
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
@@ -392,14 +389,6 @@ def digits_check(seeds: int, buffers: list[int], kwargs: dict[str, dict]) -> dic
 # -------------------------------------------------------------------------------------------- main
 
 
-def git_commit() -> str | None:
-    try:
-        return subprocess.run(["git", "describe", "--always", "--dirty"], cwd=HERE, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except Exception:  # noqa: BLE001
-        return None
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     mode = p.add_mutually_exclusive_group()
@@ -453,8 +442,7 @@ def main(argv: list[str] | None = None) -> int:
     results.update({
         "learner_defaults": {k: (v.default if v.default is not inspect.Parameter.empty else None)
                              for k, v in SIG.parameters.items() if k not in ("model", "replay")},
-        "environment": {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
-                        "cpus": os.cpu_count(), "commit": git_commit()},
+        "environment": dict(bench.common.environment(), torch=torch.__version__),
     })
     t_start = time.perf_counter()
     if args.methods is None:
