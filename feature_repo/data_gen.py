@@ -68,7 +68,8 @@ def generate(
     n_merchants: int = 100,
     n_transactions: int = 20_000,
 ) -> GeneratedData:
-    """Write the three Parquet sources under ``<repo_path>/data`` and say what was written."""
+    """Write the Parquet sources under ``<repo_path>/data`` (payments: three, seeded; tweets: one, real) and say
+    what was written."""
     if days < 1 or n_customers < 1 or n_merchants < 1 or n_transactions < 0:
         raise ValueError("days, n_customers and n_merchants must be >= 1 and n_transactions >= 0")
     end = _utc(end or default_end())
@@ -83,6 +84,9 @@ def generate(
     customers.to_parquet(data_dir / "customer_stats.parquet", index=False)
     merchants.to_parquet(data_dir / "merchant_stats.parquet", index=False)
     txns.to_parquet(data_dir / "transactions.parquet", index=False)
+    from feature_repo.tweets import write_tweet_stats
+
+    write_tweet_stats(repo_path, snap_times[0].to_pydatetime())  # the tweets domain: real tweets, offline
     return GeneratedData(data_dir, end, days, len(customers), len(merchants), len(txns))
 
 

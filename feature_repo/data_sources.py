@@ -21,3 +21,11 @@ merchant_stats_source = FileSource(
 
 #: Fresh customer values pushed by producers (``FeatureStore.push("customer_stats_push", df)``).
 customer_stats_push = PushSource(name="customer_stats_push", batch_source=customer_stats_source)
+
+#: Per-tweet text statistics of the tweets domain (``feature_repo/tweets.py`` writes them).
+tweet_stats_source = FileSource(
+    name="tweet_stats_source",
+    path="data/tweet_stats.parquet",
+    timestamp_field="event_timestamp",
+    description="Text statistics of each health-news tweet, computed by the batch pipeline.",
+)

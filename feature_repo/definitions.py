@@ -12,10 +12,14 @@ def objects() -> list[Any]:
     return [
         entities.customer,
         entities.merchant,
+        entities.tweet,
         data_sources.customer_stats_source,
         data_sources.merchant_stats_source,
         data_sources.customer_stats_push,
+        data_sources.tweet_stats_source,
         feature_views.customer_stats,
         feature_views.merchant_stats,
+        feature_views.tweet_stats,
         feature_services.fraud,
+        feature_services.tweets,
     ]

@@ -15,3 +15,10 @@ merchant = Entity(
     value_type=ValueType.STRING,
     description="An acceptor of card payments, id like 'm-3'.",
 )
+
+tweet = Entity(
+    name="tweet",
+    join_keys=["tweet_id"],
+    value_type=ValueType.STRING,
+    description="A health-news tweet (the tweets domain of the demo), id like 't-1234'.",
+)

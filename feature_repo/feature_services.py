@@ -13,7 +13,7 @@ Tags carry what the store does not know by itself:
 
 from feast import FeatureService
 
-from feature_repo.feature_views import customer_stats, merchant_stats
+from feature_repo.feature_views import customer_stats, merchant_stats, tweet_stats
 
 fraud = FeatureService(
     name="fraud",
@@ -25,4 +25,11 @@ fraud = FeatureService(
         "label": "is_fraud",
     },
     description="Features of the card-fraud model.",
+)
+
+tweets = FeatureService(
+    name="tweets",
+    features=[tweet_stats],
+    tags={"model": "tweets", "request_features": "text"},
+    description="Features of the health-news outlet classifier (the text itself comes with the request).",
 )

@@ -1,4 +1,4 @@
-"""Feature views: customer and merchant statistics with TTLs.
+"""Feature views: customer and merchant statistics (payments) and tweet text statistics (tweets), with TTLs.
 
 Feature names are unique across views, so they can be used unqualified in inference
 events (``features`` of the docs/design.md input contract) and in training tables.
@@ -9,8 +9,8 @@ from datetime import timedelta
 from feast import FeatureView, Field
 from feast.types import Float64, Int64, String
 
-from feature_repo.data_sources import customer_stats_push, merchant_stats_source
-from feature_repo.entities import customer, merchant
+from feature_repo.data_sources import customer_stats_push, merchant_stats_source, tweet_stats_source
+from feature_repo.entities import customer, merchant, tweet
 
 customer_stats = FeatureView(
     name="customer_stats",
@@ -39,4 +39,18 @@ merchant_stats = FeatureView(
     online=True,
     source=merchant_stats_source,
     tags={"owner": "driftloop", "domain": "payments"},
+)
+
+tweet_stats = FeatureView(
+    name="tweet_stats",
+    entities=[tweet],
+    ttl=timedelta(days=3650),  # a tweet's text never changes
+    schema=[
+        Field(name="n_words", dtype=Int64, description="Words of the tweet, links included."),
+        Field(name="n_links", dtype=Int64, description="Links (http/https) in the tweet."),
+        Field(name="n_hashtags", dtype=Int64, description="Hashtags in the tweet."),
+    ],
+    online=True,
+    source=tweet_stats_source,
+    tags={"owner": "driftloop", "domain": "tweets"},
 )

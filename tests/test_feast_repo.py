@@ -15,11 +15,26 @@ def test_apply_and_materialise_from_scratch(feast_repo):
     from feature_repo import store as st
 
     fs = feast_repo.store
-    assert {e.name for e in fs.list_entities()} >= {"customer", "merchant"}
-    assert {v.name for v in fs.list_feature_views()} == {"customer_stats", "merchant_stats"}
-    assert [s.name for s in fs.list_feature_services()] == ["fraud"]
+    assert {e.name for e in fs.list_entities()} >= {"customer", "merchant", "tweet"}
+    assert {v.name for v in fs.list_feature_views()} == {"customer_stats", "merchant_stats", "tweet_stats"}
+    assert sorted(s.name for s in fs.list_feature_services()) == ["fraud", "tweets"]
     # applying again changes nothing and deletes nothing
     assert st.apply(fs).deleted == []
+
+
+def test_tweet_stats_online_equal_the_serving_computation(feast_repo):
+    """The tweets domain: the store holds text_stats of the real tweets, the same function serving calls."""
+    from feature_repo import store as st
+    from feature_repo.tweets import FEATURES, text_stats, tweet_key
+    from trainers.datasets.healthtweets import load_healthtweets
+
+    df = load_healthtweets(with_ids=True).iloc[[0, 5000, 40000]]
+    refs = st.service_refs(st.feature_service_for(feast_repo.store, "tweets", "1"))
+    got = feast_repo.store.get_online_features(
+        features=refs, entity_rows=[{"tweet_id": tweet_key(i)} for i in df["tweet_id"]]).to_dict()
+    for k, text in enumerate(df["text"]):
+        assert {f: got[f][k] for f in FEATURES} == text_stats(text)
+    assert any(got["n_links"]) and all(n > 0 for n in got["n_words"])
 
 
 def test_online_lookups_return_the_materialised_values(feast_repo):
