@@ -144,7 +144,7 @@ def test_accuracy_by_served_version_and_swap_moment(report):
     (swap,) = report.swaps
     assert (swap.version, swap.action, swap.ts) == ("2", "promote", SWAP_AT)
     assert report.inputs_bad == 1 and report.files["alerts.jsonl"].bad == 1
-    assert any("inputs.jsonl: 1 bad lines" in n for n in report.notes)
+    assert any("inputs.jsonl: 1 bad line skipped" in n for n in report.notes)
 
 
 def test_accuracy_on_a_hand_built_case():
@@ -179,6 +179,16 @@ def test_bootstrap_reference_when_the_run_has_no_profiles(tmp_path):
     for sid in ("alerts", "retrain-requests", "retrain-results", "gate-reports", "model-updates"):
         section = re.search(rf'<section id="{sid}">(.*?)</section>', page, re.S).group(1)
         assert 'class="none">none' in section, sid
+
+
+def test_a_run_without_a_valid_input_still_gets_a_page(tmp_path):
+    (tmp_path / "run.json").write_text(json.dumps({"domain": "d", "model": "m", "window_seconds": 60}))
+    (tmp_path / "inputs.jsonl").write_text("garbage\n{}\n")
+    rep = build_report(tmp_path)
+    assert rep.inputs_read == 0 and rep.inputs_bad == 2 and not rep.drift and not rep.accuracy
+    page = render_html(rep)
+    assert 'id="drift-scores"><svg' in page and "no window was judged" in page
+    assert "inputs.jsonl: 2 bad lines skipped" in page
 
 
 def test_page_holds_plots_and_tables(report):

@@ -116,6 +116,10 @@ def _same(pred: Any, label: Any) -> bool:
         return str(pred) == str(label)
 
 
+def _lines(n: int) -> str:
+    return f"{n} bad line" + ("" if n == 1 else "s")
+
+
 def _read_events(path: Path, parse) -> tuple[list, int, str | None]:
     """Validated records of a .jsonl file with the project's validator, the bad count and the first error."""
     from streams.contracts.events import InvalidRecord
@@ -233,7 +237,7 @@ def build_report(run_dir: str | Path, config: DriftConfig | None = None) -> RunR
     notes: list[str] = []
     inputs, inputs_bad, first_bad = _read_events(inputs_path, lambda r: parse_input(r, max_future_s=None))
     if inputs_bad:
-        notes.append(f"{INPUTS}: {inputs_bad} bad lines skipped (first: {first_bad})")
+        notes.append(f"{INPUTS}: {_lines(inputs_bad)} skipped (first: {first_bad})")
     labels_path = run_dir / LABELS
     labels: dict[str, Any] = {}
     labels_bad = 0
@@ -241,12 +245,12 @@ def build_report(run_dir: str | Path, config: DriftConfig | None = None) -> RunR
         labs, labels_bad, first_bad = _read_events(labels_path, lambda r: parse_label(r, max_future_s=None))
         labels = {lab.event_id: lab for lab in labs}
         if labels_bad:
-            notes.append(f"{LABELS}: {labels_bad} bad lines skipped (first: {first_bad})")
+            notes.append(f"{LABELS}: {_lines(labels_bad)} skipped (first: {first_bad})")
     files = {name: read_jsonl(run_dir / name) for name in
              (ALERTS, RETRAIN_REQUESTS, RETRAIN_RESULTS, MODEL_UPDATES, GATE_REPORTS)}
     for f in files.values():
         if f.bad:
-            notes.append(f"{f.name}: {f.bad} bad lines skipped (first: {f.first_error})")
+            notes.append(f"{f.name}: {_lines(f.bad)} skipped (first: {f.first_error})")
 
     windows: dict[tuple[str, str, str, str], DriftSeries] = {}
 
