@@ -131,6 +131,8 @@ def test_drifted_feature_score_rises_after_the_shift_and_the_others_stay_low(rep
     v2 = report.series("amount", "2", "data_drift")
     assert v2 and min(v2[0].values("psi")) > 0.25  # v2 serves the shifted world against the training reference
     assert report.series("prediction", "1", "prediction_drift")  # the engine's prediction drift is included
+    judged = {(s.version, a) for s in report.drift for a in s.start}
+    assert len(judged) == report.engine_summary["windows_judged"]  # the observer saw every judged window once
 
 
 def test_accuracy_by_served_version_and_swap_moment(report):

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import math
 from collections import defaultdict
@@ -47,7 +48,7 @@ class DriftSeries:
 
     def values(self, metric: str = "psi") -> list[float]:
         """The metric per window (NaN where this feature's test does not give it)."""
-        return [float(m.get(metric, math.nan)) if m.get(metric) is not None else math.nan for m in self.metrics]
+        return [math.nan if m.get(metric) is None else float(m[metric]) for m in self.metrics]
 
 
 @dataclass
@@ -223,8 +224,6 @@ def build_report(run_dir: str | Path, config: DriftConfig | None = None) -> RunR
     (default: the embedded defaults); its window length is always ``run.json``'s ``window_seconds``.
 
     Raises :class:`RunDirError` when run_dir, run.json or inputs.jsonl is missing or run.json is unusable."""
-    import dataclasses
-
     from streams.cli.backtest import replay
     from streams.contracts.validate import parse_input, parse_label
 

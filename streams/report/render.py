@@ -260,6 +260,10 @@ def _outcome(report: RunReport) -> str:
         ("alerts", f"{len(report.records(ALERTS))}"),
         ("candidates", f"{len(report.records(GATE_REPORTS))} gate reports"),
     ]
+    if info.registry:
+        facts.append(("model registry", info.registry))
+    if info.reference_profiles:
+        facts.append(("reference profiles", ", ".join(info.reference_profiles)))
     parts.append(_table(["run", ""], [[_e(a), _e(b)] for a, b in facts]))
     parts.append(_table(["phase", "event time", "description"],
                         [[_e(p.name), _e(f"{_rel(report, p.start)} → {_rel(report, p.end)}"), _e(p.description)]
