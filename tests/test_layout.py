@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PURE = ["streams/contracts", "streams/judge", "streams/alerts", "streams/worker", "trainers/training",
+PURE = ["streams/contracts", "streams/judge", "streams/alerts", "streams/worker", "streams/report", "trainers/training",
         "trainers/records.py", "trainers/dispatch/ledger.py"]
 ADAPTER_PACKAGES = {"faust", "aiokafka", "kafka", "feast", "ray", "mode"}
 

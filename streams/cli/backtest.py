@@ -225,8 +225,11 @@ def replay(
     progress: bool = True,
     model: str | None = None,
     version: str | None = None,
+    observer=None,
 ) -> dict[str, Any]:
     """Replay ``inputs`` (and labels) through a fresh engine; write alerts to ``out``; return the summary.
+
+    ``observer``: the engine's ``window_observer`` (every judged data window's tests; the run report uses it).
 
     Raises :class:`streams.judge.profile.ProfileError` when a table of inputs cannot be read.
     """
@@ -254,6 +257,7 @@ def replay(
     order = np.argsort(ts, kind="stable")
     dedup = EventDedup(horizon_s=config.window_seconds + config.allowed_lateness_s + config.hop)
     engine = DriftEngine(config, profiles or [])
+    engine.window_observer = observer
     summary: dict[str, Any] = {
         "events_read": int(len(ts)),
         "bad_input_lines": bad_inputs,

@@ -22,6 +22,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("backtest", "streams.cli.backtest", "replay input/label files through the drift engine and write alerts"),
     ("worker", "streams.cli.worker", "run the Faust drift worker on Kafka"),
     ("alerts", "streams.cli.alerts", "follow the alerts topic and print alerts"),
+    ("report", "streams.cli.report", "write the HTML run report (plots, alerts, gate reports) of a run directory"),
     ("features", "feature_repo.cli", "apply / materialise the Feast feature repository"),
     ("models", "trainers.cli.models", "list, show, promote or roll back model versions"),
     ("dispatcher", "trainers.cli.dispatcher", "turn retrain requests into Ray jobs"),

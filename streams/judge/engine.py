@@ -21,6 +21,7 @@ API (the truth for other modules)::
     engine.stats -> dict of counters; engine.take_cleared() -> list[dict] (alerts closed by hysteresis)
     engine.set_profile(profile, judge_from=-inf)   # windows starting before judge_from are not judged
     engine.open_alerts() -> {(model, version, kind, feature): alert_id}
+    engine.window_observer = fn(key, n, {kind: [FeatureTest]}) # every judged data window's tests (reports)
   Distributed path (partials per partition, merged by an aggregator, judged once):
     engine.accumulate(events) -> dict[WindowKey, WindowAccumulator]           # no judging, no state
     engine.accumulate_columns(model, version, ts, columns, predictions=None, scores=None) -> same
@@ -33,9 +34,8 @@ API (the truth for other modules)::
 
 Alerts are :class:`streams.contracts.events.Alert` with ``alert_id = make_alert_id(model, version, kind,
 feature, start of the window in which the alert opened)``; ``details`` carries ``rank``
-(1 = largest effect in its window), ``q_value`` and all metrics.
-
-Tests per window: see :mod:`streams.judge.data_tests`; concept drift: :mod:`streams.judge.concept`.
+(1 = largest effect in its window), ``q_value`` and all metrics.  Tests per window: see
+:mod:`streams.judge.data_tests`; concept drift: :mod:`streams.judge.concept`.
 
 Policy (:mod:`streams.judge.policy`): a window with fewer than ``min_samples`` events is
 insufficient (no verdict; its counts are carried into the next window, so a low-traffic model
@@ -76,9 +76,7 @@ from streams.contracts.events import (
 from streams.judge.concept import ConceptMixin, ConceptState
 from streams.judge.data_tests import DataTestsMixin
 from streams.judge.drift_config import DriftConfig
-from streams.judge.drift_metrics import (
-    NumericBatch,
-)
+from streams.judge.drift_metrics import NumericBatch
 from streams.judge.policy import Finding, Hysteresis, Level, Thresholds, select_findings
 from streams.judge.profile import ReferenceProfile
 from streams.judge.windows import (
@@ -103,10 +101,8 @@ class _ModelState(ConceptState):
         self.profile = profile
         self.encoder = Encoder(profile)
         num = [profile.features[s.name] for s in self.encoder.numeric]
-        self.batch = NumericBatch(
-            [fp.counts for fp in num], [fp.coarse_starts for fp in num], [fp.reps() for fp in num],
-            [fp.spread for fp in num], smoothing,
-        )
+        self.batch = NumericBatch([fp.counts for fp in num], [fp.coarse_starts for fp in num],
+                                  [fp.reps() for fp in num], [fp.spread for fp in num], smoothing)
         # gather index: (F_num, Bmax) positions of fine-bin counts in the accumulator (padding -> a zero slot)
         pad = self.encoder.n_buckets
         g = np.full((len(num), self.batch.bmax), pad, dtype=np.int64)
@@ -157,6 +153,7 @@ class DriftEngine(ConceptMixin, DataTestsMixin):
         self.hyst = Hysteresis(self.config.open_after, self.config.close_after, self.config.immediate_alpha)
         self._models: dict[tuple[str, str], _ModelState] = {}
         self._cleared: list[dict[str, Any]] = []
+        self.window_observer: Callable[[WindowKey, int, dict[str, list[Any]]], None] | None = None
         self.stats: dict[str, Any] = defaultdict(int)
         self.stats["alerts_by_kind"] = defaultdict(int)
 
@@ -403,7 +400,10 @@ class DriftEngine(ConceptMixin, DataTestsMixin):
             ms.carry = None
             self.stats["windows_judged"] += 1
             findings = []
-            for kind, tests in self._data_tests(ms, acc).items():
+            by_kind = self._data_tests(ms, acc)
+            if self.window_observer is not None:  # start: of the carried window when one was merged in
+                self.window_observer(WindowKey(key.model, key.model_version, start, key.end, key.stream), n, by_kind)
+            for kind, tests in by_kind.items():
                 findings += select_findings(tests, self.config.fdr_alpha, self.config.thresholds)
             kinds = DATA_KINDS
         findings.sort(key=lambda f: (-f.ratio, f.kind, str(f.feature)))
