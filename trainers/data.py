@@ -7,7 +7,8 @@ Two sources, same result:
   when reading starts (labels arrive late, so the end is "now", not ``window.end``);
 * a JSONL file of the same records (the offline path, tests, the GPU check).
 
-Records are filtered by model and event time ``start <= ts <= end``, deduplicated by
+Records are filtered by model and event time ``start <= ts < end`` (windows are half-open everywhere: an
+example at ``end`` belongs to the next window, and may or may not be on the topic yet), deduplicated by
 ``event_id`` (Kafka delivers at least once) and invalid ones are counted, not used.
 
 >>> rows = [{"event_id": "e1", "model": "m", "model_version": "1", "ts": 5, "features": {"x": 1}, "label": 1},
@@ -72,7 +73,7 @@ def select(records: Iterable[Mapping[str, Any] | bytes | str], model: str, start
         if ex.model != model:
             stats["other_model"] += 1
             continue
-        if not (start <= ex.ts <= end):
+        if not (start <= ex.ts < end):
             stats["outside_window"] += 1
             continue
         if ex.event_id in seen:
@@ -97,7 +98,7 @@ def read_npz(path: str | Path, start: float, end: float, max_examples: int | Non
     """Pre-encoded training data: ``X`` (rows x encoded columns), ``y`` (class indices), optional ``ts``.
 
     For large offline sets (the feature store export, the GPU check) where JSON is too slow.
-    Rows are filtered to ``start <= ts <= end`` when ``ts`` is present.  No pickles are loaded.
+    Rows are filtered to ``start <= ts < end`` when ``ts`` is present.  No pickles are loaded.
     """
     with np.load(path, allow_pickle=False) as z:
         X = np.asarray(z["X"], dtype=np.float32)
@@ -105,7 +106,7 @@ def read_npz(path: str | Path, start: float, end: float, max_examples: int | Non
         ts = np.asarray(z["ts"], dtype=np.float64) if "ts" in z.files else None
     if X.ndim != 2 or y.shape != (X.shape[0],):
         raise ValueError(f"{path}: X must be 2-D and y 1-D with one label per row, got {X.shape} and {y.shape}")
-    keep = np.ones(len(y), dtype=bool) if ts is None else (ts >= start) & (ts <= end)
+    keep = np.ones(len(y), dtype=bool) if ts is None else (ts >= start) & (ts < end)
     stats = {"read": int(len(y)), "outside_window": int((~keep).sum()), "truncated": 0}
     X, y = X[keep], y[keep]
     if max_examples is not None and len(y) > max_examples:

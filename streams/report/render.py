@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import io
+import warnings
 import math
 import re
 import time
@@ -355,8 +356,10 @@ def render_html(report: RunReport) -> str:
     """The whole page."""
     info = report.info
     title = f"driftloop run report: {info.domain or info.model} ({info.model})"
-    drift_fig = drift_figure(report)
-    acc_fig = accuracy_figure(report)
+    with warnings.catch_warnings():  # matplotlib's font and mathtext parsers warn about pyparsing's renamed API
+        warnings.simplefilter("ignore", DeprecationWarning)
+        drift_fig = drift_figure(report)
+        acc_fig = accuracy_figure(report)
     sections = [
         ("outcome", "Outcome", _outcome(report)),
         ("drift", "Drift scores per feature", _figure(

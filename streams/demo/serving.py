@@ -1,0 +1,96 @@
+"""A small model server for the demo: serves the live registry version and hot-swaps on model updates.
+
+What a real model server does in the loop, in one process: it loads the version that the
+registry says is live, answers requests (here: rows of the demo's world) with that version's
+prediction and class probabilities, publishes each request as an inference input
+(docs/design.md contract) and, later, its label; when a model-updates event arrives
+(``trainers.records.ModelUpdate``), it loads the new version and serves it from the next
+request on (:meth:`ServingSimulator.on_model_update`).
+
+Features are computed at serving time with the same function as the feature store's batch
+pipeline (``feature_repo/tweets.py``), unless ``column_mixup`` simulates a serving bug that
+swaps two columns (a training/serving skew: the parity check's case).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import numpy as np
+
+#: the serving bug of the demo's last phase: two served feature columns swapped
+MIXUP = ("n_words", "n_hashtags")
+
+
+@dataclass(frozen=True)
+class Served:
+    """One phase's published records: inputs (with prediction and scores) and their labels."""
+
+    inputs: list[dict[str, Any]]
+    labels: list[dict[str, Any]]
+    version: str
+
+
+class ServingSimulator:
+    """Serves ``model`` from the registry at ``registry_dir``; starts on the registry's live version."""
+
+    def __init__(self, registry_dir: str, model: str) -> None:
+        from trainers.registry import ModelRegistry
+
+        self.registry = ModelRegistry(registry_dir)
+        self.model_name = model
+        self.version: str | None = None
+        self.swaps: list[tuple[str, str]] = []  # (from version, to version) in order
+        self._net = self._spec = self._classes = None
+        live = self.registry.current(model)
+        if live is None:
+            raise RuntimeError(f"no live version of {model!r} in {registry_dir}: register and promote one first")
+        self._load(live)
+
+    def _load(self, version: str) -> None:
+        loaded = self.registry.load(self.model_name, version, with_replay=False)
+        net = loaded.build_model()
+        net.eval()
+        self._net, self._spec, self._classes, self.version = net, loaded.spec, list(loaded.classes or []), version
+
+    def on_model_update(self, update: Any) -> bool:
+        """Hot-swap to ``update.version`` when it is for this model and not already served; True if swapped."""
+        if update.model != self.model_name or update.version == self.version:
+            return False
+        old = self.version
+        self._load(update.version)
+        self.swaps.append((old or "", update.version))
+        return True
+
+    def predict_proba(self, features: list[dict[str, Any]]) -> np.ndarray:
+        """Class probabilities of the live version, shape (n, n_classes)."""
+        import torch
+
+        X = torch.as_tensor(self._spec.encode(features), dtype=torch.float32)
+        with torch.no_grad():
+            return torch.softmax(self._net(X), dim=1).numpy()
+
+    def serve(self, rows: Iterable[tuple[int, str, str]], *, t_start: float, rate: float, label_delay_s: float,
+              column_mixup: bool = False) -> Served:
+        """Answer ``rows`` of (tweet id, text, outlet): one request every ``1/rate`` s of event time from
+        ``t_start``; each label ``label_delay_s`` later.  Returns the records to publish."""
+        from feature_repo.tweets import text_stats, tweet_key
+
+        rows = list(rows)
+        proba = self.predict_proba([{"text": text} for _, text, _ in rows])
+        inputs, labels = [], []
+        for i, ((tid, text, outlet), p) in enumerate(zip(rows, proba)):
+            ts = round(t_start + i / rate, 3)
+            feats: dict[str, Any] = {"text": text, **text_stats(text)}
+            if column_mixup:
+                a, b = MIXUP
+                feats[a], feats[b] = feats[b], feats[a]
+            eid = f"tw-{tid}"
+            inputs.append({"event_id": eid, "model": self.model_name, "model_version": self.version, "ts": ts,
+                           "entity": {"tweet_id": tweet_key(tid)}, "features": feats,
+                           "prediction": self._classes[int(p.argmax())],
+                           "scores": [round(float(v), 5) for v in p]})
+            labels.append({"event_id": eid, "model": self.model_name, "ts": round(ts + label_delay_s, 3),
+                           "label": outlet})
+        return Served(inputs, labels, self.version or "")

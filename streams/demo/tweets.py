@@ -1,0 +1,387 @@
+"""The main demo (``driftloop demo``): real tweets, a pretrained backbone, a real change, a pipeline bug.
+
+What runs, in order (the timeline is event time, so the outcome does not depend on the machine's load):
+
+1. Kafka (driftloop's own broker, or yours from KAFKA_BOOTSTRAP_SERVERS) and this run's Feast
+   repository (tweet text statistics of the real tweets, materialised into SQLite).
+2. Version 1 of ``tweets`` (which outlet posted a health-news tweet): WordLlama's pretrained
+   embeddings + encoder + head trained on 2013 (streams/demo/tweets_model.py), registered with its
+   reference profile, replay buffer, backbone origin and licence decision, and promoted.
+3. The drift worker and the retrain dispatcher (which starts a local Ray cluster and its dashboard).
+4. The serving simulator (streams/demo/serving.py) serves the live version and publishes inputs,
+   then labels 30 s of event time later, phase by phase (streams/demo/tweets_world.py):
+   quiet (2013), change (2014: alerts, a retrain request, a Ray job, the gate; on promotion the
+   simulator hot-swaps), recovery, pipeline bug (two served columns swapped: parity alerts, drift
+   explained by them, no retrain), fixed.
+5. The run directory and its HTML report (streams/report); every process it started is stopped
+   unless ``--keep``.
+
+Exit status 0 when every expectation held (no alert in the quiet phase; labels confirmed the change;
+the gate decided; the bug was reported as parity and caused no retrain), else 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from streams import config as cfg
+from streams.demo.processes import Child, kafka_for_demo, say
+from streams.demo.recorder import RunRecorder
+from streams.demo.serving import MIXUP
+from streams.demo.tweets_world import PHASES, TweetsPlan
+
+DESCRIPTIONS = {
+    "quiet": "2013 tweets (the reference period's traffic), served by version 1",
+    "change": "January-June 2014: the world changed (outlet mix, topics, link shorteners)",
+    "recovery": "July-December 2014, served by the live version",
+    "pipeline_bug": f"a serving release swaps the columns {MIXUP[0]} and {MIXUP[1]}",
+    "fixed": "the serving bug fixed",
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def prepare_feature_store(repo: Path) -> None:
+    """This run's Feast repository: the definitions of feature_repo/, its sources (the tweets' text statistics, and
+    small payments sources), applied and materialised into a SQLite online store."""
+    import shutil
+    from datetime import datetime, timedelta, timezone
+
+    from feature_repo import REPO_PATH, data_gen
+    from feature_repo import store as st
+
+    shutil.copytree(REPO_PATH, repo, ignore=shutil.ignore_patterns("data", "__pycache__", "*.db"))
+    data_gen.generate(repo, days=2, n_customers=50, n_merchants=10, n_transactions=200)
+    fs = st.open_store(repo, "sqlite")
+    st.apply(fs)
+    st.materialize(fs, datetime.now(timezone.utc) + timedelta(seconds=1))
+
+
+@dataclass
+class Follower:
+    """Reads the alerts, retrain-requests, retrain-results and model-updates topics; records and prints them, and
+    hands model updates to the serving simulator (what a model server's update listener does)."""
+
+    consumer: Any
+    topics: dict[str, str]
+    recorder: RunRecorder
+    on_update: Callable[[Any], bool]
+    plan: TweetsPlan
+    alerts: list[Any] = field(default_factory=list)
+    requests: list[dict] = field(default_factory=list)
+    results: list[Any] = field(default_factory=list)
+    updates: list[Any] = field(default_factory=list)
+    _seen: set = field(default_factory=set)
+
+    def poll(self, timeout_ms: int = 500) -> None:
+        from streams.contracts.events import Alert
+        from trainers.records import ModelUpdate, RetrainResult
+
+        for recs in self.consumer.poll(timeout_ms=timeout_ms).values():
+            for rec in recs:
+                data = json.loads(rec.value)
+                if rec.topic == self.topics["alerts"]:
+                    a = Alert.from_dict(data)
+                    if a.alert_id in self._seen:
+                        continue  # at-least-once delivery: the alert id is stable
+                    self._seen.add(a.alert_id)
+                    self.alerts.append(a)
+                    self.recorder.add("alerts", [data])
+                    say(f"ALERT {a.severity:<8} {a.kind:<16} {a.feature or '-':<11} v{a.model_version} "
+                        f"{a.metric}={a.score:.3f} (threshold {a.threshold}) in {self.phase_of(a.window.start)}"
+                        + (f" [explained by {a.explained_by}]" if a.explained_by else ""))
+                elif rec.topic == self.topics["retrain_requests"]:
+                    self.requests.append(data)
+                    self.recorder.add("retrain_requests", [data])
+                    say(f"retrain request {data.get('request_id')} for v{data.get('model_version')} "
+                        f"({', '.join(data.get('kinds', []))}, {data.get('n_labelled')} labelled examples)")
+                elif rec.topic == self.topics["retrain_results"]:
+                    res = RetrainResult(**data)
+                    self.results.append(res)
+                    self.recorder.add("retrain_results", [data])
+                    say(f"Ray job {res.job_id}: {res.status}" + (f", candidate v{res.new_version}" if res.new_version
+                                                                 else "") + (" promoted" if res.promoted else ""))
+                elif rec.topic == self.topics["model_updates"]:
+                    upd = ModelUpdate(**data)
+                    self.updates.append(upd)
+                    self.recorder.add("model_updates", [data])
+                    if self.on_update(upd):
+                        say(f"serving simulator hot-swapped to v{upd.version} ({upd.action})")
+
+    def phase_of(self, ts: float) -> str:
+        for p in PHASES:
+            if self.plan.phase_start(p) <= ts < self.plan.phase_end(p):
+                return p
+        return "after the run" if ts >= self.plan.phase_end(PHASES[-1]) else "before the run"
+
+    def final_result(self) -> Any:
+        return next((r for r in self.results if r.status in ("succeeded", "rejected", "failed")), None)
+
+
+def watermarks(metrics_url: str, stream: str) -> list[float]:
+    """The worker's event-time watermark per source partition of ``stream`` (from its /metrics)."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        text = urllib.request.urlopen(metrics_url, timeout=2).read().decode()
+    except OSError:
+        return []
+    return [s.value for fam in text_string_to_metric_families(text) if fam.name == "driftloop_watermark_seconds"
+            for s in fam.samples if s.labels.get("stream") == stream]
+
+
+def wait_for(what: str, done: Callable[[], bool], step: Callable[[], None], timeout_s: float,
+             children: list[Child]) -> bool:
+    """Call ``step`` until ``done()`` (True) or ``timeout_s`` (False), with a spinner; a child that stops raises."""
+    from tqdm import tqdm
+
+    deadline = time.monotonic() + timeout_s
+    with tqdm(desc=f"[demo] waiting for {what}", bar_format="{desc}: {elapsed}", leave=False,
+              disable=not sys.stderr.isatty()) as bar:
+        while not done():
+            for c in children:
+                if not c.alive():
+                    raise RuntimeError(f"the {c.name} stopped ({c.proc.returncode}); its log ends with:\n{c.tail()}")
+            if time.monotonic() > deadline:
+                return False
+            step()
+            bar.update(0)
+    return True
+
+
+def accuracy(inputs: list[dict], labels: list[dict]) -> float:
+    truth = {lab["event_id"]: lab["label"] for lab in labels}
+    hits = [inp["prediction"] == truth[inp["event_id"]] for inp in inputs if inp["event_id"] in truth]
+    return sum(hits) / max(1, len(hits))
+
+
+def run(args: argparse.Namespace) -> int:
+    from kafka import KafkaConsumer, KafkaProducer
+
+    from streams.adapters.kafka_admin import ensure_topics
+    from streams.adapters.reference_store import ReferenceStore
+    from streams.demo import tweets_model
+    from streams.demo.serving import ServingSimulator
+    from streams.demo.tweets_world import build_world
+    from streams.judge.profile_build import build_profile
+
+    plan = TweetsPlan()
+    raw = cfg.load_file(args.config)
+    topics0 = cfg.topics(raw)
+    run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:4]
+    home = cfg.home() / "demo" / run_id
+    home.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    children: list[Child] = []
+    consumer = producer = None
+    model = tweets_model.MODEL
+    recorder = RunRecorder(home, {"domain": "tweets", "model": model, "window_seconds": plan.window_s,
+                                  "registry": str(home / "registry"), "run_id": run_id})
+    say(f"run {run_id}: files in {home}")
+    with kafka_for_demo(raw, args.keep_running) as bootstrap:
+        try:
+            topics = {name: f"{getattr(topics0, name)}.demo-{run_id}" for name in
+                      ("inputs", "labels", "alerts", "retrain_requests", "retrain_results", "labelled", "model_updates")}
+            topics["partitions"] = topics0.partitions
+            metrics_port = _free_port()
+            conf = {
+                "kafka": {"bootstrap_servers": bootstrap},
+                "topics": topics,
+                "drift": {"window_seconds": plan.window_s, "min_samples": plan.per_window // 2,
+                          "reference_events": plan.per_window},
+                "features": {"repo_path": str(home / "feature_repo")},
+                "parity": {"enabled": True},
+                "worker": {
+                    "app_id": f"driftloop-demo-{run_id}", "reference_dir": str(home / "references"),
+                    "metrics_port": metrics_port, "label_ttl_s": 4 * plan.label_delay_s,
+                    # a version without a registered reference (version 2) bootstraps it from its first window
+                    "reference_bootstrap_n": plan.per_window,
+                    # covariate drift alone only warns; labels must confirm (docs/design.md)
+                    "retrain": {"min_labelled": 200, "cooldown_s": 3600.0, "kinds": ["performance", "concept_drift"]},
+                },
+                "dispatcher": {"state_dir": str(home / "dispatcher"), "registry": str(home / "registry"),
+                               "stop_local_cluster_on_exit": not args.keep_running},
+                "licences": {"accept": tweets_model.LICENCE_ACCEPTANCE},
+                "trainers": {"registry": str(home / "registry"), "min_examples": 100, "data_until": "window",
+                             # the backbone stays frozen: the encoder and head adapt (fast on CPU; see
+                             # bench/continual_text.py for the other strategies)
+                             "learner": {"transfer": {"strategy": "layers", "layers": ["encoder*"]}}},
+            }
+            import yaml
+
+            config_file = home / "driftloop.yaml"
+            config_file.write_text(yaml.safe_dump(conf, sort_keys=False))
+            env = {**os.environ, "DRIFTLOOP_HOME": str(home)}
+            env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+            ensure_topics(bootstrap, [topics["inputs"], topics["labels"]], partitions=topics0.partitions)
+            ensure_topics(bootstrap, [topics[t] for t in ("alerts", "retrain_requests", "retrain_results",
+                                                           "model_updates")], partitions=1)
+            say(f"config of this run: {config_file}")
+
+            # ------------------------------------------------------------ feature store, version 1
+            prepare_feature_store(home / "feature_repo")
+            say(f"Feast repository applied and materialised: {home / 'feature_repo'} (tweet_stats of 62,215 tweets)")
+            world = build_world(plan)
+            learner, spec = tweets_model.train_version_1(world)
+            rows = tweets_model.reference_rows(learner, spec, world, plan.t0 - 86_400.0)
+            profile = build_profile(rows, model, "1", source="version 1's predictions on held-out 2013 tweets")
+            ReferenceStore(home / "references").save(profile)
+            recorder.meta["reference_profiles"] = [str(p.relative_to(home))
+                                                   for p in sorted((home / "references").rglob("*.json"))]
+            version = tweets_model.register_version_1(str(home / "registry"), learner, spec, world, profile.id)
+            v1_quiet = float((learner.predict(spec.encode([{"text": t} for t in world.reference["text"]]))
+                              == world.reference["outlet"].map({o: i for i, o in enumerate(world.outlets)})
+                              .to_numpy()).mean())
+            say(f"registered and promoted {model} v{version}: WordLlama embeddings (wordllama wheel) + encoder + head, "
+                f"{len(world.outlets)} outlets, trained on {len(world.train)} tweets of 2013 "
+                f"({v1_quiet:.1%} on held-out 2013); reference profile {profile.id}")
+
+            # ------------------------------------------------------------ worker + dispatcher
+            children.append(Child("worker", ["--config", str(config_file), "worker"], env, home / "worker.log"))
+            children.append(Child("dispatcher", ["--config", str(config_file), "dispatcher"], env,
+                                  home / "dispatcher.log"))
+            metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+            say(f"started the drift worker (/metrics at {metrics_url}) and the retrain dispatcher (Ray dashboard: "
+                f"see {home / 'dispatcher.log'}); logs in {home}")
+
+            sim = ServingSimulator(str(home / "registry"), model)
+            consumer = KafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                     enable_auto_commit=False, group_id=f"driftloop-demo-follow-{run_id}")
+            consumer.subscribe([topics[t] for t in ("alerts", "retrain_requests", "retrain_results", "model_updates")])
+            follow = Follower(consumer, topics, recorder, sim.on_model_update, plan)
+            producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20)
+            served: dict[str, Any] = {}
+
+            def publish(phase: str) -> None:
+                df = world.phases[phase]
+                s = sim.serve(zip(df["tweet_id"], df["text"], df["outlet"]), t_start=plan.phase_start(phase),
+                              rate=plan.rate, label_delay_s=plan.label_delay_s,
+                              column_mixup=phase == "pipeline_bug")
+                served[phase] = s
+                # in event-time order, as a live system sees them: each label arrives label_delay_s after its input
+                stream = sorted([(r["ts"], 0, i, r) for i, r in enumerate(s.inputs)] +
+                                [(r["ts"], 1, i, r) for i, r in enumerate(s.labels)], key=lambda r: r[:3])
+                for _, is_label, _, rec in stream:
+                    producer.send(topics["labels" if is_label else "inputs"], json.dumps(rec).encode(),
+                                  key=rec["event_id"].encode())
+                producer.flush()
+                recorder.add("inputs", s.inputs)
+                recorder.add("labels", s.labels)
+                recorder.phase(phase, plan.phase_start(phase), plan.phase_end(phase), DESCRIPTIONS[phase])
+                say(f"phase {phase:<12} {len(s.inputs)} tweets served by v{s.version}, live accuracy "
+                    f"{accuracy(s.inputs, s.labels):.1%} ({DESCRIPTIONS[phase]})")
+
+            # ------------------------------------------------------------ quiet, then the change
+            publish("quiet")
+            publish("change")
+            ok = wait_for("the retrain: alerts, request, Ray job, gate", lambda: follow.final_result() is not None
+                          and (not follow.final_result().promoted or sim.version == follow.final_result().new_version),
+                          follow.poll, args.timeout, children)
+            if not ok:
+                say(f"no retrain result within {args.timeout:.0f}s; see the logs in {home}")
+                return _fail(children, recorder)
+            final = follow.final_result()
+            _record_gate(recorder, home / "registry", model, final)
+
+            # ------------------------------------------------------------ recovery, the bug, fixed
+            publish("recovery")
+            publish("pipeline_bug")
+            publish("fixed")
+            bug_end = plan.phase_end("pipeline_bug")
+            ok = wait_for("the worker to judge the pipeline-bug windows",
+                          lambda: min(watermarks(metrics_url, "inputs") or [0.0]) >= bug_end, follow.poll,
+                          args.timeout, children)
+            for _ in range(6):  # what the worker sent with those windows
+                follow.poll(500)
+            if not ok:
+                say(f"the worker did not reach the end of the bug within {args.timeout:.0f}s; see {home}")
+                return _fail(children, recorder)
+            return _conclude(follow, served, final, plan, recorder, home, time.monotonic() - t0)
+        finally:
+            for client in (consumer, producer):
+                if client is not None:
+                    client.close()
+            if not args.keep_running:
+                for c in reversed(children):
+                    c.stop()
+                if children:
+                    say("stopped the worker and the dispatcher (and the Ray cluster it started)")
+            elif children:
+                say(f"--keep: the worker (pid {children[0].proc.pid}) and the dispatcher (pid {children[1].proc.pid}) "
+                    "are still running; stop them with kill, and Kafka with `driftloop kafka stop`")
+
+
+def _record_gate(recorder: RunRecorder, registry: Path, model: str, final: Any) -> None:
+    if not final.new_version:
+        return
+    from trainers.registry import ModelRegistry
+
+    loaded = ModelRegistry(registry).load(model, final.new_version, with_replay=False)
+    report = loaded.report or {}
+    recorder.add("gate_reports", [{"model": model, "version": final.new_version, "promoted": bool(final.promoted),
+                                   "status": final.status, "reasons": list(report.get("reasons", [])),
+                                   "report": report}])
+
+
+def _fail(children: list[Child], recorder: RunRecorder) -> int:
+    for c in children:
+        print(f"--- {c.name} log tail ---\n{c.tail()}")
+    recorder.finish({"verdict": "did not finish"})
+    return 1
+
+
+def _conclude(follow: Follower, served: dict, final: Any, plan: TweetsPlan, recorder: RunRecorder, home: Path,
+              elapsed: float) -> int:
+    """Check the expectations, print the outcome, write the report."""
+    in_phase = lambda a, p: follow.phase_of(a.window.start) == p  # noqa: E731
+    quiet = [a for a in follow.alerts if in_phase(a, "quiet")]
+    confirmed = [a for a in follow.alerts if a.kind in ("performance", "concept_drift") and in_phase(a, "change")]
+    bug_parity = [a for a in follow.alerts if a.kind == "parity" and in_phase(a, "pipeline_bug")]
+    explained = [a for a in follow.alerts if in_phase(a, "pipeline_bug") and a.kind == "data_drift" and a.explained_by]
+    unexplained = [a for a in follow.alerts if in_phase(a, "pipeline_bug") and a.kind != "parity"
+                   and not a.explained_by]
+    bug_requests = [r for r in follow.requests if r.get("window_end", 0) > plan.phase_start("pipeline_bug")]
+    before = accuracy(served["change"].inputs, served["change"].labels)
+    after = accuracy(served["recovery"].inputs, served["recovery"].labels)
+    checks = {
+        "no alert in the quiet phase": not quiet,
+        "labels confirmed the change (performance or concept alert)": bool(confirmed),
+        "the gate decided on a candidate": final.status in ("succeeded", "rejected"),
+        "the pipeline bug raised a parity alert": bool(bug_parity),
+        "drift during the bug explained by parity": bool(explained),
+        "no retrain request for the bug": not bug_requests,
+    }
+    outcome = {
+        "verdict": f"v{final.new_version} promoted" if final.promoted else f"retrain {final.status}, v1 kept",
+        "promoted_version": final.new_version if final.promoted else None,
+        "accuracy_before": round(before, 4), "accuracy_after": round(after, 4),
+        "served_after_change": served["recovery"].version,
+        "alerts": len(follow.alerts), "checks": checks, "elapsed_s": round(elapsed, 1),
+        "unexplained_alerts_during_bug": len(unexplained),
+    }
+    recorder.finish(outcome)
+    from streams.report import write_report
+
+    page = write_report(home)
+    say(f"live accuracy on the changed world: {before:.1%} with v1 -> {after:.1%} with v{served['recovery'].version} "
+        f"after the {'hot swap' if final.promoted else 'rejected retrain'}")
+    for what, held in checks.items():
+        say(f"{'ok ' if held else 'NOT'} {what}")
+    say(f"{outcome['verdict']}; {len(follow.alerts)} alerts; {elapsed:.0f}s in all")
+    say(f"report: {page}")
+    return 0 if all(checks.values()) else 1
