@@ -9,6 +9,9 @@ from __future__ import annotations
 import argparse
 
 
+NEEDS_KAFKA = True  # streams/cli/main.py checks the broker answers before run()
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--app-id", help="Faust app id / consumer group (worker.app_id)")
     parser.add_argument("--metrics-port", type=int, help="port of /metrics (worker.metrics_port; 0 = off)")
