@@ -124,6 +124,11 @@ def run_command(args: argparse.Namespace) -> int:
         return fail(exc.lines(), exc.exit_code)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `driftloop status | head`: the reader left; nothing more to say
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except Exception as exc:
         known = _known_error(exc, bootstrap)
         if known is None:
