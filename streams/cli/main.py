@@ -5,7 +5,8 @@ Each subcommand lives in the module that owns it.  A command module exposes
 (torch, ray, faust, feast) inside ``run`` so that ``driftloop --help`` stays fast.
 ``module:name`` names an object of the module with those two functions (several commands
 in one module).  ``NEEDS_KAFKA`` (a bool, or a function of the arguments) on a command makes
-``main`` check first that the broker answers, so a missing broker fails in seconds.
+``main`` check first that the broker answers, so a missing broker fails in seconds; an optional
+``check_args(args)`` runs before that (a missing file is named before a missing broker).
 
 Errors: a command raises :class:`streams.errors.UserError` for whatever the user can fix;
 ``main`` prints it (and the other known product errors) as one or two lines with the fix and
@@ -66,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.set_defaults(_run=_broken(name, module_name, error))
             continue
         command.add_arguments(p)
-        p.set_defaults(_run=command.run, _needs_kafka=getattr(command, "NEEDS_KAFKA", False))
+        p.set_defaults(_run=command.run, _needs_kafka=getattr(command, "NEEDS_KAFKA", False),
+                       _check_args=getattr(command, "check_args", None))
     return parser
 
 
@@ -112,6 +114,8 @@ def run_command(args: argparse.Namespace) -> int:
         raw = load_file(getattr(args, "config", None))
         check_all(raw)  # the whole file, whatever the command reads
         bootstrap = kafka_settings(raw).bootstrap_servers
+        if args._check_args is not None:  # cheap checks first: a missing file is named before a missing broker
+            args._check_args(args)
         needs = args._needs_kafka(args) if callable(args._needs_kafka) else args._needs_kafka
         if needs:
             from streams.adapters.kafka_admin import require_broker

@@ -204,19 +204,26 @@ def _count(path: Path) -> int | None:
 # --------------------------------------------------------------------------- the command
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """Before the broker is asked: the file is there (streams/cli/main.py calls this first)."""
+    from streams.errors import MissingFile
+
+    if not Path(args.file).is_file():
+        raise MissingFile(args.file, "events file")
+
+
 def run(args: argparse.Namespace) -> int:
     from kafka import KafkaProducer
 
     from streams import config as cfg
     from streams.adapters.kafka_admin import describe_topic, ensure_topics
     from streams.cli.event_files import is_table
-    from streams.errors import BadInput, MissingFile
+    from streams.errors import BadInput
     from streams.judge.profile import ProfileError
     from streams.worker.partitioners import murmur2_partition
 
+    check_args(args)
     path = Path(args.file)
-    if not path.is_file():
-        raise MissingFile(path, "events file")
     raw = cfg.load_file(args.config)
     bootstrap = cfg.kafka_settings(raw).bootstrap_servers
     topics = cfg.topics(raw)

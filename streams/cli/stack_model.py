@@ -104,7 +104,7 @@ def judge(name: str, obs: Observation) -> ComponentStatus:
                                "another process holds the address", **base)
     if name == "kafka" and obs.pid is None and not obs.stale_pid:
         return ComponentStatus(state=STOPPED, reason=f"broker not reachable{at}", **base)
-    stale = f"pid {obs.stale_pid} is gone" if obs.stale_pid else ""
+    stale = f"stale pid file: pid {obs.stale_pid} is not running the {name}" if obs.stale_pid else ""
     return ComponentStatus(state=STOPPED, reason=stale, **base)
 
 
