@@ -161,7 +161,7 @@ def test_up_status_down_on_the_test_broker(kafka_env, tmp_path):
     config.write_text(yaml.safe_dump({
         "kafka": {"bootstrap_servers": kafka_env}, "topics": {**topics, "partitions": 1},
         "worker": {"app_id": f"test-stack-{run}", "metrics_port": 0},
-        "dispatcher": {"group_id": f"test-stack-{run}", "local_num_cpus": 1},
+        "dispatcher": {"group_id": f"test-stack-dispatcher-{run}", "local_num_cpus": 1},
     }))
     try:
         up = _cli(home, config, "up")
