@@ -97,3 +97,11 @@ def test_status_of_a_stack_that_never_ran(tmp_path):
     assert rc == 3 and took < 15, err
     assert [line.split()[:2] for line in out.splitlines()] == [
         ["kafka", "stopped"], ["worker", "stopped"], ["dispatcher", "stopped"], ["ray", "stopped"]]
+
+
+def test_up_with_an_external_cluster_that_does_not_answer(tmp_path):
+    address = f"127.0.0.1:{_free_port()}"
+    rc, out, err, took = _cli(tmp_path, "up", env={"KAFKA_BOOTSTRAP_SERVERS": address})
+    assert rc == 1 and took < 30, out + err
+    assert f"the configured Kafka cluster at {address} does not answer" in err and "unset KAFKA_BOOTSTRAP_SERVERS" in err
+    assert "Traceback" not in err and not (tmp_path / "home" / "stack" / "worker.pid").exists()

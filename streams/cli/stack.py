@@ -161,6 +161,13 @@ class LocalStack:
         return self.info()
 
     def _start_kafka(self) -> None:
+        if self.kafka.external:  # the user's cluster: only waited for, briefly
+            ok, why = procs.broker_ok(self.kafka.bootstrap, timeout_s=10.0)
+            if not ok:
+                raise StackError(f"the configured Kafka cluster at {self.kafka.bootstrap} does not answer ({why})",
+                                 "start that cluster, or unset KAFKA_BOOTSTRAP_SERVERS / kafka.bootstrap_servers "
+                                 "to let `driftloop up` start its own broker")
+            return
         self.on_progress("kafka", f"starting the broker at {self.kafka.bootstrap}")
         res = self.kafka.start_detailed()
         if not (res.external or res.already_running):
