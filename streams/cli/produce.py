@@ -252,6 +252,8 @@ def run(args: argparse.Namespace) -> int:
         for rec in read_records(path, role, args.model, args.version):
             if isinstance(rec, Invalid):
                 summary.invalid += 1
+                if bar is not None:
+                    bar.update(1)  # the bar counts lines read
                 where = f"{path}: row {rec.number}" if table else f"{path}:{rec.number}"
                 if args.strict:
                     raise BadInput(f"{where}: {rec.reason}; stopped after {summary.sent} record(s) (--strict)",

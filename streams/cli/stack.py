@@ -151,13 +151,14 @@ class LocalStack:
                 started_now = name == "ray" and "dispatcher" in self._procs
                 self.on_progress(name, "started by the dispatcher" if started_now else "already running")
                 continue
+            t0 = time.monotonic()
             if name == "kafka":
                 self._start_kafka()
             elif name == "ray":
                 pass  # the dispatcher starts (or reuses) it
             elif action == "start":
                 self._start_child(name)
-            self._wait_healthy(name, timeout_s)
+            self._wait_healthy(name, timeout_s, t0)
         return self.info()
 
     def _start_kafka(self) -> None:
@@ -188,8 +189,7 @@ class LocalStack:
         self._procs[name] = procs.spawn(argv, env=self._env(), log=self.paths.log_file(name),
                                         pid_file=self.paths.pid_file(name))
 
-    def _wait_healthy(self, name: str, timeout_s: float) -> None:
-        t0 = time.monotonic()
+    def _wait_healthy(self, name: str, timeout_s: float, t0: float) -> None:
         names = ("dispatcher", "ray") if name == "dispatcher" else (name,)
         while True:
             statuses = {n: judge(n, self.observe(n)) for n in names}
@@ -202,7 +202,7 @@ class LocalStack:
                     raise StackError(f"the {n} exited while starting; its log ends with:\n"
                                      f"{procs.tail(self.paths.log_file(n))}",
                                      f"see {self.paths.log_file(n)}; `driftloop down` cleans up")
-            waiting = "; ".join(s.reason or f"{n} {s.state}" for n, s in statuses.items() if s.state != RUNNING)
+            waiting = "; ".join(s.reason or f"{n} not up yet" for n, s in statuses.items() if s.state != RUNNING)
             if time.monotonic() - t0 > timeout_s:
                 raise StackError(f"the {name} is not healthy after {timeout_s:.0f} s: {waiting}",
                                  f"see its log ({statuses[name].log or self.paths.log_file(name)}); "
