@@ -24,6 +24,10 @@ _TOPIC_ALREADY_EXISTS = 36
 class BrokerUnavailable(TimeoutError):
     """No Kafka broker answered a metadata request in time."""
 
+    def __init__(self, message: str, bootstrap: str = "", waited_s: float = 0.0) -> None:
+        super().__init__(message)
+        self.bootstrap, self.waited_s = bootstrap, waited_s
+
 
 class TopicSetupError(RuntimeError):
     """The broker refused to create a topic (the message says why)."""
@@ -98,8 +102,24 @@ def wait_for_broker(
         time.sleep(min(poll_s, max(0.0, deadline - time.monotonic())))
     raise BrokerUnavailable(
         f"no Kafka broker answered a metadata request at {bootstrap} within {timeout_s:.0f} s"
-        f" (last error: {last_error!r}); start one with `driftloop kafka start` or set KAFKA_BOOTSTRAP_SERVERS"
+        f" (last error: {last_error!r}); start one with `driftloop kafka start` or set KAFKA_BOOTSTRAP_SERVERS",
+        bootstrap, timeout_s,
     )
+
+
+#: How long a command waits for the broker before it says that none answers.
+REQUIRE_BROKER_S = 5.0
+
+
+def require_broker(bootstrap: str, timeout_s: float = REQUIRE_BROKER_S) -> dict[str, Any]:
+    """Like :func:`wait_for_broker`, but a broker that does not answer within ``timeout_s`` is the user's to fix:
+    raises :class:`streams.errors.BrokerUnreachable` (the address tried and how to start one)."""
+    from streams.errors import BrokerUnreachable
+
+    try:
+        return wait_for_broker(bootstrap, timeout_s)
+    except BrokerUnavailable:
+        raise BrokerUnreachable(bootstrap, timeout_s) from None
 
 
 def ensure_topics(

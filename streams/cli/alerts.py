@@ -16,6 +16,9 @@ from typing import IO, Iterable, Iterator
 from streams.contracts.events import Alert, InvalidRecord
 
 
+NEEDS_KAFKA = True  # streams/cli/main.py checks the broker answers before run()
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object per line")
     parser.add_argument("--from-beginning", action="store_true", help="start at the oldest alert, not at new ones")

@@ -26,9 +26,11 @@ import math
 import sys
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Iterator, TextIO
+from typing import Any, TextIO
 
 import numpy as np
+
+from streams.cli.event_files import TABLE_SUFFIXES, is_table, lines as _lines, table_rows  # noqa: F401 (re-exported)
 
 CHUNK = 5000
 #: Up to this many parsed events stay in memory between the two passes; beyond, the second pass re-reads.
@@ -75,15 +77,6 @@ def _drift_config(args: argparse.Namespace):
         if val is not None:
             sect[key] = val
     return section(DriftConfig, sect, "drift")
-
-
-def _lines(path: Path) -> Iterator[tuple[int, int, bytes]]:
-    """(line number, byte offset, raw line) of a file."""
-    with path.open("rb") as fh:
-        offset = 0
-        for lineno, raw in enumerate(fh, 1):
-            yield lineno, offset, raw
-            offset += len(raw)
 
 
 def _bar(total: int, unit: str, desc: str, err: TextIO):
@@ -134,64 +127,29 @@ def scan_inputs(
     return np.asarray(ts, float), np.asarray(offs, np.int64), np.asarray(nums, np.int64), bad, kept
 
 
-TABLE_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")
-
-
-def is_table(path: Path) -> bool:
-    name = path.name.lower()
-    return any(name.endswith(s) for s in TABLE_SUFFIXES)
-
-
 def scan_table(path: Path, err: TextIO, model: str | None = None, version: str | None = None,
                kinds: dict | None = None, bad_limit: int = 100) -> tuple[np.ndarray, list, int, dict]:
-    """A CSV/Parquet table -> (event times (n,), events (n,), bad rows, {event_id: label}).
+    """A CSV/Parquet table -> (event times (n,), events (n,), bad rows, {event_id: (model, label)}).
 
-    Features: every column but the event fields and outputs (see :mod:`streams.judge.tables`);
-    ``ts``: seconds since the epoch or an ISO 8601 time.  Rows that fail validation are
-    reported on ``err`` with their row number and skipped.  Raises ProfileError when the
-    table cannot be read or lacks ``ts`` / a model.
+    Rows map to events as :func:`streams.cli.event_files.table_rows` says.  Rows that fail
+    validation are reported on ``err`` with their row number and skipped.  Raises ProfileError
+    when the table cannot be read or lacks ``ts`` / a model.
     """
-    import pandas as pd
-
     from streams.contracts.events import InvalidRecord
     from streams.contracts.validate import parse_input
-    from streams.judge.profile import ProfileError
-    from streams.judge.tables import EVENT_FIELDS, load_table
 
-    df = load_table(path, kinds)
-    if "ts" not in df.columns:
-        raise ProfileError(f"{path}: a table of inputs needs a 'ts' column (event time, epoch seconds or ISO 8601)")
-    for col, given in (("model", model), ("model_version", version)):
-        if col not in df.columns and given is None:
-            raise ProfileError(f"{path}: no '{col}' column; pass --{'model' if col == 'model' else 'version'}")
-    ts = pd.to_numeric(df["ts"], errors="coerce")
-    if ts.isna().any():
-        iso = pd.to_datetime(df["ts"], errors="coerce", utc=True)
-        ts = ts.fillna(iso.map(lambda t: t.timestamp() if not pd.isna(t) else float("nan")))
-    skip = set(EVENT_FIELDS) | {"prediction", "scores", "score", "label"}
-    feats = [c for c in df.columns if c not in skip]
-    records = df[feats].to_dict("records")
     events, times, labels, bad = [], [], {}, 0
-    for i, rec in enumerate(records):
-        row = df.iloc[i]
-        eid = str(row["event_id"]) if "event_id" in df.columns and not pd.isna(row["event_id"]) else f"row-{i}"
-        obj = {"event_id": eid, "model": str(row["model"]) if "model" in df.columns else model,
-               "model_version": str(row["model_version"]) if "model_version" in df.columns else version,
-               "ts": None if pd.isna(ts.iloc[i]) else float(ts.iloc[i]),
-               "features": {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in rec.items()}}
-        for k in ("prediction", "scores"):
-            if k in df.columns and not (np.isscalar(row[k]) and pd.isna(row[k])):
-                obj[k] = row[k].item() if hasattr(row[k], "item") else row[k]
+    for row in table_rows(path, model, version, kinds):
         try:
-            ev = parse_input(obj)
+            ev = parse_input(row.event)
         except InvalidRecord as exc:
             bad += 1
-            _report_bad(f"{path}: row {i + 2}", exc, bad, bad_limit, err)
+            _report_bad(f"{path}: row {row.number}", exc, bad, bad_limit, err)
             continue
         events.append(ev)
         times.append(ev.ts)
-        if "label" in df.columns and not pd.isna(row["label"]):
-            labels[eid] = (ev.model, row["label"].item() if hasattr(row["label"], "item") else row["label"])
+        if row.label is not None:
+            labels[row.event["event_id"]] = (ev.model, row.label)
     return np.asarray(times, float), events, bad, labels
 
 

@@ -166,6 +166,9 @@ def malformed(n: int, seed: int = 0) -> list[bytes]:
 # ------------------------------------------------------------------------------- command
 
 
+NEEDS_KAFKA = True  # streams/cli/main.py checks the broker answers before run()
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n", type=int, default=5000, help="good events to publish (default 5000)")
     p.add_argument("--bad", type=int, default=50, help="malformed records mixed in (default 50)")

@@ -130,6 +130,9 @@ def _deliver(producer, dlq: str, fut, value: bytes, key: bytes | None, letter: D
             fut = producer.send(dlq, value, key=key)
 
 
+NEEDS_KAFKA = True  # streams/cli/main.py checks the broker answers before run()
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--topic", help="topic to validate (default: the inputs topic)")
     p.add_argument("--kind", choices=["inputs", "labels"], default="inputs")

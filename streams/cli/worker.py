@@ -2,6 +2,8 @@
 
 Configuration: the ``worker``, ``drift``, ``kafka`` and ``topics`` sections of the config
 file (``--config`` / ``$DRIFTLOOP_CONFIG``); a few options override the file for quick runs.
+``--state-file PATH``: once ``/metrics`` answers, the worker writes ``{"pid", "metrics_port",
+"metrics_url", "started_at"}`` there (JSON), so ``driftloop up``/``status`` find the port it serves.
 """
 
 from __future__ import annotations
@@ -9,11 +11,15 @@ from __future__ import annotations
 import argparse
 
 
+NEEDS_KAFKA = True  # streams/cli/main.py checks the broker answers before run()
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--app-id", help="Faust app id / consumer group (worker.app_id)")
     parser.add_argument("--metrics-port", type=int, help="port of /metrics (worker.metrics_port; 0 = off)")
     parser.add_argument("--data-dir", help="Faust data folder (worker.data_dir)")
     parser.add_argument("--loglevel", default=None, help="Faust log level (default info, debug with -v)")
+    parser.add_argument("--state-file", help="write pid and /metrics port here (JSON) once /metrics answers")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
                 "(topics.partitions / worker.source_partitions); make them equal"
             )
     app = make_app(raw)
+    if args.state_file:
+        _announce(app, s.worker.metrics_port, args.state_file)
     level = args.loglevel or ("debug" if args.verbose else "info")
     try:  # uvloop: about 17% more events/s for the worker (bench/results/worker_throughput.tuning.md)
         import uvloop
@@ -61,6 +69,40 @@ def run(args: argparse.Namespace) -> int:
     w = faust.Worker(app, loglevel=level, quiet=True, redirect_stdouts=False, loop=loop)
     w.execute_from_commandline()  # returns via SystemExit when stopped
     return 0
+
+
+def _announce(app, port: int, path: str) -> None:
+    """Write the worker's state file once its /metrics answers (at once with ``metrics_port: 0``, /metrics off)."""
+    import asyncio
+    import json
+    import os
+    import time
+    import urllib.request
+    from pathlib import Path
+
+    url = f"http://127.0.0.1:{port}/metrics" if port else None
+
+    def write() -> None:
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_name(p.name + ".tmp")
+        tmp.write_text(json.dumps({"pid": os.getpid(), "metrics_port": port or None, "metrics_url": url,
+                                   "started_at": time.time()}))
+        tmp.replace(p)
+
+    def answers() -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=2.0) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    @app.task
+    async def announce_state() -> None:
+        loop = asyncio.get_running_loop()
+        while url and not await loop.run_in_executor(None, answers):
+            await asyncio.sleep(0.5)
+        write()
 
 
 def _tune_gc(threshold: int) -> None:

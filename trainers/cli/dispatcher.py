@@ -222,6 +222,11 @@ def serve(dispatcher: Dispatcher, consumer: Any, *, poll_interval_s: float = 1.0
 # --------------------------------------------------------------------------- command
 
 
+def NEEDS_KAFKA(args: argparse.Namespace) -> bool:
+    """streams/cli/main.py checks the broker answers before run(), unless only the local cluster is asked about."""
+    return not (args.stop_local_cluster or args.cluster_info)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ray-address", help="Ray dashboard address (overrides dispatcher.ray_address)")
     parser.add_argument("--registry", help="registry folder (overrides dispatcher.registry)")
