@@ -5,6 +5,7 @@ The whole demo (`driftloop demo`, Kafka + Feast + Ray) runs in ``test_demo_end_t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -65,7 +66,7 @@ def _register_tiny(tmp_path: Path, world) -> str:
     from trainers.training.continual import ContinualLearner
     from trainers.training.replay import ReplayBuffer
 
-    spec = text_spec(["text"], len(world.outlets), ["text"], max_tokens=16, hidden=(16,), dim=16)
+    spec = text_spec(["text"], len(world.outlets), ["text"], max_tokens=16, hidden=(16,), dim=64)
     X = spec.encode([{"text": t} for t in world.train["text"]])
     y = world.train["outlet"].map({o: i for i, o in enumerate(world.outlets)}).to_numpy(np.int64)
     learner = ContinualLearner(build(spec, seed=0, pretrained=True), replay=ReplayBuffer(50, seed=0), device="cpu",
@@ -77,6 +78,7 @@ def _register_tiny(tmp_path: Path, world) -> str:
 def test_serving_simulator_serves_the_live_version_and_hot_swaps(tmp_path: Path, world) -> None:
     from feature_repo.tweets import text_stats
     from streams.demo.serving import MIXUP, ServingSimulator
+    from trainers.licences import LicencePolicy
     from trainers.records import ModelUpdate
     from trainers.registry import ModelRegistry
 
@@ -94,13 +96,13 @@ def test_serving_simulator_serves_the_live_version_and_hot_swaps(tmp_path: Path,
     # version 2 (other weights) is registered and promoted: the update swaps what is served
     reg = ModelRegistry(tmp_path / "registry")
     v1 = reg.load("tweets", "1")
-    state = {k: v + 0.5 if k.startswith("head") else v for k, v in v1.state_dict.items()}
+    state = {k: -v if k.startswith("head") and k.endswith("weight") else v for k, v in v1.state_dict.items()}
     v2 = reg.register("tweets", v1.spec, state, classes=v1.classes, provenance=v1.provenance,
-                      licence_policy=__import__("trainers.licences", fromlist=["x"]).LicencePolicy(
-                          accept={"wordllama": "test"}))
-    assert not sim.on_model_update(ModelUpdate("other-model", v2.version, "1", "promote"))
-    assert sim.on_model_update(ModelUpdate("tweets", v2.version, "1", "promote"))
-    assert not sim.on_model_update(ModelUpdate("tweets", v2.version, "1", "promote"))  # already served
+                      licence_policy=LicencePolicy(accept={"wordllama": "test"}))
+    update = ModelUpdate("tweets", v2.version, "1", "promote", sha256="")
+    assert not sim.on_model_update(dataclasses.replace(update, model="other-model"))
+    assert sim.on_model_update(update)
+    assert not sim.on_model_update(update)  # already served
     s2 = sim.serve(rows, t_start=200.0, rate=5.0, label_delay_s=30.0, column_mixup=True)
     assert s2.version == "2" and sim.swaps == [("1", "2")]
     assert [r["scores"] for r in s2.inputs] != [r["scores"] for r in s.inputs]

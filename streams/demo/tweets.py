@@ -34,7 +34,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from streams import config as cfg
-from streams.demo.processes import Child, kafka_for_demo, say
+from streams.cli.stack import LocalStack
+from streams.demo.processes import kafka_for_demo, say
+from streams.errors import StackError
 from streams.demo.recorder import RunRecorder
 from streams.demo.serving import MIXUP
 from streams.demo.tweets_world import PHASES, TweetsPlan
@@ -90,8 +92,11 @@ class Follower:
         from streams.contracts.events import Alert
         from trainers.records import ModelUpdate, RetrainResult
 
-        for recs in self.consumer.poll(timeout_ms=timeout_ms).values():
-            for rec in recs:
+        order = [self.topics[t] for t in ("alerts", "retrain_requests", "retrain_results", "model_updates")]
+        batches = self.consumer.poll(timeout_ms=timeout_ms)
+        # one poll's records in the loop's causal order: alerts, then the request they caused, then results
+        for tp in sorted(batches, key=lambda tp: order.index(tp.topic) if tp.topic in order else len(order)):
+            for rec in batches[tp]:
                 data = json.loads(rec.value)
                 if rec.topic == self.topics["alerts"]:
                     a = Alert.from_dict(data)
@@ -145,18 +150,22 @@ def watermarks(metrics_url: str, stream: str) -> list[float]:
             for s in fam.samples if s.labels.get("stream") == stream]
 
 
-def wait_for(what: str, done: Callable[[], bool], step: Callable[[], None], timeout_s: float,
-             children: list[Child]) -> bool:
-    """Call ``step`` until ``done()`` (True) or ``timeout_s`` (False), with a spinner; a child that stops raises."""
+def wait_for(what: str, done: Callable[[], bool], step: Callable[[], None], timeout_s: float, stack: Any) -> bool:
+    """Call ``step`` until ``done()`` (True) or ``timeout_s`` (False), with a spinner; raises StackError when the
+    worker or the dispatcher stops being healthy."""
     from tqdm import tqdm
 
     deadline = time.monotonic() + timeout_s
+    checked = time.monotonic()
     with tqdm(desc=f"[demo] waiting for {what}", bar_format="{desc}: {elapsed}", leave=False,
               disable=not sys.stderr.isatty()) as bar:
         while not done():
-            for c in children:
-                if not c.alive():
-                    raise RuntimeError(f"the {c.name} stopped ({c.proc.returncode}); its log ends with:\n{c.tail()}")
+            if stack is not None and time.monotonic() - checked > 10.0:
+                checked = time.monotonic()
+                down = [c for c in stack.status() if c.name in ("worker", "dispatcher") and not c.healthy]
+                if down:
+                    raise StackError(f"the {down[0].name} is {down[0].state}: {down[0].reason or 'see its log'}",
+                                     f"read {stack.paths.log_file(down[0].name)}")
             if time.monotonic() > deadline:
                 return False
             step()
@@ -187,8 +196,7 @@ def run(args: argparse.Namespace) -> int:
     home = cfg.home() / "demo" / run_id
     home.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
-    children: list[Child] = []
-    consumer = producer = None
+    stack = consumer = producer = None
     model = tweets_model.MODEL
     recorder = RunRecorder(home, {"domain": "tweets", "model": model, "window_seconds": plan.window_s,
                                   "registry": str(home / "registry"), "run_id": run_id})
@@ -205,7 +213,8 @@ def run(args: argparse.Namespace) -> int:
                 "drift": {"window_seconds": plan.window_s, "min_samples": plan.per_window // 2,
                           "reference_events": plan.per_window},
                 "features": {"repo_path": str(home / "feature_repo")},
-                "parity": {"enabled": True},
+                # lookups share 2 cores with a Ray training job here: a wider timeout than the default 0.5 s
+                "parity": {"enabled": True, "lookup": {"timeout_s": 5.0}},
                 "worker": {
                     "app_id": f"driftloop-demo-{run_id}", "reference_dir": str(home / "references"),
                     "metrics_port": metrics_port, "label_ttl_s": 4 * plan.label_delay_s,
@@ -251,13 +260,13 @@ def run(args: argparse.Namespace) -> int:
                 f"{len(world.outlets)} outlets, trained on {len(world.train)} tweets of 2013 "
                 f"({v1_quiet:.1%} on held-out 2013); reference profile {profile.id}")
 
-            # ------------------------------------------------------------ worker + dispatcher
-            children.append(Child("worker", ["--config", str(config_file), "worker"], env, home / "worker.log"))
-            children.append(Child("dispatcher", ["--config", str(config_file), "dispatcher"], env,
-                                  home / "dispatcher.log"))
-            metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
-            say(f"started the drift worker (/metrics at {metrics_url}) and the retrain dispatcher (Ray dashboard: "
-                f"see {home / 'dispatcher.log'}); logs in {home}")
+            # ------------------------------------------------------------ worker + dispatcher (+ Ray)
+            stack = LocalStack(conf, home, str(config_file), on_progress=lambda name, msg: say(f"{name:<10} {msg}"))
+            info = stack.up()
+            for line in info.lines():
+                say(line)
+            _say_dashboard(stack, home, config_file)
+            metrics_url = info.metrics_url
 
             sim = ServingSimulator(str(home / "registry"), model)
             consumer = KafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest",
@@ -291,10 +300,10 @@ def run(args: argparse.Namespace) -> int:
             publish("change")
             ok = wait_for("the retrain: alerts, request, Ray job, gate", lambda: follow.final_result() is not None
                           and (not follow.final_result().promoted or sim.version == follow.final_result().new_version),
-                          follow.poll, args.timeout, children)
+                          follow.poll, args.timeout, stack)
             if not ok:
                 say(f"no retrain result within {args.timeout:.0f}s; see the logs in {home}")
-                return _fail(children, recorder)
+                return _fail(stack, recorder)
             final = follow.final_result()
             _record_gate(recorder, home / "registry", model, final)
 
@@ -305,25 +314,23 @@ def run(args: argparse.Namespace) -> int:
             bug_end = plan.phase_end("pipeline_bug")
             ok = wait_for("the worker to judge the pipeline-bug windows",
                           lambda: min(watermarks(metrics_url, "inputs") or [0.0]) >= bug_end, follow.poll,
-                          args.timeout, children)
+                          args.timeout, stack)
             for _ in range(6):  # what the worker sent with those windows
                 follow.poll(500)
             if not ok:
                 say(f"the worker did not reach the end of the bug within {args.timeout:.0f}s; see {home}")
-                return _fail(children, recorder)
+                return _fail(stack, recorder)
             return _conclude(follow, served, final, plan, recorder, home, time.monotonic() - t0)
         finally:
             for client in (consumer, producer):
                 if client is not None:
                     client.close()
-            if not args.keep_running:
-                for c in reversed(children):
-                    c.stop()
-                if children:
-                    say("stopped the worker and the dispatcher (and the Ray cluster it started)")
-            elif children:
-                say(f"--keep: the worker (pid {children[0].proc.pid}) and the dispatcher (pid {children[1].proc.pid}) "
-                    "are still running; stop them with kill, and Kafka with `driftloop kafka stop`")
+            if stack is not None and not args.keep_running:
+                say("stopping: " + "; ".join(stack.down()))
+            elif stack is not None:
+                where = f"DRIFTLOOP_HOME={home} driftloop --config {config_file}"
+                say(f"--keep: everything is still running. Look with `{where} status`, stop with `{where} down` "
+                    "(and Kafka with `driftloop kafka stop`)")
 
 
 def _record_gate(recorder: RunRecorder, registry: Path, model: str, final: Any) -> None:
@@ -338,11 +345,26 @@ def _record_gate(recorder: RunRecorder, registry: Path, model: str, final: Any) 
                                    "report": report}])
 
 
-def _fail(children: list[Child], recorder: RunRecorder) -> int:
-    for c in children:
-        print(f"--- {c.name} log tail ---\n{c.tail()}")
+def _fail(stack: Any, recorder: RunRecorder) -> int:
+    for name in ("worker", "dispatcher"):
+        log = stack.paths.log_file(name)
+        tail = log.read_bytes()[-2500:].decode("utf-8", "replace") if log.exists() else "(no log)"
+        print(f"--- {name} log tail ({log}) ---\n{tail}")
     recorder.finish({"verdict": "did not finish"})
     return 1
+
+
+def _say_dashboard(stack: Any, home: Path, config_file: Path) -> None:
+    """Where the Ray dashboard is and how to log in (the local cluster uses token authentication)."""
+    try:
+        d = stack.dashboard()
+    except Exception as exc:  # the demo goes on without the hint
+        say(f"Ray dashboard: unknown ({exc})")
+        return
+    login = (f"log in with the token in {d.token_path}" if d.auth_mode == "token" and d.token_path
+             else f"authentication: {d.auth_mode}")
+    say(f"Ray dashboard: {d.url} ({login}; or `DRIFTLOOP_HOME={home} driftloop --config {config_file} dashboard`); "
+        "the retrain appears there as a job")
 
 
 def _conclude(follow: Follower, served: dict, final: Any, plan: TweetsPlan, recorder: RunRecorder, home: Path,
