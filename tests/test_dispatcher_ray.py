@@ -138,7 +138,7 @@ def test_retrain_request_becomes_one_ray_job_and_a_promoted_version(
     dispatcher = Dispatcher.open(ledger, jobs, publish, max_attempts=2)
     serve_until_done(dispatcher, consumer, req.request_id)
 
-    sid = submission_id(req.request_id, 1)
+    sid = submission_id(req, 1)
     entry = dispatcher.ledger.entries[req.request_id]
     assert entry.state == "succeeded", (entry, ray_jobs.get_job_logs(entry.submission_id)[-3000:])
 
