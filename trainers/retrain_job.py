@@ -17,6 +17,13 @@ A promotion publishes a ModelUpdate; the job prints its result as one
 ``DRIFTLOOP_RESULT {json}`` line (the dispatcher reads it from the job logs) and, unless
 told not to, publishes it as a RetrainResult.
 
+What the job's log shows (Kafka clients log warnings only): the data read, each training's epochs and
+losses, the gate's verdict table, the result line, and last a one-line verdict (:func:`verdict_line`,
+e.g. ``candidate v3 rejected by the promotion gate: <first reason>``).  Exit code 0 when a candidate
+passed the gate, 3 (``EXIT_REJECTED``) when none did: Ray then marks the job FAILED and its status
+message ends with that verdict line, which is what an operator sees in the Ray dashboard
+(a job's metadata is fixed at submission and a SUCCEEDED job's message is always Ray's own).
+
 Idempotent: when the registry already holds a version made for this request id, the
 job reports that version and trains nothing.
 """
@@ -36,12 +43,15 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from trainers.dispatch.ledger import EXIT_OK, EXIT_REJECTED
 from trainers.records import ModelUpdate, RetrainRequest, RetrainResult
 from streams.contracts.events import json_default
 
 log = logging.getLogger("driftloop.retrain_job")
 
 RESULT_MARKER = "DRIFTLOOP_RESULT "
+VERDICT_MARKER = "DRIFTLOOP_VERDICT "
+QUIET_LOGGERS = ("kafka", "aiokafka")  # their INFO lines (connections, metadata, coordinators) drown the training
 
 
 @dataclass(frozen=True)
@@ -226,6 +236,36 @@ def train_and_gate(payload: Mapping[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- the job
 
 
+def training_progress(fit: Mapping[str, Any], name: str, max_lines: int = 8) -> list[str]:
+    """Short progress lines of one training from its FitReport dict: a few epochs (first, evenly spaced, last)
+    with their losses, then the summary.
+
+    >>> fit = {"history": [{"epoch": e, "train_loss": 1 / e, "val_loss": 2 / e, "val_accuracy": 0.5 + e / 100}
+    ...                    for e in (1, 2, 3)], "epochs_run": 3, "steps": 30, "stopped_early": False, "device": "cpu"}
+    >>> print("\\n".join(training_progress(fit, "candidate")))
+    candidate epoch 1/3: train loss 1.0000, val loss 2.0000, val accuracy 51.0%
+    candidate epoch 2/3: train loss 0.5000, val loss 1.0000, val accuracy 52.0%
+    candidate epoch 3/3: train loss 0.3333, val loss 0.6667, val accuracy 53.0%
+    candidate: 3 epochs, 30 steps on cpu
+    """
+    hist = list(fit.get("history") or [])
+    n = len(hist)
+    if n > max_lines:
+        keep = sorted({round(i * (n - 1) / (max_lines - 1)) for i in range(max_lines)})
+        hist = [hist[i] for i in keep]
+    lines = []
+    for h in hist:
+        parts = [f"train loss {h['train_loss']:.4f}"]
+        if h.get("val_loss") is not None:
+            parts.append(f"val loss {h['val_loss']:.4f}")
+        if h.get("val_accuracy") is not None:
+            parts.append(f"val accuracy {100 * h['val_accuracy']:.1f}%")
+        lines.append(f"{name} epoch {int(h['epoch'])}/{n}: " + ", ".join(parts))
+    lines.append(f"{name}: {fit.get('epochs_run', n)} epochs, {fit.get('steps', 0)} steps on {fit.get('device', '?')}"
+                 + (" (stopped early)" if fit.get("stopped_early") else ""))
+    return lines
+
+
 @dataclass
 class JobOutcome:
     status: str  # succeeded | rejected
@@ -234,11 +274,40 @@ class JobOutcome:
     error: str | None = None
     report: dict[str, Any] = field(default_factory=dict)
     update: ModelUpdate | None = None
+    text: str = ""  # what the job log shows of the work: training progress and the gate's table
+    gate_passed: bool = False
+    reasons: list[str] = field(default_factory=list)  # the gate's reasons (why it rejected, or its warnings)
 
     def result(self, req: RetrainRequest, job_id: str | None) -> RetrainResult:
         return RetrainResult(request_id=req.request_id, model=req.model, parent_version=req.model_version,
                              status=self.status, job_id=job_id, new_version=self.new_version, promoted=self.promoted,
                              error=self.error, report=self.report)
+
+
+def verdict_line(outcome: JobOutcome, req: RetrainRequest) -> str:
+    """One line an operator reads in the Ray dashboard (the job's last log line).
+
+    >>> req = RetrainRequest("fraud", "2", ["a1"], ["data_drift"], 0.0, 60.0)
+    >>> verdict_line(JobOutcome("rejected", "3", reasons=["forgetting 12.0 pts > 5.0", "ece"]), req)
+    'candidate v3 rejected by the promotion gate: forgetting 12.0 pts > 5.0 (fraud, parent v2)'
+    >>> verdict_line(JobOutcome("succeeded", "3", promoted=True, gate_passed=True), req)
+    'candidate v3 promoted: passed the promotion gate (fraud, parent v2)'
+    >>> verdict_line(JobOutcome("rejected", error="insufficient data: 7 labelled examples"), req)
+    'no candidate: insufficient data: 7 labelled examples (fraud, parent v2)'
+    """
+    who = f"({req.model}, parent v{req.model_version})"
+    if outcome.new_version is None:
+        return f"no candidate: {outcome.error or outcome.status} {who}"
+    v = f"candidate v{outcome.new_version}"
+    note = str(outcome.report.get("note") or "") if isinstance(outcome.report, Mapping) else ""
+    if note:  # made earlier for this request
+        return f"{v} {'promoted' if outcome.promoted else outcome.status}: {note} {who}"
+    if outcome.status == "rejected":
+        first = outcome.reasons[0] if outcome.reasons else (outcome.error or "no reason given")
+        return f"{v} rejected by the promotion gate: {first} {who}"
+    if outcome.promoted:
+        return f"{v} promoted: passed the promotion gate {who}"
+    return f"{v} passed the promotion gate, not promoted: the current version moved while training {who}"
 
 
 def run_job(req: RetrainRequest, registry: Any, cfg: TrainerConfig, data: Any, *, use_ray: bool,
@@ -364,9 +433,14 @@ def run_job(req: RetrainRequest, registry: Any, cfg: TrainerConfig, data: Any, *
     summary = {"gate": out["gate"], "training": {k: training[k] for k in ("wall_time_s", "device", "device_name",
                                                                         "n_train", "n_holdout_new", "n_holdout_old",
                                                                         "baseline") if k in training}}
+    progress = training_progress(out["fit"], "candidate")
+    if base is not None:
+        progress += training_progress(base["fit"], "baseline (plain fine-tuning)")
     return JobOutcome("succeeded" if out["promoted"] else "rejected", info.version, update is not None,
                       report=summary, update=update,
-                      error=None if out["promoted"] else "gate rejected: " + "; ".join(out["gate"].get("reasons", [])))
+                      error=None if out["promoted"] else "gate rejected: " + "; ".join(out["gate"].get("reasons", [])),
+                      text="\n".join(progress) + f"\n\npromotion gate, candidate v{info.version} of {req.model}:\n" + text,
+                      gate_passed=bool(out["promoted"]), reasons=[str(r) for r in out["gate"].get("reasons", [])])
 
 
 def _run_training(payload: dict[str, Any], use_ray: bool) -> tuple[dict[str, Any], dict[str, float]]:
@@ -408,6 +482,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--job-id", help="the Ray submission id (the dispatcher passes it; goes into the result)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
     from streams import config as C
     from trainers.registry import ModelRegistry
@@ -455,6 +531,8 @@ def main(argv: list[str] | None = None) -> int:
         log.info("request %s: %d labelled examples in window (%s)", req.request_id, len(data), data.stats)
         outcome = run_job(req, registry, cfg, data, use_ray=use_ray, licence_policy=licence_policy)
         result = outcome.result(req, job_id)
+        if outcome.text:
+            print(outcome.text.rstrip("\n"), flush=True)
         if outcome.update is not None:
             log.info("promoted %s version %s", req.model, outcome.update.version)
             if producer is not None:
@@ -463,13 +541,16 @@ def main(argv: list[str] | None = None) -> int:
             producer.send(topics.retrain_results, key=req.request_id.encode(), value=result.to_json())
         if producer is not None:
             producer.flush(timeout=30)
+        verdict = verdict_line(outcome, req)
         line = result.to_dict()
         line["model_update"] = outcome.update.to_dict() if outcome.update else None
+        line["verdict"] = verdict
         print(RESULT_MARKER + json.dumps(line, sort_keys=True, default=json_default), flush=True)
     finally:
         if producer is not None:
             producer.close()
-    return 0
+    print(VERDICT_MARKER + verdict, flush=True)  # last: Ray's status message of a FAILED job ends with it
+    return EXIT_OK if outcome.status == "succeeded" else EXIT_REJECTED
 
 
 if __name__ == "__main__":
