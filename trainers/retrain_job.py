@@ -191,7 +191,8 @@ def train_and_gate(payload: Mapping[str, Any]) -> dict[str, Any]:
 
     spec = ModelSpec.from_dict(payload["spec"])
     parent = build_model(spec)
-    parent.load_state_dict({k: torch.as_tensor(v) for k, v in payload["state_dict"].items()})
+    # copies: arrays from the Ray object store are read-only (torch warns about those in the job log)
+    parent.load_state_dict({k: torch.tensor(v) for k, v in payload["state_dict"].items()})
     device = "cuda" if torch.cuda.is_available() else "cpu"
     learner_kw = dict(payload.get("learner") or {})
     learner_kw.setdefault("seed", payload.get("seed", 0))
@@ -394,7 +395,7 @@ def run_job(req: RetrainRequest, registry: Any, cfg: TrainerConfig, data: Any, *
     new_buf = out["replay"] if held_old is None else out["replay"].merge(held_old)
     import torch
 
-    state = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in out["state_dict"].items()}
+    state = {k: torch.tensor(v) for k, v in out["state_dict"].items()}  # a copy: Ray's arrays are read-only
     training = dict(out["fit"], wall_time_s=wall, device=out["device"], device_name=out["device_name"],
                     cluster_resources=resources, n_new=n, n_train=int(len(tr)), n_holdout_new=int(len(ho)),
                     n_holdout_old=int(len(y_old)), data=stats)
@@ -511,8 +512,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.publish == "kafka":
         from kafka import KafkaProducer
 
-        producer = KafkaProducer(bootstrap_servers=C.kafka_settings(raw).bootstrap_servers, acks="all",
-                                 value_serializer=lambda s: s.encode("utf-8"))
+        producer = KafkaProducer(bootstrap_servers=C.kafka_settings(raw).bootstrap_servers, acks="all")
     if cfg.data_until not in ("window", "latest"):
         raise SystemExit(f"trainers.data_until must be 'window' or 'latest', got {cfg.data_until!r}")
     data_end = req.window_end if cfg.data_until == "window" else float("inf")
@@ -536,9 +536,9 @@ def main(argv: list[str] | None = None) -> int:
         if outcome.update is not None:
             log.info("promoted %s version %s", req.model, outcome.update.version)
             if producer is not None:
-                producer.send(topics.model_updates, key=req.model.encode(), value=outcome.update.to_json())
+                producer.send(topics.model_updates, key=req.model.encode(), value=outcome.update.to_json().encode())
         if producer is not None and not args.no_publish_result:
-            producer.send(topics.retrain_results, key=req.request_id.encode(), value=result.to_json())
+            producer.send(topics.retrain_results, key=req.request_id.encode(), value=result.to_json().encode())
         if producer is not None:
             producer.flush(timeout=30)
         verdict = verdict_line(outcome, req)
