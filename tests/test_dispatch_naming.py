@@ -15,7 +15,7 @@ from trainers.dispatch.ledger import (
 )
 from trainers.dispatch.metrics import DispatcherMetrics
 from trainers.records import RetrainRequest, RetrainResult
-from trainers.retrain_job import JobOutcome, training_progress, verdict_line
+from trainers.job_outcome import JobOutcome, training_progress, verdict_line
 
 SAFE = re.compile(r"[A-Za-z0-9._-]+")
 
