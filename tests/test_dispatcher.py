@@ -26,7 +26,7 @@ def test_new_request_is_submitted_once_and_duplicates_are_only_reported() -> Non
     ledger = DispatchLedger(max_attempts=3)
     req = _req()
     actions = ledger.on_request(req)
-    assert actions == [Submit(req, submission_id(req.request_id, 1), 1)]
+    assert actions == [Submit(req, submission_id(req, 1), 1)]
     assert _statuses(ledger.on_submitted(req.request_id, actions[0].submission_id)) == ["submitted"]
     for _ in range(3):  # redeliveries, before and after the job finished
         again = ledger.on_request(RetrainRequest.from_dict(json.loads(req.to_json())))
@@ -158,7 +158,7 @@ def test_adapter_loop_retries_then_succeeds_and_survives_restart(tmp_path: Path)
     d.poll()  # attempt 2 succeeded
     assert [r.status for r in published] == ["submitted", "failed", "submitted", "succeeded"]
     assert published[-1].new_version == "4" and published[-1].attempts == 2
-    job = fake.jobs[submission_id(req.request_id, 1)]
+    job = fake.jobs[submission_id(req, 1)]
     assert job["metadata"]["request_id"] == req.request_id and job["metadata"]["alert_ids"] == "a1"
     assert "trainers.retrain_job" in job["entrypoint"] and "PYTHONPATH" in job["runtime_env"]["env_vars"]
 

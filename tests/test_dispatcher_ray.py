@@ -138,15 +138,25 @@ def test_retrain_request_becomes_one_ray_job_and_a_promoted_version(
     dispatcher = Dispatcher.open(ledger, jobs, publish, max_attempts=2)
     serve_until_done(dispatcher, consumer, req.request_id)
 
-    sid = submission_id(req.request_id, 1)
+    sid = submission_id(req, 1)
     entry = dispatcher.ledger.entries[req.request_id]
     assert entry.state == "succeeded", (entry, ray_jobs.get_job_logs(entry.submission_id)[-3000:])
 
-    # the job, through the Jobs API, with its metadata; exactly one job for the request
+    # the job, through the Jobs API, with a readable id and its metadata; exactly one job for the request
+    assert sid == f"retrain-tiny-v1-{req.request_id[3:13]}-a1"
     info = ray_jobs.get_job_info(sid)
     assert str(info.status.value if hasattr(info.status, "value") else info.status) == "SUCCEEDED"
     assert info.metadata["model"] == "tiny" and info.metadata["version"] == "1"
     assert info.metadata["request_id"] == req.request_id and info.metadata["alert_ids"] == "alert-1,alert-2"
+    assert info.metadata["kinds"] == "concept_drift" and info.metadata["n_labelled"] == "300"
+    assert info.metadata["job_name"] == sid and "3" in info.metadata["exit_codes"]
+    # its log shows the training and the gate, not the Kafka clients' chatter; the verdict is the last line
+    logs = ray_jobs.get_job_logs(sid)
+    assert "candidate epoch 1/" in logs and "promotion gate, candidate v2 of tiny:" in logs, logs[-3000:]
+    assert not [ln for ln in logs.splitlines() if " INFO kafka." in ln or " INFO aiokafka" in ln], logs[-3000:]
+    assert "value_serializer" not in logs and "not writable" not in logs, logs[-3000:]  # no warnings of ours
+    assert logs.rstrip().splitlines()[-1].startswith("DRIFTLOOP_VERDICT candidate v2 promoted"), logs[-1000:]
+    assert entry.verdict.startswith("candidate v2 promoted: passed the promotion gate")
     ours = [j for j in ray_jobs.list_jobs() if (j.metadata or {}).get("request_id") == req.request_id]
     assert [j.submission_id for j in ours] == [sid]
 
@@ -190,6 +200,51 @@ def test_retrain_request_becomes_one_ray_job_and_a_promoted_version(
     assert results[-1].status == "duplicate"
     ours = [j for j in ray_jobs.list_jobs() if (j.metadata or {}).get("request_id") == req.request_id]
     assert len(ours) == 1 and [v.version for v in reg.versions("tiny")] == ["1", "2"]
+
+
+def test_a_rejected_candidate_shows_in_the_ray_dashboard_and_is_not_retried(
+    ray_cluster, ray_jobs, kafka_bootstrap, kafka_topic_factory, tmp_path: Path
+) -> None:
+    """A gate no candidate can pass: the job registers v2, promotes nothing, exits 3; Ray says FAILED with the
+    verdict at the end of its status message; the dispatcher records "rejected" once, no second attempt."""
+    t_labelled, t_updates = kafka_topic_factory("labelled"), kafka_topic_factory("updates")
+    reg_dir = tmp_path / "registry"
+    reg = ModelRegistry(reg_dir)
+    register_base(reg)
+    now = time.time()
+    X, y = make_data(200, 2.0, 2, seed=3)
+    _produce(kafka_bootstrap, t_labelled, [
+        json.dumps({"event_id": f"e{i}", "model": "tiny", "model_version": "1", "ts": now - 300 + i * 0.5,
+                    "features": dict(zip(FEATURES, map(float, X[i]))), "label": int(y[i])}) for i in range(len(y))])
+    req = RetrainRequest("tiny", "1", ["alert-9"], ["data_drift"], now - 600, now + 60, n_labelled=200, reason="test")
+    settings = {"kafka": {"bootstrap_servers": kafka_bootstrap},
+                "topics": {"labelled": t_labelled, "model_updates": t_updates},
+                "trainers": {"min_examples": 50, "learner": {"epochs": 3}, "baseline": False,
+                             "gate": {"min_improvement_new": 1.5}}}  # +150 points: impossible
+    jobs = JobsAdapter(ray_jobs, settings=settings, registry=str(reg_dir), python=sys.executable,
+                       extra_env={"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap})
+    results: list = []
+    dispatcher = Dispatcher.open(tmp_path / "ledger.json", jobs, results.append, max_attempts=2)
+    dispatcher.handle(req)
+    deadline = time.monotonic() + DEADLINE_S
+    while dispatcher.ledger.in_flight() and time.monotonic() < deadline:
+        time.sleep(0.5)
+        dispatcher.poll()
+
+    sid = submission_id(req, 1)
+    entry = dispatcher.ledger.entries[req.request_id]
+    assert [r.status for r in results][-1] == "rejected", (results, ray_jobs.get_job_logs(sid)[-3000:])
+    assert entry.attempt == 1 and "failed" not in [r.status for r in results]
+    assert results[-1].new_version == "2" and not results[-1].promoted
+    info = ray_jobs.get_job_info(sid)
+    assert str(getattr(info.status, "value", info.status)) == "FAILED" and info.driver_exit_code == 3
+    verdict = "candidate v2 rejected by the promotion gate: "
+    assert "exit code 3" in info.message and info.message.rstrip().splitlines()[-1].startswith(
+        "DRIFTLOOP_VERDICT " + verdict), info.message
+    assert entry.verdict.startswith(verdict) and entry.verdict.endswith("(tiny, parent v1)")
+    assert [j.submission_id for j in ray_jobs.list_jobs() if (j.metadata or {}).get("request_id") == req.request_id] \
+        == [sid]
+    assert [v.version for v in reg.versions("tiny")] == ["1", "2"] and reg.current("tiny") == "1"
 
 
 def test_jobs_api_refuses_requests_without_the_token(ray_cluster, ray_jobs) -> None:

@@ -3,9 +3,12 @@
 Pure and fast: nothing here starts Docker, Kubernetes, Prometheus or Grafana (none of them
 runs on the CI machines).  What is checked is what can drift silently:
 
-* every metric name a Grafana panel queries exists in the worker's real registries
-  (``streams.adapters.metrics.WorkerMetrics`` and ``streams.adapters.parity_step.ParityMetrics``), with the
-  right suffix for its type, and every label a query groups by or matches on exists;
+* every metric name a Grafana panel or a Prometheus rule queries exists in the real registries
+  (``streams.adapters.metrics.WorkerMetrics``, ``streams.adapters.parity_step.ParityMetrics`` and the
+  dispatcher's ``trainers.dispatch.metrics.DispatcherMetrics``), with the right suffix for its type,
+  and every label a query groups by or matches on exists;
+* the alerting rules pass ``promtool check rules`` and their unit tests (``promtool test rules``
+  infra/prometheus/tests/*.yml); promtool comes with the Debian package ``prometheus``;
 * the Prometheus and Grafana provisioning files agree with docker-compose.yml and with
   the worker's default metrics port;
 * every Kubernetes manifest parses and names itself; the RayCluster, the RayJob and the
@@ -29,6 +32,8 @@ INFRA = ROOT / "infra"
 COMPOSE = ROOT / "docker-compose.yml"
 DASHBOARDS = INFRA / "grafana" / "dashboards"
 PROMETHEUS = INFRA / "prometheus" / "prometheus.yml"
+RULES = INFRA / "prometheus" / "rules"
+RULE_TESTS = INFRA / "prometheus" / "tests"
 K8S = INFRA / "k8s"
 RAY_DOCKERFILE = K8S / "ray.Dockerfile"
 
@@ -52,12 +57,14 @@ def _registered() -> dict[str, tuple[str, frozenset[str]]]:
 
     from streams.adapters.metrics import WorkerMetrics
     from streams.adapters.parity_step import ParityMetrics
+    from trainers.dispatch.metrics import DispatcherMetrics
 
     registry = CollectorRegistry()
     worker = WorkerMetrics(registry)
     parity = ParityMetrics(registry)
+    dispatcher = DispatcherMetrics(registry)
     labels: dict[str, frozenset[str]] = {}
-    for holder in (worker, parity):
+    for holder in (worker, parity, dispatcher):
         for metric in vars(holder).values():
             if hasattr(metric, "_labelnames") and hasattr(metric, "_name"):
                 labels[metric._name] = frozenset(metric._labelnames)
@@ -168,8 +175,14 @@ def test_dashboards_exist_and_parse() -> None:
 @pytest.mark.parametrize("path", _dashboards(), ids=lambda p: p.name)
 def test_dashboard_queries_use_real_metrics_and_labels(path: Path, registered) -> None:
     dash = json.loads(path.read_text(encoding="utf-8"))
+    problems = _query_problems(_queries(dash), registered)
+    assert not problems, "\n".join(problems)
+
+
+def _query_problems(queries, registered, extra_labels: frozenset[str] = frozenset()) -> list[str]:
+    """What is wrong with (where, expr, legend) queries: unknown metrics or labels, counters without rate()."""
     problems: list[str] = []
-    for where, expr, legend in _queries(dash):
+    for where, expr, legend in queries:
         if not expr.strip():
             problems.append(f"{where}: empty query")
             continue
@@ -178,9 +191,9 @@ def test_dashboard_queries_use_real_metrics_and_labels(path: Path, registered) -
             problems.append(f"{where}: no metric name in {expr!r}")
         unknown = sorted(n for n in names if n not in registered)
         if unknown:
-            problems.append(f"{where}: unknown metric(s) {unknown} (not in WorkerMetrics/ParityMetrics)")
+            problems.append(f"{where}: unknown metric(s) {unknown} (not in WorkerMetrics/ParityMetrics/DispatcherMetrics)")
             continue
-        allowed = frozenset().union(*(registered[n][1] for n in names))
+        allowed = frozenset().union(*(registered[n][1] for n in names)) | extra_labels
         bad_labels = sorted(used_labels(expr) - allowed)
         if bad_labels:
             problems.append(f"{where}: label(s) {bad_labels} not on {sorted(names)}")
@@ -198,7 +211,7 @@ def test_dashboard_queries_use_real_metrics_and_labels(path: Path, registered) -
                 problems.append(f"{where}: counter {name} used without rate()/increase()")
         if "histogram_quantile" in expr and not any(n.endswith("_bucket") for n in names):
             problems.append(f"{where}: histogram_quantile() without a _bucket series")
-    assert not problems, "\n".join(problems)
+    return problems
 
 
 def test_dashboard_covers_the_worker_metrics(registered) -> None:
@@ -214,6 +227,111 @@ def test_dashboard_covers_the_worker_metrics(registered) -> None:
     skip = {"driftloop_watermark_seconds"}  # shown as event-time lag (wall clock - watermark)
     missing = sorted({family(n) for n in registered} - {family(n) for n in used} - {family(n) for n in skip})
     assert not missing, f"metric families without a dashboard panel: {missing}"
+
+
+# --------------------------------------------------------------------------- Prometheus alerting rules
+
+
+def _rule_files() -> list[Path]:
+    return sorted(RULES.glob("*.yml")) + sorted(RULES.glob("*.yaml"))
+
+
+def _rules() -> list[dict[str, Any]]:
+    out = []
+    for f in _rule_files():
+        for group in yaml.safe_load(f.read_text(encoding="utf-8"))["groups"]:
+            out.extend(group["rules"])
+    return out
+
+
+def test_rules_query_only_exported_metrics(registered) -> None:
+    """Every metric an alert or recording rule reads is exported (recording rules' outputs count as metrics)."""
+    rules = _rules()
+    assert rules, f"no rules under {RULES}"
+    known = dict(registered)
+    for r in rules:  # a recording rule's series: the labels it aggregates by (or keeps)
+        if "record" in r:
+            grouping = _GROUPING.findall(r["expr"])
+            labels = frozenset(x.strip() for g in grouping for x in g.split(",") if x.strip())
+            known[r["record"]] = ("gauge", labels)
+    queries = [(f"rule {r.get('alert') or r.get('record')}", r["expr"], "") for r in rules]
+    # instance and job: target labels Prometheus adds to every scraped series
+    problems = _query_problems(queries, known, extra_labels=frozenset({"instance", "job"}))
+    assert not problems, "\n".join(problems)
+    for r in rules:
+        if "alert" in r:
+            assert r.get("labels", {}).get("severity") in ("page", "ticket", "warning"), r["alert"]
+            assert r.get("annotations", {}).get("summary") and r["annotations"].get("description"), r["alert"]
+
+
+def test_rule_tests_cover_every_alert() -> None:
+    alerts = {r["alert"] for r in _rules() if "alert" in r}
+    tested: set[str] = set()
+    for f in sorted(RULE_TESTS.glob("*.yml")):
+        doc = yaml.safe_load(f.read_text(encoding="utf-8"))
+        for t in doc["tests"]:
+            fired = {a["alertname"] for a in t.get("alert_rule_test") or [] if a.get("exp_alerts")}
+            tested |= fired
+    assert alerts - tested == set(), f"alerts no promtool test sees firing: {sorted(alerts - tested)}"
+
+
+def _promtool() -> str:
+    import shutil
+
+    path = shutil.which("promtool")
+    assert path, ("promtool is not installed: it checks infra/prometheus/rules/. Install the Debian package "
+                  "`prometheus` (apt-get install -y prometheus; infra/bootstrap.sh does it) and run again.")
+    return path
+
+
+def _run(args: list[str], cwd: Path | None = None) -> str:
+    import subprocess
+
+    proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=120)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"{' '.join(args)} failed:\n{out}"
+    return out
+
+
+def test_promtool_checks_the_rules() -> None:
+    promtool = _promtool()
+    files = _rule_files()
+    assert files, f"no rule files under {RULES}"
+    _run([promtool, "check", "rules", *map(str, files)])
+    _run([promtool, "check", "config", str(PROMETHEUS)])  # rule_files resolve and parse too
+
+
+def test_promtool_unit_tests_of_the_rules_pass() -> None:
+    promtool = _promtool()
+    tests = sorted(RULE_TESTS.glob("*.yml"))
+    assert tests, f"no promtool rule tests under {RULE_TESTS}"
+    out = _run([promtool, "test", "rules", *(t.name for t in tests)], cwd=RULE_TESTS)
+    assert "SUCCESS" in out, out
+
+
+def test_prometheus_loads_the_rules_and_compose_mounts_them() -> None:
+    prom = yaml.safe_load(PROMETHEUS.read_text(encoding="utf-8"))
+    patterns = prom.get("rule_files") or []
+    matched = {p for pat in patterns for p in PROMETHEUS.parent.glob(pat)}
+    assert set(_rule_files()) <= matched, f"prometheus.yml rule_files {patterns} miss {set(_rule_files()) - matched}"
+    mounts = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))["services"]["prometheus"]["volumes"]
+    targets = {str(m).split(":")[1]: (ROOT / str(m).split(":")[0]).resolve() for m in mounts}
+    for pat in patterns:
+        folder = str(Path("/etc/prometheus") / Path(pat).parent)
+        assert targets.get(folder) == (PROMETHEUS.parent / Path(pat).parent).resolve(), \
+            f"compose does not mount {Path(pat).parent} at {folder} for rule_files {pat}"
+
+
+def test_prometheus_scrapes_the_dispatcher_port() -> None:
+    from trainers.dispatch.ledger import DispatcherConfig
+
+    port = DispatcherConfig().metrics_port
+    prom = yaml.safe_load(PROMETHEUS.read_text(encoding="utf-8"))
+    targets = [t for j in prom["scrape_configs"] for sc in j.get("static_configs", []) for t in sc["targets"]]
+    assert f"dispatcher:{port}" in targets, f"Prometheus does not scrape dispatcher:{port} (dispatcher.metrics_port)"
+    compose = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
+    assert any(str(p).endswith(f":{port}") for p in compose["services"]["dispatcher"].get("ports", [])), \
+        f"the compose dispatcher does not publish {port}"
 
 
 def test_dashboard_panels_use_the_datasource_variable() -> None:

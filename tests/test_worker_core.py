@@ -213,3 +213,34 @@ def test_the_worker_bootstraps_its_reference_and_judges_as_backtest_does(tmp_pat
     replayed = {(a["alert_id"], a["kind"], a["feature"], a["window"]["start"], a["window"]["n"])
                 for a in map(json.loads, out.getvalue().splitlines()) if a["window"]["start"] <= last_closed}
     assert streamed and streamed == replayed
+
+
+def test_the_worker_exports_what_the_alerting_rules_read(tmp_path):
+    """infra/prometheus/rules/: labelled-window counters (error budget), records per source partition (stalled
+    watermark), alerts per model; the event-time lag keeps growing while a watermark stands still."""
+    tr = SampleTraffic(seed=4)
+    events = tr.events(3000)  # 60 s
+    flipped = SampleTraffic(seed=5).labels(events, delay_s=2.0, flip=0.4)
+    h = registered(Harness(tmp_path, partitions=2, worker={"label_ttl_s": 20.0}))
+    h.produce("inputs", events)
+    h.produce("labels", flipped)
+    h.drain(max_records=500)
+    n = h.metric("driftloop_labelled_predictions_total", model="fraud", model_version="1")
+    errors = h.metric("driftloop_labelled_errors_total", model="fraud", model_version="1")
+    judged = h.metric("driftloop_windows_judged_total", model="fraud", model_version="1", stream="labels")
+    assert judged >= 1 and 0 < n <= len(flipped) and 0 < errors < n
+    assert 0.25 < errors / n < 0.75, (errors, n)  # 40% of the labels flipped on top of the model's own errors
+    assert h.metric_sum("driftloop_source_records_total") == len(events)
+    assert {s.labels["stream"] for fam in h.metrics.registry.collect() for s in fam.samples
+            if s.name == "driftloop_source_records_total"} == {"inputs"}
+    lag = {p: h.metric("driftloop_event_time_lag_seconds", stream="inputs", partition=str(p)) for p in range(2)}
+    h.tick(30.0)  # no new records: the watermarks stand still, the lag grows with the wall clock
+    assert all(h.metric("driftloop_event_time_lag_seconds", stream="inputs", partition=str(p)) >= lag[p] + 30.0 - 1e-6
+               for p in range(2))
+
+
+def test_alerts_are_counted_per_model(baseline):
+    alerts = [a for a in baseline.alerts().values() if a.kind == "data_drift"]
+    assert alerts
+    assert sum(baseline.metric("driftloop_alerts_total", model="fraud", kind="data_drift", severity=sev)
+               for sev in ("warning", "critical")) == len(alerts)

@@ -17,6 +17,13 @@ A promotion publishes a ModelUpdate; the job prints its result as one
 ``DRIFTLOOP_RESULT {json}`` line (the dispatcher reads it from the job logs) and, unless
 told not to, publishes it as a RetrainResult.
 
+What the job's log shows (Kafka clients log warnings only): the data read, each training's epochs and
+losses, the gate's verdict table, the result line, and last a one-line verdict (:func:`verdict_line`,
+e.g. ``candidate v3 rejected by the promotion gate: <first reason>``).  Exit code 0 when a candidate
+passed the gate, 3 (``EXIT_REJECTED``) when none did: Ray then marks the job FAILED and its status
+message ends with that verdict line, which is what an operator sees in the Ray dashboard
+(a job's metadata is fixed at submission and a SUCCEEDED job's message is always Ray's own).
+
 Idempotent: when the registry already holds a version made for this request id, the
 job reports that version and trains nothing.
 """
@@ -36,12 +43,16 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from trainers.records import ModelUpdate, RetrainRequest, RetrainResult
+from trainers.dispatch.ledger import EXIT_OK, EXIT_REJECTED
+from trainers.job_outcome import JobOutcome, training_progress, verdict_line
+from trainers.records import ModelUpdate, RetrainRequest
 from streams.contracts.events import json_default
 
 log = logging.getLogger("driftloop.retrain_job")
 
 RESULT_MARKER = "DRIFTLOOP_RESULT "
+VERDICT_MARKER = "DRIFTLOOP_VERDICT "
+QUIET_LOGGERS = ("kafka", "aiokafka")  # their INFO lines (connections, metadata, coordinators) drown the training
 
 
 @dataclass(frozen=True)
@@ -181,7 +192,8 @@ def train_and_gate(payload: Mapping[str, Any]) -> dict[str, Any]:
 
     spec = ModelSpec.from_dict(payload["spec"])
     parent = build_model(spec)
-    parent.load_state_dict({k: torch.as_tensor(v) for k, v in payload["state_dict"].items()})
+    # copies: arrays from the Ray object store are read-only (torch warns about those in the job log)
+    parent.load_state_dict({k: torch.tensor(v) for k, v in payload["state_dict"].items()})
     device = "cuda" if torch.cuda.is_available() else "cpu"
     learner_kw = dict(payload.get("learner") or {})
     learner_kw.setdefault("seed", payload.get("seed", 0))
@@ -224,21 +236,6 @@ def train_and_gate(payload: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- the job
-
-
-@dataclass
-class JobOutcome:
-    status: str  # succeeded | rejected
-    new_version: str | None = None
-    promoted: bool = False
-    error: str | None = None
-    report: dict[str, Any] = field(default_factory=dict)
-    update: ModelUpdate | None = None
-
-    def result(self, req: RetrainRequest, job_id: str | None) -> RetrainResult:
-        return RetrainResult(request_id=req.request_id, model=req.model, parent_version=req.model_version,
-                             status=self.status, job_id=job_id, new_version=self.new_version, promoted=self.promoted,
-                             error=self.error, report=self.report)
 
 
 def run_job(req: RetrainRequest, registry: Any, cfg: TrainerConfig, data: Any, *, use_ray: bool,
@@ -325,7 +322,7 @@ def run_job(req: RetrainRequest, registry: Any, cfg: TrainerConfig, data: Any, *
     new_buf = out["replay"] if held_old is None else out["replay"].merge(held_old)
     import torch
 
-    state = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in out["state_dict"].items()}
+    state = {k: torch.tensor(v) for k, v in out["state_dict"].items()}  # a copy: Ray's arrays are read-only
     training = dict(out["fit"], wall_time_s=wall, device=out["device"], device_name=out["device_name"],
                     cluster_resources=resources, n_new=n, n_train=int(len(tr)), n_holdout_new=int(len(ho)),
                     n_holdout_old=int(len(y_old)), data=stats)
@@ -364,9 +361,14 @@ def run_job(req: RetrainRequest, registry: Any, cfg: TrainerConfig, data: Any, *
     summary = {"gate": out["gate"], "training": {k: training[k] for k in ("wall_time_s", "device", "device_name",
                                                                         "n_train", "n_holdout_new", "n_holdout_old",
                                                                         "baseline") if k in training}}
+    progress = training_progress(out["fit"], "candidate")
+    if base is not None:
+        progress += training_progress(base["fit"], "baseline (plain fine-tuning)")
     return JobOutcome("succeeded" if out["promoted"] else "rejected", info.version, update is not None,
                       report=summary, update=update,
-                      error=None if out["promoted"] else "gate rejected: " + "; ".join(out["gate"].get("reasons", [])))
+                      error=None if out["promoted"] else "gate rejected: " + "; ".join(out["gate"].get("reasons", [])),
+                      text="\n".join(progress) + f"\n\npromotion gate, candidate v{info.version} of {req.model}:\n" + text,
+                      gate_passed=bool(out["promoted"]), reasons=[str(r) for r in out["gate"].get("reasons", [])])
 
 
 def _run_training(payload: dict[str, Any], use_ray: bool) -> tuple[dict[str, Any], dict[str, float]]:
@@ -408,6 +410,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--job-id", help="the Ray submission id (the dispatcher passes it; goes into the result)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
     from streams import config as C
     from trainers.registry import ModelRegistry
@@ -435,8 +439,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.publish == "kafka":
         from kafka import KafkaProducer
 
-        producer = KafkaProducer(bootstrap_servers=C.kafka_settings(raw).bootstrap_servers, acks="all",
-                                 value_serializer=lambda s: s.encode("utf-8"))
+        producer = KafkaProducer(bootstrap_servers=C.kafka_settings(raw).bootstrap_servers, acks="all")
     if cfg.data_until not in ("window", "latest"):
         raise SystemExit(f"trainers.data_until must be 'window' or 'latest', got {cfg.data_until!r}")
     data_end = req.window_end if cfg.data_until == "window" else float("inf")
@@ -455,21 +458,26 @@ def main(argv: list[str] | None = None) -> int:
         log.info("request %s: %d labelled examples in window (%s)", req.request_id, len(data), data.stats)
         outcome = run_job(req, registry, cfg, data, use_ray=use_ray, licence_policy=licence_policy)
         result = outcome.result(req, job_id)
+        if outcome.text:
+            print(outcome.text.rstrip("\n"), flush=True)
         if outcome.update is not None:
             log.info("promoted %s version %s", req.model, outcome.update.version)
             if producer is not None:
-                producer.send(topics.model_updates, key=req.model.encode(), value=outcome.update.to_json())
+                producer.send(topics.model_updates, key=req.model.encode(), value=outcome.update.to_json().encode())
         if producer is not None and not args.no_publish_result:
-            producer.send(topics.retrain_results, key=req.request_id.encode(), value=result.to_json())
+            producer.send(topics.retrain_results, key=req.request_id.encode(), value=result.to_json().encode())
         if producer is not None:
             producer.flush(timeout=30)
+        verdict = verdict_line(outcome, req)
         line = result.to_dict()
         line["model_update"] = outcome.update.to_dict() if outcome.update else None
+        line["verdict"] = verdict
         print(RESULT_MARKER + json.dumps(line, sort_keys=True, default=json_default), flush=True)
     finally:
         if producer is not None:
             producer.close()
-    return 0
+    print(VERDICT_MARKER + verdict, flush=True)  # last: Ray's status message of a FAILED job ends with it
+    return EXIT_OK if outcome.status == "succeeded" else EXIT_REJECTED
 
 
 if __name__ == "__main__":

@@ -121,6 +121,7 @@ class Worker:
         self.parity = parity_step
         self.view = ConsumerView(app)
         self._order = asyncio.Lock()  # effects go out in the order the core produced them
+        self._lag_series: set[tuple[str, str]] = set()  # (topic, partition) with a consumer lag series
 
     def reset_caches(self, keep_stores: Iterable[int] = ()) -> None:
         self.core.on_rebalance(keep_stores)
@@ -222,8 +223,18 @@ class Worker:
             # (other workers' aggregators see the idle records on their partitions of the internal topic)
 
     async def update_lag(self) -> None:
+        """Consumer lag of the assigned partitions; a partition given away in a rebalance loses its series
+        (a stale value would hold the lag panel and DriftloopConsumerLagHigh up for ever)."""
         consumer = self.app.consumer
-        for tp in self.view._assignment():
+        assigned = self.view._assignment()
+        current = {(tp.topic, str(tp.partition)) for tp in assigned}
+        for key in self._lag_series - current:
+            try:
+                self.m.consumer_lag.remove(*key)
+            except KeyError:
+                pass
+        self._lag_series = current
+        for tp in assigned:
             try:
                 hw = consumer.highwater(tp)
                 committed = consumer._committed_offset.get(tp)

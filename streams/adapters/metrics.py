@@ -32,12 +32,18 @@ class WorkerMetrics:
                                 ["topic"], registry=r)
         self.window_samples = Gauge("driftloop_window_samples", "Events in the last judged window",
                                     ["model", "model_version", "stream"], registry=r)
+        self.labelled = Counter("driftloop_labelled_predictions_total", "Labelled predictions in judged label windows "
+                                "(the denominator of the error ratio; hopping windows count a prediction once per window)",
+                                ["model", "model_version"], registry=r)
+        self.labelled_errors = Counter("driftloop_labelled_errors_total", "Wrong predictions in judged label windows "
+                                       "(the numerator of the error ratio, by the reference's error definition)",
+                                       ["model", "model_version"], registry=r)
         self.windows_judged = Counter("driftloop_windows_judged_total", "Windows judged", ["model", "model_version", "stream"], registry=r)
         self.partials = Counter("driftloop_partials_total", "Partial window accumulators published / merged / duplicates",
                                 ["action"], registry=r)
         self.drift_score = Gauge("driftloop_drift_score", "Latest drift score per feature and metric (from alerts)",
                                  ["model", "model_version", "feature", "metric"], registry=r)
-        self.alerts = Counter("driftloop_alerts_total", "Alerts published", ["kind", "severity"], registry=r)
+        self.alerts = Counter("driftloop_alerts_total", "Alerts published", ["model", "kind", "severity"], registry=r)
         self.retrain_requests = Counter("driftloop_retrain_requests_total", "Retrain decisions", ["model", "decision"], registry=r)
         self.reference = Gauge("driftloop_reference_info", "1 per model version with its reference source",
                                ["model", "model_version", "source"], registry=r)
@@ -55,6 +61,9 @@ class WorkerMetrics:
         self.source_idle = Gauge("driftloop_source_idle", "1 while a source partition is idle: it sent no watermark for "
                                  "worker.idle_source_timeout_s and no longer holds the event-time watermark back",
                                  ["partition"], registry=r)
+        self.source_records = Counter("driftloop_source_records_total", "Records read per source partition (valid or "
+                                      "not): with the watermark, tells a stalled watermark from a quiet partition",
+                                      ["stream", "partition"], registry=r)
         self.watermark = Gauge("driftloop_watermark_seconds", "Event-time watermark per source partition", ["stream", "partition"], registry=r)
         self.event_time_lag = Gauge("driftloop_event_time_lag_seconds", "Wall clock minus the watermark", ["stream", "partition"], registry=r)
         self.processing = Histogram("driftloop_batch_processing_seconds", "Micro-batch processing time", ["agent"],

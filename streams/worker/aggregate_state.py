@@ -70,6 +70,7 @@ class JudgeOutcome:
     reference_windows: list[tuple[str, int]] = field(default_factory=list)  # windows used to build the reference
     reference_built: Any = None  # the ReferenceProfile built now, if any
     skipped_labelled: int = 0  # labelled examples of windows before a profile existed
+    labelled: list[tuple[str, int, int]] = field(default_factory=list)  # judged label windows: (window, n, errors)
 
 
 class AggState:
@@ -220,7 +221,9 @@ class AggState:
             key = port.window_key(self.model, self.version, start, end, stream)
             alerts = list(self.judge_obj(port).judge(key, acc))
             if stream == LABELS:
-                self.n_labelled += int(getattr(acc, "n_labelled", 0) or 0)
+                n_lab = int(getattr(acc, "n_labelled", 0) or 0)
+                self.n_labelled += n_lab
+                out.labelled.append((w, n_lab, int(getattr(acc, "n_errors", 0) or 0)))
             out.alerts.extend(alerts)
             out.judged.append((stream, w, int(getattr(acc, "n", n))))
         return out

@@ -15,7 +15,7 @@ from collections import defaultdict
 from typing import Any, Iterable, Sequence
 
 from streams.alerts.retrain_policy import RetrainState, decide
-from streams.contracts.events import Alert
+from streams.contracts.events import ALERT_KINDS, SEVERITIES, Alert
 from streams.worker import state as ws
 from streams.worker.aggregate_state import AggState, Watermarks
 from streams.worker.effects import Recorder, StateKV
@@ -44,6 +44,7 @@ class Aggregator:
         if st is None:
             m, v = ws.mv_parts(mv)
             st = self.aggs[mv] = AggState(m, v, self.rec.get("state", f"agg|{mv}"))
+            self._init_series(m, v)
             if st.profile is None and not st.ref_windows and not st.judged_through:
                 prof = self.profiles.get(m, v)
                 # a profile this worker group bootstrapped is rebuilt from the rows in the state,
@@ -54,6 +55,15 @@ class Aggregator:
                 self.profiles.put(st.profile_obj(self.port), save=st.profile_source == "bootstrap")
                 self.m.reference.labels(model=m, model_version=v, source=st.profile_source).set(1)
         return st
+
+    def _init_series(self, m: str, v: str) -> None:
+        """Counters the alerting rules read with increase()/rate() exist at 0 from the start, so a model's first
+        parity alert or first labelled window counts (a counter born at 1 shows no increase)."""
+        for kind in ALERT_KINDS:
+            for severity in SEVERITIES:
+                self.m.alerts.labels(model=m, kind=kind, severity=severity)
+        self.m.labelled.labels(model=m, model_version=v)
+        self.m.labelled_errors.labels(model=m, model_version=v)
 
     def watermarks(self, q: int) -> Watermarks:
         st = self.wms.get(q)
@@ -134,6 +144,9 @@ class Aggregator:
         for st, w, n in out.judged:
             self.m.window_samples.labels(model=m, model_version=v, stream=st).set(n)
             self.m.windows_judged.labels(model=m, model_version=v, stream=st).inc()
+        for w, n_lab, n_err in out.labelled:  # the model-quality SLO's counters (error budget burn rate)
+            self.m.labelled.labels(model=m, model_version=v).inc(n_lab)
+            self.m.labelled_errors.labels(model=m, model_version=v).inc(n_err)
         alerts = out.alerts
         if not alerts:
             return
@@ -154,7 +167,7 @@ class Aggregator:
         """Alerts to the alerts topic (keyed by their deterministic id), metrics and one log line each."""
         for a in alerts:
             self.rec.send("alerts", a.alert_id.encode(), a.to_json().encode())
-            self.m.alerts.labels(kind=a.kind, severity=a.severity).inc()
+            self.m.alerts.labels(model=a.model, kind=a.kind, severity=a.severity).inc()
             if a.feature:
                 self.m.drift_score.labels(model=a.model, model_version=a.model_version, feature=a.feature,
                                           metric=a.metric).set(a.score)

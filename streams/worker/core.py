@@ -158,6 +158,7 @@ class WorkerCore:
             n_records += len(recs)
             if not recs:
                 continue
+            self.m.source_records.labels(stream="inputs", partition=str(p)).inc(len(recs))
             self._announce_active(p)
             self._check_partitioner("inputs", p, recs)
             values = [r.value or b"" for r in recs]
@@ -416,10 +417,13 @@ class WorkerCore:
         partitions (all idle: the largest); an idle partition's events, when they come, count in windows
         not judged yet."""
         self.rec.begin()
+        now = self.clock()
+        for p, src in self.sources.items():  # the lag keeps growing while a watermark stands still
+            if src.wm is not None:
+                self.m.event_time_lag.labels(stream="inputs", partition=str(p)).set(now - src.wm)
         t = self.s.worker.idle_source_timeout_s
         if t <= 0:
             return self.rec.end()
-        now = self.clock()
         owned: dict[int, list[str]] = defaultdict(list)
         for topic, p in view.assigned():
             if topic in (self.topics.inputs, self.topics.labels):

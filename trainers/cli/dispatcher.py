@@ -4,9 +4,12 @@ A thin shell around :class:`trainers.dispatch.ledger.DispatchLedger`: a kafka-py
 group reads the retrain-requests topic (offsets committed only after each request is
 recorded in the ledger file), :class:`JobsAdapter` submits ``python -m
 trainers.retrain_job`` through ``JobSubmissionClient`` with a submission id derived from
-the request id and metadata {model, version, request_id, alert_ids}, polls running jobs
-and reads each finished job's result line from its logs; results go to the
-retrain-results topic.  With no ``dispatcher.ray_address`` it reuses or starts a local Ray
+the request (``retrain-<model>-v<version>-<request>-a<attempt>``) and metadata {model, version,
+request_id, alert_ids, kinds, n_labelled, ...}, polls running jobs and reads each finished job's
+result line from its logs; results go to the retrain-results topic and are counted on
+``/metrics`` (``dispatcher.metrics_port``).  What the Ray dashboard shows: a promoted candidate's job
+SUCCEEDED; a rejected one FAILED with exit code 3 and a status message ending in the job's verdict
+("candidate v3 rejected by the promotion gate: ..."), recorded in the ledger as ``rejected``, not retried.  With no ``dispatcher.ray_address`` it reuses or starts a local Ray
 cluster (dashboard on 127.0.0.1, token authentication on) that outlives the dispatcher,
 so a restart finds its running jobs again.
 """
@@ -28,7 +31,8 @@ from streams.contracts.events import DeadLetter, InvalidRecord
 from trainers.records import RetrainRequest, RetrainResult
 from streams.contracts.validate import decode_json
 from trainers.dispatch.ledger import (
-    TERMINAL_JOB, DispatchLedger, DispatcherConfig, Publish, Submit, is_duplicate_submission_error, parse_job_result,
+    TERMINAL_JOB, DispatchLedger, DispatcherConfig, Publish, Submit, is_duplicate_submission_error, job_metadata,
+    parse_job_result,
 )
 
 log = logging.getLogger("driftloop.dispatcher")
@@ -53,8 +57,9 @@ class JobsAdapter:
         self.extra_env = dict(extra_env or {})
 
     def entrypoint(self, req: RetrainRequest, sid: str) -> str:
-        args = [self.python, "-m", "trainers.retrain_job", "--request", req.to_json(), "--registry", self.registry,
-                "--settings", json.dumps(self.settings, sort_keys=True), "--job-id", sid,
+        # the job id first: the Ray dashboard's entrypoint column then starts with the readable name
+        args = [self.python, "-m", "trainers.retrain_job", "--job-id", sid, "--request", req.to_json(),
+                "--registry", self.registry, "--settings", json.dumps(self.settings, sort_keys=True),
                 "--publish", self.publish, "--no-publish-result"]
         if self.labelled_file:
             args += ["--labelled-file", self.labelled_file]
@@ -70,10 +75,8 @@ class JobsAdapter:
         return {"env_vars": env_vars}
 
     @staticmethod
-    def metadata(req: RetrainRequest, attempt: int) -> dict[str, str]:
-        return {"driftloop": "retrain", "model": req.model, "version": req.model_version,
-                "request_id": req.request_id, "alert_ids": ",".join(req.alert_ids), "kinds": ",".join(req.kinds),
-                "attempt": str(attempt)}
+    def metadata(req: RetrainRequest, attempt: int, sid: str = "") -> dict[str, str]:
+        return job_metadata(req, attempt, sid)
 
     def submit(self, action: Submit, tries: int = 3, backoff_s: float = 1.0) -> bool:
         """Submit; returns True when Ray already had this submission id (adopted), raises on other errors.
@@ -86,7 +89,7 @@ class JobsAdapter:
             try:
                 self.client.submit_job(entrypoint=self.entrypoint(action.request, action.submission_id),
                                        submission_id=action.submission_id, runtime_env=self.runtime_env(),
-                                       metadata=self.metadata(action.request, action.attempt),
+                                       metadata=self.metadata(action.request, action.attempt, action.submission_id),
                                        entrypoint_num_cpus=self.entrypoint_num_cpus)
                 return False
             except Exception as exc:
@@ -116,22 +119,23 @@ class Dispatcher:
     """Applies ledger actions with a :class:`JobsAdapter`, persists the ledger, publishes results."""
 
     def __init__(self, ledger: DispatchLedger, ledger_path: str | os.PathLike, jobs: JobsAdapter,
-                 publish: Callable[[RetrainResult], None]) -> None:
+                 publish: Callable[[RetrainResult], None], metrics: Any = None) -> None:
         self.ledger = ledger
         self.ledger_path = Path(ledger_path)
         self.jobs = jobs
         self.publish = publish
+        self.metrics = metrics  # trainers.dispatch.metrics.DispatcherMetrics, or None
         self.submit_times: dict[str, float] = {}
 
     @classmethod
     def open(cls, ledger_path: str | os.PathLike, jobs: JobsAdapter, publish: Callable[[RetrainResult], None],
-             max_attempts: int = 3, prefix: str = "driftloop") -> "Dispatcher":
+             max_attempts: int = 3, prefix: str = "retrain", metrics: Any = None) -> "Dispatcher":
         p = Path(ledger_path)
         if p.is_file():
             ledger = DispatchLedger.from_dict(json.loads(p.read_text(encoding="utf-8")), max_attempts)
         else:
             ledger = DispatchLedger(max_attempts, prefix)
-        return cls(ledger, p, jobs, publish)
+        return cls(ledger, p, jobs, publish, metrics)
 
     def save(self) -> None:
         from trainers.registry import _write_json_atomic
@@ -175,7 +179,13 @@ class Dispatcher:
         while queue:
             action = queue.pop(0)
             if isinstance(action, Publish):
-                self.publish(action.result)
+                r = action.result
+                verdict = self.ledger.entries[r.request_id].verdict if r.request_id in self.ledger.entries else ""
+                if verdict and r.status in ("succeeded", "rejected"):
+                    log.info("job %s: %s", r.job_id, verdict)
+                self.publish(r)
+                if self.metrics is not None:
+                    self.metrics.count(r)
                 continue
             assert isinstance(action, Submit)
             rid = action.request.request_id
@@ -298,7 +308,18 @@ def run(args: argparse.Namespace) -> int:
     def dead_letter(dl: DeadLetter) -> None:
         producer.send(topics.dlq(topics.retrain_requests), value=dl.to_json())
 
-    dispatcher = Dispatcher.open(state_dir / "ledger.json", jobs, publish, cfg.max_attempts, cfg.submission_prefix)
+    from trainers.dispatch.metrics import DispatcherMetrics
+
+    metrics = DispatcherMetrics()
+    if cfg.metrics_port:
+        try:
+            metrics.serve(cfg.metrics_port)
+            log.info("dispatcher metrics on :%d/metrics", cfg.metrics_port)
+        except OSError as exc:  # a second dispatcher (or anything) on the port: dispatch anyway
+            log.warning("dispatcher metrics: cannot listen on port %d (%s); running without /metrics. Set "
+                        "dispatcher.metrics_port to a free port (0: none)", cfg.metrics_port, exc)
+    dispatcher = Dispatcher.open(state_dir / "ledger.json", jobs, publish, cfg.max_attempts, cfg.submission_prefix,
+                                 metrics)
     stop = {"flag": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(flag=True))
     deadline = time.monotonic() + args.max_seconds if args.max_seconds else None

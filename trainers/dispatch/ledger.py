@@ -15,7 +15,7 @@ Life of a request::
         +--submit error / job FAILED or STOPPED: attempt+1 (new submission id) while
            attempts < max_attempts, else --> failed
 
->>> from streams.contracts.events import RetrainRequest
+>>> from trainers.records import RetrainRequest
 >>> ledger = DispatchLedger(max_attempts=2)
 >>> req = RetrainRequest("fraud", "3", ["a1"], ["data_drift"], 0.0, 60.0)
 >>> [type(a).__name__ for a in ledger.on_request(req)]
@@ -27,7 +27,10 @@ Life of a request::
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import re
 import time
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -58,7 +61,8 @@ class DispatcherConfig:
     group_id: str = "driftloop-dispatcher"
     max_attempts: int = 3
     poll_interval_s: float = 1.0
-    submission_prefix: str = "driftloop"
+    submission_prefix: str = "retrain"  # Ray submission ids: <prefix>-<model>-v<version>-<request>-a<attempt>
+    metrics_port: int = 9109  # /metrics of the dispatcher (driftloop_retrain_jobs_total); 0: none
     entrypoint_python: str = ""  # default: this interpreter (local cluster); "python" on remote clusters
     runtime_env: str = "pythonpath"  # "pythonpath" (shared file system) or "working_dir" (upload the project)
     entrypoint_num_cpus: float = 0.0
@@ -95,10 +99,68 @@ class Publish:
 
 Action = Submit | Publish
 
+GAVE_UP_PREFIX = "gave up after"
+#: outcomes of a request, as counted by ``driftloop_retrain_jobs_total{outcome}``
+OUTCOMES = ("promoted", "kept", "rejected", "failed", "retried")
 
-def submission_id(request_id: str, attempt: int, prefix: str = "driftloop") -> str:
-    """Deterministic Ray submission id of one attempt: a redelivered request maps to the same id."""
-    return f"{prefix}-{request_id}-a{int(attempt)}"
+
+def outcome_of(result: RetrainResult) -> str | None:
+    """How a published result ends a request (or one attempt: ``retried``); None for ``submitted``, ``running``,
+    ``duplicate``.  ``kept``: the candidate passed the gate but was not promoted (the current version moved)."""
+    if result.status == "succeeded":
+        return "promoted" if result.promoted else "kept"
+    if result.status == "rejected":
+        return "rejected"
+    if result.status == "failed":
+        return "failed" if (result.error or "").startswith(GAVE_UP_PREFIX) else "retried"
+    return None
+
+
+#: the retrain job's exit codes (metadata ``exit_codes`` tells the operator in the Ray dashboard)
+EXIT_OK, EXIT_REJECTED = 0, 3
+EXIT_CODES_NOTE = (f"{EXIT_OK}: candidate promoted (or kept); {EXIT_REJECTED}: no promotion, the candidate was rejected "
+                   "(FAILED in Ray; the last log line says why); other: the job failed")
+
+
+def _slug(text: str, limit: int) -> str:
+    """``text`` as ``[A-Za-z0-9._-]`` (accents dropped, other runs -> ``-``), at most ``limit`` characters."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    out = re.sub(r"[^A-Za-z0-9._]+", "-", ascii_text).strip("-.")[:limit].rstrip("-.")
+    return out or "x"
+
+
+def short_request_id(request_id: str) -> str:
+    """10 hex characters naming a request: the start of an ``rr-<hex>`` id, else of its sha256."""
+    m = re.fullmatch(r"rr-([0-9a-f]{10,})", request_id)
+    return m.group(1)[:10] if m else hashlib.sha256(request_id.encode()).hexdigest()[:10]
+
+
+def submission_id(req: RetrainRequest, attempt: int, prefix: str = "retrain") -> str:
+    """Deterministic Ray submission id of one attempt, readable in the Ray dashboard:
+    ``<prefix>-<model>-v<version>-<short request id>-a<attempt>`` (names reduced to ``[A-Za-z0-9._-]``;
+    the request part keeps ids apart).  A redelivered request maps to the same id.
+
+    >>> req = RetrainRequest("fraud/EU", "3", ["a1"], ["data_drift"], 0.0, 60.0, request_id="rr-0123456789abcdef0123")
+    >>> submission_id(req, 2)
+    'retrain-fraud-EU-v3-0123456789-a2'
+    """
+    return f"{_slug(prefix, 32)}-{_slug(req.model, 48)}-v{_slug(req.model_version, 24)}-{short_request_id(req.request_id)}" \
+           f"-a{int(attempt)}"
+
+
+def job_metadata(req: RetrainRequest, attempt: int, sid: str, max_ids: int = 20) -> dict[str, str]:
+    """The Ray job's metadata (strings, fixed at submission): what the request was and how to read the job's end.
+
+    >>> md = job_metadata(RetrainRequest("fraud", "3", ["a1", "a2"], ["data_drift"], 0.0, 60.0, n_labelled=420), 1, "sid")
+    >>> md["model"], md["version"], md["alert_ids"], md["kinds"], md["n_labelled"], md["job_name"]
+    ('fraud', '3', 'a1,a2', 'data_drift', '420', 'sid')
+    """
+    ids = list(req.alert_ids)
+    alert_ids = ",".join(ids[:max_ids]) + (f",... (+{len(ids) - max_ids} more)" if len(ids) > max_ids else "")
+    return {"driftloop": "retrain", "job_name": sid, "model": req.model, "version": req.model_version,
+            "request_id": req.request_id, "alert_ids": alert_ids, "kinds": ",".join(req.kinds),
+            "n_labelled": str(int(req.n_labelled)), "window": f"{req.window_start:.0f}..{req.window_end:.0f}",
+            "reason": req.reason[:200], "attempt": str(int(attempt)), "exit_codes": EXIT_CODES_NOTE}
 
 
 @dataclass
@@ -113,6 +175,7 @@ class Entry:
     errors: list[str] = field(default_factory=list)
     result: dict[str, Any] | None = None
     duplicates: int = 0
+    verdict: str = ""  # the job's one-line verdict (its last log line), e.g. "candidate v3 rejected by the promotion gate: ..."
     received_at: float = field(default_factory=time.time)
     updated_at: float = field(default_factory=time.time)
 
@@ -124,7 +187,7 @@ class Entry:
 class DispatchLedger:
     """Idempotent, bounded-retry bookkeeping of retrain requests (pure)."""
 
-    def __init__(self, max_attempts: int = 3, prefix: str = "driftloop",
+    def __init__(self, max_attempts: int = 3, prefix: str = "retrain",
                  entries: Mapping[str, Entry] | None = None) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be >= 1")
@@ -142,7 +205,7 @@ class DispatchLedger:
             known.updated_at = now
             return [Publish(self._result(known, "duplicate", now,
                                          error=f"request {req.request_id} already {known.state}; not trained again"))]
-        sid = submission_id(req.request_id, 1, self.prefix)
+        sid = submission_id(req, 1, self.prefix)
         self.entries[req.request_id] = Entry(request=req.to_dict(), submission_id=sid, received_at=now, updated_at=now)
         return [Submit(req, sid, 1)]
 
@@ -178,10 +241,12 @@ class DispatchLedger:
                 return []
             e.state, e.updated_at = RUN, now
             return [Publish(self._result(e, "running", now))]
-        if status == SUCCEEDED:
+        jr = dict(job_result or {})
+        # a rejected candidate ends the job with EXIT_REJECTED (Ray: FAILED, the verdict in its message): final, not retried
+        if status == SUCCEEDED or (status == FAILED and jr.get("status") == "rejected"):
             e.state, e.updated_at = DONE, now
-            jr = dict(job_result or {})
             e.result = jr
+            e.verdict = str(jr.get("verdict") or "")
             status_out = jr.get("status") if jr.get("status") in ("succeeded", "rejected") else "succeeded"
             return [Publish(self._result(e, status_out, now, new_version=jr.get("new_version"),
                                          promoted=bool(jr.get("promoted", False)), report=jr.get("report") or {},
@@ -210,11 +275,11 @@ class DispatchLedger:
         if e.attempt >= self.max_attempts:
             e.state = GAVE_UP
             return [Publish(self._result(e, "failed", now,
-                                         error=f"gave up after {e.attempt} attempt(s): " + "; ".join(e.errors)))]
+                                         error=f"{GAVE_UP_PREFIX} {e.attempt} attempt(s): " + "; ".join(e.errors)))]
         failed = Publish(self._result(e, "failed", now, error=f"attempt {e.attempt} failed, retrying: {error}"))
         e.attempt += 1
         e.state = RECEIVED
-        e.submission_id = submission_id(request_id, e.attempt, self.prefix)
+        e.submission_id = submission_id(e.req, e.attempt, self.prefix)
         e.job_status = None
         return [failed, Submit(e.req, e.submission_id, e.attempt)]
 
@@ -238,7 +303,7 @@ class DispatchLedger:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], max_attempts: int | None = None) -> "DispatchLedger":
         entries = {k: Entry(**v) for k, v in (d.get("entries") or {}).items()}
-        return cls(max_attempts or int(d.get("max_attempts", 3)), d.get("prefix", "driftloop"), entries)
+        return cls(max_attempts or int(d.get("max_attempts", 3)), d.get("prefix", "driftloop"), entries)  # as recorded
 
 
 def is_duplicate_submission_error(exc: BaseException) -> bool:

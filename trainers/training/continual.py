@@ -79,7 +79,10 @@ class FitReport:
 def _as_tensor(a: Any, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     if isinstance(a, torch.Tensor):
         return a.detach().to(device=device, dtype=dtype)
-    return torch.as_tensor(np.asarray(a), dtype=dtype, device=device)
+    arr = np.asarray(a)
+    if not arr.flags.writeable:  # e.g. from Ray's object store: torch would warn (and must not write to it)
+        arr = arr.copy()
+    return torch.as_tensor(arr, dtype=dtype, device=device)
 
 
 class ContinualLearner:
