@@ -46,6 +46,15 @@ def test_default_kinds_covariate_drift_alone_only_warns():
     assert d.reason == "requested" and d.request.kinds == ["concept_drift"]
 
 
+def test_no_retrain_of_any_kind_while_parity_is_open_unless_configured():
+    perf = alert("performance", None)
+    assert decide(CFG, RetrainState(), [perf], 500, open_parity_features={"n_words"}).reason == "parity_open"
+    assert decide(CFG, RetrainState(), [perf, alert("parity", "n_words")], 500).reason == "parity_open"
+    assert decide(CFG, RetrainState(), [perf], 500).reason == "requested"  # parity closed: retraining resumes
+    let_through = dataclasses.replace(CFG, hold_while_parity_open=False)
+    assert decide(let_through, RetrainState(), [perf], 500, open_parity_features={"n_words"}).reason == "requested"
+
+
 def test_drift_explained_by_parity_never_retrains():
     # with input-side drift opted in as a retrain trigger, a drift explained by parity still never retrains
     CFG = dataclasses.replace(globals()["CFG"], kinds=("performance", "concept_drift", "data_drift"))

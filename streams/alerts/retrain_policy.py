@@ -9,8 +9,11 @@ Rules, in order (the first that applies gives the decision's ``reason``):
 2. alerts explained by a parity finding (``alert.explained_by``, or their feature is in
    the open parity features of that model version) never trigger a retrain: a pipeline
    bug is fixed by a person, not by training on broken features;
-3. at least ``min_labelled`` labelled examples must have been seen for the version;
-4. at most one request per model every ``cooldown_s`` seconds of event time.
+3. while a parity alert is open for the model version (``hold_while_parity_open``, on by default),
+   no alert retrains, whatever its kind: labelled examples served through a broken pipeline
+   would teach the model the bug (reason ``parity_open``); retraining resumes once parity closes;
+4. at least ``min_labelled`` labelled examples must have been seen for the version;
+5. at most one request per model every ``cooldown_s`` seconds of event time.
 
 >>> p = RetrainPolicyConfig(min_labelled=10, cooldown_s=3600)
 >>> st = RetrainState()
@@ -45,6 +48,8 @@ class RetrainPolicyConfig:
     min_severity: str = "warning"  # "warning" or "critical"
     min_labelled: int = 200
     cooldown_s: float = 3600.0
+    #: no retrain while a parity alert of the model version is open (rule 3)
+    hold_while_parity_open: bool = True
 
 
 @dataclass(frozen=True)
@@ -64,7 +69,7 @@ class RetrainState:
 @dataclass(frozen=True)
 class Decision:
     request: RetrainRequest | None
-    reason: str  # requested | disabled | no_alerts | explained_by_parity | too_few_labels | cooldown
+    reason: str  # requested | disabled | no_alerts | explained_by_parity | parity_open | too_few_labels | cooldown
     state: RetrainState
 
 
@@ -91,6 +96,8 @@ def decide(
         unexplained = []  # a parity finding in the same window explains input-side drift
     if not unexplained:
         return Decision(None, "explained_by_parity", state)
+    if cfg.hold_while_parity_open and (parity or any(a.kind == "parity" for a in alerts)):
+        return Decision(None, "parity_open", state)
     if n_labelled < cfg.min_labelled:
         return Decision(None, "too_few_labels", state)
     model, version = unexplained[0].model, unexplained[0].model_version

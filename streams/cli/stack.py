@@ -289,15 +289,15 @@ def _stack(args: argparse.Namespace, on_progress=None) -> LocalStack:
     return LocalStack(C.load_file(config_path), C.home(), config_path, on_progress)
 
 
-class _Progress:
+class StackProgress:
     """One line per step; on a terminal the waiting line is rewritten in place."""
 
-    def __init__(self, out=sys.stdout, every_s: float = 15.0) -> None:
-        self.out, self.tty, self.open = out, out.isatty(), False
+    def __init__(self, out=sys.stdout, every_s: float = 15.0, prefix: str = "") -> None:
+        self.out, self.tty, self.open, self.prefix = out, out.isatty(), False, prefix
         self.every_s, self.last = every_s, time.monotonic()
 
     def __call__(self, name: str, msg: str) -> None:
-        line = f"  {name:<10} {msg}"
+        line = f"{self.prefix}  {name:<10} {msg}"
         if msg.startswith("waiting"):
             if self.tty:
                 print("\r" + line[:110].ljust(110), end="", file=self.out, flush=True)
@@ -323,7 +323,7 @@ def _up_args(p: argparse.ArgumentParser) -> None:
 
 
 def _up(args: argparse.Namespace) -> int:
-    stack = _stack(args, _Progress())
+    stack = _stack(args, StackProgress())
     print(f"driftloop stack in {stack.paths.root}")
     info = stack.up(args.timeout)
     print("\n".join(["", *info.lines(), "", "stop it with: driftloop down    check it with: driftloop status"]))

@@ -49,10 +49,26 @@ class ServingSimulator:
         self._load(live)
 
     def _load(self, version: str) -> None:
+        self._net, self._spec, self._classes = self._model(version)
+        self.version = version
+
+    def _model(self, version: str) -> tuple[Any, Any, list[Any]]:
         loaded = self.registry.load(self.model_name, version, with_replay=False)
         net = loaded.build_model()
         net.eval()
-        self._net, self._spec, self._classes, self.version = net, loaded.spec, list(loaded.classes or []), version
+        return net, loaded.spec, list(loaded.classes or [])
+
+    def accuracy_of(self, version: str, inputs: list[dict[str, Any]], labels: list[dict[str, Any]]) -> float:
+        """What ``version`` would have scored on these requests (a counterfactual: it did not serve them)."""
+        import torch
+
+        net, spec, classes = self._model(version)
+        truth = {lab["event_id"]: lab["label"] for lab in labels}
+        with torch.no_grad():
+            X = torch.as_tensor(spec.encode([{"text": r["features"]["text"]} for r in inputs]), dtype=torch.float32)
+            pred = net(X).argmax(dim=1).numpy()
+        hits = [classes[int(p)] == truth[r["event_id"]] for r, p in zip(inputs, pred) if r["event_id"] in truth]
+        return sum(hits) / max(1, len(hits))
 
     def on_model_update(self, update: Any) -> bool:
         """Hot-swap to ``update.version`` when it is for this model and not already served; True if swapped."""

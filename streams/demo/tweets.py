@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from streams import config as cfg
-from streams.cli.stack import LocalStack
+from streams.cli.stack import LocalStack, StackProgress
 from streams.demo.processes import kafka_for_demo, say
 from streams.errors import StackError
 from streams.demo.recorder import RunRecorder
@@ -261,7 +261,7 @@ def run(args: argparse.Namespace) -> int:
                 f"({v1_quiet:.1%} on held-out 2013); reference profile {profile.id}")
 
             # ------------------------------------------------------------ worker + dispatcher (+ Ray)
-            stack = LocalStack(conf, home, str(config_file), on_progress=lambda name, msg: say(f"{name:<10} {msg}"))
+            stack = LocalStack(conf, home, str(config_file), on_progress=StackProgress(prefix="[demo]"))
             info = stack.up()
             for line in info.lines():
                 say(line)
@@ -320,7 +320,11 @@ def run(args: argparse.Namespace) -> int:
             if not ok:
                 say(f"the worker did not reach the end of the bug within {args.timeout:.0f}s; see {home}")
                 return _fail(stack, recorder)
-            return _conclude(follow, served, final, plan, recorder, home, time.monotonic() - t0)
+            kept = sim.accuracy_of("1", served["recovery"].inputs, served["recovery"].labels)
+            from streams.judge.drift_config import DriftConfig
+
+            drift_cfg = cfg.section(DriftConfig, conf["drift"], "drift")  # the report judges as the worker did
+            return _conclude(follow, served, final, kept, recorder, home, time.monotonic() - t0, drift_cfg)
         finally:
             for client in (consumer, producer):
                 if client is not None:
@@ -367,8 +371,8 @@ def _say_dashboard(stack: Any, home: Path, config_file: Path) -> None:
         "the retrain appears there as a job")
 
 
-def _conclude(follow: Follower, served: dict, final: Any, plan: TweetsPlan, recorder: RunRecorder, home: Path,
-              elapsed: float) -> int:
+def _conclude(follow: Follower, served: dict, final: Any, v1_recovery: float, recorder: RunRecorder, home: Path,
+              elapsed: float, drift_cfg: Any) -> int:
     """Check the expectations, print the outcome, write the report."""
     in_phase = lambda a, p: follow.phase_of(a.window.start) == p  # noqa: E731
     quiet = [a for a in follow.alerts if in_phase(a, "quiet")]
@@ -377,7 +381,7 @@ def _conclude(follow: Follower, served: dict, final: Any, plan: TweetsPlan, reco
     explained = [a for a in follow.alerts if in_phase(a, "pipeline_bug") and a.kind == "data_drift" and a.explained_by]
     unexplained = [a for a in follow.alerts if in_phase(a, "pipeline_bug") and a.kind != "parity"
                    and not a.explained_by]
-    bug_requests = [r for r in follow.requests if r.get("window_end", 0) > plan.phase_start("pipeline_bug")]
+    bug_requests = [r for r in follow.requests if r.get("window_end", 0) > follow.plan.phase_start("pipeline_bug")]
     before = accuracy(served["change"].inputs, served["change"].labels)
     after = accuracy(served["recovery"].inputs, served["recovery"].labels)
     checks = {
@@ -392,6 +396,7 @@ def _conclude(follow: Follower, served: dict, final: Any, plan: TweetsPlan, reco
         "verdict": f"v{final.new_version} promoted" if final.promoted else f"retrain {final.status}, v1 kept",
         "promoted_version": final.new_version if final.promoted else None,
         "accuracy_before": round(before, 4), "accuracy_after": round(after, 4),
+        "accuracy_after_if_v1_kept": round(v1_recovery, 4),
         "served_after_change": served["recovery"].version,
         "alerts": len(follow.alerts), "checks": checks, "elapsed_s": round(elapsed, 1),
         "unexplained_alerts_during_bug": len(unexplained),
@@ -399,9 +404,10 @@ def _conclude(follow: Follower, served: dict, final: Any, plan: TweetsPlan, reco
     recorder.finish(outcome)
     from streams.report import write_report
 
-    page = write_report(home)
-    say(f"live accuracy on the changed world: {before:.1%} with v1 -> {after:.1%} with v{served['recovery'].version} "
-        f"after the {'hot swap' if final.promoted else 'rejected retrain'}")
+    page = write_report(home, config=drift_cfg)
+    say(f"live accuracy: {before:.1%} with v1 while the world changed; then {after:.1%} with "
+        f"v{served['recovery'].version} after the {'hot swap' if final.promoted else 'rejected retrain'} "
+        f"(v1 would have scored {v1_recovery:.1%} on the same tweets)")
     for what, held in checks.items():
         say(f"{'ok ' if held else 'NOT'} {what}")
     say(f"{outcome['verdict']}; {len(follow.alerts)} alerts; {elapsed:.0f}s in all")
