@@ -170,7 +170,8 @@ class LabelledExample:
 #: (model, model_version) of an event, label or labelled example (C-level, for grouping whole batches).
 model_version_of = operator.attrgetter("model", "model_version")
 
-ALERT_KINDS = ("data_drift", "prediction_drift", "performance", "concept_drift", "parity", "cardinality")
+ALERT_KINDS = ("data_drift", "prediction_drift", "performance", "concept_drift", "parity", "cardinality",
+               "estimated_performance", "slo_burn")
 SEVERITIES = ("warning", "critical")
 
 

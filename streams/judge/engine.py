@@ -79,6 +79,8 @@ from streams.judge.drift_config import DriftConfig
 from streams.judge.drift_metrics import NumericBatch
 from streams.judge.policy import Finding, Hysteresis, Level, Thresholds, select_findings
 from streams.judge.profile import ReferenceProfile
+from streams.judge.quality import ESTIMATE_KIND, QualityMixin
+from streams.judge.slo import SloConfig
 from streams.judge.windows import (
     INPUTS,
     LABELS,
@@ -123,7 +125,7 @@ class _ModelState(ConceptState):
         self.lcarry: tuple[float, WindowAccumulator] | None = None
 
 
-class DriftEngine(ConceptMixin, DataTestsMixin):
+class DriftEngine(ConceptMixin, DataTestsMixin, QualityMixin):
     """Windowed drift detection for many (model, version) pairs; see the module docstring."""
 
     def __init__(
@@ -135,8 +137,10 @@ class DriftEngine(ConceptMixin, DataTestsMixin):
         | None = None,
         *,
         clock: Callable[[], float] = time.time,
+        slo: SloConfig | None = None,
     ) -> None:
         self.config = config or DriftConfig()
+        self._init_quality(slo)  # label-free estimates and SLO burn rates (streams.judge.quality)
         self._lookup: Callable[[str, str], ReferenceProfile | None]
         self._profiles: dict[tuple[str, str], ReferenceProfile] = {}
         self._judge_from: dict[tuple[str, str], float] = {}
@@ -367,13 +371,13 @@ class DriftEngine(ConceptMixin, DataTestsMixin):
                 "accumulate and judge with the same reference"
             )
         labels = key.stream == LABELS
-        concept: list[Alert] = []
+        concept: list[Alert] = self._quality_observe(ms, key, acc, labels)  # before gating: the window's own counts
         if labels:
             # event-level concept detectors first: this window's own error sequence, in (event time,
             # event_id) order, whatever its verdict below (a carried window is not fed again)
             ts, errors, ids, loss = acc.sequence()
             if len(ts):
-                concept = self._observe_errors(ms, ts, errors, ids, loss)
+                concept += self._observe_errors(ms, ts, errors, ids, loss)
         carry = ms.lcarry if labels else ms.carry
         start = key.start
         if carry is not None:
@@ -405,7 +409,8 @@ class DriftEngine(ConceptMixin, DataTestsMixin):
                 self.window_observer(WindowKey(key.model, key.model_version, start, key.end, key.stream), n, by_kind)
             for kind, tests in by_kind.items():
                 findings += select_findings(tests, self.config.fdr_alpha, self.config.thresholds)
-            kinds = DATA_KINDS
+            findings += self._estimate_findings(ms, acc)
+            kinds = DATA_KINDS + (ESTIMATE_KIND,)
         findings.sort(key=lambda f: (-f.ratio, f.kind, str(f.feature)))
         rank = {(f.kind, f.feature): i + 1 for i, f in enumerate(findings)}
         model, version = key.model, key.model_version
@@ -466,6 +471,7 @@ class DriftEngine(ConceptMixin, DataTestsMixin):
                 "carry": None if ms.carry is None else [ms.carry[0], ms.carry[1].to_dict()],
                 "lcarry": None if ms.lcarry is None else [ms.lcarry[0], ms.lcarry[1].to_dict()],
                 **ms.concept_dict(),
+                **self.quality_dict(ms),
             }
         st = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in self.stats.items()}
         return {"format": 1, "models": models, "hysteresis": self.hyst.state_dict(), "stats": st, "cleared": list(self._cleared)}
@@ -488,6 +494,7 @@ class DriftEngine(ConceptMixin, DataTestsMixin):
             ms.carry = None if m["carry"] is None else (float(m["carry"][0]), WindowAccumulator.from_dict(m["carry"][1]))
             ms.lcarry = None if m["lcarry"] is None else (float(m["lcarry"][0]), WindowAccumulator.from_dict(m["lcarry"][1]))
             ms.load_concept(m)
+            self.load_quality(ms, m)
         self.hyst.load_state_dict(d.get("hysteresis", {}))
         self.stats = defaultdict(int)
         for k, v in d.get("stats", {}).items():
