@@ -142,6 +142,7 @@ SECTIONS: dict[str, str] = {
     "kafka": "streams.config.KafkaSettings",
     "topics": "streams.config.Topics",
     "drift": "streams.judge.drift_config.DriftConfig",
+    "slo": "streams.judge.slo.SloConfig",
     "worker": "streams.worker.state.WorkerConfig",
     "parity": "streams.adapters.parity_step.ParitySettings",
     "features": "feature_repo.settings.FeaturesSettings",

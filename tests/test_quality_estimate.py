@@ -10,6 +10,8 @@ follow the realised accuracy.  Stated error: within 0.03 of the realised accurac
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -127,9 +129,13 @@ def test_engine_estimates_windows_alerts_early_and_checks_itself_against_labels(
     assert max(r["abs_error"] for r in errs) <= TOLERANCE
     # the pending pairs survive a state_dict reload
     eng2 = DriftEngine(DriftConfig(window_seconds=50.0, min_samples=1000), [prof])
-    eng.ingest(_stream(6000, 1.0, 23, 6.0, t0=1000.0, prefix="t")[0])  # closes [1000, 1050)
-    eng2.load_state_dict(eng.state_dict())
-    assert eng2._models[("m", "1")].quality.pending
+    evs, exs, _ = _stream(6000, 1.0, 23, 6.0, t0=1000.0, prefix="t")
+    eng.ingest(evs)  # closes [1000, 1050): its estimate waits for its labels
+    eng2.load_state_dict(json.loads(json.dumps(eng.state_dict())))
+    eng2.ingest_labelled(exs)
+    eng2.flush()
+    errs = [r for r in eng2.take_quality() if r["type"] == "estimate_error"]
+    assert [r["start"] for r in errs] == [1000.0, 1050.0] and errs[0]["abs_error"] <= TOLERANCE
 
 
 def test_estimates_can_be_turned_off():

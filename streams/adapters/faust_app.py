@@ -76,6 +76,7 @@ class WorkerSettings:
     reference_dir: Path
     partitions: int
     partials_topic: str
+    slo: Any = None  # streams.judge.slo.SloConfig (the ``slo`` section)
 
 
 def load_settings(raw: Mapping[str, Any] | None = None) -> WorkerSettings:
@@ -100,8 +101,11 @@ def load_settings(raw: Mapping[str, Any] | None = None) -> WorkerSettings:
         raise cfg.ConfigError("worker.delivery must be batch (whole fetched batches, the fast path) or stream (Faust's per-message path)")
     if worker.processing_guarantee not in ("at_least_once", "exactly_once"):
         raise cfg.ConfigError("worker.processing_guarantee must be at_least_once or exactly_once")
+    from streams.judge.slo import SloConfig
+
+    slo = cfg.section(SloConfig, raw.get("slo"), "slo")
     return WorkerSettings(worker, kafka.bootstrap_servers, topics, drift, data_dir, ref_dir, parts,
-                          worker.partials_topic or f"{worker.app_id}.partials")
+                          worker.partials_topic or f"{worker.app_id}.partials", slo)
 
 
 def _drift_config(cls: type, raw: Any) -> Any:

@@ -20,7 +20,7 @@ API (the truth for other modules)::
     engine.flush() -> list[Alert]; engine.state_dict() -> dict (JSON-safe); engine.load_state_dict(d)
     engine.stats -> dict of counters; engine.take_cleared() -> list[dict] (alerts closed by hysteresis)
     engine.set_profile(profile, judge_from=-inf)   # windows starting before judge_from are not judged
-    engine.open_alerts() -> {(model, version, kind, feature): alert_id}
+    engine.open_alerts() -> {(model, version, kind, feature): alert_id}; engine.slo, .take_quality(): quality.py
     engine.window_observer = fn(key, n, {kind: [FeatureTest]}) # every judged data window's tests (reports)
   Distributed path (partials per partition, merged by an aggregator, judged once):
     engine.accumulate(events) -> dict[WindowKey, WindowAccumulator]           # no judging, no state
@@ -79,8 +79,6 @@ from streams.judge.drift_config import DriftConfig
 from streams.judge.drift_metrics import NumericBatch
 from streams.judge.policy import Finding, Hysteresis, Level, Thresholds, select_findings
 from streams.judge.profile import ReferenceProfile
-from streams.judge.quality import ESTIMATE_KIND, QualityMixin
-from streams.judge.slo import SloConfig
 from streams.judge.windows import (
     INPUTS,
     LABELS,
@@ -125,7 +123,7 @@ class _ModelState(ConceptState):
         self.lcarry: tuple[float, WindowAccumulator] | None = None
 
 
-class DriftEngine(ConceptMixin, DataTestsMixin, QualityMixin):
+class DriftEngine(ConceptMixin, DataTestsMixin):
     """Windowed drift detection for many (model, version) pairs; see the module docstring."""
 
     def __init__(
@@ -137,10 +135,8 @@ class DriftEngine(ConceptMixin, DataTestsMixin, QualityMixin):
         | None = None,
         *,
         clock: Callable[[], float] = time.time,
-        slo: SloConfig | None = None,
     ) -> None:
         self.config = config or DriftConfig()
-        self._init_quality(slo)  # label-free estimates and SLO burn rates (streams.judge.quality)
         self._lookup: Callable[[str, str], ReferenceProfile | None]
         self._profiles: dict[tuple[str, str], ReferenceProfile] = {}
         self._judge_from: dict[tuple[str, str], float] = {}
@@ -409,8 +405,7 @@ class DriftEngine(ConceptMixin, DataTestsMixin, QualityMixin):
                 self.window_observer(WindowKey(key.model, key.model_version, start, key.end, key.stream), n, by_kind)
             for kind, tests in by_kind.items():
                 findings += select_findings(tests, self.config.fdr_alpha, self.config.thresholds)
-            findings += self._estimate_findings(ms, acc)
-            kinds = DATA_KINDS + (ESTIMATE_KIND,)
+            kinds = self._with_estimate(ms, acc, findings, DATA_KINDS)  # + estimated_performance (quality.py)
         findings.sort(key=lambda f: (-f.ratio, f.kind, str(f.feature)))
         rank = {(f.kind, f.feature): i + 1 for i, f in enumerate(findings)}
         model, version = key.model, key.model_version
@@ -471,7 +466,6 @@ class DriftEngine(ConceptMixin, DataTestsMixin, QualityMixin):
                 "carry": None if ms.carry is None else [ms.carry[0], ms.carry[1].to_dict()],
                 "lcarry": None if ms.lcarry is None else [ms.lcarry[0], ms.lcarry[1].to_dict()],
                 **ms.concept_dict(),
-                **self.quality_dict(ms),
             }
         st = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in self.stats.items()}
         return {"format": 1, "models": models, "hysteresis": self.hyst.state_dict(), "stats": st, "cleared": list(self._cleared)}
@@ -494,7 +488,6 @@ class DriftEngine(ConceptMixin, DataTestsMixin, QualityMixin):
             ms.carry = None if m["carry"] is None else (float(m["carry"][0]), WindowAccumulator.from_dict(m["carry"][1]))
             ms.lcarry = None if m["lcarry"] is None else (float(m["lcarry"][0]), WindowAccumulator.from_dict(m["lcarry"][1]))
             ms.load_concept(m)
-            self.load_quality(ms, m)
         self.hyst.load_state_dict(d.get("hysteresis", {}))
         self.stats = defaultdict(int)
         for k, v in d.get("stats", {}).items():

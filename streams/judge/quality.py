@@ -43,27 +43,39 @@ class QualityTrack:
         self.slo_ready = False
         self.slo_windows: list = []  # restored SLO windows (state_dict), read when the tracker is made
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe: the windows waiting for their pair and the SLO tracker's windows."""
+        windows = self.slo.to_dict()["windows"] if self.slo is not None else [list(w) for w in self.slo_windows]
+        return {"pending": [[s, {k: list(v) for k, v in slot.items()}] for s, slot in sorted(self.pending.items())],
+                "slo_windows": windows}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> "QualityTrack":
+        qt = cls()
+        for s, slot in (d or {}).get("pending", []):
+            qt.pending[float(s)] = {k: tuple(v) for k, v in slot.items()}
+        qt.slo_windows = [tuple(w) for w in (d or {}).get("slo_windows", [])]
+        return qt
+
 
 class QualityMixin:
     """Methods :class:`streams.judge.engine.DriftEngine` gains (needs ``config``, ``hyst``, ``_alert``)."""
 
-    slo: SloConfig
-    quality_observer: Any
-
-    def _init_quality(self, slo: SloConfig | None) -> None:
-        self.slo = slo if slo is not None else SloConfig()
-        self.quality_observer = None
-        self._quality: list[dict[str, Any]] = []
+    slo: SloConfig = SloConfig()  # set per engine: ``engine.slo = SloConfig(...)`` (the ``slo`` config section)
+    quality_observer: Any = None  # fn(record); None: records wait for take_quality()
+    _quality: list[dict[str, Any]] | None = None
 
     def take_quality(self) -> list[dict[str, Any]]:
         """Quality records since the last call (see the module docstring)."""
-        out, self._quality = self._quality, []
+        out, self._quality = self._quality or [], []
         return out
 
     def _emit_quality(self, rec: dict[str, Any]) -> None:
         if self.quality_observer is not None:
             self.quality_observer(rec)
             return
+        if self._quality is None:
+            self._quality = []
         self._quality.append(rec)
         if len(self._quality) > MAX_RECORDS:
             del self._quality[: len(self._quality) - MAX_RECORDS]
@@ -71,7 +83,7 @@ class QualityMixin:
     def _qtrack(self, ms) -> QualityTrack:
         qt = getattr(ms, "quality", None)
         if qt is None:
-            qt = ms.quality = QualityTrack()
+            qt = ms.quality = QualityTrack.from_dict(getattr(ms, "quality_saved", None))
         return qt
 
     def _calibrator(self, ms) -> Calibrator | None:
@@ -119,6 +131,12 @@ class QualityMixin:
         return self._slo_step(ms, key, acc) if labels else []
 
     # ------------------------------------------------------------------ estimated performance (input windows)
+    def _with_estimate(self, ms, acc, findings: list[Finding], kinds: tuple[str, ...]) -> tuple[str, ...]:
+        """Add the ``estimated_performance`` finding of a judged input window (if any) to ``findings``; the kinds
+        the hysteresis then steps (``kinds`` plus ``estimated_performance``)."""
+        findings += self._estimate_findings(ms, acc)
+        return tuple(kinds) + (ESTIMATE_KIND,)
+
     def _estimate_findings(self, ms, acc) -> list[Finding]:
         """The ``estimated_performance`` finding of a judged input window (gated like the data tests)."""
         est = self._estimate(ms, acc)
@@ -178,26 +196,6 @@ class QualityMixin:
                 continue
             alerts.append(self._alert(ms, f, key.start, key.end, int(acc.n_labelled), 1))
         return alerts
-
-    # ------------------------------------------------------------------ state
-    def quality_dict(self, ms) -> dict[str, Any]:
-        qt = getattr(ms, "quality", None)
-        if qt is None:
-            return {}
-        d: dict[str, Any] = {"pending": [[s, {k: list(v) for k, v in slot.items()}] for s, slot in sorted(qt.pending.items())]}
-        if qt.slo is not None:
-            d["slo_windows"] = qt.slo.to_dict()["windows"]
-        return {"quality": d}
-
-    def load_quality(self, ms, m: dict[str, Any]) -> None:
-        d = m.get("quality")
-        if not d:
-            return
-        qt = self._qtrack(ms)
-        qt.pending = {float(s): {k: tuple(v) for k, v in slot.items()} for s, slot in d.get("pending", [])}
-        qt.slo_windows = [tuple(w) for w in d.get("slo_windows", [])]
-        qt.slo_ready = False
-        qt.slo = None
 
 
 __all__ = ["ESTIMATE_KIND", "SLO_KIND", "QualityMixin", "QualityTrack"]

@@ -71,7 +71,7 @@ class WorkerCore:
         self.rec = Recorder(reader)
         self.geom = ws.Geometry(float(d.window_seconds), float(d.hop), w.lateness(d.allowed_lateness_s))
         self.ttl = float(w.label_ttl_s)
-        self.port = ws.engine_port(d)
+        self.port = ws.engine_port(d, getattr(settings, "slo", None))
         self.profiles = profiles
         self.max_future_s = None if w.max_future_s is None or w.max_future_s < 0 else float(w.max_future_s)
         self.n = settings.partitions

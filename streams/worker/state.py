@@ -196,8 +196,9 @@ def compact_event(ev: InferenceEvent) -> dict[str, Any]:
 # --------------------------------------------------------------------------- the real engine
 
 
-def engine_port(drift_config: Any) -> EnginePort:
-    """An :class:`EnginePort` on :class:`streams.judge.engine.DriftEngine` (one engine per reference profile)."""
+def engine_port(drift_config: Any, slo: Any = None) -> EnginePort:
+    """An :class:`EnginePort` on :class:`streams.judge.engine.DriftEngine` (one engine per reference profile;
+    ``slo``: the :class:`streams.judge.slo.SloConfig` its judges alert burn rates with)."""
     from streams.judge.engine import DriftEngine
     from streams.judge.profile import ReferenceProfile
     from streams.judge.profile_build import build_profile
@@ -214,7 +215,10 @@ def engine_port(drift_config: Any) -> EnginePort:
         return eng
 
     def new_judge(profile: Any) -> Any:
-        return DriftEngine(drift_config, [profile])
+        eng = DriftEngine(drift_config, [profile])
+        if slo is not None:
+            eng.slo = slo
+        return eng
 
     def build(events: Sequence[InferenceEvent], model: str, version: str) -> Any:
         return build_profile(list(events), model, version, n_bins=drift_config.n_bins, fine_bins=drift_config.fine_bins, top_k=drift_config.top_k,
