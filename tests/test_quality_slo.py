@@ -123,3 +123,24 @@ def test_engine_opens_one_slo_burn_alert_at_the_rate_and_closes_it_when_the_burn
 def test_engine_raises_no_slo_burn_on_a_healthy_stream():
     _, alerts = _engine_run([0.005] * 60)
     assert alerts == []
+
+
+def test_slo_windows_survive_state_dict_reloads_between_label_windows():
+    """Reloads after every batch (several before a label window uses the restored track) change nothing."""
+    import json
+
+    rates = [0.005] * 24 + [0.2] * 24
+    _, ref = _engine_run(rates)
+    slo = SloConfig(objectives=(Objective("m", target=0.99),), burn_rates=FAST)
+    cfg = DriftConfig(window_seconds=W, min_samples=100, concept_detectors=())
+    exs = _labelled(rates)
+    eng, alerts = None, []
+    for a in range(0, len(exs), PER // 4):
+        new = DriftEngine(cfg, [_profile()])
+        new.slo = slo
+        if eng is not None:
+            new.load_state_dict(json.loads(json.dumps(eng.state_dict())))
+        eng = new
+        alerts += eng.ingest_labelled(exs[a:a + PER // 4])
+    alerts += eng.flush()
+    assert [(a.alert_id, a.window.start) for a in alerts if a.kind == "slo_burn"] == [(a.alert_id, a.window.start) for a in ref]

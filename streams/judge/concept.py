@@ -59,7 +59,7 @@ from streams.judge.drift_metrics import BernoulliCusum, binomial_increase, ece_f
 from streams.judge.loss import LossCusum
 from streams.contracts.events import Alert, make_alert_id
 from streams.judge.policy import Component, FeatureTest, Finding, select_findings
-from streams.judge.quality import QualityMixin
+from streams.judge.quality import QualityMixin, quality_state
 from streams.judge.windows import CONF_UNITS, WindowAccumulator
 
 
@@ -117,7 +117,7 @@ class ConceptState:
             "river": {name: t.to_dict() for name, t in sorted(self.river.items())},
             "error_tail": {"n": int(len(self.tail)),
                            "bits": base64.b64encode(np.packbits(self.tail.astype(np.uint8)).tobytes()).decode("ascii")},
-            "quality": None if getattr(self, "quality", None) is None else self.quality.to_dict(),  # quality.py
+            "quality": quality_state(self),  # streams.judge.quality
         }
 
     def load_concept(self, m: dict[str, Any]) -> None:

@@ -58,6 +58,12 @@ class QualityTrack:
         return qt
 
 
+def quality_state(ms) -> dict[str, Any] | None:
+    """The JSON-safe quality state of a model state: its track's, else what was restored and not used yet."""
+    qt = getattr(ms, "quality", None)
+    return qt.to_dict() if qt is not None else getattr(ms, "quality_saved", None)
+
+
 class QualityMixin:
     """Methods :class:`streams.judge.engine.DriftEngine` gains (needs ``config``, ``hyst``, ``_alert``)."""
 
@@ -198,4 +204,4 @@ class QualityMixin:
         return alerts
 
 
-__all__ = ["ESTIMATE_KIND", "SLO_KIND", "QualityMixin", "QualityTrack"]
+__all__ = ["ESTIMATE_KIND", "SLO_KIND", "QualityMixin", "QualityTrack", "quality_state"]
