@@ -67,9 +67,13 @@ def prepare_feature_store(repo: Path) -> None:
 
     shutil.copytree(REPO_PATH, repo, ignore=shutil.ignore_patterns("data", "__pycache__", "*.db"))
     data_gen.generate(repo, days=2, n_customers=50, n_merchants=10, n_transactions=200)
+    import contextlib
+    import io
+
     fs = st.open_store(repo, "sqlite")
-    st.apply(fs)
-    st.materialize(fs, datetime.now(timezone.utc) + timedelta(seconds=1))
+    with contextlib.redirect_stdout(io.StringIO()):  # Feast prints a coloured line per view
+        st.apply(fs)
+        st.materialize(fs, datetime.now(timezone.utc) + timedelta(seconds=1))
 
 
 @dataclass
@@ -189,6 +193,9 @@ def run(args: argparse.Namespace) -> int:
     from streams.demo.tweets_world import build_world
     from streams.judge.profile_build import build_profile
 
+    import logging
+
+    logging.getLogger("streams.adapters.kafka_admin").setLevel(logging.WARNING)  # the story says what it creates
     plan = TweetsPlan()
     raw = cfg.load_file(args.config)
     topics0 = cfg.topics(raw)
