@@ -281,6 +281,13 @@ class ModelRegistry:
         version = self._resolve(model, version, index)
         return self._info(model, version, index)
 
+    def known_versions(self, model: str) -> set[str] | None:
+        """The registered versions of ``model``, or None when the registry does not hold it (any name: a name
+        the registry could not store is simply unknown).  The dispatcher's request check asks this."""
+        if _NAME.match(str(model)) is None or not (self.root / model / "index.json").is_file():
+            return None
+        return set(self._read_index(model).get("versions") or {})
+
     def find_by_request(self, model: str, request_id: str) -> str | None:
         """The version registered for retrain request ``request_id``, if any."""
         for v, entry in self._read_index(model).get("versions", {}).items():
