@@ -299,12 +299,18 @@ def run(args: argparse.Namespace) -> int:
     topics = C.topics(raw)
     settings = {"kafka": {"bootstrap_servers": kafka.bootstrap_servers}, "topics": raw.get("topics") or {},
                 "trainers": dict(raw.get("trainers") or {}, registry=registry),
-                "licences": dict(raw.get("licences") or {})}  # the job's licence gate uses the operator's policy
+                "licences": dict(raw.get("licences") or {}),  # the job's licence gate uses the operator's policy
+                "registry": dict(raw.get("registry") or {})}  # signing: allow_unsigned, key_file (a path, never the key)
+    key_env = {k: os.environ[k] for k in ("DRIFTLOOP_REGISTRY_KEY_FILE",) if os.environ.get(k)}
+    if os.environ.get("DRIFTLOOP_REGISTRY_KEY") and cluster is None:
+        log.warning("DRIFTLOOP_REGISTRY_KEY is set here but is not sent to the Ray cluster at %s (a secret in a job's "
+                    "runtime_env would show in the Ray dashboard): set it on the Ray nodes too, or give every process "
+                    "the key as a file (DRIFTLOOP_REGISTRY_KEY_FILE or registry.key_file)", address)
     jobs = JobsAdapter(job_client(address), settings=settings, registry=registry, python=python,
                        runtime_env=cfg.runtime_env, labelled_file=args.labelled_file or cfg.labelled_file,
                        entrypoint_num_cpus=cfg.entrypoint_num_cpus,
                        extra_env={"KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-                                  "DRIFTLOOP_HOME": str(C.home())})
+                                  "DRIFTLOOP_HOME": str(C.home()), **key_env})
 
     from kafka import KafkaConsumer, KafkaProducer
 
