@@ -2,7 +2,9 @@
 
 A thin shell around :class:`trainers.dispatch.ledger.DispatchLedger`: a kafka-python consumer
 group reads the retrain-requests topic (offsets committed only after each request is
-recorded in the ledger file), :class:`JobsAdapter` submits ``python -m
+recorded in the ledger file, or dead-lettered to ``<topic>.dlq`` when it is no request or
+:func:`trainers.dispatch.validate.check_request` refuses it: malformed ids or names, a bad window,
+an unknown kind, a model or version the registry does not hold), :class:`JobsAdapter` submits ``python -m
 trainers.retrain_job`` through ``JobSubmissionClient`` with a submission id derived from
 the request (``retrain-<model>-v<version>-<request>-a<attempt>``) and metadata {model, version,
 request_id, alert_ids, kinds, n_labelled, ...}, polls running jobs and reads each finished job's
