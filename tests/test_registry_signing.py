@@ -177,6 +177,11 @@ def test_models_cli_show_and_sign(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert main(base + ["show", "fraud", "1", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["signature"]["valid"] is True
 
+    _register(ModelRegistry(tmp_path, key=None), seed=1)
+    assert main(base + ["sign", "fraud", "--all"]) == 0
+    out = capsys.readouterr().out
+    assert "fraud v1: already signed" in out and "fraud v2: signed" in out and "valid" in out
+
     _tamper_and_rehash(tmp_path)
     assert main(base + ["show", "fraud", "1"]) == 1
     err = capsys.readouterr().err
