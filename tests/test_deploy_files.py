@@ -160,6 +160,7 @@ def test_compose_redis_is_feasts_online_store(compose) -> None:
     host, port = feats.redis_connection.split(":")
     assert host in compose["services"] and compose["services"][host]["image"].startswith("redis:") and port == "6379"
     assert _depends(worker).get(host), "the worker must start after Redis"
+    assert "/app/feature_repo/data" in mounts, "the feature repo's data/ (Feast's registry) must outlive a container"
     # the worker's image has the Redis client Feast needs
     dockerfile = (ROOT / worker["build"]["dockerfile"]).read_text(encoding="utf-8")
     assert re.search(r"-e \"?\.\[[^\]]*redis", dockerfile), "the worker image must install the `redis` extra"
