@@ -18,6 +18,7 @@ def test_readme_config_example_is_valid():
     from streams.worker.state import WorkerConfig
     from trainers.dispatch.ledger import DispatcherConfig
     from trainers.licences import LicencePolicy
+    from trainers.registry_signing import RegistrySettings
     from trainers.retrain_job import TrainerConfig
     from streams.judge.slo import SloConfig
 
@@ -26,7 +27,7 @@ def test_readme_config_example_is_valid():
     raw = yaml.safe_load(block)
     sections = {"drift": DriftConfig, "worker": WorkerConfig, "dispatcher": DispatcherConfig,
                 "trainers": TrainerConfig, "features": FeaturesSettings, "parity": ParitySettings,
-                "licences": LicencePolicy, "slo": SloConfig}
+                "licences": LicencePolicy, "registry": RegistrySettings, "slo": SloConfig}
     optional = {"slo"}  # checked when the example holds it
     assert set(raw) | optional == {"kafka", "topics", *sections}, "a README section without a check here"
     sections = {k: v for k, v in sections.items() if k in raw}
