@@ -346,10 +346,11 @@ def register(app: Any, settings: Any, metrics: Any, parity_step: Any = None, del
     async def serve_metrics():
         if w.metrics_port:
             try:
-                metrics.serve(w.metrics_port)
-                log.info("serving /metrics on port %d", w.metrics_port)
+                metrics.serve(w.metrics_port, w.metrics_host)
+                log.info("serving /metrics on %s:%d", w.metrics_host, w.metrics_port)
             except OSError as exc:
-                log.error("cannot serve /metrics on port %d: %s; set worker.metrics_port", w.metrics_port, exc)
+                log.error("cannot serve /metrics on %s:%d: %s; set worker.metrics_port (and worker.metrics_host)",
+                          w.metrics_host, w.metrics_port, exc)
 
     def _on_revoked(*_a, **_kw):
         worker.reset_caches(keep_stores=set(worker.stores))  # eager rebalancing revokes everything; see below

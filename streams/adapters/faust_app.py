@@ -12,7 +12,8 @@ What it wires (logic lives in :mod:`streams.worker.state`, agents in :mod:`strea
   holding per-partition source state, label-join state, watermarks and per-model aggregator
   state; and one table ``joinstore`` with one key per stored input (label join).  No windowed
   tables: windows are closed by the worker's own event-time watermark;
-* the Prometheus registry (:class:`streams.adapters.metrics.WorkerMetrics`) served on ``worker.metrics_port``;
+* the Prometheus registry (:class:`streams.adapters.metrics.WorkerMetrics`) served on ``worker.metrics_host``:``worker.metrics_port``
+  (127.0.0.1 by default);
 * with ``worker.delivery: batch`` (the default), :mod:`streams.adapters.batch_delivery` under Faust's consumer:
   each fetched batch of the inputs and labels topics goes to one call of the worker (their agents
   stay subscribed so that Faust assigns and commits them), ~7x the events/s of Faust's per-message
@@ -134,6 +135,7 @@ def make_app(raw_config: Mapping[str, Any] | None = None, *, parity_step: Any = 
         table_standby_replicas=0,
         web_enabled=bool(w.web_port),
         web_port=w.web_port or 6066,
+        web_bind=w.metrics_host,  # Faust's default is every interface
         producer_linger_ms=w.producer_linger_ms,
         producer_max_request_size=4_000_000,
         consumer_max_fetch_size=w.fetch_max_bytes,

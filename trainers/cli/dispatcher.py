@@ -313,8 +313,8 @@ def run(args: argparse.Namespace) -> int:
     metrics = DispatcherMetrics()
     if cfg.metrics_port:
         try:
-            metrics.serve(cfg.metrics_port)
-            log.info("dispatcher metrics on :%d/metrics", cfg.metrics_port)
+            metrics.serve(cfg.metrics_port, cfg.metrics_host)
+            log.info("dispatcher metrics on %s:%d/metrics", cfg.metrics_host, cfg.metrics_port)
         except OSError as exc:  # a second dispatcher (or anything) on the port: dispatch anyway
             log.warning("dispatcher metrics: cannot listen on port %d (%s); running without /metrics. Set "
                         "dispatcher.metrics_port to a free port (0: none)", cfg.metrics_port, exc)
