@@ -77,6 +77,13 @@ class WorkerSettings:
     reference_dir: Path
     partitions: int
     partials_topic: str
+    kafka: Any = None  # streams.adapters.kafka_clients.KafkaConnection: address and security of every client
+
+    @property
+    def connection(self) -> Any:
+        from streams.adapters.kafka_clients import resolve
+
+        return self.kafka if self.kafka is not None else resolve(self.bootstrap)
 
 
 def load_settings(raw: Mapping[str, Any] | None = None) -> WorkerSettings:
@@ -101,8 +108,10 @@ def load_settings(raw: Mapping[str, Any] | None = None) -> WorkerSettings:
         raise cfg.ConfigError("worker.delivery must be batch (whole fetched batches, the fast path) or stream (Faust's per-message path)")
     if worker.processing_guarantee not in ("at_least_once", "exactly_once"):
         raise cfg.ConfigError("worker.processing_guarantee must be at_least_once or exactly_once")
+    from streams.adapters.kafka_clients import from_settings
+
     return WorkerSettings(worker, kafka.bootstrap_servers, topics, drift, data_dir, ref_dir, parts,
-                          worker.partials_topic or f"{worker.app_id}.partials")
+                          worker.partials_topic or f"{worker.app_id}.partials", from_settings(kafka))
 
 
 def _drift_config(cls: type, raw: Any) -> Any:
@@ -122,10 +131,9 @@ def make_app(raw_config: Mapping[str, Any] | None = None, *, parity_step: Any = 
     s = load_settings(raw_config)
     w = s.worker
     s.data_dir.mkdir(parents=True, exist_ok=True)
-    brokers = [f"kafka://{b.strip()}" for b in s.bootstrap.split(",") if b.strip()]
     app = faust.App(
         w.app_id,
-        broker=brokers,
+        **s.connection.faust(),  # broker URLs and, with SASL_SSL, broker_credentials
         datadir=str(s.data_dir),
         store="memory://",
         topic_partitions=s.partitions,

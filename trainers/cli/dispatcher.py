@@ -283,8 +283,13 @@ def run(args: argparse.Namespace) -> int:
     python = cfg.entrypoint_python or (sys.executable if cluster is not None else "python")
     registry = str(Path(args.registry or cfg.registry or tcfg.registry or C.home() / "registry").resolve())
     kafka = C.kafka_settings(raw)
+    from streams.adapters.kafka_clients import child_section, from_settings
+
+    conn = from_settings(kafka)
     topics = C.topics(raw)
-    settings = {"kafka": {"bootstrap_servers": kafka.bootstrap_servers}, "topics": raw.get("topics") or {},
+    # the job's kafka section names a 0600 password file, never the password: the entrypoint, the metadata and the
+    # runtime_env are stored by Ray and shown by its dashboard
+    settings = {"kafka": child_section(conn, kafka, state_dir), "topics": raw.get("topics") or {},
                 "trainers": dict(raw.get("trainers") or {}, registry=registry),
                 "licences": dict(raw.get("licences") or {})}  # the job's licence gate uses the operator's policy
     jobs = JobsAdapter(job_client(address), settings=settings, registry=registry, python=python,
@@ -295,9 +300,8 @@ def run(args: argparse.Namespace) -> int:
 
     from kafka import KafkaConsumer, KafkaProducer
 
-    producer = KafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all",
-                             value_serializer=lambda s: s.encode("utf-8"))
-    consumer = KafkaConsumer(topics.retrain_requests, bootstrap_servers=kafka.bootstrap_servers,
+    producer = KafkaProducer(**conn.kafka_python(), acks="all", value_serializer=lambda s: s.encode("utf-8"))
+    consumer = KafkaConsumer(topics.retrain_requests, **conn.kafka_python(),
                              group_id=cfg.group_id, enable_auto_commit=False, auto_offset_reset="earliest")
 
     def publish(result: RetrainResult) -> None:

@@ -165,6 +165,7 @@ def _start_once(state_dir, *, num_cpus, num_gpus, object_store_mb, dashboard_por
         env.pop(AUTH_TOKEN_PATH_ENV, None)
     env["RAY_USAGE_STATS_ENABLED"] = "0"
     env.update(LOOPBACK_ENV)
+    env.pop("DRIFTLOOP_KAFKA_PASSWORD", None)  # the cluster outlives the dispatcher; jobs read a password file
     env.pop("RAY_ADDRESS", None)
     log_file = state / "ray-head.log"
     log_offset = log_file.stat().st_size if log_file.exists() else 0
