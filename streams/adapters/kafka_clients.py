@@ -58,7 +58,11 @@ class KafkaConnection:
 
     def ssl_context(self) -> ssl.SSLContext:
         """TLS with certificate and host name checks, trusting ``cafile`` (or the system's CAs)."""
-        return ssl.create_default_context(cafile=self.cafile or None)
+        try:
+            return ssl.create_default_context(cafile=self.cafile or None)
+        except (ssl.SSLError, OSError) as exc:
+            raise ConfigError(f"kafka.ssl_cafile {self.cafile} holds no usable CA certificate (PEM) ({exc}); point it "
+                              "at the CA that signed the brokers' certificates") from None
 
     def kafka_python(self) -> dict[str, Any]:
         """Keyword arguments of kafka-python's ``KafkaProducer``, ``KafkaConsumer`` and ``KafkaAdminClient``."""

@@ -249,6 +249,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cluster-info", action="store_true", help="print the local Ray cluster's address and exit")
 
 
+def job_settings(raw: Mapping[str, Any], registry: str, state_dir: Path) -> tuple[dict[str, Any], dict[str, str], Any]:
+    """What a retrain job is told: its config (``--settings``), its environment, and the dispatcher's own Kafka
+    connection.  No secret in either: Ray stores the entrypoint, the metadata and the runtime_env and shows them in
+    its dashboard, so the Kafka password reaches the job as the path of a 0600 file (``kafka.sasl_password_file``)."""
+    from streams import config as C
+    from streams.adapters.kafka_clients import child_section, from_settings
+
+    kafka = C.kafka_settings(raw)
+    conn = from_settings(kafka)
+    settings = {"kafka": child_section(conn, kafka, state_dir), "topics": raw.get("topics") or {},
+                "trainers": dict(raw.get("trainers") or {}, registry=registry),
+                "licences": dict(raw.get("licences") or {})}  # the job's licence gate uses the operator's policy
+    env = {"KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers, "DRIFTLOOP_HOME": str(C.home())}
+    return settings, env, conn
+
+
 def run(args: argparse.Namespace) -> int:
     from streams import config as C
     from trainers.dispatch.ray_cluster import connect_or_start, job_client, load_recorded_cluster, stop_local_cluster
@@ -282,21 +298,11 @@ def run(args: argparse.Namespace) -> int:
         log.info("%s local Ray cluster: dashboard %s", "started" if started else "reusing", address)
     python = cfg.entrypoint_python or (sys.executable if cluster is not None else "python")
     registry = str(Path(args.registry or cfg.registry or tcfg.registry or C.home() / "registry").resolve())
-    kafka = C.kafka_settings(raw)
-    from streams.adapters.kafka_clients import child_section, from_settings
-
-    conn = from_settings(kafka)
     topics = C.topics(raw)
-    # the job's kafka section names a 0600 password file, never the password: the entrypoint, the metadata and the
-    # runtime_env are stored by Ray and shown by its dashboard
-    settings = {"kafka": child_section(conn, kafka, state_dir), "topics": raw.get("topics") or {},
-                "trainers": dict(raw.get("trainers") or {}, registry=registry),
-                "licences": dict(raw.get("licences") or {})}  # the job's licence gate uses the operator's policy
+    settings, extra_env, conn = job_settings(raw, registry, state_dir)
     jobs = JobsAdapter(job_client(address), settings=settings, registry=registry, python=python,
                        runtime_env=cfg.runtime_env, labelled_file=args.labelled_file or cfg.labelled_file,
-                       entrypoint_num_cpus=cfg.entrypoint_num_cpus,
-                       extra_env={"KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-                                  "DRIFTLOOP_HOME": str(C.home())})
+                       entrypoint_num_cpus=cfg.entrypoint_num_cpus, extra_env=extra_env)
 
     from kafka import KafkaConsumer, KafkaProducer
 
