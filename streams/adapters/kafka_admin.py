@@ -122,10 +122,15 @@ def require_broker(bootstrap: "str | KafkaConnection", timeout_s: float = REQUIR
     raises :class:`streams.errors.BrokerUnreachable` (the address tried and how to start one)."""
     from streams.errors import BrokerUnreachable
 
+    from streams.adapters.kafka_clients import PASSWORD_ENV, resolve
+
     try:
         return wait_for_broker(bootstrap, timeout_s)
     except BrokerUnavailable:
-        raise BrokerUnreachable(bootstrap, timeout_s) from None
+        conn = resolve(bootstrap)
+        detail = (f"over SASL_SSL as {conn.username!r}, a refused password or an untrusted certificate looks the same "
+                  f"from here: check {PASSWORD_ENV} or kafka.sasl_password_file, and kafka.ssl_cafile") if conn.secure else ""
+        raise BrokerUnreachable(str(bootstrap), timeout_s, detail) from None
 
 
 def ensure_topics(
