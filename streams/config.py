@@ -29,6 +29,8 @@ import yaml
 T = TypeVar("T")
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+KAFKA_PROTOCOLS = ("PLAINTEXT", "SASL_SSL")
+KAFKA_SASL_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
 
 
 class ConfigError(ValueError):
@@ -244,6 +246,14 @@ class KafkaSettings:
     sasl_password: str = dataclasses.field(default="", repr=False)
     sasl_password_file: str = ""
     ssl_cafile: str = ""  # CA bundle (PEM) that signed the brokers' certificates; default: the local broker's CA
+
+    def __post_init__(self) -> None:
+        if self.security_protocol.upper() not in KAFKA_PROTOCOLS:
+            raise ValueError(f"kafka.security_protocol must be one of {list(KAFKA_PROTOCOLS)}, "
+                             f"got {self.security_protocol!r}")
+        if self.sasl_mechanism.upper() not in KAFKA_SASL_MECHANISMS:
+            raise ValueError(f"kafka.sasl_mechanism must be one of {list(KAFKA_SASL_MECHANISMS)}, "
+                             f"got {self.sasl_mechanism!r}")
 
     def local_state_dir(self) -> Path:
         """The local broker's state folder (``state_dir``, else ``$DRIFTLOOP_HOME/kafka``)."""

@@ -98,6 +98,8 @@ def test_a_missing_password_or_ca_says_what_to_set(tmp_path: Path, cafile: str) 
         K.connection(_sasl(str(tmp_path / "nope.pem")), env={K.PASSWORD_ENV: CANARY})
     with pytest.raises(C.ConfigError, match="security_protocol"):
         K.connection({"kafka": {"security_protocol": "SSL_PLEASE"}}, env={})
+    with pytest.raises(C.ConfigError, match="sasl_mechanism"):
+        C.check_all({"kafka": {"security_protocol": "SASL_SSL", "sasl_mechanism": "GSSAPI"}})
     (tmp_path / "junk.pem").write_text("not a certificate\n")
     junk = K.connection(_sasl(str(tmp_path / "junk.pem")), env={K.PASSWORD_ENV: CANARY})
     with pytest.raises(C.ConfigError, match="no usable CA certificate"):

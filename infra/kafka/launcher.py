@@ -686,6 +686,8 @@ def run(args: argparse.Namespace) -> int:
                     f"[jar fetch {r.fetch_s:.1f} s, storage format {r.format_s:.1f} s, broker up {r.broker_s:.1f} s]\n"
                     f"state: {kafka.state_dir}  log: {kafka.server_log}\nstop it with: driftloop kafka stop"
                 )
+            if kafka.security is not None:
+                print(kafka.security.describe())
             return 0
         if args.action == "stop":
             t0 = time.monotonic()

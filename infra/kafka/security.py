@@ -109,6 +109,11 @@ class BrokerSecurity:
             "ssl.client.auth": "none",
         }
 
+    def describe(self) -> str:
+        """One line for ``driftloop kafka start``: how clients authenticate, and the CA other clients must trust."""
+        return (f"clients: SASL_SSL ({self.client.mechanism}) as user {self.client.username!r}; "
+                f"CA certificate (kafka.ssl_cafile for clients elsewhere): {self.client.cafile}")
+
     def redact(self, text: str) -> str:
         """``text`` without any of the passwords this broker knows (for error messages)."""
         for secret in (self.client.password, self.internal_password()):

@@ -29,11 +29,11 @@ import ssl
 from pathlib import Path
 from typing import Any, Mapping
 
+from streams.config import KAFKA_PROTOCOLS as PROTOCOLS
+from streams.config import KAFKA_SASL_MECHANISMS as MECHANISMS
 from streams.config import ConfigError, KafkaSettings, kafka_settings
 
 PASSWORD_ENV = "DRIFTLOOP_KAFKA_PASSWORD"
-PROTOCOLS = ("PLAINTEXT", "SASL_SSL")
-MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
 #: where the local broker's launcher writes its CA certificate, under the broker's state folder
 LOCAL_CA = Path("tls") / "ca.pem"
 

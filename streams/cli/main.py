@@ -115,16 +115,14 @@ def run_command(args: argparse.Namespace) -> int:
         raw = load_file(getattr(args, "config", None))
         check_all(raw)  # the whole file, whatever the command reads
         bootstrap = kafka_settings(raw).bootstrap_servers
-        from streams.adapters.kafka_clients import connection
-
-        conn = connection(raw)  # a missing password or CA file is a configuration error, said before anything runs
         if args._check_args is not None:  # cheap checks first: a missing file is named before a missing broker
             args._check_args(args)
         needs = args._needs_kafka(args) if callable(args._needs_kafka) else args._needs_kafka
         if needs:
             from streams.adapters.kafka_admin import require_broker
+            from streams.adapters.kafka_clients import connection
 
-            require_broker(conn)
+            require_broker(connection(raw))  # a missing password or CA file is a ConfigError, said before anything runs
         return int(args._run(args) or 0)
     except ConfigError as exc:
         return fail([f"bad configuration: {exc}"], 2)
