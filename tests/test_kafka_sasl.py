@@ -165,3 +165,24 @@ def test_a_plaintext_client_gets_nothing_from_the_sasl_ssl_listener(sasl_kafka: 
     with pytest.raises(BrokerUnavailable):
         wait_for_broker(sasl_kafka["conn"].bootstrap, timeout_s=4)
     assert wait_for_broker(sasl_kafka["conn"], timeout_s=30)["brokers"]
+
+
+def test_aiokafka_reads_back_over_sasl_ssl_as_the_label_join_does(sasl_kafka: dict) -> None:
+    """The worker's own aiokafka reader (label-join rebuild after a restart) with the same connection."""
+    import asyncio
+
+    from kafka import KafkaProducer
+
+    from streams.adapters.faust_agents import read_partition
+    from streams.adapters.kafka_admin import ensure_topics
+
+    conn = sasl_kafka["conn"]
+    topic = f"test.sasl.{uuid.uuid4().hex[:8]}.aio"
+    ensure_topics(conn, [topic], partitions=1)
+    producer = KafkaProducer(**conn.kafka_python(), acks="all")
+    for i in range(3):
+        producer.send(topic, f"r{i}".encode(), partition=0)
+    producer.flush()
+    producer.close()
+    got = asyncio.run(read_partition(conn, topic, 0, 0, 2))
+    assert [v for _, v in got] == [b"r0", b"r1", b"r2"]
