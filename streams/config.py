@@ -65,14 +65,19 @@ def _problem(exc: BaseException) -> str:
     return re.sub(r"'[^']*'|\"[^\"]*\"", "'...'", problem)
 
 
-#: keys whose values are never echoed in an error (the last component of the key's path)
-SECRET_KEY = ("password", "passwd", "secret", "token", "credential", "hmac_key", "api_key", "private_key")
+#: words of a key (split at "_") whose value is never echoed in an error, and whole keys that are secrets
+SECRET_WORDS = frozenset({"password", "passwd", "secret", "secrets", "token", "credential", "credentials"})
+SECRET_KEYS = frozenset({"hmac_key", "api_key", "private_key", "signing_key"})
 
 
 def is_secret_key(path: str) -> bool:
-    """Whether the value at ``path`` (``kafka.sasl_password``) is a secret that must not appear in messages."""
-    last = path.rsplit(".", 1)[-1].lower()
-    return any(word in last for word in SECRET_KEY)
+    """Whether the value at ``path`` is a secret that must not appear in messages.
+
+    >>> is_secret_key("kafka.sasl_password"), is_secret_key("x.signing_key"), is_secret_key("trainers.tokenizer")
+    (True, True, False)
+    """
+    last = path.rsplit(".", 1)[-1].split("[", 1)[0].lower()
+    return last in SECRET_KEYS or bool(SECRET_WORDS & set(last.split("_")))
 
 
 def _shown(path: str, value: Any) -> str:
