@@ -178,6 +178,7 @@ SECTIONS: dict[str, str] = {
     "dispatcher": "trainers.dispatch.ledger.DispatcherConfig",
     "trainers": "trainers.retrain_job.TrainerConfig",
     "licences": "trainers.licences.LicencePolicy",
+    "registry": "trainers.registry_signing.RegistrySettings",
 }
 
 

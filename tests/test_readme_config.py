@@ -18,6 +18,7 @@ def test_readme_config_example_is_valid():
     from streams.worker.state import WorkerConfig
     from trainers.dispatch.ledger import DispatcherConfig
     from trainers.licences import LicencePolicy
+    from trainers.registry_signing import RegistrySettings
     from trainers.retrain_job import TrainerConfig
 
     blocks = [b.split("```", 1)[0] for b in README.read_text(encoding="utf-8").split("```yaml")[1:]]
@@ -25,7 +26,7 @@ def test_readme_config_example_is_valid():
     raw = yaml.safe_load(block)
     sections = {"drift": DriftConfig, "worker": WorkerConfig, "dispatcher": DispatcherConfig,
                 "trainers": TrainerConfig, "features": FeaturesSettings, "parity": ParitySettings,
-                "licences": LicencePolicy}
+                "licences": LicencePolicy, "registry": RegistrySettings}
     assert set(raw) == {"kafka", "topics", *sections}, "a README section without a check here"
     assert C.kafka_settings(raw).external  # an address in the file means the user's own cluster
     assert C.topics(raw).inputs == "driftloop.inputs"

@@ -426,7 +426,10 @@ def main(argv: list[str] | None = None) -> int:
 
     licence_policy = C.section(LicencePolicy, raw.get("licences"), "licences")
     req = _load_request(args.request)
-    registry = ModelRegistry(args.registry or cfg.registry or C.home() / "registry")
+    from trainers.registry_signing import RegistrySettings
+
+    registry = ModelRegistry(args.registry or cfg.registry or C.home() / "registry",
+                             settings=C.section(RegistrySettings, raw.get("registry"), "registry"))
     job_id = args.job_id
     use_ray = not args.no_ray
     if use_ray:

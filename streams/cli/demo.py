@@ -17,6 +17,14 @@ from __future__ import annotations
 import argparse
 
 
+def NEEDS_KAFKA(args: argparse.Namespace) -> bool:
+    """Only a cluster of yours (config or KAFKA_BOOTSTRAP_SERVERS) must answer first (streams/cli/main.py checks it
+    in seconds); without one the demo starts its own broker."""
+    from streams import config as cfg
+
+    return cfg.kafka_settings(cfg.load_file(getattr(args, "config", None))).external
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--domain", choices=("tweets", "payments"), default="tweets",
                    help="tweets: real data and a pretrained backbone (default); payments: synthetic card payments")

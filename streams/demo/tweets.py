@@ -68,9 +68,13 @@ def prepare_feature_store(repo: Path) -> None:
 
     shutil.copytree(REPO_PATH, repo, ignore=shutil.ignore_patterns("data", "__pycache__", "*.db"))
     data_gen.generate(repo, days=2, n_customers=50, n_merchants=10, n_transactions=200)
+    import contextlib
+    import io
+
     fs = st.open_store(repo, "sqlite")
-    st.apply(fs)
-    st.materialize(fs, datetime.now(timezone.utc) + timedelta(seconds=1))
+    with contextlib.redirect_stdout(io.StringIO()):  # Feast prints a coloured line per view
+        st.apply(fs)
+        st.materialize(fs, datetime.now(timezone.utc) + timedelta(seconds=1))
 
 
 @dataclass
@@ -190,6 +194,9 @@ def run(args: argparse.Namespace) -> int:
     from streams.demo.tweets_world import build_world
     from streams.judge.profile_build import build_profile
 
+    import logging
+
+    logging.getLogger("streams.adapters.kafka_admin").setLevel(logging.WARNING)  # the story says what it creates
     plan = TweetsPlan()
     raw = cfg.load_file(args.config)
     topics0 = cfg.topics(raw)
@@ -321,6 +328,7 @@ def run(args: argparse.Namespace) -> int:
             if not ok:
                 say(f"the worker did not reach the end of the bug within {args.timeout:.0f}s; see {home}")
                 return _fail(stack, recorder)
+            _snapshot_metrics(metrics_url, home / "metrics.prom")
             kept = sim.accuracy_of("1", served["recovery"].inputs, served["recovery"].labels)
             from streams.judge.drift_config import DriftConfig
 
@@ -338,6 +346,16 @@ def run(args: argparse.Namespace) -> int:
                     "(and Kafka with `driftloop kafka stop`)")
 
 
+def _snapshot_metrics(url: str, path: Path) -> None:
+    """The worker's /metrics at the end of the run (what Prometheus and the Grafana dashboard would show)."""
+    import urllib.request
+
+    try:
+        path.write_bytes(urllib.request.urlopen(url, timeout=5).read())
+    except OSError as exc:
+        say(f"could not read the worker's /metrics ({exc}); no metrics snapshot")
+
+
 def _record_gate(recorder: RunRecorder, registry: Path, model: str, final: Any) -> None:
     if not final.new_version:
         return
@@ -348,6 +366,17 @@ def _record_gate(recorder: RunRecorder, registry: Path, model: str, final: Any) 
     recorder.add("gate_reports", [{"model": model, "version": final.new_version, "promoted": bool(final.promoted),
                                    "status": final.status, "reasons": list(report.get("reasons", [])),
                                    "report": report}])
+    gate = report.get("gate", report)
+
+    def pct(key: str, d: Any = gate) -> str:
+        v = d.get(key) if isinstance(d, dict) else None
+        return "?" if v is None else f"{v:.1%}"
+
+    say(f"promotion gate on v{final.new_version}: new data {pct('accuracy_new_before')} -> {pct('accuracy_new_after')}, "
+        f"old data (v1's replay hold-out) {pct('accuracy_old_before')} -> {pct('accuracy_old_after')}; plain "
+        f"fine-tuned baseline {pct('accuracy_new', gate.get('baseline'))} new / {pct('accuracy_old', gate.get('baseline'))} "
+        f"old; {'promoted' if final.promoted else 'refused: ' + '; '.join(report.get('reasons', [])[:1])} "
+        f"(`driftloop models show {model} {final.new_version}` prints the whole report)")
 
 
 def _fail(stack: Any, recorder: RunRecorder) -> int:
