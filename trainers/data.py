@@ -119,16 +119,19 @@ def read_npz(path: str | Path, start: float, end: float, max_examples: int | Non
     return WindowData([], stats, X, y)
 
 
-def read_topic(bootstrap_servers: str, topic: str, model: str, start: float, end: float, *,
+def read_topic(bootstrap_servers: Any, topic: str, model: str, start: float, end: float, *,
                skew_s: float = 300.0, max_examples: int | None = None, timeout_s: float = 60.0) -> WindowData:
     """Labelled examples of ``model`` in ``[start, end)`` from a Kafka topic.
 
     Seeks every partition to the first message with a timestamp at or after
-    ``start - skew_s`` and reads up to the end offsets of the moment reading starts.
+    ``start - skew_s`` and reads up to the end offsets of the moment reading starts.  ``bootstrap_servers``: an
+    address or a :class:`streams.adapters.kafka_clients.KafkaConnection`.
     """
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False, group_id=None,
+    from streams.adapters.kafka_clients import resolve
+
+    consumer = KafkaConsumer(**resolve(bootstrap_servers).kafka_python(), enable_auto_commit=False, group_id=None,
                              client_id="driftloop-training-data", request_timeout_ms=30000)
     try:
         parts = consumer.partitions_for_topic(topic)

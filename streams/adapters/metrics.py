@@ -92,8 +92,8 @@ class WorkerMetrics:
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
-    def serve(self, port: int, addr: str = "0.0.0.0"):
-        """Serve ``/metrics`` on ``port`` (returns the server and its thread)."""
+    def serve(self, port: int, addr: str = "127.0.0.1"):
+        """Serve ``/metrics`` on ``addr``:``port``, loopback unless told otherwise (returns the server and its thread)."""
         return start_http_server(port, addr=addr, registry=self.registry)
 
 

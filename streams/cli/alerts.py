@@ -63,11 +63,12 @@ def run(args: argparse.Namespace, out: IO[str] | None = None) -> int:
 
     out = out or sys.stdout
     raw = cfg.load_file(args.config)
-    bootstrap = cfg.kafka_settings(raw).bootstrap_servers
+    from streams.adapters.kafka_clients import connection
+
     topic = args.topic or cfg.topics(raw).alerts
     consumer = KafkaConsumer(
         topic,
-        bootstrap_servers=bootstrap,
+        **connection(raw).kafka_python(),
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest" if args.from_beginning else "latest",

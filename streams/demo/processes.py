@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from streams import config as cfg
 
@@ -23,8 +23,9 @@ def say(msg: str) -> None:
 
 
 @contextlib.contextmanager
-def kafka_for_demo(raw: dict, keep_running: bool) -> Iterator[str]:
-    """The bootstrap address of the configured cluster, or of a local broker started for the demo."""
+def kafka_for_demo(raw: dict, keep_running: bool) -> Iterator[Any]:
+    """The connection (``streams.adapters.kafka_clients.KafkaConnection``; ``str()`` is the bootstrap address) of
+    the configured cluster, or of a local broker started for the demo."""
     from infra.kafka.launcher import LocalKafka
 
     kafka = LocalKafka(cfg.kafka_settings(raw))
@@ -37,7 +38,7 @@ def kafka_for_demo(raw: dict, keep_running: bool) -> Iterator[str]:
         say(f"started Kafka at {res.bootstrap} in {res.total_s:.1f}s (state in {kafka.state_dir})")
     started = not (res.external or res.already_running)
     try:
-        yield res.bootstrap
+        yield kafka.connection
     finally:
         if started and not keep_running:
             kafka.stop()

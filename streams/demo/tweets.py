@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from streams import config as cfg
+from streams.adapters.kafka_clients import child_section
 from streams.cli.stack import LocalStack, StackProgress
 from streams.demo.processes import kafka_for_demo, say
 from streams.errors import StackError
@@ -215,7 +216,7 @@ def run(args: argparse.Namespace) -> int:
             topics["partitions"] = topics0.partitions
             metrics_port = _free_port()
             conf = {
-                "kafka": {"bootstrap_servers": bootstrap},
+                "kafka": child_section(bootstrap, cfg.kafka_settings(raw), home),
                 "topics": topics,
                 "drift": {"window_seconds": plan.window_s, "min_samples": plan.per_window // 2,
                           "reference_events": plan.per_window},
@@ -276,11 +277,11 @@ def run(args: argparse.Namespace) -> int:
             metrics_url = info.metrics_url
 
             sim = ServingSimulator(str(home / "registry"), model)
-            consumer = KafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+            consumer = KafkaConsumer(**bootstrap.kafka_python(), auto_offset_reset="earliest",
                                      enable_auto_commit=False, group_id=f"driftloop-demo-follow-{run_id}")
             consumer.subscribe([topics[t] for t in ("alerts", "retrain_requests", "retrain_results", "model_updates")])
             follow = Follower(consumer, topics, recorder, sim.on_model_update, plan)
-            producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20)
+            producer = KafkaProducer(**bootstrap.kafka_python(), acks="all", linger_ms=20)
             served: dict[str, Any] = {}
 
             def publish(phase: str) -> None:

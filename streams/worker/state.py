@@ -60,6 +60,9 @@ class WorkerConfig:
     reference_dir: str = ""  # default: $DRIFTLOOP_HOME/references
     reference_bootstrap_n: int = 10_000
     metrics_port: int = 9108  # 0: no /metrics server
+    # interface of /metrics (and of Faust's web server when web_port is set): loopback unless you say otherwise,
+    # e.g. "0.0.0.0" for a Prometheus on another host (then protect the port: /metrics has no authentication)
+    metrics_host: str = "127.0.0.1"
     web_port: int = 0  # Faust's own web server; 0 picks a free port
     source_partitions: int = 0  # 0: topics.partitions
     internal_partitions: int = 0  # 0: topics.partitions (tables' changelogs get the same count)

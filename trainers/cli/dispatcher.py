@@ -264,6 +264,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cluster-info", action="store_true", help="print the local Ray cluster's address and exit")
 
 
+def job_settings(raw: Mapping[str, Any], registry: str, state_dir: Path) -> tuple[dict[str, Any], dict[str, str], Any]:
+    """What a retrain job is told: its config (``--settings``), its environment, and the dispatcher's own Kafka
+    connection.  No secret in either: Ray stores the entrypoint, the metadata and the runtime_env and shows them in
+    its dashboard, so the Kafka password reaches the job as the path of a 0600 file (``kafka.sasl_password_file``)."""
+    from streams import config as C
+    from streams.adapters.kafka_clients import child_section, from_settings
+
+    kafka = C.kafka_settings(raw)
+    conn = from_settings(kafka)
+    settings = {"kafka": child_section(conn, kafka, state_dir), "topics": raw.get("topics") or {},
+                "trainers": dict(raw.get("trainers") or {}, registry=registry),
+                "licences": dict(raw.get("licences") or {}),  # the job's licence gate uses the operator's policy
+                "registry": dict(raw.get("registry") or {})}  # signing: allow_unsigned, key_file (a path, never the key)
+    key_env = {k: os.environ[k] for k in ("DRIFTLOOP_REGISTRY_KEY_FILE",) if os.environ.get(k)}
+    env = {"KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers, "DRIFTLOOP_HOME": str(C.home()), **key_env}
+    return settings, env, conn
+
+
 def run(args: argparse.Namespace) -> int:
     from streams import config as C
     from trainers.dispatch.ray_cluster import connect_or_start, job_client, load_recorded_cluster, stop_local_cluster
@@ -297,28 +315,21 @@ def run(args: argparse.Namespace) -> int:
         log.info("%s local Ray cluster: dashboard %s", "started" if started else "reusing", address)
     python = cfg.entrypoint_python or (sys.executable if cluster is not None else "python")
     registry = str(Path(args.registry or cfg.registry or tcfg.registry or C.home() / "registry").resolve())
-    kafka = C.kafka_settings(raw)
     topics = C.topics(raw)
-    settings = {"kafka": {"bootstrap_servers": kafka.bootstrap_servers}, "topics": raw.get("topics") or {},
-                "trainers": dict(raw.get("trainers") or {}, registry=registry),
-                "licences": dict(raw.get("licences") or {}),  # the job's licence gate uses the operator's policy
-                "registry": dict(raw.get("registry") or {})}  # signing: allow_unsigned, key_file (a path, never the key)
-    key_env = {k: os.environ[k] for k in ("DRIFTLOOP_REGISTRY_KEY_FILE",) if os.environ.get(k)}
+    settings, extra_env, conn = job_settings(raw, registry, state_dir)
     if os.environ.get("DRIFTLOOP_REGISTRY_KEY") and cluster is None:
         log.warning("DRIFTLOOP_REGISTRY_KEY is set here but is not sent to the Ray cluster at %s (a secret in a job's "
                     "runtime_env would show in the Ray dashboard): set it on the Ray nodes too, or give every process "
                     "the key as a file (DRIFTLOOP_REGISTRY_KEY_FILE or registry.key_file)", address)
     jobs = JobsAdapter(job_client(address), settings=settings, registry=registry, python=python,
                        runtime_env=cfg.runtime_env, labelled_file=args.labelled_file or cfg.labelled_file,
-                       entrypoint_num_cpus=cfg.entrypoint_num_cpus,
-                       extra_env={"KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-                                  "DRIFTLOOP_HOME": str(C.home()), **key_env})
+                       entrypoint_num_cpus=cfg.entrypoint_num_cpus, extra_env=extra_env)
 
     from kafka import KafkaConsumer, KafkaProducer
 
-    producer = KafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all",
+    producer = KafkaProducer(**conn.kafka_python(), acks="all",
                              value_serializer=lambda s: s if isinstance(s, bytes) else s.encode("utf-8"))
-    consumer = KafkaConsumer(topics.retrain_requests, bootstrap_servers=kafka.bootstrap_servers,
+    consumer = KafkaConsumer(topics.retrain_requests, **conn.kafka_python(),
                              group_id=cfg.group_id, enable_auto_commit=False, auto_offset_reset="earliest")
 
     def publish(result: RetrainResult) -> None:
@@ -342,8 +353,8 @@ def run(args: argparse.Namespace) -> int:
     metrics = DispatcherMetrics()
     if cfg.metrics_port:
         try:
-            metrics.serve(cfg.metrics_port)
-            log.info("dispatcher metrics on :%d/metrics", cfg.metrics_port)
+            metrics.serve(cfg.metrics_port, cfg.metrics_host)
+            log.info("dispatcher metrics on %s:%d/metrics", cfg.metrics_host, cfg.metrics_port)
         except OSError as exc:  # a second dispatcher (or anything) on the port: dispatch anyway
             log.warning("dispatcher metrics: cannot listen on port %d (%s); running without /metrics. Set "
                         "dispatcher.metrics_port to a free port (0: none)", cfg.metrics_port, exc)

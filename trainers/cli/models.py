@@ -187,8 +187,9 @@ def _publish(raw: dict, update: Any, no_publish: bool) -> int:
     try:
         from kafka import KafkaProducer
 
-        producer = KafkaProducer(bootstrap_servers=C.kafka_settings(raw).bootstrap_servers, acks="all",
-                                 max_block_ms=15000)
+        from streams.adapters.kafka_clients import connection
+
+        producer = KafkaProducer(**connection(raw).kafka_python(), acks="all", max_block_ms=15000)
         try:
             producer.send(C.topics(raw).model_updates, key=update.model.encode(), value=update.to_json().encode())
             producer.flush(timeout=15)
