@@ -11,15 +11,13 @@ A registry is a folder (default ``streams.config.home()/"registry"``)::
                                 report.json/.txt promotion-gate report (optional)
                                 manifest.json    sha256 and size of every file above
 
-Weights are safetensors (never pickles).  Every load re-hashes every file against the
-manifest, and the manifest against the hash kept in ``index.json``; a mismatch raises
-:class:`IntegrityError` naming the file and both hashes.  With a signing key
-(``DRIFTLOOP_REGISTRY_KEY``, ``DRIFTLOOP_REGISTRY_KEY_FILE`` or ``registry.key_file``:
-:mod:`trainers.registry_signing`) every manifest written carries an HMAC-SHA256, and every load
-checks it, so editing a file and re-hashing the manifest is caught too (:class:`SignatureError`);
-an unsigned manifest is then refused unless ``registry.allow_unsigned``.  A version is staged in a
-temporary folder and renamed into place, and ``index.json`` is replaced atomically under
-a file lock, so a crash never leaves a half-written version or pointer.
+Weights are safetensors (never pickles).  Every load re-hashes every file against the manifest, and the
+manifest against the hash kept in ``index.json``; a mismatch raises :class:`IntegrityError` naming the file
+and both hashes.  With a signing key (:mod:`trainers.registry_signing`) every manifest carries an HMAC-SHA256
+that every load checks, so editing a file and re-hashing the manifest is caught too (:class:`SignatureError`);
+an unsigned manifest is then refused unless ``registry.allow_unsigned``.  A version is staged in a temporary
+folder and renamed into place, and ``index.json`` is replaced atomically under a file lock, so a crash never
+leaves a half-written version or pointer.
 
 The registry is pure: :meth:`ModelRegistry.promote` and :meth:`ModelRegistry.rollback`
 return the :class:`~streams.contracts.events.ModelUpdate` to publish; callers publish it.
@@ -54,9 +52,10 @@ from typing import Any, Iterator, Mapping
 from trainers.licences import LicenceError, LicencePolicy  # noqa: F401
 from trainers.records import ModelUpdate
 from trainers.registry_records import (_NAME, IntegrityError, LoadedVersion, Provenance, RegistryError, VersionInfo,  # noqa: F401
-                                       _check_name, _fsync_dir, _write_json_atomic, code_version, sha256_file)
-from trainers.registry_signing import (SIGNATURE, RegistrySettings, SignatureState, SigningKey, load_key,
-                                       state_without_key)
+                                       _check_name, _fsync_dir, _write_json_atomic, code_version, sha256_file,
+                                       tokenizer_file)
+from trainers.registry_signing import (SIGNATURE, RegistrySettings, SignatureError, SignatureState, SigningKey,  # noqa: F401
+                                       UnsignedManifest, load_key, state_without_key)
 from streams.contracts.events import json_default
 
 FORMAT = "driftloop.registry/1"
@@ -69,33 +68,10 @@ REPORT_TEXT = "report.txt"
 MANIFEST = "manifest.json"
 
 
-def tokenizer_file(feature: str) -> str:
-    """File name of a text feature's tokenizer in a version folder (hashed when the name is not file-safe)."""
-    safe = _NAME.match(feature) is not None and len(feature) <= 64
-    return f"tokenizer.{feature if safe else hashlib.sha256(feature.encode()).hexdigest()[:16]}.json"
-
-
-
 # --------------------------------------------------------------------------- registry
 
 
 _FROM_ENV: Any = object()
-
-
-class SignatureError(IntegrityError):
-    """A manifest's signature does not match it (files re-hashed after signing, or another key); refused."""
-
-    def __init__(self, path: str | os.PathLike, state: SignatureState) -> None:
-        RegistryError.__init__(
-            self,
-            f"manifest signature does not match: {os.fspath(path)} (signed with key {state.key_id}, checked with key "
-            f"{state.checked_with}). The manifest or the files it lists were changed after signing; do not load it. "
-            "Restore the version from a backup or register it again; if it was signed with another key, set that key.")
-        self.path, self.expected, self.actual = os.fspath(path), str(state.key_id), str(state.checked_with)
-
-
-class UnsignedManifest(RegistryError):
-    """A registry key is set but a version's manifest carries no signature."""
 
 
 class ModelRegistry:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from trainers.registry_records import RegistryError
+from trainers.registry_records import IntegrityError, RegistryError
 
 KEY_ENV = "DRIFTLOOP_REGISTRY_KEY"
 KEY_FILE_ENV = "DRIFTLOOP_REGISTRY_KEY_FILE"
@@ -135,3 +135,19 @@ def load_key(settings: RegistrySettings | None = None, environ: Mapping[str, str
         raise RegistryError(f"cannot read the registry signing key file ({where}): {exc.strerror}; create it "
                             f"(e.g. {_MAKE_KEY} > FILE; chmod 600 FILE) or unset it") from None
     return SigningKey(secret, f"key file {path}")
+
+
+class SignatureError(IntegrityError):
+    """A manifest's signature does not match it (files re-hashed after signing, or another key); refused."""
+
+    def __init__(self, path: str | os.PathLike, state: SignatureState) -> None:
+        RegistryError.__init__(
+            self,
+            f"manifest signature does not match: {os.fspath(path)} (signed with key {state.key_id}, checked with key "
+            f"{state.checked_with}). The manifest or the files it lists were changed after signing; do not load it. "
+            "Restore the version from a backup or register it again; if it was signed with another key, set that key.")
+        self.path, self.expected, self.actual = os.fspath(path), str(state.key_id), str(state.checked_with)
+
+
+class UnsignedManifest(RegistryError):
+    """A registry key is set but a version's manifest carries no signature."""
