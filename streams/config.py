@@ -255,6 +255,9 @@ class KafkaSettings:
     ssl_cafile: str = ""  # CA bundle (PEM) that signed the brokers' certificates; default: the local broker's CA
 
     def __post_init__(self) -> None:
+        for key in ("port", "controller_port"):
+            if not 1 <= int(getattr(self, key)) <= 65535:
+                raise ValueError(f"kafka.{key} must be a TCP port, 1 to 65535, got {getattr(self, key)}")
         if self.security_protocol.upper() not in KAFKA_PROTOCOLS:
             raise ValueError(f"kafka.security_protocol must be one of {list(KAFKA_PROTOCOLS)}, "
                              f"got {self.security_protocol!r}")

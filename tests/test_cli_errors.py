@@ -71,7 +71,8 @@ def test_a_missing_file_is_named_before_the_broker_is_asked(tmp_path):
     ("kafka: [\n", "is not valid YAML at line 2"),
     ("workers:\n  metrics_port: 1\n", "did you mean 'worker'?"),
     ("worker:\n  metrics_port: lots\n", "worker.metrics_port: expected an integer"),
-], ids=["yaml", "section", "type"])
+    ("worker:\n  metrics_port: 99999\n", "worker.metrics_port must be a TCP port, 0 to 65535"),
+], ids=["yaml", "section", "type", "range"])
 def test_a_bad_config_says_where(tmp_path, text, says):
     cfg = tmp_path / "bad.yaml"
     cfg.write_text(text)

@@ -59,6 +59,9 @@ DEFAULT_BROKER_JVM_OPTS = ("-XX:TieredStopAtLevel=1",)
 _COMPLETE_MARKER = ".driftloop-complete"
 
 
+#: seconds a configured (external) cluster gets to answer `kafka start`
+EXTERNAL_CHECK_S = 10.0
+
 class KafkaError(RuntimeError):
     """The local broker could not be fetched, started or stopped (the message says what to do)."""
 
@@ -476,8 +479,8 @@ class LocalKafka:
         t0 = time.monotonic()
         timeout = float(self.settings.start_timeout_s)
         if self.external:
-            try:
-                wait_for_broker(self.connection, timeout)
+            try:  # a cluster of yours is not starting here: it answers within seconds or it is not there
+                wait_for_broker(self.connection, min(timeout, EXTERNAL_CHECK_S))
             except BrokerUnavailable as exc:
                 raise KafkaError(
                     f"the configured external Kafka cluster at {self.bootstrap} does not answer: {exc}. "

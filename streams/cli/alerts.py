@@ -74,6 +74,9 @@ def run(args: argparse.Namespace, out: IO[str] | None = None) -> int:
         auto_offset_reset="earliest" if args.from_beginning else "latest",
         consumer_timeout_ms=500,
     )
+    print(f"following {topic} " + ("from its beginning" if args.from_beginning else
+                                   "from now (--from-beginning shows the earlier alerts too)") + "; Ctrl-C stops",
+          file=sys.stderr, flush=True)
     shown = 0
     seen: set[str] = set()
     last = time.monotonic()

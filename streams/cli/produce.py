@@ -140,7 +140,7 @@ def read_records(path: Path, role: str, model: str | None = None, version: str |
             if raw.strip():
                 yield _record(lineno, None, raw.rstrip(b"\r\n"), role)
         return
-    for row in table_rows(path, model, version):
+    for row in table_rows(path, model, version, need_version=role != "labels"):
         if role == "labels":
             if row.label is None:
                 yield Invalid(row.number, "missing_field: no label in this row")

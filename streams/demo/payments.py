@@ -38,6 +38,9 @@ def run(args: argparse.Namespace) -> int:
     from streams.judge.profile_build import build_profile
     from streams.cli.sample import CATEGORICAL, CHANNELS, COUNTRIES, NUMERIC, Drift, SampleTraffic, fraud_ring, malformed
 
+    import logging
+
+    logging.getLogger("streams.adapters.kafka_admin").setLevel(logging.WARNING)
     raw = cfg.load_file(args.config)
     topics0 = cfg.topics(raw)
     run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:4]

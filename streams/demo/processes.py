@@ -6,6 +6,7 @@ import contextlib
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -14,11 +15,14 @@ from streams import config as cfg
 ROOT = Path(__file__).resolve().parents[2]  # the repository (streams/demo/processes.py)
 
 
+_T0 = time.monotonic()
+
+
 def say(msg: str) -> None:
-    """One line of the demo's story (above any progress bar on screen)."""
+    """One line of the demo's story, with the seconds since the demo started (above any progress bar on screen)."""
     from tqdm import tqdm
 
-    tqdm.write(f"[demo] {msg}", file=sys.stdout)
+    tqdm.write(f"[demo {time.monotonic() - _T0:5.0f}s] {msg}", file=sys.stdout)
     sys.stdout.flush()
 
 

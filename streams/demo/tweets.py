@@ -110,14 +110,19 @@ class Follower:
                     self._seen.add(a.alert_id)
                     self.alerts.append(a)
                     self.recorder.add("alerts", [data])
+                    held = a.kind in ("performance", "concept_drift") and any(
+                        p.kind == "parity" and p.model_version == a.model_version for p in self.alerts)
                     say(f"ALERT {a.severity:<8} {a.kind:<16} {a.feature or '-':<11} v{a.model_version} "
                         f"{a.metric}={a.score:.3f} (threshold {a.threshold}) in {self.phase_of(a.window.start)}"
-                        + (f" [explained by {a.explained_by}]" if a.explained_by else ""))
+                        + (f" [explained by {a.explained_by}]" if a.explained_by else "")
+                        + (" [no retrain while a parity alert is open: worker.retrain.hold_while_parity_open]"
+                           if held else ""))
                 elif rec.topic == self.topics["retrain_requests"]:
                     self.requests.append(data)
                     self.recorder.add("retrain_requests", [data])
                     say(f"retrain request {data.get('request_id')} for v{data.get('model_version')} "
-                        f"({', '.join(data.get('kinds', []))}, {data.get('n_labelled')} labelled examples)")
+                        f"({', '.join(data.get('kinds', []))}; {data.get('n_labelled')} labelled examples of this "
+                        "version so far, the job trains on those of the alert window)")
                 elif rec.topic == self.topics["retrain_results"]:
                     res = RetrainResult(**data)
                     self.results.append(res)
@@ -232,6 +237,7 @@ def run(args: argparse.Namespace) -> int:
                     "retrain": {"min_labelled": 200, "cooldown_s": 3600.0, "kinds": ["performance", "concept_drift"]},
                 },
                 "dispatcher": {"state_dir": str(home / "dispatcher"), "registry": str(home / "registry"),
+                               "metrics_port": _free_port(),
                                "stop_local_cluster_on_exit": not args.keep_running},
                 "licences": {"accept": tweets_model.LICENCE_ACCEPTANCE},
                 "trainers": {"registry": str(home / "registry"), "min_examples": 100, "data_until": "window",
@@ -342,8 +348,8 @@ def run(args: argparse.Namespace) -> int:
                 say("stopping: " + "; ".join(stack.down()))
             elif stack is not None:
                 where = f"DRIFTLOOP_HOME={home} driftloop --config {config_file}"
-                say(f"--keep: everything is still running. Look with `{where} status`, stop with `{where} down` "
-                    "(and Kafka with `driftloop kafka stop`)")
+                say(f"--keep: everything is still running. Look with `{where} status`, stop with `{where} down`, "
+                    f"and Kafka with `DRIFTLOOP_HOME={cfg.home()} driftloop kafka stop`")
 
 
 def _snapshot_metrics(url: str, path: Path) -> None:

@@ -99,6 +99,10 @@ class WorkerConfig:
     session_timeout_s: float = 10.0  # a killed worker's partitions move to the others after this long
     retrain: dict = field(default_factory=dict)  # RetrainPolicyConfig fields
 
+    def __post_init__(self) -> None:
+        if not 0 <= int(self.metrics_port) <= 65535:
+            raise ValueError(f"worker.metrics_port must be a TCP port, 0 to 65535 (0: no /metrics), got {self.metrics_port}")
+
     def lateness(self, drift_allowed_lateness: float | None) -> float:
         if self.allowed_lateness_s is not None:
             return float(self.allowed_lateness_s)

@@ -78,6 +78,8 @@ class DispatcherConfig:
     def __post_init__(self) -> None:
         if int(self.max_attempts) < 1:
             raise ValueError(f"dispatcher.max_attempts must be >= 1, got {self.max_attempts}")
+        if not 0 <= int(self.metrics_port) <= 65535:
+            raise ValueError(f"dispatcher.metrics_port must be a TCP port, 0 to 65535 (0: none), got {self.metrics_port}")
         if self.runtime_env not in ("pythonpath", "working_dir"):
             raise ValueError(f"dispatcher.runtime_env must be 'pythonpath' or 'working_dir', got {self.runtime_env!r}")
 
