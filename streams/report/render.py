@@ -247,6 +247,10 @@ def _outcome(report: RunReport) -> str:
     for k, v in out.items():
         if k == "verdict":
             continue
+        if isinstance(v, dict):  # e.g. the demo's checks: one line each
+            rows.append([_e(k), "<br>".join(f"{_e('ok' if c is True else 'NOT' if c is False else _num(c))} {_e(n)}"
+                                            for n, c in v.items())])
+            continue
         shown = _pct(v) if "accuracy" in k and isinstance(v, float) and 0 <= v <= 1 else _num(v)
         rows.append([_e(k), _e(shown)])
     parts.append(_table(["outcome", "value"], rows, "no outcome recorded"))
