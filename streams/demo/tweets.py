@@ -202,7 +202,7 @@ def run(args: argparse.Namespace) -> int:
     import logging
 
     logging.getLogger("streams.adapters.kafka_admin").setLevel(logging.WARNING)  # the story says what it creates
-    plan = TweetsPlan()
+    plan = TweetsPlan.quick() if getattr(args, "quick", False) else TweetsPlan()
     raw = cfg.load_file(args.config)
     topics0 = cfg.topics(raw)
     run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:4]
