@@ -206,14 +206,13 @@ class DriftEngine(ConceptMixin, DataTestsMixin):
                 continue
             enc = ms.encoder
             ts = np.fromiter((e.ts for e in evs), dtype=float, count=len(evs))
-            cols = enc.events_to_columns(evs)
             preds = [e.prediction for e in evs] if enc.pred_segment is not None else None
             if preds is not None and all(p is None for p in preds):
                 preds = None
             scores = [e.scores for e in evs] if enc.score_segment is not None else None
             if scores is not None and all(s is None for s in scores):
                 scores = None
-            out.update(self._accumulate_encoded(ms, model, version, ts, enc.encode(cols, len(evs)), preds, scores))
+            out.update(self._accumulate_encoded(ms, model, version, ts, enc.encode_events(evs), preds, scores))
         return out
 
     def accumulate_columns(
