@@ -186,7 +186,9 @@ class DriftEngine(ConceptMixin, DataTestsMixin):
 
     # ------------------------------------------------------------------ accumulate (no judging)
     @staticmethod
-    def _group(events: Iterable[Any]) -> dict[tuple[str, str], list[Any]]:
+    def _group(events: Iterable[Any], mv: tuple[str, str] | None = None) -> dict[tuple[str, str], list[Any]]:
+        if mv is not None and isinstance(events, list) and events:
+            return {mv: events}  # the caller knows every event's (model, version)
         if isinstance(events, list) and events:
             keys = set(map(model_version_of, events))
             if len(keys) == 1:  # the usual micro-batch: one model version, no per-event Python loop
@@ -196,10 +198,12 @@ class DriftEngine(ConceptMixin, DataTestsMixin):
             groups.setdefault((e.model, e.model_version), []).append(e)
         return groups
 
-    def accumulate(self, events: Sequence[InferenceEvent]) -> dict[WindowKey, WindowAccumulator]:
-        """Partial window accumulators of a batch of input events (no judging, engine state untouched)."""
+    def accumulate(self, events: Sequence[InferenceEvent], mv: tuple[str, str] | None = None
+                   ) -> dict[WindowKey, WindowAccumulator]:
+        """Partial window accumulators of a batch of input events (no judging, engine state untouched);
+        ``mv``: the (model, version) of every event, when the caller knows it (no grouping then)."""
         out: dict[WindowKey, WindowAccumulator] = {}
-        for (model, version), evs in self._group(events).items():
+        for (model, version), evs in self._group(events, mv).items():
             ms = self._state(model, version)
             if ms is None:
                 self.stats["no_reference"] += len(evs)
