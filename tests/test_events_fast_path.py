@@ -138,7 +138,8 @@ def test_well_formed_inputs_take_the_fast_path_with_the_same_result(obj):
 def test_batch_of_valid_records_is_checked_in_bulk_with_the_same_verdicts():
     """parse_input_batch: a batch of valid records (the bulk path) gives the per-record results and its
     (model, version) pairs; one bad record anywhere (future, bad name, not the fast shape, too large,
-    not bytes) sends the whole batch through the per-record path, with the same verdicts."""
+    not bytes, an empty or too long feature name) sends the whole batch through the per-record path,
+    with the same verdicts."""
     from streams.contracts.validate import parse_input_batch
 
     def rec(i, **kw):
@@ -159,4 +160,10 @@ def test_batch_of_valid_records_is_checked_in_bulk_with_the_same_verdicts():
             assert keys is None
             want = [outcome(lambda r, **kw: parse_input(r, max_bytes=150, **kw), raw) for raw in batch]
             assert [batched(r) for r in evs] == want
+    for b in (rec(0, features={"": 1.0}), rec(0, features={"a": 1.0, "k" * 257: 1.0}), rec(0, features={"k" * 256: 1.0})):
+        for pos in (0, 20):
+            batch = good[:pos] + [b] + good[pos:]
+            evs, keys = parse_input_batch(batch, now=NOW, max_future_s=FUTURE)
+            assert [batched(r) for r in evs] == [outcome(parse_input, raw) for raw in batch]
+            assert [batched(r) for r in evs] == [outcome(_parse_input_full, raw) for raw in batch]
     assert parse_input_batch([], now=NOW) == ([], set())

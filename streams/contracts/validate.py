@@ -17,7 +17,7 @@ import operator
 import re
 import time
 from datetime import datetime, timezone
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import msgspec
 
@@ -142,18 +142,18 @@ def parse_input_batch(raws: "Sequence[bytes]", max_bytes: int = DEFAULT_MAX_BYTE
             evs = list(map(_INPUT_DECODER.decode, raws))
         except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
             evs = None
-        if evs is not None and max(map(_TS, evs)) <= limit:
+        if evs is not None and max(map(_TS, evs)) <= limit and _feature_names_ok(set().union(*map(_FEATURES, evs))):
             keys = set(map(_MODEL_VERSION, evs))
             if all(_names_ok(m, v) for m, v in keys):
                 return evs, keys
-    decode, names_ok = _INPUT_DECODER.decode, _names_ok
+    decode, names_ok, feature_names_ok = _INPUT_DECODER.decode, _names_ok, _feature_names_ok
     out: list = []
     add = out.append
     for raw in raws:
         if raw.__class__ is bytes and len(raw) <= max_bytes:
             try:
                 ev = decode(raw)
-                if ev.ts <= limit and names_ok(ev.model, ev.model_version):
+                if ev.ts <= limit and names_ok(ev.model, ev.model_version) and feature_names_ok(ev.features):
                     add(ev)
                     continue
             except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
@@ -167,6 +167,7 @@ def parse_input_batch(raws: "Sequence[bytes]", max_bytes: int = DEFAULT_MAX_BYTE
 
 _TS = operator.attrgetter("ts")
 _MODEL_VERSION = operator.attrgetter("model", "model_version")
+_FEATURES = operator.attrgetter("features")
 
 
 def _parse_input_full(raw: bytes | str | Mapping[str, Any], max_bytes: int = DEFAULT_MAX_BYTES, *,
@@ -231,7 +232,7 @@ _LABEL_DECODER = msgspec.json.Decoder(LabelEvent)
 
 
 def _fast_input(ev: InferenceEvent, now: float | None = None, max_future_s: float | None = None) -> InferenceEvent | None:
-    if not _names_ok(ev.model, ev.model_version):
+    if not _names_ok(ev.model, ev.model_version) or not _feature_names_ok(ev.features):
         return None
     if max_future_s is not None and ev.ts > now + max_future_s:
         return None
@@ -244,6 +245,13 @@ def _fast_label(lab: LabelEvent, now: float | None = None, max_future_s: float |
     if max_future_s is not None and lab.ts > now + max_future_s:
         return None
     return lab
+
+
+def _feature_names_ok(names: "Iterable[str]") -> bool:
+    """Feature names of 1..MAX_ID_LEN characters (what the full path's _input_from_obj accepts; msgspec
+    already refused lone surrogates in them).  A batch passes the set of its distinct names: msgspec's key
+    cache makes repeated names one object, so the set is built without comparing strings."""
+    return all(0 < len(k) <= MAX_ID_LEN for k in names)
 
 
 def is_valid_name(name: Any) -> bool:
