@@ -123,7 +123,7 @@ def _grid_edges(rng):
 def test_grid_search_equals_searchsorted():
     """GridSearch gives np.searchsorted(edges, x, side="left") for every value that is not NaN: values on,
     next to and between the edges, +-inf, -0.0, subnormals, huge values, edges it must leave to searchsorted."""
-    from streams.judge.windows import GridSearch
+    from streams.judge.encoding import GridSearch
 
     rng = np.random.default_rng(7)
     fast = 0

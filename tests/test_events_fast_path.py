@@ -152,7 +152,8 @@ def test_batch_of_valid_records_is_checked_in_bulk_with_the_same_verdicts():
     assert keys == {("m", "0"), ("m", "1")}
     assert [batched(r) for r in evs] == [outcome(parse_input, raw) for raw in good]
     bad = [rec(0, ts=NOW + FUTURE + 1), rec(0, model="m\n"), rec(0, x=1), b"{", b"", bytearray(good[0]),
-           json.dumps({"event_id": "e", "model": "m", "model_version": "1", "ts": 1.0, "features": {"s": "x" * 200}}).encode()]
+           json.dumps({"event_id": "e", "model": "m", "model_version": "1", "ts": 1.0,
+                       "features": {"s": "x" * 200}}).encode()]
     for b in bad:
         for pos in (0, 7, 20):
             batch = good[:pos] + [b] + good[pos:]
@@ -160,7 +161,8 @@ def test_batch_of_valid_records_is_checked_in_bulk_with_the_same_verdicts():
             assert keys is None
             want = [outcome(lambda r, **kw: parse_input(r, max_bytes=150, **kw), raw) for raw in batch]
             assert [batched(r) for r in evs] == want
-    for b in (rec(0, features={"": 1.0}), rec(0, features={"a": 1.0, "k" * 257: 1.0}), rec(0, features={"k" * 256: 1.0})):
+    names = ({"": 1.0}, {"a": 1.0, "k" * 257: 1.0}, {"k" * 256: 1.0})
+    for b in (rec(0, features=f) for f in names):
         for pos in (0, 20):
             batch = good[:pos] + [b] + good[pos:]
             evs, keys = parse_input_batch(batch, now=NOW, max_future_s=FUTURE)

@@ -187,10 +187,8 @@ class DriftEngine(ConceptMixin, DataTestsMixin):
     # ------------------------------------------------------------------ accumulate (no judging)
     @staticmethod
     def _group(events: Iterable[Any], mv: tuple[str, str] | None = None) -> dict[tuple[str, str], list[Any]]:
-        if mv is not None and isinstance(events, list) and events:
-            return {mv: events}  # the caller knows every event's (model, version)
         if isinstance(events, list) and events:
-            keys = set(map(model_version_of, events))
+            keys = {mv} if mv is not None else set(map(model_version_of, events))  # mv: the caller knows it
             if len(keys) == 1:  # the usual micro-batch: one model version, no per-event Python loop
                 return {keys.pop(): events}
         groups: dict[tuple[str, str], list[Any]] = {}
@@ -200,8 +198,7 @@ class DriftEngine(ConceptMixin, DataTestsMixin):
 
     def accumulate(self, events: Sequence[InferenceEvent], mv: tuple[str, str] | None = None
                    ) -> dict[WindowKey, WindowAccumulator]:
-        """Partial window accumulators of a batch of input events (no judging, engine state untouched);
-        ``mv``: the (model, version) of every event, when the caller knows it (no grouping then)."""
+        """Partial window accumulators of input events (no judging, state untouched; ``mv``: every event's pair)."""
         out: dict[WindowKey, WindowAccumulator] = {}
         for (model, version), evs in self._group(events, mv).items():
             ms = self._state(model, version)

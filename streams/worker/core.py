@@ -163,8 +163,7 @@ class WorkerCore:
             self._announce_active(p)
             self._check_partitioner("inputs", p, recs)
             values = [r.value or b"" for r in recs]
-            # keys: the (model, version) pairs of the batch, found once and passed down (None: some records invalid)
-            parsed, keys = parse_input_batch(values, now=now, max_future_s=self.max_future_s)
+            parsed, keys = parse_input_batch(values, now=now, max_future_s=self.max_future_s)  # keys: (model, version)s
             if keys is not None:
                 valid = list(zip(map(_OFFSET, recs), parsed))
             else:
@@ -184,8 +183,7 @@ class WorkerCore:
                 src.offset = recs[-1].offset
                 self._put(f"in|{p}", src.to_dict(), p)
                 continue
-            # one (model, version) in the batch (the usual case): no grouping below (a subset of it has that one too)
-            mv = next(iter(keys)) if len(keys) == 1 else None
+            mv = next(iter(keys)) if len(keys) == 1 else None  # the usual batch: one (model, version), no grouping
             out = src.ingest(valid, self.geom, self.port, self.profiles.get, self.s.worker.max_rows_per_message, mv=mv)
             src.offset = max(src.offset, recs[-1].offset)
             accepted = valid
@@ -272,12 +270,9 @@ class WorkerCore:
             return [v for v, k in zip(valid, keep) if k]
         return valid
 
-    def _count_events(self, topic_name: str, events: Iterable[Any], p: int | None = None) -> None:
-        """Count events per model version; with ``p`` (labels), versions that partition does not track count as
-        ``_untracked`` (the label sets of /metrics stay bounded)."""
-        self._count(topic_name, Counter(map(model_version_of, events)), p)  # C-level counting
-
     def _count(self, topic_name: str, counts: Mapping[tuple[str, str | None], int], p: int | None = None) -> None:
+        """Count events per model version (``counts``); with ``p`` (labels), versions that partition does not track
+        count as ``_untracked`` (the label sets of /metrics stay bounded)."""
         guard = None if p is None else self._guard(p)
         for (m, v), k in counts.items():
             v = v or ""
@@ -362,7 +357,7 @@ class WorkerCore:
                     valid.append((r.offset, parse_label(r.value or b"", now=now, max_future_s=self.max_future_s)))
                 except InvalidRecord as err:
                     self._dead_letter(name, "labels_dlq", r, err)
-            self._count_events(name, (lab for _, lab in valid), p)
+            self._count(name, Counter(map(model_version_of, map(_SECOND, valid))), p)  # C-level counting
             if self.s.worker.label_join:
                 self._sync_input_wm(p, js)
                 out = js.ingest_labels(self._store(p), valid, self.geom, self.ttl, self.port, self.profiles.get)

@@ -112,7 +112,8 @@ class SourceState:
             else:
                 items = fresh[start:stop]
             if items:
-                self._add(port, geom, items, None if math.isinf(wm_seg) else float(wm_seg), get_profile, rows_out, out, mv)
+                wm = None if math.isinf(wm_seg) else float(wm_seg)
+                self._add(port, geom, items, wm, get_profile, rows_out, out, mv)
         self.late += len(out.late)
         out.accepted = n - len(out.late)
         self.events += out.accepted
