@@ -183,9 +183,9 @@ class DriftEngine(ConceptMixin, DataTestsMixin):
 
     # ------------------------------------------------------------------ accumulate (no judging)
     @staticmethod
-    def _group(events: Iterable[Any]) -> dict[tuple[str, str], list[Any]]:
+    def _group(events: Iterable[Any], mv: tuple[str, str] | None = None) -> dict[tuple[str, str], list[Any]]:
         if isinstance(events, list) and events:
-            keys = set(map(model_version_of, events))
+            keys = {mv} if mv is not None else set(map(model_version_of, events))  # mv: the caller knows it
             if len(keys) == 1:  # the usual micro-batch: one model version, no per-event Python loop
                 return {keys.pop(): events}
         groups: dict[tuple[str, str], list[Any]] = {}
@@ -193,24 +193,24 @@ class DriftEngine(ConceptMixin, DataTestsMixin):
             groups.setdefault((e.model, e.model_version), []).append(e)
         return groups
 
-    def accumulate(self, events: Sequence[InferenceEvent]) -> dict[WindowKey, WindowAccumulator]:
-        """Partial window accumulators of a batch of input events (no judging, engine state untouched)."""
+    def accumulate(self, events: Sequence[InferenceEvent], mv: tuple[str, str] | None = None
+                   ) -> dict[WindowKey, WindowAccumulator]:
+        """Partial window accumulators of input events (no judging, state untouched; ``mv``: every event's pair)."""
         out: dict[WindowKey, WindowAccumulator] = {}
-        for (model, version), evs in self._group(events).items():
+        for (model, version), evs in self._group(events, mv).items():
             ms = self._state(model, version)
             if ms is None:
                 self.stats["no_reference"] += len(evs)
                 continue
             enc = ms.encoder
             ts = np.fromiter((e.ts for e in evs), dtype=float, count=len(evs))
-            cols = enc.events_to_columns(evs)
             preds = [e.prediction for e in evs] if enc.pred_segment is not None else None
             if preds is not None and all(p is None for p in preds):
                 preds = None
             scores = [e.scores for e in evs] if enc.score_segment is not None else None
             if scores is not None and all(s is None for s in scores):
                 scores = None
-            out.update(self._accumulate_encoded(ms, model, version, ts, enc.encode(cols, len(evs)), preds, scores))
+            out.update(self._accumulate_encoded(ms, model, version, ts, enc.encode_events(evs), preds, scores))
         return out
 
     def accumulate_columns(

@@ -151,7 +151,8 @@ def win_parse(s: str) -> tuple[float, float]:
 class EnginePort:
     """What the worker needs from the drift engine; :func:`engine_port` builds the real one.
 
-    ``accumulate(profile, events)`` and ``accumulate_labelled(profile, examples)`` return
+    ``accumulate(profile, events, mv=None)`` (``mv``: the (model, version) of every event, when known)
+    and ``accumulate_labelled(profile, examples)`` return
     {WindowKey: WindowAccumulator}; ``acc_from_dict(d)``; ``new_judge(profile)`` returns an
     object with ``judge(key, acc) -> list[Alert]``, ``state_dict()`` and ``load_state_dict(d)``;
     ``build_profile(events, model, version)``; ``profile_from_dict(d)``;
@@ -232,7 +233,7 @@ def engine_port(drift_config: Any, slo: Any = None) -> EnginePort:
                              source="worker-bootstrap")
 
     return EnginePort(
-        accumulate=lambda profile, events: _engine(profile).accumulate(events),
+        accumulate=lambda profile, events, mv=None: _engine(profile).accumulate(events, mv=mv),
         accumulate_labelled=lambda profile, examples: _engine(profile).accumulate_labelled(examples),
         acc_from_dict=WindowAccumulator.from_dict,
         new_judge=new_judge,
