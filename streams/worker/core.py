@@ -8,8 +8,8 @@ write, partitions to pause or resume).  What the core needs from the consumer is
 :class:`ConsumerView` (assignment, unread records), so the in-memory harness of the tests can
 drive it through scripted batches, restarts and rebalances without a broker.
 
-Per source partition (:mod:`streams.worker.state`): validate (bad records become dead
-letters with their reason), drop retried ``event_id``\\ s, window the inputs
+Per source partition (:mod:`streams.worker.state`): validate (bad records become dead letters with their
+reason), drop retried ``event_id``\\ s, window the inputs
 (:class:`SourceState`, partials and watermarks to the internal topic), store them for the
 label join (:class:`JoinState`, :class:`InputStore`), keep inputs and labels together in
 event time while one lags (pacing), and announce partitions that went idle.  Per internal
@@ -513,9 +513,7 @@ def _retrain_config(raw: Any) -> Any:
     from streams import config as cfg
     from streams.alerts.retrain_policy import RetrainPolicyConfig
 
-    raw = dict(raw or {})
-    if "kinds" in raw:
-        raw["kinds"] = tuple(raw["kinds"])
+    raw = {k: tuple(v) if k == "kinds" else v for k, v in dict(raw or {}).items()}
     return cfg.section(RetrainPolicyConfig, raw, "worker.retrain")
 
 
