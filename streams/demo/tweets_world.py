@@ -49,7 +49,9 @@ class TweetsPlan:
     def quick(cls) -> "TweetsPlan":
         """The same timeline on a shorter stream (half the tweets per window, fewer of them, a smaller version 1
         training set): ``driftloop demo --quick``, and the demo in the default test run."""
-        return cls(window_s=60.0, windows={"quiet": 2, "change": 3, "recovery": 3, "pipeline_bug": 2, "fixed": 1},
+        # the change over 6 windows, as the full plan's 3 of twice the length: a label window closes one label TTL
+        # (120 s) after it ends, and the retrain needs two labelled windows of the change judged before the pause
+        return cls(window_s=60.0, windows={"quiet": 2, "change": 6, "recovery": 3, "pipeline_bug": 2, "fixed": 1},
                    n_train=2000, n_reference=1200)
 
     @property
