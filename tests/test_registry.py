@@ -166,6 +166,36 @@ def test_orphan_folder_does_not_reuse_its_number(tmp_path: Path) -> None:
     assert info.version == "3"
 
 
+def test_serving_history_says_what_was_live_when_who_changed_it_and_why(tmp_path: Path, capsys) -> None:
+    import time
+
+    from streams.cli.main import main
+
+    reg = ModelRegistry(tmp_path)
+    _register(reg)
+    _register(reg, seed=1, parent="1", request_id="rr-7")
+    before = time.time()
+    reg.promote("fraud", "1", actor="ops", reason="first version")
+    mid = time.time()
+    reg.promote("fraud", "2", actor="retrain job (request rr-7)", reason="passed the gate")
+    reg.rollback("fraud", actor="oncall", reason="worse live accuracy")
+    changes = reg.changes("fraud")
+    assert [(c["action"], c["version"], c["previous"], c["actor"], c["reason"]) for c in changes] == [
+        ("promote", "1", None, "ops", "first version"), ("promote", "2", "1", "retrain job (request rr-7)",
+                                                         "passed the gate"),
+        ("rollback", "1", "2", "oncall", "worse live accuracy")]
+    assert changes[1]["weights_sha256"] == reg.info("fraud", "2").weights_sha256 and changes[1]["request_id"] == "rr-7"
+    assert changes[1]["replay_sha256"] == json.loads((Path(reg.info("fraud", "2").path) / "manifest.json").read_text()
+                                                     )["files"]["replay.npz"]["sha256"]
+    assert reg.served_at("fraud", before - 1) is None and reg.served_at("fraud", mid) == "1"
+    assert reg.served_at("fraud", changes[1]["at"]) == "2" and reg.served_at("fraud", time.time()) == "1"
+    assert main(["models", "--registry", str(tmp_path), "history", "fraud"]) == 0
+    out = capsys.readouterr().out
+    assert "rollback v1 (was v2)  by oncall" in out and "why: worse live accuracy" in out
+    assert main(["models", "--registry", str(tmp_path), "history", "fraud", "--at", str(mid), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["version"] == "1"
+
+
 def test_models_cli_list_show_promote_rollback(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from streams.cli.main import main
 

@@ -52,8 +52,8 @@ from typing import Any, Iterator, Mapping
 from trainers.licences import LicenceError, LicencePolicy  # noqa: F401
 from trainers.records import ModelUpdate
 from trainers.registry_records import (_NAME, IntegrityError, LoadedVersion, Provenance, RegistryError, VersionInfo,  # noqa: F401
-                                       _check_name, _fsync_dir, _write_json_atomic, code_version, sha256_file,
-                                       tokenizer_file)
+                                       _check_name, _fsync_dir, _write_json_atomic, code_version, served_at,
+                                       serving_change, sha256_file, tokenizer_file)
 from trainers.registry_signing import (SIGNATURE, RegistrySettings, SignatureError, SignatureState, SigningKey,  # noqa: F401
                                        UnsignedManifest, load_key, state_without_key)
 from streams.contracts.events import json_default
@@ -226,10 +226,11 @@ class ModelRegistry:
         nums += [int(p.name) for p in (mdir / "versions").iterdir() if p.name.isdigit()]  # orphans too
         return max(nums, default=0) + 1
 
-    def promote(self, model: str, version: str, *, action: str = "promote",
-                licence_policy: LicencePolicy | None = None) -> ModelUpdate:
+    def promote(self, model: str, version: str, *, action: str = "promote", licence_policy: LicencePolicy | None = None,
+                actor: str = "", reason: str = "") -> ModelUpdate:
         """Make ``version`` current (after verifying its files and its backbone's licence under
-        ``licence_policy``, default OSI only: :class:`LicenceError`) and return the ModelUpdate to publish."""
+        ``licence_policy``, default OSI only: :class:`LicenceError`) and return the ModelUpdate to publish.
+        ``actor`` and ``reason`` go into the serving history (:meth:`changes`)."""
         version = _check_name("version", version)
         self.verify(model, version)
         base = self._info(model, version, self._read_index(model)).provenance.get("base_model") or {}
@@ -246,13 +247,15 @@ class ModelRegistry:
                 index["history"].append(previous)
             index["current"] = version
             index["versions"][version]["promoted_at"] = time.time()
+            index.setdefault("changes", []).append(serving_change(
+                action, version, previous, self.version_dir(model, version), index["versions"][version], actor, reason))
             self._write_index(model, index)
             if self.key is not None and not self.signature(model, version).signed:
                 self._sign_locked(model, version, index)  # allowed unsigned (migration): promoted versions get signed
             sha = index["versions"][version]["weights_sha256"]
         return ModelUpdate(model=model, version=version, previous_version=previous, action=action, sha256=sha)
 
-    def rollback(self, model: str) -> ModelUpdate:
+    def rollback(self, model: str, *, actor: str = "", reason: str = "") -> ModelUpdate:
         """Make the previously promoted version current again; returns the ModelUpdate to publish."""
         with self._locked(model):
             index = self._read_index(model)
@@ -273,6 +276,8 @@ class ModelRegistry:
             index["current"] = target
             index["versions"][target]["promoted_at"] = time.time()
             index["versions"][previous]["rolled_back_at"] = time.time()
+            index.setdefault("changes", []).append(serving_change(
+                "rollback", target, previous, self.version_dir(model, target), index["versions"][target], actor, reason))
             self._write_index(model, index)
             sha = index["versions"][target]["weights_sha256"]
         return ModelUpdate(model=model, version=target, previous_version=previous, action="rollback", sha256=sha)
@@ -283,6 +288,14 @@ class ModelRegistry:
 
     def history(self, model: str) -> list[str]:
         return list(self._read_index(model).get("history") or [])
+
+    def changes(self, model: str) -> list[dict[str, Any]]:
+        """The serving history: every promotion and rollback (registry_records.serving_change), oldest first."""
+        return list(self._read_index(model).get("changes") or [])
+
+    def served_at(self, model: str, at: float) -> str | None:
+        """The version that was live at wall-clock time ``at`` (epoch seconds); None before the first promotion."""
+        return served_at(self.changes(model), at)
 
     def versions(self, model: str) -> list[VersionInfo]:
         index = self._read_index(model)

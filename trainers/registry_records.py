@@ -15,7 +15,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from streams.contracts.events import json_default
 
@@ -175,3 +175,45 @@ def tokenizer_file(feature: str) -> str:
     """File name of a text feature's tokenizer in a version folder (hashed when the name is not file-safe)."""
     safe = _NAME.match(feature) is not None and len(feature) <= 64
     return f"tokenizer.{feature if safe else hashlib.sha256(feature.encode()).hexdigest()[:16]}.json"
+
+
+# --------------------------------------------------------------------------- serving history
+
+
+def default_actor() -> str:
+    """Who changes the live version when the caller does not say: ``user@host`` (pid)."""
+    import getpass
+    import socket
+
+    try:
+        user = getpass.getuser()
+    except Exception:  # no user name in a container
+        user = f"uid {os.getuid()}"
+    return f"{user}@{socket.gethostname()} (pid {os.getpid()})"
+
+
+def serving_change(action: str, version: str, previous: str | None, vdir: Path, entry: Mapping[str, Any],
+                   actor: str = "", reason: str = "") -> dict[str, Any]:
+    """One entry of a model's serving history (``index.json`` ``changes``): what became live and when (wall-clock
+    epoch seconds), what it replaced, who did it and why, with the weights' and replay buffer's sha256 and the
+    data window the version was trained on (from its provenance)."""
+    prov: dict[str, Any] = {}
+    files: dict[str, Any] = {}
+    with contextlib.suppress(OSError, ValueError):
+        prov = json.loads((vdir / "provenance.json").read_text(encoding="utf-8"))
+    with contextlib.suppress(OSError, ValueError):
+        files = json.loads((vdir / "manifest.json").read_text(encoding="utf-8")).get("files") or {}
+    return {"at": time.time(), "action": action, "version": version, "previous": previous,
+            "actor": actor or default_actor(), "reason": reason, "weights_sha256": entry.get("weights_sha256"),
+            "replay_sha256": (files.get("replay.npz") or {}).get("sha256"), "data_window": prov.get("window"),
+            "request_id": entry.get("request_id")}
+
+
+def served_at(changes: Sequence[Mapping[str, Any]], at: float) -> str | None:
+    """The version that was live at wall-clock time ``at`` (epoch s) by a serving history; None before the first."""
+    live = None
+    for c in sorted(changes, key=lambda c: c["at"]):
+        if c["at"] > at:
+            break
+        live = c["version"]
+    return live

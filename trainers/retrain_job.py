@@ -354,7 +354,10 @@ def run_job(req: RetrainRequest, registry: Any, cfg: TrainerConfig, data: Any, *
     if out["promoted"]:
         current = registry.current(req.model)
         if current == req.model_version or current is None:
-            update = registry.promote(req.model, info.version, licence_policy=licence_policy)
+            why = "; ".join([f"passed the promotion gate on request {req.request_id} ({', '.join(req.kinds)})",
+                             *out["gate"].get("reasons", [])])
+            update = registry.promote(req.model, info.version, licence_policy=licence_policy,
+                                      actor=f"retrain job (request {req.request_id})", reason=why)
         else:
             log.warning("current version of %s moved from %s to %s while training; candidate %s registered, not promoted",
                         req.model, req.model_version, current, info.version)

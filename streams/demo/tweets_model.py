@@ -71,5 +71,6 @@ def register_version_1(registry_dir: str, learner: Any, spec: Any, world: Tweets
                                 "learner": V1_LEARNER})
     info = reg.register(MODEL, spec, learner.model.state_dict(), replay=learner.replay, classes=list(world.outlets),
                         provenance=prov, licence_policy=policy)
-    reg.promote(MODEL, info.version, licence_policy=policy)
+    reg.promote(MODEL, info.version, licence_policy=policy, actor="driftloop demo",
+                reason="version 1 of the demo, trained on 2013 tweets")
     return info.version

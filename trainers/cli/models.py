@@ -41,7 +41,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         p.add_argument("model")
         if name == "promote":
             p.add_argument("version")
+        p.add_argument("--reason", default="", help="why (kept in the serving history: `driftloop models history`)")
         p.add_argument("--no-publish", action="store_true", help="do not publish the ModelUpdate to Kafka")
+    p = sub.add_parser("history", help="which version served when, who promoted or rolled it back and why")
+    p.add_argument("model")
+    p.add_argument("--at", type=float, help="only say which version was live at this time (epoch seconds)")
+    p.add_argument("--json", action="store_true")
     p = sub.add_parser("sign", help="sign unsigned versions with the registry key (after checking their files)")
     p.add_argument("model")
     p.add_argument("version", nargs="?", help="default: the current version")
@@ -87,10 +92,13 @@ def run(args: argparse.Namespace) -> int:
         if args.models_command == "show":
             return _show(reg, args)
         if args.models_command == "promote":
-            return _publish(raw, reg.promote(args.model, args.version, licence_policy=args.licence_policy),
-                            args.no_publish)
+            return _publish(raw, reg.promote(args.model, args.version, licence_policy=args.licence_policy,
+                                             actor="driftloop models promote", reason=args.reason), args.no_publish)
         if args.models_command == "rollback":
-            return _publish(raw, reg.rollback(args.model), args.no_publish)
+            return _publish(raw, reg.rollback(args.model, actor="driftloop models rollback", reason=args.reason),
+                            args.no_publish)
+        if args.models_command == "history":
+            return _history(reg, args)
         if args.models_command == "register-base":
             from trainers.retrain_job import check_trainer_config
 
@@ -267,4 +275,30 @@ def _register_base(raw: dict, reg: Any, args: argparse.Namespace) -> int:
     if args.promote:
         return _publish(raw, reg.promote(args.model, info.version, licence_policy=args.licence_policy),
                         args.no_publish)
+    return 0
+
+
+def _history(reg, args: argparse.Namespace) -> int:
+    """``models history MODEL [--at T]``: the serving history, oldest first (wall-clock UTC)."""
+    import datetime as dt
+
+    if args.at is not None:
+        live = reg.served_at(args.model, args.at)
+        print(json.dumps({"model": args.model, "at": args.at, "version": live}) if args.json else
+              f"{args.model}: version {live} was live at {args.at}" if live else
+              f"{args.model}: no version was live at {args.at}")
+        return 0 if live else 1
+    changes = reg.changes(args.model)
+    if args.json:
+        print(json.dumps(changes, indent=2, sort_keys=True))
+        return 0
+    for c in changes:
+        when = dt.datetime.fromtimestamp(c["at"], dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+        window = c.get("data_window") or {}
+        print(f"{when}  {c['action']:<8} v{c['version']} (was v{c['previous']})  by {c['actor']}"
+              + (f"\n    why: {c['reason']}" if c.get("reason") else "")
+              + f"\n    weights {str(c.get('weights_sha256'))[:12]}  replay {str(c.get('replay_sha256'))[:12]}"
+              + (f"  data window [{window.get('start')}, {window.get('end')})" if window else ""))
+    if not changes:
+        print(f"{args.model}: no promotion recorded yet")
     return 0
