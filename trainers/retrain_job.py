@@ -439,7 +439,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.publish == "kafka":
         from kafka import KafkaProducer
 
-        producer = KafkaProducer(bootstrap_servers=C.kafka_settings(raw).bootstrap_servers, acks="all")
+        producer = KafkaProducer(bootstrap_servers=C.kafka_settings(raw).bootstrap_servers, acks="all",
+                                 enable_idempotence=True)
     if cfg.data_until not in ("window", "latest"):
         raise SystemExit(f"trainers.data_until must be 'window' or 'latest', got {cfg.data_until!r}")
     data_end = req.window_end if cfg.data_until == "window" else float("inf")

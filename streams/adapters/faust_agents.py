@@ -291,6 +291,7 @@ def register(app: Any, settings: Any, metrics: Any, parity_step: Any = None, del
     t = settings.topics
     n = settings.partitions
     raw = dict(value_serializer="raw", key_serializer="raw")
+    durable = getattr(app, "driftloop_topic_configs", {})  # min.insync.replicas on a cluster of 3+ brokers
     topics = {
         "inputs": app.topic(t.inputs, partitions=n, **raw),
         "labels": app.topic(t.labels, partitions=n, **raw),
@@ -299,14 +300,14 @@ def register(app: Any, settings: Any, metrics: Any, parity_step: Any = None, del
         "alerts": app.topic(t.alerts, **raw),
         "labelled": app.topic(t.labelled, **raw),
         "retrain_requests": app.topic(t.retrain_requests, **raw),
-        "partials": app.topic(settings.partials_topic, partitions=n, internal=True, **raw),
+        "partials": app.topic(settings.partials_topic, partitions=n, internal=True, config=dict(durable), **raw),
     }
     import faust
 
     schema = faust.Schema(key_serializer="json", value_serializer="raw")  # values: msgspec JSON (TableKV)
     state = app.Table("state", default=None, partitions=n, schema=schema,
-                      extra_topic_configs={"max.message.bytes": "8000000"})
-    joins = app.Table("joinstore", default=None, partitions=n, schema=schema)
+                      extra_topic_configs={"max.message.bytes": "8000000", **durable})
+    joins = app.Table("joinstore", default=None, partitions=n, schema=schema, extra_topic_configs=dict(durable))
     worker = Worker(app, settings, metrics, topics, state, joins, parity_step)
     app.driftloop_worker = worker
     w = settings.worker

@@ -295,7 +295,7 @@ def run(args: argparse.Namespace) -> int:
 
     from kafka import KafkaConsumer, KafkaProducer
 
-    producer = KafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all",
+    producer = KafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all", enable_idempotence=True,
                              value_serializer=lambda s: s.encode("utf-8"))
     consumer = KafkaConsumer(topics.retrain_requests, bootstrap_servers=kafka.bootstrap_servers,
                              group_id=cfg.group_id, enable_auto_commit=False, auto_offset_reset="earliest")
