@@ -698,7 +698,11 @@ class LocalKafkaCluster:
     """
 
     def __init__(self, settings: KafkaSettings, state_dir: Path | str | None = None, libs: Path | None = None,
-                 jvm_opts: Sequence[str] | None = None):
+                 jvm_opts: Sequence[str] | None = None, layout: ClusterLayout | None = None):
+        """``layout``: the nodes' ports when not derived from ``settings`` (tests: free ports)."""
+        if layout is not None:
+            settings = dataclasses.replace(settings, nodes=layout.size, port=layout.ports[0][0],
+                                           controller_port=layout.ports[0][1])
         single = LocalKafka(dataclasses.replace(settings, nodes=1), state_dir, libs, jvm_opts)
         self.settings, self.state_dir = settings, single.state_dir
         recorded = self._recorded()
@@ -714,7 +718,7 @@ class LocalKafkaCluster:
             self.nodes = [single]
             self.layout = ClusterLayout(((settings.port, settings.controller_port),))
             return
-        self.layout = ClusterLayout.from_settings(dataclasses.replace(settings, nodes=nodes))
+        self.layout = layout or ClusterLayout.from_settings(dataclasses.replace(settings, nodes=nodes))
         cluster_id = recorded["cluster_id"] if recorded else ""
         self.nodes = [
             LocalKafka(dataclasses.replace(settings, port=port, controller_port=cport, nodes=1),
