@@ -16,6 +16,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -79,8 +80,10 @@ def main(argv: list[str] | None = None) -> int:
         rows_file = out / "faults.rows.jsonl"
         rows_file.unlink(missing_ok=True)
         marker = "faults" if args.slow else "faults and not slow"
+        basetemp = Path(tempfile.gettempdir()) / f"driftloop-faults-{os.getpid()}"  # worker logs kept for a look
         cmd = [sys.executable, "-m", "pytest", "tests/test_faults.py", "-m", marker, "-q", "-p", "no:cacheprovider",
-               "-rfE"]
+               "-rfE", "--durations=0", "--basetemp", str(basetemp)]
+        print(f"pytest {' '.join(cmd[3:])}  (worker logs under {basetemp})", flush=True)
         if args.k:
             cmd += ["-k", args.k]
         meta["selection"] = f"-m '{marker}'" + (f" -k '{args.k}'" if args.k else "")

@@ -52,19 +52,22 @@ class Counts:
     alerts_duplicated: int
     alerts_missing: int
     alerts_resent: int  # raw alert records beyond one per id (consumers dedupe them)
+    differing: tuple = ()  # the first windows whose n differs: (window, reference n, the n(s) judged)
 
     @classmethod
     def compare(cls, produced: int, ref_windows: dict, windows: dict, ref_alerts: Iterable[str],
                 alert_ids: Iterable[str], raw_alerts: int) -> "Counts":
         counted = {k: ns[0] for k, ns in windows.items()}
         ref = {k: ns[0] for k, ns in ref_windows.items()}
-        differing = sum(1 for k, ns in windows.items() if len(set(ns)) > 1 or ref.get(k) != ns[0])
+        odd = [k for k, ns in windows.items() if len(set(ns)) > 1 or ref.get(k) != ns[0]]
+        odd += [k for k in ref if k not in windows]
+        differing = len(odd)
         lost = sum(max(0, n - counted.get(k, 0)) for k, n in ref.items())
         double = sum(max(0, n - ref.get(k, 0)) for k, n in counted.items())
         ids, ref_ids = set(alert_ids), set(ref_alerts)
         return cls(produced, len(counted), sum(1 for ns in windows.values() if len(ns) > 1), differing,
                    sum(counted.values()), lost, double, len(ids), len(ids - ref_ids), len(ref_ids - ids),
-                   raw_alerts - len(ids))
+                   raw_alerts - len(ids), tuple((k[0], ref.get(k), windows.get(k)) for k in sorted(odd)[:5]))
 
 
 @dataclasses.dataclass
