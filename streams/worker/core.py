@@ -431,8 +431,13 @@ class WorkerCore:
         for p, topics in sorted(owned.items()):
             if p in self.idle:
                 continue
+            if any(self._backlog(view, topic, p, unknown=True) for topic in topics):
+                # records unread, or not known (no fresh fetch answer: a broker down or paused): not quiet, and
+                # its quiet time starts again, so a partition is idle only after t seconds *known* to be quiet
+                self.active_at[p] = now
+                continue
             since = self.active_at.setdefault(p, now)
-            if now - since < t or any(self._backlog(view, topic, p, unknown=True) for topic in topics):
+            if now - since < t:
                 continue
             self._send_watermarks(p, idle=True)
             self.idle.add(p)
