@@ -77,10 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.from_file:
         rows_file = Path(args.from_file)
     else:
-        rows_file = out / "faults.rows.jsonl"
-        rows_file.unlink(missing_ok=True)
         marker = "faults" if args.slow else "faults and not slow"
         basetemp = Path(tempfile.gettempdir()) / f"driftloop-faults-{os.getpid()}"  # worker logs kept for a look
+        rows_file = Path(tempfile.gettempdir()) / f"driftloop-faults-{os.getpid()}.rows.jsonl"
+        rows_file.unlink(missing_ok=True)
         cmd = [sys.executable, "-m", "pytest", "tests/test_faults.py", "-m", marker, "-q", "-p", "no:cacheprovider",
                "-rfE", "--durations=0", "--basetemp", str(basetemp)]
         print(f"pytest {' '.join(cmd[3:])}  (worker logs under {basetemp})", flush=True)
