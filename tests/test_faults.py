@@ -297,7 +297,7 @@ def test_dispatcher_killed_while_its_ray_job_runs(cluster, ray_cluster, ray_jobs
         "kafka": {"bootstrap_servers": cluster.bootstrap}, "topics": {**topics, "partitions": 1},
         "dispatcher": {"ray_address": ray_cluster.dashboard_url, "registry": str(reg_dir), "metrics_port": 0,
                        "state_dir": str(tmp_path / "dispatcher"), "group_id": f"fault-{req.request_id[3:13]}",
-                       "poll_interval_s": 0.5, "max_attempts": 2},
+                       "poll_interval_s": 0.5, "max_attempts": 2, "entrypoint_python": sys.executable},
         "trainers": {"min_examples": 50, "learner": {"epochs": 15},
                      "gate": {"min_improvement_new": 0.05, "max_forgetting_old": 0.1, "max_ece": 0.5}},
     }))
