@@ -6,7 +6,9 @@ checks: the reference), ``parse_label`` and ``_parse_label_full``.  Counted:
 
 * crash: any of them raises something other than ``InvalidRecord`` (or a reason outside ``REASONS``);
 * disagreement: the fast and full paths give different outcomes (accepted with a different
-  event, or rejected for a different reason).
+  event, or rejected for a different reason), or ``parse_inputs`` over a micro-batch (every 64
+  inputs, then the valid ones of them alone, which takes its bulk path) differs from ``parse_input``
+  on a record.
 
 Inputs (each kind a share of the run, all from one ``random.Random(seed)``): valid records;
 field-level mutations of valid records (values drawn from a pool of hostile values: lone
@@ -42,7 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from streams.contracts.events import MAX_ID_LEN, MAX_NAME_LEN, MAX_NESTING, MAX_STRING_VALUE_LEN, REASONS, InvalidRecord
-from streams.contracts.validate import _parse_input_full, _parse_label_full, parse_input, parse_label
+from streams.contracts.validate import _parse_input_full, _parse_label_full, parse_input, parse_inputs, parse_label
 
 NOW = 1_764_115_200.0 + 30 * 86_400
 FUTURE = 300.0
@@ -245,6 +247,16 @@ def outcome(parse, raw: bytes):
 
 
 PAIRS = ((parse_input, _parse_input_full, "input"), (parse_label, _parse_label_full, "label"))
+BATCH = 64  # inputs per parse_inputs batch check
+
+
+def batch_outcome(r):
+    """One record of parse_inputs in outcome()'s form."""
+    if isinstance(r, InvalidRecord):
+        if r.reason not in REASONS:
+            raise RuntimeError(f"reason {r.reason!r} is not in REASONS")
+        return r.reason, None
+    return "ok", r
 
 
 def run_chunk(args: tuple[int, int]) -> dict:
@@ -256,7 +268,8 @@ def run_chunk(args: tuple[int, int]) -> dict:
     examples: list[dict] = []
     t_val = 0.0
     t0 = time.perf_counter()
-    for _ in range(n):
+    group: list[tuple[bytes, tuple]] = []  # (input, parse_input's outcome) for the batch check
+    for i in range(n):
         kind, raw = g.one()
         kinds[kind] += 1
         for fast, full, what in PAIRS:
@@ -272,11 +285,32 @@ def run_chunk(args: tuple[int, int]) -> dict:
                 continue
             t_val += time.perf_counter() - t
             outcomes[f"{what}:{b[0]}"] += 1
+            if what == "input":
+                group.append((raw, a))
             if a != b:
                 disagreements += 1
                 if len(examples) < KEEP:
                     examples.append({"what": what, "kind": kind, "problem": f"fast {a[0]} vs full {b[0]}",
                                      "raw_b64": base64.b64encode(raw[:65536]).decode()})
+        if len(group) == BATCH or (i == n - 1 and group):
+            # parse_inputs over a micro-batch (mixed, then its valid inputs only: the bulk path) == per record
+            for part in (group, [x for x in group if x[1][0] == "ok"]):
+                try:
+                    got = [batch_outcome(r) for r in parse_inputs([r for r, _ in part], now=NOW, max_future_s=FUTURE)]
+                except BaseException as exc:  # noqa: BLE001
+                    crashes += 1
+                    if len(examples) < KEEP:
+                        examples.append({"what": "input batch", "kind": "batch", "problem": f"crash: {exc!r}"[:300],
+                                         "raw_b64": base64.b64encode(b"\n".join(r for r, _ in part)[:65536]).decode()})
+                    continue
+                for (r, want), have in zip(part, got):
+                    if have != want:
+                        disagreements += 1
+                        if len(examples) < KEEP:
+                            examples.append({"what": "input batch", "kind": "batch",
+                                             "problem": f"batch {have[0]} vs single {want[0]}",
+                                             "raw_b64": base64.b64encode(r[:65536]).decode()})
+            group = []
     return {"n": n, "crashes": crashes, "disagreements": disagreements, "kinds": kinds, "outcomes": outcomes,
             "examples": examples, "wall_s": time.perf_counter() - t0, "validate_s": t_val}
 
@@ -328,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     d = Path(args.out_dir)
     d.mkdir(parents=True, exist_ok=True)
     (d / f"{args.name}.json").write_text(json.dumps(out, indent=2) + "\n")
-    md = [f"# validator_fuzz", "", f"`{out['command']}` at commit {commit}, Python {out['python']}, {args.workers} worker(s).", "",
+    md = ["# validator_fuzz", "", f"`{out['command']}` at commit {commit}, Python {out['python']}, {args.workers} worker(s).", "",
           "| inputs | validations | crashes | fast/full disagreements | inputs/s (whole run, incl. generation) | inputs/s (4 validations each, per worker) |",
           "|---:|---:|---:|---:|---:|---:|",
           f"| {out['inputs']:,} | {out['validations']:,} | {out['crashes']} | {out['disagreements']} | {out['inputs_per_s']:,} "

@@ -5,7 +5,8 @@
 #   Java 17 + Maven (Debian packages, only if missing), the Kafka broker jars (Maven Central),
 #   redis-server (Debian package, only for the Redis online-store test; optional),
 #   chromium and prometheus (Debian packages, only if missing: the run report's headless-browser test
-#   and promtool's alert-rule test).
+#   and promtool's alert-rule test), docker-compose (Debian package without the engine, only if missing:
+#   `docker-compose config` checks docker-compose.yml).
 # Usage: infra/bootstrap.sh [extras]   (default extras: dev,bench)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -53,6 +54,10 @@ fi
 if ! command -v chromium >/dev/null || ! command -v promtool >/dev/null; then
   log "installing chromium (run report test) and prometheus (promtool: alert rules test)"
   apt_install chromium prometheus
+fi
+if ! command -v docker-compose >/dev/null; then
+  log "installing docker-compose (its \`config\` checks docker-compose.yml; no Docker engine is installed or started)"
+  apt_install --no-install-recommends docker-compose
 fi
 
 log "resolving the Kafka broker jars (cached after the first run)"

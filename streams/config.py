@@ -29,6 +29,8 @@ import yaml
 T = TypeVar("T")
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+KAFKA_PROTOCOLS = ("PLAINTEXT", "SASL_SSL")
+KAFKA_SASL_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
 
 
 class ConfigError(ValueError):
@@ -48,11 +50,39 @@ def load_file(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     except yaml.YAMLError as exc:  # where and what, never the line itself (it may hold a secret)
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise ConfigError(f"config file {p} is not valid YAML{at}: {getattr(exc, 'problem', None) or type(exc).__name__}") from None
+        raise ConfigError(f"config file {p} is not valid YAML{at}: {_problem(exc)}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {p} must hold a mapping at the top level, got {type(data).__name__}")
     check_sections(data, f"config file {p}")
     return data
+
+
+def _problem(exc: BaseException) -> str:
+    """PyYAML's problem text without the quoted bits of the document it may carry (an alias name, a token)."""
+    import re
+
+    problem = str(getattr(exc, "problem", None) or type(exc).__name__)
+    return re.sub(r"'[^']*'|\"[^\"]*\"", "'...'", problem)
+
+
+#: words of a key (split at "_") whose value is never echoed in an error, and whole keys that are secrets
+SECRET_WORDS = frozenset({"password", "passwd", "secret", "secrets", "token", "credential", "credentials"})
+SECRET_KEYS = frozenset({"hmac_key", "api_key", "private_key", "signing_key"})
+
+
+def is_secret_key(path: str) -> bool:
+    """Whether the value at ``path`` is a secret that must not appear in messages.
+
+    >>> is_secret_key("kafka.sasl_password"), is_secret_key("x.signing_key"), is_secret_key("trainers.tokenizer")
+    (True, True, False)
+    """
+    last = path.rsplit(".", 1)[-1].split("[", 1)[0].lower()
+    return last in SECRET_KEYS or bool(SECRET_WORDS & set(last.split("_")))
+
+
+def _shown(path: str, value: Any) -> str:
+    """How an error shows a value: its repr, or only its type for a secret."""
+    return f"(a value hidden: {path} is a secret)" if is_secret_key(path) else repr(value)
 
 
 def section(cls: type[T], raw: Mapping[str, Any] | None, name: str = "") -> T:
@@ -120,11 +150,11 @@ def _checked(value: Any, hint: Any, path: str) -> Any:
         if hint is float and isinstance(value, int) and not isinstance(value, bool):
             return float(value)
         if not ok:
-            raise ConfigError(f"{path}: expected {_SCALARS[hint]}, got {type(value).__name__} {value!r}")
+            raise ConfigError(f"{path}: expected {_SCALARS[hint]}, got {type(value).__name__} {_shown(path, value)}")
         return value
     if origin in (tuple, list) or hint in (tuple, list):
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{path}: expected a list, got {type(value).__name__} {value!r}")
+            raise ConfigError(f"{path}: expected a list, got {type(value).__name__} {_shown(path, value)}")
         args = typing.get_args(hint)
         item = args[0] if args else None
         if item is not None and item is not Ellipsis:
@@ -132,7 +162,7 @@ def _checked(value: Any, hint: Any, path: str) -> Any:
         return tuple(value) if (origin is tuple or hint is tuple) else list(value)
     if origin is dict or hint is dict:
         if not isinstance(value, Mapping):
-            raise ConfigError(f"{path}: expected a mapping, got {type(value).__name__} {value!r}")
+            raise ConfigError(f"{path}: expected a mapping, got {type(value).__name__} {_shown(path, value)}")
         return dict(value)
     return value
 
@@ -142,12 +172,14 @@ SECTIONS: dict[str, str] = {
     "kafka": "streams.config.KafkaSettings",
     "topics": "streams.config.Topics",
     "drift": "streams.judge.drift_config.DriftConfig",
+    "slo": "streams.judge.slo.SloConfig",
     "worker": "streams.worker.state.WorkerConfig",
     "parity": "streams.adapters.parity_step.ParitySettings",
     "features": "feature_repo.settings.FeaturesSettings",
     "dispatcher": "trainers.dispatch.ledger.DispatcherConfig",
     "trainers": "trainers.retrain_job.TrainerConfig",
     "licences": "trainers.licences.LicencePolicy",
+    "registry": "trainers.registry_signing.RegistrySettings",
 }
 
 
@@ -183,7 +215,8 @@ def check_sections(raw: Mapping[str, Any], where: str = "the configuration") -> 
         raise ConfigError(f"unknown section(s) {', '.join(hints)} in {where}; known sections: {sorted(SECTIONS)}")
     for k, v in raw.items():
         if v is not None and not isinstance(v, Mapping):
-            raise ConfigError(f"section '{k}' in {where} must be a mapping of keys, got {type(v).__name__} {v!r}")
+            raise ConfigError(f"section '{k}' in {where} must be a mapping of keys, got {type(v).__name__} "
+                              f"(the value is not shown: it may hold a secret)")
 
 
 def _resolved_hints(cls: type) -> dict[str, Any]:
@@ -214,6 +247,30 @@ class KafkaSettings:
     # Local cluster size: 1, or 3 combined controller+broker nodes (node i on port + 2(i-1) and
     # controller_port + 2(i-1)); topics then get replication factor 3 and min.insync.replicas 2.
     nodes: int = 1
+    # Security of every client driftloop makes (and of the local broker, which then serves SASL_SSL only on its
+    # client port): PLAINTEXT, or SASL_SSL with a SCRAM (or PLAIN) user; see streams/adapters/kafka_clients.py.
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = "SCRAM-SHA-512"
+    sasl_username: str = ""
+    #: prefer $DRIFTLOOP_KAFKA_PASSWORD or ``sasl_password_file`` to a password written in the config file
+    sasl_password: str = dataclasses.field(default="", repr=False)
+    sasl_password_file: str = ""
+    ssl_cafile: str = ""  # CA bundle (PEM) that signed the brokers' certificates; default: the local broker's CA
+
+    def __post_init__(self) -> None:
+        for key in ("port", "controller_port"):
+            if not 1 <= int(getattr(self, key)) <= 65535:
+                raise ValueError(f"kafka.{key} must be a TCP port, 1 to 65535, got {getattr(self, key)}")
+        if self.security_protocol.upper() not in KAFKA_PROTOCOLS:
+            raise ValueError(f"kafka.security_protocol must be one of {list(KAFKA_PROTOCOLS)}, "
+                             f"got {self.security_protocol!r}")
+        if self.sasl_mechanism.upper() not in KAFKA_SASL_MECHANISMS:
+            raise ValueError(f"kafka.sasl_mechanism must be one of {list(KAFKA_SASL_MECHANISMS)}, "
+                             f"got {self.sasl_mechanism!r}")
+
+    def local_state_dir(self) -> Path:
+        """The local broker's state folder (``state_dir``, else ``$DRIFTLOOP_HOME/kafka``)."""
+        return Path(self.state_dir).resolve() if self.state_dir else home() / "kafka"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -43,6 +43,7 @@ def test_user_errors_carry_a_fix_and_an_exit_code():
     ["produce-sample", "--n", "10"],
     ["worker"],
     ["dispatcher"],
+    ["demo"],  # with a cluster of yours configured: checked first, not after 90 s of waiting
 ], ids=lambda a: a[0])
 def test_a_missing_broker_fails_fast_with_the_address_and_the_fix(tmp_path, argv):
     events = tmp_path / "in.jsonl"
@@ -51,7 +52,7 @@ def test_a_missing_broker_fails_fast_with_the_address_and_the_fix(tmp_path, argv
     rc, out, err, took = _cli(tmp_path, *[a.format(file=events) for a in argv],
                               env={"KAFKA_BOOTSTRAP_SERVERS": address})
     assert rc == 3, out + err
-    assert took < 15, f"took {took:.1f} s"
+    assert "(tried for 5 s)" in err  # a bounded check (no timing assertion: _cli's timeout catches a hang)
     assert "Traceback" not in err and "ECONNREFUSED" not in err  # no client noise either
     assert f"no Kafka broker answers at {address}" in err
     assert "driftloop up" in err and "driftloop kafka start" in err
@@ -61,7 +62,7 @@ def test_a_missing_broker_fails_fast_with_the_address_and_the_fix(tmp_path, argv
 def test_a_missing_file_is_named_before_the_broker_is_asked(tmp_path):
     rc, _, err, took = _cli(tmp_path, "produce", "nope.jsonl", "--topic", "inputs",
                             env={"KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{_free_port()}"})
-    assert rc == 2 and took < 15
+    assert rc == 2
     assert err.startswith("driftloop produce: events file nope.jsonl does not exist") and "fix:" in err
     assert "Traceback" not in err
 
@@ -70,7 +71,8 @@ def test_a_missing_file_is_named_before_the_broker_is_asked(tmp_path):
     ("kafka: [\n", "is not valid YAML at line 2"),
     ("workers:\n  metrics_port: 1\n", "did you mean 'worker'?"),
     ("worker:\n  metrics_port: lots\n", "worker.metrics_port: expected an integer"),
-], ids=["yaml", "section", "type"])
+    ("worker:\n  metrics_port: 99999\n", "worker.metrics_port must be a TCP port, 0 to 65535"),
+], ids=["yaml", "section", "type", "range"])
 def test_a_bad_config_says_where(tmp_path, text, says):
     cfg = tmp_path / "bad.yaml"
     cfg.write_text(text)
@@ -94,7 +96,7 @@ def test_status_of_a_stack_that_never_ran(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(f"kafka:\n  port: {_free_port()}\n")
     rc, out, err, took = _cli(tmp_path, "--config", str(cfg), "status")
-    assert rc == 3 and took < 15, err
+    assert rc == 3, err
     assert [line.split()[:2] for line in out.splitlines()] == [
         ["kafka", "stopped"], ["worker", "stopped"], ["dispatcher", "stopped"], ["ray", "stopped"]]
 
@@ -102,6 +104,6 @@ def test_status_of_a_stack_that_never_ran(tmp_path):
 def test_up_with_an_external_cluster_that_does_not_answer(tmp_path):
     address = f"127.0.0.1:{_free_port()}"
     rc, out, err, took = _cli(tmp_path, "up", env={"KAFKA_BOOTSTRAP_SERVERS": address})
-    assert rc == 1 and took < 30, out + err
+    assert rc == 1, out + err
     assert f"the configured Kafka cluster at {address} does not answer" in err and "unset KAFKA_BOOTSTRAP_SERVERS" in err
     assert "Traceback" not in err and not (tmp_path / "home" / "stack" / "worker.pid").exists()

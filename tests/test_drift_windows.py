@@ -102,3 +102,55 @@ def test_window_key_roundtrip():
     k = WindowKey("my|model", "3", 1764124800.0, 1764124860.0, "labels")
     assert WindowKey.from_str(k.to_str()) == k
     assert WindowKey("m", "1", 0.0, 1.0).stream == "inputs"
+
+
+def _grid_edges(rng):
+    m = int(rng.integers(0, 150))
+    kind = int(rng.integers(0, 5))
+    if kind == 0:
+        e = rng.normal(0, 1, m)
+    elif kind == 1:
+        e = rng.standard_cauchy(m) * 10.0 ** int(rng.integers(-300, 300))
+    elif kind == 2:
+        e = np.round(rng.exponential(1, m), int(rng.integers(0, 4)))
+    elif kind == 3:
+        e = 1.0 + np.arange(m) * np.spacing(1.0)  # adjacent floats
+    else:
+        e = rng.choice([-1e308, -5e-324, 0.0, 5e-324, 1e-310, 2.2e-308, 1.0, 1e308], m)  # extremes, subnormals
+    return np.unique(e)
+
+
+def test_grid_search_equals_searchsorted():
+    """GridSearch gives np.searchsorted(edges, x, side="left") for every value that is not NaN: values on,
+    next to and between the edges, +-inf, -0.0, subnormals, huge values, edges it must leave to searchsorted."""
+    from streams.judge.encoding import GridSearch
+
+    rng = np.random.default_rng(7)
+    fast = 0
+    for _ in range(400):
+        edges = [_grid_edges(rng) for _ in range(int(rng.integers(1, 5)))]
+        g = GridSearch(edges)
+        fast += len(g.fast)
+        n = int(rng.integers(1, 200))
+        x = np.empty((len(edges), n))
+        for j, e in enumerate(edges):
+            pool = [rng.normal(0, 1, n), rng.standard_cauchy(n) * 1e5,
+                    rng.choice([np.nan, np.inf, -np.inf, 0.0, -0.0, 5e-324, -5e-324, 1e308, -1e308], n)]
+            if len(e):
+                on = rng.choice(e, n)
+                pool += [on, np.nextafter(on, np.inf), np.nextafter(on, -np.inf)]
+            x[j] = rng.choice(np.concatenate(pool), n)
+        got = g.search(x)
+        for j, e in enumerate(edges):
+            keep = ~np.isnan(x[j])
+            assert np.array_equal(got[j][keep], np.searchsorted(e, x[j], side="left")[keep])
+    assert fast > 200  # the grid itself was exercised, not only the fallback
+
+
+def test_encode_events_equals_column_encoding(profile):
+    enc = Encoder(profile)
+    rng = np.random.default_rng(3)
+    numbers = [InferenceEvent(f"e{i}", "m", "1", 1.0 + i, {"a": float(rng.normal()), "b": float(rng.exponential()),
+                                                           "c": str(rng.choice(["x", "y", "z"]))}) for i in range(300)]
+    for evs in (numbers, _events(300, 1), numbers[:1]):
+        assert np.array_equal(enc.encode_events(evs), enc.encode(enc.events_to_columns(evs), len(evs)))

@@ -133,3 +133,39 @@ def test_well_formed_inputs_take_the_fast_path_with_the_same_result(obj):
     for raw in encodings(obj):
         fast = _fast_input(_INPUT_DECODER.decode(raw), NOW, FUTURE)
         assert fast is not None and fast == _parse_input_full(raw, now=NOW, max_future_s=FUTURE)
+
+
+def test_batch_of_valid_records_is_checked_in_bulk_with_the_same_verdicts():
+    """parse_input_batch: a batch of valid records (the bulk path) gives the per-record results and its
+    (model, version) pairs; one bad record anywhere (future, bad name, not the fast shape, too large,
+    not bytes, an empty or too long feature name) sends the whole batch through the per-record path,
+    with the same verdicts."""
+    from streams.contracts.validate import parse_input_batch
+
+    def rec(i, **kw):
+        d = {"event_id": f"e{i}", "model": "m", "model_version": str(i % 2), "ts": NOW - i, "features": {"a": float(i)}}
+        d.update(kw)
+        return json.dumps(d).encode()
+
+    good = [rec(i) for i in range(20)]
+    evs, keys = parse_input_batch(good, now=NOW, max_future_s=FUTURE)
+    assert keys == {("m", "0"), ("m", "1")}
+    assert [batched(r) for r in evs] == [outcome(parse_input, raw) for raw in good]
+    bad = [rec(0, ts=NOW + FUTURE + 1), rec(0, model="m\n"), rec(0, x=1), b"{", b"", bytearray(good[0]),
+           json.dumps({"event_id": "e", "model": "m", "model_version": "1", "ts": 1.0,
+                       "features": {"s": "x" * 200}}).encode()]
+    for b in bad:
+        for pos in (0, 7, 20):
+            batch = good[:pos] + [b] + good[pos:]
+            evs, keys = parse_input_batch(batch, max_bytes=150, now=NOW, max_future_s=FUTURE)
+            assert keys is None
+            want = [outcome(lambda r, **kw: parse_input(r, max_bytes=150, **kw), raw) for raw in batch]
+            assert [batched(r) for r in evs] == want
+    names = ({"": 1.0}, {"a": 1.0, "k" * 257: 1.0}, {"k" * 256: 1.0})
+    for b in (rec(0, features=f) for f in names):
+        for pos in (0, 20):
+            batch = good[:pos] + [b] + good[pos:]
+            evs, keys = parse_input_batch(batch, now=NOW, max_future_s=FUTURE)
+            assert [batched(r) for r in evs] == [outcome(parse_input, raw) for raw in batch]
+            assert [batched(r) for r in evs] == [outcome(_parse_input_full, raw) for raw in batch]
+    assert parse_input_batch([], now=NOW) == ([], set())

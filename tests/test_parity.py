@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 
 import pytest
@@ -277,6 +279,22 @@ def test_pending_breach_explains_drift_judged_before_the_parity_window_closes():
     out = explain([_alert("data_drift", "avg")], {("fraud", "1"): pending})
     (parity,) = c.flush()
     assert out[0].explained_by == parity.alert_id == pending["avg"]  # same deterministic id
+
+
+def test_drift_in_a_window_that_ended_before_the_parity_breach_is_not_explained_by_it():
+    """A drift window judged late (after the pipeline broke) keeps its own meaning: it is a change in the world."""
+    c = checker()
+    events, rows = make_events(600, scaled="avg")  # the breach is in the window [0, 60)
+    c.ingest(events, rows)
+    pending, since = c.open_alerts("fraud", "1", include_pending=True), c.open_since("fraud", "1")
+    assert since == {"avg": 0.0}
+    earlier = dataclasses.replace(_alert("data_drift", "avg"), window=AlertWindow(-60.0, 0.0, 600))
+    overlapping = _alert("data_drift", "avg")
+    out = explain([earlier, overlapping], {("fraud", "1"): pending}, {("fraud", "1"): since})
+    assert out[0].explained_by is None and out[1].explained_by == pending["avg"]
+    (parity,) = c.flush()
+    assert c.open_since("fraud", "1") == {"avg": 0.0}  # open now, since the same window
+    assert explain([earlier, parity], {})[0].explained_by is None  # a parity alert in the batch: its own start
 
 
 def test_retrain_policy_skips_explained_drift_and_requests_for_a_real_shift():

@@ -72,6 +72,14 @@ def test_labels_are_validated_as_labels(tmp_path):
     assert isinstance(recs[1], Invalid)  # an input is not a label
 
 
+def test_a_labels_table_needs_no_features_and_no_model_version(tmp_path):
+    path = tmp_path / "labels.csv"
+    path.write_text("event_id,ts,label\ne1,1.0,1\ne2,2.0,0\ne3,3.0,1\n")
+    recs = list(read_records(path, "labels", model="fraud"))
+    assert [json.loads(r.value) for r in recs] == [
+        {"event_id": f"e{i}", "model": "fraud", "ts": float(i), "label": lab} for i, lab in ((1, 1), (2, 0), (3, 1))]
+
+
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
 def test_table_rows_become_inputs_as_backtest_reads_them(tmp_path, suffix):
     df = _table(4)

@@ -18,15 +18,19 @@ def test_readme_config_example_is_valid():
     from streams.worker.state import WorkerConfig
     from trainers.dispatch.ledger import DispatcherConfig
     from trainers.licences import LicencePolicy
+    from trainers.registry_signing import RegistrySettings
     from trainers.retrain_job import TrainerConfig
+    from streams.judge.slo import SloConfig
 
     blocks = [b.split("```", 1)[0] for b in README.read_text(encoding="utf-8").split("```yaml")[1:]]
     block = next(b for b in blocks if b.startswith("\nkafka:"))  # the Configuration section's example
     raw = yaml.safe_load(block)
     sections = {"drift": DriftConfig, "worker": WorkerConfig, "dispatcher": DispatcherConfig,
                 "trainers": TrainerConfig, "features": FeaturesSettings, "parity": ParitySettings,
-                "licences": LicencePolicy}
-    assert set(raw) == {"kafka", "topics", *sections}, "a README section without a check here"
+                "licences": LicencePolicy, "registry": RegistrySettings, "slo": SloConfig}
+    optional = {"slo"}  # checked when the example holds it
+    assert set(raw) | optional == {"kafka", "topics", *sections}, "a README section without a check here"
+    sections = {k: v for k, v in sections.items() if k in raw}
     assert C.kafka_settings(raw).external  # an address in the file means the user's own cluster
     assert C.topics(raw).inputs == "driftloop.inputs"
     for name, cls in sections.items():

@@ -221,9 +221,21 @@ def test_cli_writes_the_page_and_refuses_a_missing_run_dir(run_dir, tmp_path, ca
 
 def test_page_in_headless_chromium(run_dir, tmp_path):
     """The page as a browser draws it: both plots in the DOM with SVG content, and a screenshot that is not blank."""
+    page = write_report(run_dir, tmp_path / "report.html", CONFIG)
+    shot = check_in_chromium(page, tmp_path / "report.png")
+    keep = Path(__file__).resolve().parents[1] / ".driftloop" / "test-report"  # for a person to look at
+    keep.mkdir(parents=True, exist_ok=True)
+    shutil.copy(shot, keep / "report.png")
+    shutil.copy(page, keep / "report.html")
+
+
+def check_in_chromium(page: Path, shot: Path) -> Path:
+    """Render ``page`` in headless Chromium: both plots must be in the DOM with drawn SVG, and the screenshot
+    (1200x3000, written to ``shot``) must not be blank.  Fails (no skip) when Chromium is missing."""
+    from PIL import Image
+
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     assert browser, "chromium is not installed: run infra/bootstrap.sh (as root it installs the Debian package chromium)"
-    page = write_report(run_dir, tmp_path / "report.html", CONFIG)
     args = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars",
             "--window-size=1200,3000"]
     dom = subprocess.run(args + ["--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
@@ -231,16 +243,10 @@ def test_page_in_headless_chromium(run_dir, tmp_path):
     for fig in ("drift-scores", "accuracy"):
         m = re.search(rf'<figure class="plot" id="{fig}">\s*<svg(.*?)</svg>', dom.stdout, re.S)
         assert m and len(re.findall(r"<path", m.group(1))) > 20, f"figure {fig} has no drawn SVG in the browser's DOM"
-    shot = tmp_path / "report.png"
     res = subprocess.run(args + [f"--screenshot={shot}", page.as_uri()], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and shot.is_file(), res.stderr[-2000:]
-    from PIL import Image
-
     img = Image.open(shot).convert("RGB")
     assert img.size == (1200, 3000)
     colours = img.getcolors(maxcolors=1 << 20)
     assert colours is not None and len(colours) > 50, "the screenshot is blank or nearly so"
-    keep = Path(__file__).resolve().parents[1] / ".driftloop" / "test-report"  # for a person to look at
-    keep.mkdir(parents=True, exist_ok=True)
-    shutil.copy(shot, keep / "report.png")
-    shutil.copy(page, keep / "report.html")
+    return shot

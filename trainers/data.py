@@ -56,7 +56,7 @@ class WindowData:
 
 def select(records: Iterable[Mapping[str, Any] | bytes | str], model: str, start: float, end: float,
            max_examples: int | None = None) -> WindowData:
-    """Filter raw records (dicts or JSON text) to the valid, unique examples of ``model`` in ``[start, end]``."""
+    """Filter raw records (dicts or JSON text) to the valid, unique examples of ``model`` in ``[start, end)``."""
     stats = {"read": 0, "invalid": 0, "other_model": 0, "outside_window": 0, "duplicates": 0, "truncated": 0}
     seen: set[str] = set()
     out: list[LabelledExample] = []
@@ -85,11 +85,14 @@ def select(records: Iterable[Mapping[str, Any] | bytes | str], model: str, start
         seen.add(ex.event_id)
         out.append(ex)
     stats["selected"] = len(out)
+    # the partitions of a topic interleave differently on every read: event-time order (ties by event id) makes the
+    # training rows, and so the seeded train/held-out split and the candidate, the same on every run
+    out.sort(key=lambda ex: (ex.ts, ex.event_id))
     return WindowData(out, stats)
 
 
 def read_jsonl(path: str | Path, model: str, start: float, end: float, max_examples: int | None = None) -> WindowData:
-    """Labelled examples of ``model`` in ``[start, end]`` from a JSONL file (one record per line)."""
+    """Labelled examples of ``model`` in ``[start, end)`` from a JSONL file (one record per line)."""
     with open(path, "r", encoding="utf-8") as fh:
         return select((line for line in fh if line.strip()), model, start, end, max_examples)
 
@@ -116,16 +119,19 @@ def read_npz(path: str | Path, start: float, end: float, max_examples: int | Non
     return WindowData([], stats, X, y)
 
 
-def read_topic(bootstrap_servers: str, topic: str, model: str, start: float, end: float, *,
+def read_topic(bootstrap_servers: Any, topic: str, model: str, start: float, end: float, *,
                skew_s: float = 300.0, max_examples: int | None = None, timeout_s: float = 60.0) -> WindowData:
-    """Labelled examples of ``model`` in ``[start, end]`` from a Kafka topic.
+    """Labelled examples of ``model`` in ``[start, end)`` from a Kafka topic.
 
     Seeks every partition to the first message with a timestamp at or after
-    ``start - skew_s`` and reads up to the end offsets of the moment reading starts.
+    ``start - skew_s`` and reads up to the end offsets of the moment reading starts.  ``bootstrap_servers``: an
+    address or a :class:`streams.adapters.kafka_clients.KafkaConnection`.
     """
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False, group_id=None,
+    from streams.adapters.kafka_clients import resolve
+
+    consumer = KafkaConsumer(**resolve(bootstrap_servers).kafka_python(), enable_auto_commit=False, group_id=None,
                              client_id="driftloop-training-data", request_timeout_ms=30000)
     try:
         parts = consumer.partitions_for_topic(topic)

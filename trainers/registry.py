@@ -11,11 +11,13 @@ A registry is a folder (default ``streams.config.home()/"registry"``)::
                                 report.json/.txt promotion-gate report (optional)
                                 manifest.json    sha256 and size of every file above
 
-Weights are safetensors (never pickles).  Every load re-hashes every file against the
-manifest, and the manifest against the hash kept in ``index.json``; a mismatch raises
-:class:`IntegrityError` naming the file and both hashes.  A version is staged in a
-temporary folder and renamed into place, and ``index.json`` is replaced atomically under
-a file lock, so a crash never leaves a half-written version or pointer.
+Weights are safetensors (never pickles).  Every load re-hashes every file against the manifest, and the
+manifest against the hash kept in ``index.json``; a mismatch raises :class:`IntegrityError` naming the file
+and both hashes.  With a signing key (:mod:`trainers.registry_signing`) every manifest carries an HMAC-SHA256
+that every load checks, so editing a file and re-hashing the manifest is caught too (:class:`SignatureError`);
+an unsigned manifest is then refused unless ``registry.allow_unsigned``.  A version is staged in a temporary
+folder and renamed into place, and ``index.json`` is replaced atomically under a file lock, so a crash never
+leaves a half-written version or pointer.
 
 The registry is pure: :meth:`ModelRegistry.promote` and :meth:`ModelRegistry.rollback`
 return the :class:`~streams.contracts.events.ModelUpdate` to publish; callers publish it.
@@ -50,7 +52,10 @@ from typing import Any, Iterator, Mapping
 from trainers.licences import LicenceError, LicencePolicy  # noqa: F401
 from trainers.records import ModelUpdate
 from trainers.registry_records import (_NAME, IntegrityError, LoadedVersion, Provenance, RegistryError, VersionInfo,  # noqa: F401
-                                       _check_name, _fsync_dir, _write_json_atomic, code_version, sha256_file)
+                                       _check_name, _fsync_dir, _write_json_atomic, code_version, sha256_file,
+                                       tokenizer_file)
+from trainers.registry_signing import (SIGNATURE, RegistrySettings, SignatureError, SignatureState, SigningKey,  # noqa: F401
+                                       UnsignedManifest, load_key, state_without_key)
 from streams.contracts.events import json_default
 
 FORMAT = "driftloop.registry/1"
@@ -63,21 +68,24 @@ REPORT_TEXT = "report.txt"
 MANIFEST = "manifest.json"
 
 
-def tokenizer_file(feature: str) -> str:
-    """File name of a text feature's tokenizer in a version folder (hashed when the name is not file-safe)."""
-    safe = _NAME.match(feature) is not None and len(feature) <= 64
-    return f"tokenizer.{feature if safe else hashlib.sha256(feature.encode()).hexdigest()[:16]}.json"
-
-
-
 # --------------------------------------------------------------------------- registry
 
 
-class ModelRegistry:
-    """A folder of model versions (see the module docstring for the layout)."""
+_FROM_ENV: Any = object()
 
-    def __init__(self, root: str | os.PathLike) -> None:
+
+class ModelRegistry:
+    """A folder of model versions (see the module docstring for the layout).
+
+    ``key``: the manifest signing key (default: from the environment or ``settings.key_file``, see
+    :func:`trainers.registry_signing.load_key`; None: no signing).  ``settings``: the ``registry`` config section.
+    """
+
+    def __init__(self, root: str | os.PathLike, *, settings: RegistrySettings | None = None,
+                 key: SigningKey | None = _FROM_ENV) -> None:
         self.root = Path(root).resolve()
+        self.settings = settings or RegistrySettings()
+        self.key: SigningKey | None = load_key(self.settings) if key is _FROM_ENV else key
 
     def __repr__(self) -> str:
         return f"ModelRegistry({str(self.root)!r})"
@@ -189,6 +197,8 @@ class ModelRegistry:
                     files[p.name] = {"sha256": sha256_file(p), "bytes": p.stat().st_size}
                 manifest = {"format": FORMAT, "model": model, "version": version, "files": files,
                             "created_at": prov.created_at}
+                if self.key is not None:
+                    manifest[SIGNATURE] = self.key.sign(manifest)
                 _write_json_atomic(stage / MANIFEST, manifest)
                 for p in stage.iterdir():
                     with open(p, "rb") as fh:
@@ -237,6 +247,8 @@ class ModelRegistry:
             index["current"] = version
             index["versions"][version]["promoted_at"] = time.time()
             self._write_index(model, index)
+            if self.key is not None and not self.signature(model, version).signed:
+                self._sign_locked(model, version, index)  # allowed unsigned (migration): promoted versions get signed
             sha = index["versions"][version]["weights_sha256"]
         return ModelUpdate(model=model, version=version, previous_version=previous, action=action, sha256=sha)
 
@@ -280,6 +292,13 @@ class ModelRegistry:
         index = self._read_index(model)
         version = self._resolve(model, version, index)
         return self._info(model, version, index)
+
+    def known_versions(self, model: str) -> set[str] | None:
+        """The registered versions of ``model``, or None when the registry does not hold it (any name: a name
+        the registry could not store is simply unknown).  The dispatcher's request check asks this."""
+        if _NAME.match(str(model)) is None or not (self.root / model / "index.json").is_file():
+            return None
+        return set(self._read_index(model).get("versions") or {})
 
     def find_by_request(self, model: str, request_id: str) -> str | None:
         """The version registered for retrain request ``request_id``, if any."""
@@ -329,18 +348,32 @@ class ModelRegistry:
         )
 
     def verify(self, model: str, version: str | None = None) -> dict[str, str]:
-        """Re-hash every file of a version; return {file: sha256} or raise IntegrityError."""
+        """Re-hash every file of a version; return {file: sha256} or raise IntegrityError.
+
+        With a signing key the manifest's signature is checked first (:class:`SignatureError`), and an unsigned
+        manifest is refused (:class:`UnsignedManifest`) unless ``registry.allow_unsigned``."""
+        return self._verify(model, version, allow_unsigned=self.settings.allow_unsigned)
+
+    def _verify(self, model: str, version: str | None, *, allow_unsigned: bool) -> dict[str, str]:
         index = self._read_index(model)
         version = self._resolve(model, version, index)
         vdir = self.version_dir(model, version)
         mpath = vdir / MANIFEST
         if not mpath.is_file():
             raise RegistryError(f"{mpath} is missing; version {version} of {model!r} is incomplete")
+        raw = mpath.read_bytes()
+        try:
+            manifest = json.loads(raw)
+        except ValueError:
+            manifest = None
+        if self.key is not None and isinstance(manifest, dict):  # before the index: a re-hashed index is no help
+            self._check_signature(model, version, mpath, manifest, allow_unsigned=allow_unsigned)
         expected = index["versions"][version].get("manifest_sha256")
-        actual = sha256_file(mpath)
+        actual = hashlib.sha256(raw).hexdigest()
         if expected and actual != expected:
             raise IntegrityError(mpath, expected, actual)
-        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+        if not isinstance(manifest, dict):
+            raise RegistryError(f"{mpath} is not a JSON manifest; restore the version from a backup or register again")
         out = {}
         for name, meta in manifest["files"].items():
             p = vdir / name
@@ -354,6 +387,65 @@ class ModelRegistry:
         if extra:
             raise RegistryError(f"{vdir} holds files not in its manifest: {extra}; remove them or register again")
         return out
+
+    def _check_signature(self, model: str, version: str, mpath: Path, manifest: Mapping[str, Any], *,
+                         allow_unsigned: bool) -> SignatureState:
+        assert self.key is not None
+        state = self.key.check(manifest)
+        if not state.signed:
+            if allow_unsigned:
+                return state
+            raise UnsignedManifest(
+                f"{mpath} is not signed, but a registry signing key is set ({self.key.source}); version {version} of "
+                f"{model!r} is refused. If you trust it (a registry from before signing), sign it: `driftloop models "
+                f"sign {model} {version}` (or `--all`); or set registry.allow_unsigned: true in the config while "
+                "migrating. Otherwise register the version again.")
+        if not state.valid:
+            raise SignatureError(mpath, state)
+        if manifest.get("model") != model or manifest.get("version") != version:
+            raise RegistryError(
+                f"{mpath} is signed for {manifest.get('model')!r} version {manifest.get('version')!r}, not {model!r} "
+                f"version {version!r}: a version folder was copied or moved; restore it from a backup")
+        return state
+
+    def signature(self, model: str, version: str | None = None) -> SignatureState:
+        """Whether a version's manifest is signed, and (with a key) whether the signature is valid; reads no other file."""
+        index = self._read_index(model)
+        version = self._resolve(model, version, index)
+        mpath = self.version_dir(model, version) / MANIFEST
+        try:
+            manifest = json.loads(mpath.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise RegistryError(f"cannot read {mpath} ({exc}); restore the version from a backup") from None
+        return self.key.check(manifest) if self.key is not None else state_without_key(manifest)
+
+    def sign(self, model: str, version: str | None = None) -> SignatureState:
+        """Sign an unsigned version after checking its files against its manifest (migrating a registry from
+        before signing); a version already signed with this key is left as it is."""
+        if self.key is None:
+            raise RegistryError("no registry signing key is set; set DRIFTLOOP_REGISTRY_KEY (or "
+                                "DRIFTLOOP_REGISTRY_KEY_FILE, or registry.key_file) first")
+        version = self._resolve(model, version, self._read_index(model))
+        with self._locked(model):
+            self._verify(model, version, allow_unsigned=True)
+            index = self._read_index(model)
+            return self._sign_locked(model, version, index)
+
+    def _sign_locked(self, model: str, version: str, index: dict[str, Any]) -> SignatureState:
+        """Write the signature of an unsigned manifest and its new hash into the index (the caller holds the lock)."""
+        assert self.key is not None
+        mpath = self.version_dir(model, version) / MANIFEST
+        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+        state = self.key.check(manifest)
+        if state.signed:
+            if not state.valid:
+                raise SignatureError(mpath, state)
+            return state
+        manifest[SIGNATURE] = self.key.sign(manifest)
+        _write_json_atomic(mpath, manifest)
+        index["versions"][version]["manifest_sha256"] = sha256_file(mpath)
+        self._write_index(model, index)
+        return self.key.check(manifest)
 
     def load(self, model: str, version: str | None = None, *, with_replay: bool = True,
              expect_preprocessing: Any = None) -> LoadedVersion:

@@ -169,3 +169,9 @@ def _fsync_dir(path: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def tokenizer_file(feature: str) -> str:
+    """File name of a text feature's tokenizer in a version folder (hashed when the name is not file-safe)."""
+    safe = _NAME.match(feature) is not None and len(feature) <= 64
+    return f"tokenizer.{feature if safe else hashlib.sha256(feature.encode()).hexdigest()[:16]}.json"

@@ -426,7 +426,10 @@ def main(argv: list[str] | None = None) -> int:
 
     licence_policy = C.section(LicencePolicy, raw.get("licences"), "licences")
     req = _load_request(args.request)
-    registry = ModelRegistry(args.registry or cfg.registry or C.home() / "registry")
+    from trainers.registry_signing import RegistrySettings
+
+    registry = ModelRegistry(args.registry or cfg.registry or C.home() / "registry",
+                             settings=C.section(RegistrySettings, raw.get("registry"), "registry"))
     job_id = args.job_id
     use_ray = not args.no_ray
     if use_ray:
@@ -439,8 +442,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.publish == "kafka":
         from kafka import KafkaProducer
 
-        producer = KafkaProducer(bootstrap_servers=C.kafka_settings(raw).bootstrap_servers, acks="all",
-                                 enable_idempotence=True)
+        from streams.adapters.kafka_clients import connection
+
+        producer = KafkaProducer(**connection(raw).kafka_python(), acks="all", enable_idempotence=True)
     if cfg.data_until not in ("window", "latest"):
         raise SystemExit(f"trainers.data_until must be 'window' or 'latest', got {cfg.data_until!r}")
     data_end = req.window_end if cfg.data_until == "window" else float("inf")
@@ -451,7 +455,9 @@ def main(argv: list[str] | None = None) -> int:
             data = training_data.read_jsonl(args.labelled_file, req.model, req.window_start, data_end,
                                             cfg.max_examples)
         elif producer is not None or args.publish == "kafka":
-            data = training_data.read_topic(C.kafka_settings(raw).bootstrap_servers, topics.labelled, req.model,
+            from streams.adapters.kafka_clients import connection
+
+            data = training_data.read_topic(connection(raw), topics.labelled, req.model,
                                             req.window_start, data_end, skew_s=cfg.timestamp_skew_s,
                                             max_examples=cfg.max_examples, timeout_s=cfg.read_timeout_s)
         else:

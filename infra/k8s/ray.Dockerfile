@@ -3,7 +3,8 @@
 # Same image everywhere = same Ray and Python versions on client and cluster, and the
 # dispatcher's runtime_env "pythonpath" (/app) exists on every Ray node.
 #   docker build -f infra/k8s/ray.Dockerfile -t driftloop-ray:2.60.0-py311-gpu .
-# CPU-only variant (smaller): --build-arg RAY_IMAGE_SUFFIX=py311-cpu -t driftloop-ray:2.60.0-py311-cpu
+# CPU-only variant (smaller): --build-arg RAY_IMAGE_SUFFIX=py311-cpu --build-arg TORCH_INDEX_URL=<PyTorch's CPU
+#   wheel index> -t driftloop-ray:2.60.0-py311-cpu   (docker-compose.yml builds this one)
 # tests/test_infra_files.py checks that RAY_VERSION equals the installed ray.__version__.
 ARG RAY_VERSION=2.60.0
 ARG RAY_IMAGE_SUFFIX=py311-gpu
@@ -20,5 +21,11 @@ COPY --chown=1000:100 streams streams
 COPY --chown=1000:100 trainers trainers
 COPY --chown=1000:100 feature_repo feature_repo
 COPY --chown=1000:100 infra infra
+# PyTorch: from TORCH_INDEX_URL when set, before the project, so the project's install keeps it. docker-compose.yml
+# passes PyTorch's CPU index there (CPU-only wheels, a fraction of the CUDA build's size). Empty (the default): torch
+# comes from PyPI with the project, and PyPI's Linux x86_64 torch is the CUDA build (PyPI has no CPU-only torch: a
+# `torch==X+cpu` cannot be published there). Neither variant is built by the project's CI (no Docker engine).
+ARG TORCH_INDEX_URL=""
 # keep the base image's Ray: driftloop accepts any ray[default]>=2.40
-RUN pip install --no-cache-dir -e /app "ray[default]==${RAY_VERSION}"
+RUN if [ -n "$TORCH_INDEX_URL" ]; then pip install --no-cache-dir --index-url "$TORCH_INDEX_URL" "torch>=2.4"; fi \
+ && pip install --no-cache-dir -e /app "ray[default]==${RAY_VERSION}"

@@ -160,7 +160,7 @@ class Worker:
             if rng is None:
                 continue
             t0 = time.perf_counter()
-            records = await read_partition(self.s.bootstrap, self.s.topics.inputs, p, *rng)
+            records = await read_partition(self.s.connection, self.s.topics.inputs, p, *rng)
             if self.core.store_to_rebuild(p) is None:  # rebuilt meanwhile (another batch)
                 continue
             n = self.core.install_store(p, records)
@@ -269,12 +269,16 @@ class Worker:
             self.m.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(max(0, hw - pos))
 
 
-async def read_partition(bootstrap: str, topic: str, partition: int, first: int, last: int) -> list[tuple[int, bytes]]:
-    """(offset, value) of ``topic``/``partition`` from offset ``first`` through ``last`` (what the log still has)."""
+async def read_partition(bootstrap: Any, topic: str, partition: int, first: int, last: int) -> list[tuple[int, bytes]]:
+    """(offset, value) of ``topic``/``partition`` from offset ``first`` through ``last`` (what the log still has).
+
+    ``bootstrap``: an address or a :class:`streams.adapters.kafka_clients.KafkaConnection`."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
+    from streams.adapters.kafka_clients import resolve
+
     tp = TopicPartition(topic, partition)
-    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+    c = AIOKafkaConsumer(**resolve(bootstrap).aiokafka(), enable_auto_commit=False, group_id=None,
                          max_partition_fetch_bytes=8 * 1024 * 1024)
     await c.start()
     out: list[tuple[int, bytes]] = []
@@ -370,10 +374,11 @@ def register(app: Any, settings: Any, metrics: Any, parity_step: Any = None, del
     async def serve_metrics():
         if w.metrics_port:
             try:
-                metrics.serve(w.metrics_port)
-                log.info("serving /metrics on port %d", w.metrics_port)
+                metrics.serve(w.metrics_port, w.metrics_host)
+                log.info("serving /metrics on %s:%d", w.metrics_host, w.metrics_port)
             except OSError as exc:
-                log.error("cannot serve /metrics on port %d: %s; set worker.metrics_port", w.metrics_port, exc)
+                log.error("cannot serve /metrics on %s:%d: %s; set worker.metrics_port (and worker.metrics_host)",
+                          w.metrics_host, w.metrics_port, exc)
 
     def _on_revoked(*_a, **_kw):
         worker.reset_caches(keep_stores=set(worker.stores))  # eager rebalancing revokes everything; see below

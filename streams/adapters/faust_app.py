@@ -12,7 +12,8 @@ What it wires (logic lives in :mod:`streams.worker.state`, agents in :mod:`strea
   holding per-partition source state, label-join state, watermarks and per-model aggregator
   state; and one table ``joinstore`` with one key per stored input (label join).  No windowed
   tables: windows are closed by the worker's own event-time watermark;
-* the Prometheus registry (:class:`streams.adapters.metrics.WorkerMetrics`) served on ``worker.metrics_port``;
+* the Prometheus registry (:class:`streams.adapters.metrics.WorkerMetrics`) served on ``worker.metrics_host``:``worker.metrics_port``
+  (127.0.0.1 by default);
 * with ``worker.delivery: batch`` (the default), :mod:`streams.adapters.batch_delivery` under Faust's consumer:
   each fetched batch of the inputs and labels topics goes to one call of the worker (their agents
   stay subscribed so that Faust assigns and commits them), ~7x the events/s of Faust's per-message
@@ -76,6 +77,14 @@ class WorkerSettings:
     reference_dir: Path
     partitions: int
     partials_topic: str
+    kafka: Any = None  # streams.adapters.kafka_clients.KafkaConnection: address and security of every client
+    slo: Any = None  # streams.judge.slo.SloConfig (the ``slo`` section)
+
+    @property
+    def connection(self) -> Any:
+        from streams.adapters.kafka_clients import resolve
+
+        return self.kafka if self.kafka is not None else resolve(self.bootstrap)
 
 
 def load_settings(raw: Mapping[str, Any] | None = None) -> WorkerSettings:
@@ -100,8 +109,12 @@ def load_settings(raw: Mapping[str, Any] | None = None) -> WorkerSettings:
         raise cfg.ConfigError("worker.delivery must be batch (whole fetched batches, the fast path) or stream (Faust's per-message path)")
     if worker.processing_guarantee not in ("at_least_once", "exactly_once"):
         raise cfg.ConfigError("worker.processing_guarantee must be at_least_once or exactly_once")
+    from streams.adapters.kafka_clients import from_settings
+    from streams.judge.slo import SloConfig
+
+    slo = cfg.section(SloConfig, raw.get("slo"), "slo")
     return WorkerSettings(worker, kafka.bootstrap_servers, topics, drift, data_dir, ref_dir, parts,
-                          worker.partials_topic or f"{worker.app_id}.partials")
+                          worker.partials_topic or f"{worker.app_id}.partials", from_settings(kafka), slo)
 
 
 def _drift_config(cls: type, raw: Any) -> Any:
@@ -123,7 +136,7 @@ def idempotent_producer_class() -> type:
     return IdempotentProducer
 
 
-def _durability(bootstrap: str) -> Any:
+def _durability(bootstrap: Any) -> Any:
     """The cluster's :class:`streams.adapters.kafka_admin.Durability`; one broker's when it cannot be asked."""
     from streams.adapters.kafka_admin import Durability, cluster_durability
 
@@ -147,13 +160,12 @@ def make_app(raw_config: Mapping[str, Any] | None = None, *, parity_step: Any = 
     from streams.adapters.metrics import WorkerMetrics
 
     s = load_settings(raw_config)
-    durability = durability or _durability(s.bootstrap)
+    durability = durability or _durability(s.connection)
     w = s.worker
     s.data_dir.mkdir(parents=True, exist_ok=True)
-    brokers = [f"kafka://{b.strip()}" for b in s.bootstrap.split(",") if b.strip()]
     app = faust.App(
         w.app_id,
-        broker=brokers,
+        **s.connection.faust(),  # broker URLs and, with SASL_SSL, broker_credentials
         datadir=str(s.data_dir),
         store="memory://",
         topic_partitions=s.partitions,
@@ -163,6 +175,7 @@ def make_app(raw_config: Mapping[str, Any] | None = None, *, parity_step: Any = 
         table_standby_replicas=0,
         web_enabled=bool(w.web_port),
         web_port=w.web_port or 6066,
+        web_bind=w.metrics_host,  # Faust's default is every interface
         producer_linger_ms=w.producer_linger_ms,
         producer_max_request_size=4_000_000,
         consumer_max_fetch_size=w.fetch_max_bytes,

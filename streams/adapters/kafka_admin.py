@@ -1,7 +1,8 @@
 """Thin Kafka admin helpers on kafka-python: wait for a broker, ensure topics, read end offsets.
 
 These are for setup code (CLI commands, tests, the demo), not hot paths: each call opens
-and closes its own admin client.
+and closes its own admin client.  ``bootstrap`` is an address (PLAINTEXT) or a
+:class:`streams.adapters.kafka_clients.KafkaConnection` (SASL_SSL).
 
 >>> wait_for_broker("127.0.0.1:9092", timeout_s=30)              # doctest: +SKIP
 {'cluster_id': '...', 'controller_id': 1, 'brokers': [...]}
@@ -15,7 +16,10 @@ import contextlib
 import dataclasses
 import logging
 import time
-from typing import Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+
+if TYPE_CHECKING:
+    from streams.adapters.kafka_clients import KafkaConnection
 
 log = logging.getLogger(__name__)
 
@@ -59,23 +63,25 @@ class Durability:
         return {"min.insync.replicas": str(self.min_isr)} if self.min_isr > 1 else {}
 
 
-def cluster_durability(bootstrap: str, timeout_s: float = 10.0) -> Durability:
+def cluster_durability(bootstrap: "str | KafkaConnection", timeout_s: float = 10.0) -> Durability:
     """:class:`Durability` for the cluster at ``bootstrap`` (its live broker count)."""
     with admin_client(bootstrap, timeout_s) as admin:
         return Durability.for_brokers(len(admin.describe_cluster().get("brokers") or []))
 
 
 @contextlib.contextmanager
-def admin_client(bootstrap: str, timeout_s: float = 10.0, client_id: str = "driftloop-admin") -> Iterator[Any]:
+def admin_client(bootstrap: "str | KafkaConnection", timeout_s: float = 10.0, client_id: str = "driftloop-admin") -> Iterator[Any]:
     """A ``kafka.KafkaAdminClient`` that is closed on exit.
 
     Raises whatever kafka-python raises when no broker answers within ``timeout_s``.
     """
     from kafka import KafkaAdminClient
 
+    from streams.adapters.kafka_clients import resolve
+
     ms = max(1, int(timeout_s * 1000))
     client = KafkaAdminClient(
-        bootstrap_servers=bootstrap,
+        **resolve(bootstrap).kafka_python(),
         client_id=client_id,
         bootstrap_timeout_ms=ms,
         request_timeout_ms=ms,
@@ -100,7 +106,7 @@ def _quiet_kafka_logs() -> Iterator[None]:
 
 
 def wait_for_broker(
-    bootstrap: str,
+    bootstrap: "str | KafkaConnection",
     timeout_s: float = 30.0,
     *,
     abort: Callable[[], str | None] | None = None,
@@ -143,19 +149,24 @@ def wait_for_broker(
 REQUIRE_BROKER_S = 5.0
 
 
-def require_broker(bootstrap: str, timeout_s: float = REQUIRE_BROKER_S) -> dict[str, Any]:
+def require_broker(bootstrap: "str | KafkaConnection", timeout_s: float = REQUIRE_BROKER_S) -> dict[str, Any]:
     """Like :func:`wait_for_broker`, but a broker that does not answer within ``timeout_s`` is the user's to fix:
     raises :class:`streams.errors.BrokerUnreachable` (the address tried and how to start one)."""
     from streams.errors import BrokerUnreachable
 
+    from streams.adapters.kafka_clients import PASSWORD_ENV, resolve
+
     try:
         return wait_for_broker(bootstrap, timeout_s)
     except BrokerUnavailable:
-        raise BrokerUnreachable(bootstrap, timeout_s) from None
+        conn = resolve(bootstrap)
+        detail = (f"over SASL_SSL as {conn.username!r}, a refused password or an untrusted certificate looks the same "
+                  f"from here: check {PASSWORD_ENV} or kafka.sasl_password_file, and kafka.ssl_cafile") if conn.secure else ""
+        raise BrokerUnreachable(str(bootstrap), timeout_s, detail) from None
 
 
 def ensure_topics(
-    bootstrap: str,
+    bootstrap: "str | KafkaConnection",
     names: Iterable[str],
     partitions: int = 1,
     replication: int | None = None,
@@ -204,14 +215,14 @@ def ensure_topics(
     return created
 
 
-def describe_topic(bootstrap: str, topic: str, timeout_s: float = 10.0) -> dict[str, Any]:
+def describe_topic(bootstrap: "str | KafkaConnection", topic: str, timeout_s: float = 10.0) -> dict[str, Any]:
     """Metadata of one topic: ``{"name", "partitions": [{"partition_index", "leader_id", ...}], ...}``."""
     with admin_client(bootstrap, timeout_s) as admin:
         (meta,) = admin.describe_topics([topic])
     return meta
 
 
-def topic_end_offsets(bootstrap: str, topic: str, timeout_s: float = 10.0) -> dict[int, int]:
+def topic_end_offsets(bootstrap: "str | KafkaConnection", topic: str, timeout_s: float = 10.0) -> dict[int, int]:
     """Next offset to be written, per partition of ``topic`` (the high watermark)."""
     from kafka import TopicPartition
     from kafka.admin import OffsetSpec
@@ -223,7 +234,7 @@ def topic_end_offsets(bootstrap: str, topic: str, timeout_s: float = 10.0) -> di
     return {tp.partition: int(o.offset) for tp, o in sorted(offsets.items())}
 
 
-def list_user_topics(bootstrap: str, timeout_s: float = 10.0) -> list[str]:
+def list_user_topics(bootstrap: "str | KafkaConnection", timeout_s: float = 10.0) -> list[str]:
     """Topic names of the cluster, without Kafka's internal ``__`` topics."""
     with admin_client(bootstrap, timeout_s) as admin:
         names = admin.list_topics()

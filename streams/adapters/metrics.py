@@ -70,13 +70,30 @@ class WorkerMetrics:
                                     buckets=LATENCY_BUCKETS, registry=r)
         self.batch_size = Histogram("driftloop_batch_size", "Records per micro-batch", ["agent"],
                                     buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000), registry=r)
+        # model quality: label-free estimates (streams.judge.estimate) and SLO burn rates (streams.judge.slo)
+        self.estimated_accuracy = Gauge("driftloop_estimated_accuracy", "Label-free accuracy estimate of the last "
+                                        "judged input window (calibrated confidence, CBPE-style)",
+                                        ["model", "model_version"], registry=r)
+        self.realised_accuracy = Gauge("driftloop_realised_accuracy", "Accuracy of the last judged label window",
+                                       ["model", "model_version"], registry=r)
+        self.estimate_abs_error = Gauge("driftloop_estimate_abs_error", "|estimated - realised| accuracy of the last "
+                                        "window whose labels arrived", ["model", "model_version"], registry=r)
+        self.estimate_error = Histogram("driftloop_estimate_error", "|estimated - realised| accuracy per window "
+                                        "(rate of _sum / _count: the mean estimation error)", ["model"],
+                                        buckets=(0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.5), registry=r)
+        self.slo_objective = Gauge("driftloop_slo_objective", "Quality objective per model (slo section: target of "
+                                   "the metric, e.g. accuracy 0.95); the alerting rules' error budget is 1 - it",
+                                   ["model", "metric"], registry=r)
+        self.slo_burn_rate = Gauge("driftloop_slo_burn_rate", "Error-budget burn rate over a burn rate's long or short "
+                                   "span of event time, from judged label windows", ["model", "model_version",
+                                                                                     "burn_rate", "span"], registry=r)
         self.consumer_lag = Gauge("driftloop_consumer_lag", "Highwater minus committed offset", ["topic", "partition"], registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
-    def serve(self, port: int, addr: str = "0.0.0.0"):
-        """Serve ``/metrics`` on ``port`` (returns the server and its thread)."""
+    def serve(self, port: int, addr: str = "127.0.0.1"):
+        """Serve ``/metrics`` on ``addr``:``port``, loopback unless told otherwise (returns the server and its thread)."""
         return start_http_server(port, addr=addr, registry=self.registry)
 
 

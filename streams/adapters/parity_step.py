@@ -154,7 +154,8 @@ class ParityStep:
         """:func:`streams.alerts.parity.explain` with this step's open parity alerts."""
         alerts = list(alerts)
         mvs = {(a.model, a.model_version) for a in alerts}
-        return explain(alerts, {mv: self.open_parity_alerts(*mv) for mv in mvs})
+        return explain(alerts, {mv: self.open_parity_alerts(*mv) for mv in mvs},
+                       {mv: self.checker.open_since(*mv) for mv in mvs})
 
     def state_dict(self) -> dict[str, Any]:
         return self.checker.state_dict()

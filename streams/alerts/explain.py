@@ -15,8 +15,13 @@ from streams.contracts.events import Alert
 
 
 def explain(alerts: Iterable[Alert],
-            open_features_by_model_version: Mapping[tuple[str, str], Mapping[str, str] | Iterable[str]]) -> list[Alert]:
+            open_features_by_model_version: Mapping[tuple[str, str], Mapping[str, str] | Iterable[str]],
+            since: Mapping[tuple[str, str], Mapping[str, float]] | None = None) -> list[Alert]:
     """Mark data-drift alerts on features with an open parity alert as explained by it.
+
+    ``since`` maps ``(model, version)`` to ``{feature: event-time start of the parity alert's first window}``:
+    a drift window that ended at or before it is not explained (it was judged late, but the pipeline was
+    fine then).  Parity alerts in ``alerts`` start at their own window's start.
 
     ``open_features_by_model_version`` maps ``(model, version)`` to ``{feature: parity alert id}``
     (or just a set of features; the id is then ``parity-open:<feature>``).  Parity alerts
@@ -37,12 +42,17 @@ def explain(alerts: Iterable[Alert],
             opens[key] = {str(f): str(a) for f, a in feats.items()}
         else:
             opens[key] = {str(f): f"parity-open:{f}" for f in feats}
+    starts: dict[tuple[str, str], dict[str, float]] = {(str(k[0]), str(k[1])): dict(v) for k, v in (since or {}).items()}
     for a in alerts:
         if a.kind == "parity" and a.metric == METRIC_MISMATCH and a.feature:
             opens.setdefault((a.model, a.model_version), {}).setdefault(a.feature, a.alert_id)
+            starts.setdefault((a.model, a.model_version), {}).setdefault(a.feature, a.window.start)
     out = []
     for a in alerts:
         pid = opens.get((a.model, a.model_version), {}).get(a.feature or "")
+        began = starts.get((a.model, a.model_version), {}).get(a.feature or "")
+        if began is not None and a.window.end <= began:
+            pid = None  # the drift window ended before the pipeline broke
         if a.kind == "data_drift" and a.feature and pid and not a.explained_by:
             details = dict(a.details)
             details["explanation"] = (

@@ -433,10 +433,25 @@ class ParityChecker:
                 out.setdefault(f, aid)
         return out
 
+    def open_since(self, model: str, version: str) -> dict[str, float]:
+        """Features with an open (or pending, as in :meth:`open_alerts`) value-parity alert -> the event-time start
+        (s) of the window it opened with: drift in a window that ended before is not explained by it."""
+        out = {k[3]: st.opened_start for k, st in self.hyst.tracks.items()
+               if k[0] == model and k[1] == version and k[2] == "parity_value" and st.open_id
+               and st.opened_start is not None}
+        for f, start in self._pending_starts(model, version).items():
+            out.setdefault(f, start)
+        return out
+
     def pending_breaches(self, model: str, version: str) -> dict[str, str]:
         """Features breaching in a not yet judged window -> the id their alert will have."""
+        return {f: make_alert_id(model, version, "parity", f, start)
+                for f, start in self._pending_starts(model, version).items()}
+
+    def _pending_starts(self, model: str, version: str) -> dict[str, float]:
+        """Features breaching in a not yet judged window -> that window's start (the earliest)."""
         cfg = self.config
-        out: dict[str, str] = {}
+        out: dict[str, float] = {}
         for key in sorted(self._windows):
             if (key.model, key.model_version) != (model, version):
                 continue
@@ -444,7 +459,7 @@ class ParityChecker:
                 if f in out or t.n < cfg.min_samples or t.rate <= cfg.warning_rate:
                     continue
                 if _binom_sf(t.mismatches, t.n, cfg.warning_rate) <= cfg.alpha:
-                    out[f] = make_alert_id(model, version, "parity", f, key.start)
+                    out[f] = key.start
         return out
 
     def open_features(self, model: str, version: str) -> set[str]:

@@ -63,16 +63,20 @@ def run(args: argparse.Namespace, out: IO[str] | None = None) -> int:
 
     out = out or sys.stdout
     raw = cfg.load_file(args.config)
-    bootstrap = cfg.kafka_settings(raw).bootstrap_servers
+    from streams.adapters.kafka_clients import connection
+
     topic = args.topic or cfg.topics(raw).alerts
     consumer = KafkaConsumer(
         topic,
-        bootstrap_servers=bootstrap,
+        **connection(raw).kafka_python(),
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest" if args.from_beginning else "latest",
         consumer_timeout_ms=500,
     )
+    print(f"following {topic} " + ("from its beginning" if args.from_beginning else
+                                   "from now (--from-beginning shows the earlier alerts too)") + "; Ctrl-C stops",
+          file=sys.stderr, flush=True)
     shown = 0
     seen: set[str] = set()
     last = time.monotonic()

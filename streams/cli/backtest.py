@@ -79,6 +79,13 @@ def _drift_config(args: argparse.Namespace):
     return section(DriftConfig, sect, "drift")
 
 
+def _slo_config(args: argparse.Namespace):
+    from streams.config import load_file, section
+    from streams.judge.slo import SloConfig
+
+    return section(SloConfig, load_file(getattr(args, "config", None)).get("slo"), "slo")
+
+
 def _bar(total: int, unit: str, desc: str, err: TextIO):
     try:
         from tqdm import tqdm
@@ -184,10 +191,14 @@ def replay(
     model: str | None = None,
     version: str | None = None,
     observer=None,
+    slo=None,
+    quality_observer=None,
 ) -> dict[str, Any]:
     """Replay ``inputs`` (and labels) through a fresh engine; write alerts to ``out``; return the summary.
 
     ``observer``: the engine's ``window_observer`` (every judged data window's tests; the run report uses it).
+    ``slo``: the :class:`streams.judge.slo.SloConfig` (default: its defaults); ``quality_observer``: gets the
+    engine's quality records (label-free estimates, their errors, SLO burn rates: :mod:`streams.judge.quality`).
 
     Raises :class:`streams.judge.profile.ProfileError` when a table of inputs cannot be read.
     """
@@ -215,7 +226,18 @@ def replay(
     order = np.argsort(ts, kind="stable")
     dedup = EventDedup(horizon_s=config.window_seconds + config.allowed_lateness_s + config.hop)
     engine = DriftEngine(config, profiles or [])
+    if slo is not None:
+        engine.slo = slo
     engine.window_observer = observer
+    est_errors: list[float] = []
+
+    def on_quality(rec: dict[str, Any]) -> None:
+        if rec.get("type") == "estimate_error":
+            est_errors.append(float(rec["abs_error"]))
+        if quality_observer is not None:
+            quality_observer(rec)
+
+    engine.quality_observer = on_quality
     summary: dict[str, Any] = {
         "events_read": int(len(ts)),
         "bad_input_lines": bad_inputs,
@@ -327,6 +349,8 @@ def replay(
         alerts_cleared=int(st.get("alerts_cleared", 0)),
         references_built=references_built,
         concept_untestable={f"{m} v{v}": why for (m, v), why in engine.untestable().items()},
+        estimate_windows_checked=len(est_errors),
+        estimate_mean_abs_error=float(np.mean(est_errors)) if est_errors else None,
     )
     return summary
 
@@ -357,6 +381,9 @@ def print_summary(summary: dict[str, Any], err: TextIO) -> None:
         lines.append(f"events without a reference (not judged): {summary['events_without_reference']}")
     for mv, why in (summary.get("concept_untestable") or {}).items():
         lines.append(f"concept drift not tested for {mv}: {why}")
+    if summary.get("estimate_windows_checked"):
+        lines.append(f"label-free accuracy estimates checked against labels: {summary['estimate_windows_checked']} "
+                     f"windows, mean absolute error {summary['estimate_mean_abs_error']:.3f}")
     lines.append(f"alerts: {summary['alerts']} ({kinds}); cleared: {summary['alerts_cleared']}")
     print("\n".join(lines), file=err)
 
@@ -368,6 +395,7 @@ def run(args: argparse.Namespace) -> int:
     err = sys.stderr
     try:
         config = _drift_config(args)
+        slo = _slo_config(args)
     except (ConfigError, ValueError, TypeError) as exc:
         print(f"backtest: bad configuration: {exc}", file=err)
         return 2
@@ -391,7 +419,8 @@ def run(args: argparse.Namespace) -> int:
               f"holding its first {config.reference_events} events (in event-time order), which are not replayed",
               file=err)
     out_path = args.out
-    kw = dict(progress=not args.quiet, model=getattr(args, "model", None), version=getattr(args, "version", None))
+    kw = dict(progress=not args.quiet, model=getattr(args, "model", None), version=getattr(args, "version", None),
+              slo=slo)
     try:
         if out_path == "-":
             summary = replay(inputs, sys.stdout, config, profiles, labels, err, **kw)

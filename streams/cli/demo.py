@@ -17,6 +17,14 @@ from __future__ import annotations
 import argparse
 
 
+def NEEDS_KAFKA(args: argparse.Namespace) -> bool:
+    """Only a cluster of yours (config or KAFKA_BOOTSTRAP_SERVERS) must answer first (streams/cli/main.py checks it
+    in seconds); without one the demo starts its own broker."""
+    from streams import config as cfg
+
+    return cfg.kafka_settings(cfg.load_file(getattr(args, "config", None))).external
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--domain", choices=("tweets", "payments"), default="tweets",
                    help="tweets: real data and a pretrained backbone (default); payments: synthetic card payments")
@@ -27,6 +35,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bad", type=int, default=200, help="malformed records mixed in (default 200)")
     p.add_argument("--timeout", type=float, default=480.0,
                    help="give up waiting for one step of the loop after this many seconds (default 480)")
+    p.add_argument("--quick", action="store_true",
+                   help="tweets: the same timeline on a shorter stream (the test suite runs it)")
     p.add_argument("--keep", "--keep-running", dest="keep_running", action="store_true",
                    help="leave Kafka, the worker, the dispatcher and Ray running afterwards, to explore")
 

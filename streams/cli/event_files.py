@@ -41,8 +41,9 @@ class TableRow:
 
 
 def table_rows(path: Path, model: str | None = None, version: str | None = None,
-               kinds: dict | None = None) -> Iterator[TableRow]:
-    """The rows of a CSV/Parquet table as input-event objects, in file order.
+               kinds: dict | None = None, *, need_version: bool = True) -> Iterator[TableRow]:
+    """The rows of a CSV/Parquet table as input-event objects, in file order.  ``need_version=False``: a table of
+    labels (``event_id, ts, label``, no features, no model version) is read too.
 
     Raises :class:`streams.judge.profile.ProfileError` when the table cannot be read or lacks
     ``ts`` or a model (the message names the column and the option that supplies it).
@@ -57,7 +58,7 @@ def table_rows(path: Path, model: str | None = None, version: str | None = None,
     if "ts" not in df.columns:
         raise ProfileError(f"{path}: a table of inputs needs a 'ts' column (event time, epoch seconds or ISO 8601)")
     for col, given in (("model", model), ("model_version", version)):
-        if col not in df.columns and given is None:
+        if col not in df.columns and given is None and (need_version or col == "model"):
             raise ProfileError(f"{path}: no '{col}' column; pass --{'model' if col == 'model' else 'version'}")
     ts = pd.to_numeric(df["ts"], errors="coerce")
     if ts.isna().any():
@@ -65,7 +66,7 @@ def table_rows(path: Path, model: str | None = None, version: str | None = None,
         ts = ts.fillna(iso.map(lambda t: t.timestamp() if not pd.isna(t) else float("nan")))
     skip = set(EVENT_FIELDS) | {"prediction", "scores", "score", "label"}
     feats = [c for c in df.columns if c not in skip]
-    records = df[feats].to_dict("records")
+    records = df[feats].to_dict("records") if feats else [{} for _ in range(len(df))]
     for i, rec in enumerate(records):
         row = df.iloc[i]
         eid = str(row["event_id"]) if "event_id" in df.columns and not pd.isna(row["event_id"]) else f"row-{i}"

@@ -120,8 +120,9 @@ def run_command(args: argparse.Namespace) -> int:
         needs = args._needs_kafka(args) if callable(args._needs_kafka) else args._needs_kafka
         if needs:
             from streams.adapters.kafka_admin import require_broker
+            from streams.adapters.kafka_clients import connection
 
-            require_broker(bootstrap)
+            require_broker(connection(raw))  # a missing password or CA file is a ConfigError, said before anything runs
         return int(args._run(args) or 0)
     except ConfigError as exc:
         return fail([f"bad configuration: {exc}"], 2)

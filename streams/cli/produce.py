@@ -140,7 +140,7 @@ def read_records(path: Path, role: str, model: str | None = None, version: str |
             if raw.strip():
                 yield _record(lineno, None, raw.rstrip(b"\r\n"), role)
         return
-    for row in table_rows(path, model, version):
+    for row in table_rows(path, model, version, need_version=role != "labels"):
         if role == "labels":
             if row.label is None:
                 yield Invalid(row.number, "missing_field: no label in this row")
@@ -225,7 +225,9 @@ def run(args: argparse.Namespace) -> int:
     check_args(args)
     path = Path(args.file)
     raw = cfg.load_file(args.config)
-    bootstrap = cfg.kafka_settings(raw).bootstrap_servers
+    from streams.adapters.kafka_clients import connection
+
+    bootstrap = connection(raw)
     topics = cfg.topics(raw)
     topic, role = resolve_topic(args.topic, topics)
     ensure_topics(bootstrap, [topic], partitions=topics.partitions)  # as the worker creates them
@@ -241,7 +243,7 @@ def run(args: argparse.Namespace) -> int:
         from tqdm import tqdm
 
         bar = tqdm(total=total, unit="ev", desc=f"-> {topic}", file=sys.stderr, mininterval=0.5, dynamic_ncols=True)
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5)
+    producer = KafkaProducer(**bootstrap.kafka_python(), acks="all", enable_idempotence=True, linger_ms=5)
 
     def failed(exc: BaseException) -> None:
         summary.failed += 1

@@ -191,7 +191,9 @@ def run(args: argparse.Namespace) -> int:
     if args.drift_feature:
         traffic.drifts.append(Drift(args.drift_feature, traffic.start_ts + args.n / traffic.rate_per_s / 2, scale=args.drift_scale))
     events = traffic.events(args.n)
-    producer = KafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all", enable_idempotence=True, linger_ms=20)
+    from streams.adapters.kafka_clients import from_settings
+
+    producer = KafkaProducer(**from_settings(kafka).kafka_python(), acks="all", enable_idempotence=True, linger_ms=20)
     topic = args.topic or topics.inputs
     bad = malformed(args.bad, seed=args.seed)
     stride = max(1, len(events) // max(1, len(bad)))

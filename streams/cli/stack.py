@@ -79,13 +79,13 @@ class LocalStack:
     def _observe_kafka(self) -> Observation:
         k = self.kafka
         if k.external:
-            ok, why = procs.broker_ok(k.bootstrap)
+            ok, why = procs.broker_ok(k.connection)
             return Observation(None, False, ok, k.bootstrap, why, external=True)
         pid = k.running_pid()
         stale = procs.read_pid(k.pid_file) if pid is None else None
         if pid is None and procs.port_free(k.settings.port):
             return Observation(None, False, False, k.bootstrap, log=str(k.server_log), stale_pid=stale)
-        ok, why = procs.broker_ok(k.bootstrap)
+        ok, why = procs.broker_ok(k.connection)
         return Observation(pid, pid is not None, ok, k.bootstrap, why, log=str(k.server_log), stale_pid=stale)
 
     def _child(self, name: str) -> tuple[int | None, bool, int | None]:
@@ -163,7 +163,7 @@ class LocalStack:
 
     def _start_kafka(self) -> None:
         if self.kafka.external:  # the user's cluster: only waited for, briefly
-            ok, why = procs.broker_ok(self.kafka.bootstrap, timeout_s=10.0)
+            ok, why = procs.broker_ok(self.kafka.connection, timeout_s=10.0)
             if not ok:
                 raise StackError(f"the configured Kafka cluster at {self.kafka.bootstrap} does not answer ({why})",
                                  "start that cluster, or unset KAFKA_BOOTSTRAP_SERVERS / kafka.bootstrap_servers "

@@ -16,7 +16,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 
 def spawn(argv: Sequence[str], *, env: dict[str, str], log: Path, pid_file: Path, cwd: str | None = None
@@ -103,7 +103,7 @@ def tcp_ok(address: str, timeout_s: float = 2.0) -> tuple[bool, str]:
         return False, str(getattr(exc, "strerror", None) or exc)
 
 
-def broker_ok(bootstrap: str, timeout_s: float = 3.0) -> tuple[bool, str]:
+def broker_ok(bootstrap: Any, timeout_s: float = 3.0) -> tuple[bool, str]:
     from streams.adapters.kafka_admin import BrokerUnavailable, wait_for_broker
 
     try:

@@ -20,6 +20,7 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 from streams.contracts.events import DEFAULT_DLQ_MAX_BYTES, DEFAULT_MAX_FUTURE_S, DeadLetter, InvalidRecord
 from streams.contracts.validate import parse_input, parse_label
@@ -51,7 +52,7 @@ class ValidationCounts:
 
 
 def validate_topic(
-    bootstrap: str,
+    bootstrap: Any,
     topic: str,
     *,
     kind: str = "inputs",
@@ -64,8 +65,13 @@ def validate_topic(
     """Consume ``topic`` until it has been idle for ``idle_timeout_s`` (or ``max_records``).
 
     ``max_future_s``: event times further ahead of the wall clock are dead-lettered (``future``);
-    ``dlq_max_bytes``: the byte budget of one encoded dead letter."""
+    ``dlq_max_bytes``: the byte budget of one encoded dead letter.  ``bootstrap``: an address or a
+    :class:`streams.adapters.kafka_clients.KafkaConnection`."""
     from kafka import KafkaConsumer, KafkaProducer
+
+    from streams.adapters.kafka_clients import resolve
+
+    conn = resolve(bootstrap)
 
     parse_fn = parse_input if kind == "inputs" else parse_label
 
@@ -74,13 +80,13 @@ def validate_topic(
     counts = ValidationCounts()
     consumer = KafkaConsumer(
         topic,
-        bootstrap_servers=bootstrap,
+        **conn.kafka_python(),
         group_id=group,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_poll_records=2000,
     )
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    producer = KafkaProducer(**conn.kafka_python(), acks="all", linger_ms=5)
     dlq = f"{topic}.dlq"
     last_data = time.monotonic()
     try:
@@ -149,12 +155,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from streams import config as cfg
 
+    from streams.adapters.kafka_clients import from_settings
+
     raw = cfg.load_file(args.config)
     kafka = cfg.kafka_settings(raw)
     topics = cfg.topics(raw)
     topic = args.topic or (topics.inputs if args.kind == "inputs" else topics.labels)
     counts = validate_topic(
-        kafka.bootstrap_servers, topic, kind=args.kind, group=args.group, idle_timeout_s=args.idle_timeout, max_records=args.max,
+        from_settings(kafka), topic, kind=args.kind, group=args.group, idle_timeout_s=args.idle_timeout, max_records=args.max,
         max_future_s=None if args.max_future_s < 0 else args.max_future_s, dlq_max_bytes=args.dlq_max_bytes,
     )
     if args.json:

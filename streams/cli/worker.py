@@ -41,15 +41,15 @@ def run(args: argparse.Namespace) -> int:
     from streams.adapters.kafka_admin import ensure_topics, wait_for_broker
 
     s = load_settings(raw)
-    wait_for_broker(s.bootstrap, timeout_s=60)
+    wait_for_broker(s.connection, timeout_s=60)
     t = s.topics
-    ensure_topics(s.bootstrap, [t.inputs, t.labels], partitions=s.partitions)
-    ensure_topics(s.bootstrap, [t.dlq(t.inputs), t.dlq(t.labels), t.alerts, t.labelled, t.retrain_requests],
+    ensure_topics(s.connection, [t.inputs, t.labels], partitions=s.partitions)
+    ensure_topics(s.connection, [t.dlq(t.inputs), t.dlq(t.labels), t.alerts, t.labelled, t.retrain_requests],
                   partitions=s.partitions)
     from streams.adapters.kafka_admin import describe_topic
 
     for name in (t.inputs, t.labels):
-        have = len(describe_topic(s.bootstrap, name)["partitions"])
+        have = len(describe_topic(s.connection, name)["partitions"])
         if have != s.partitions:
             raise SystemExit(
                 f"topic {name} has {have} partition(s) but the worker is configured for {s.partitions} "
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
             )
     app = make_app(raw)
     if args.state_file:
-        _announce(app, s.worker.metrics_port, args.state_file)
+        _announce(app, s.worker.metrics_port, args.state_file, s.worker.metrics_host)
     level = args.loglevel or ("debug" if args.verbose else "info")
     try:  # uvloop: about 17% more events/s for the worker (bench/results/worker_throughput.tuning.md)
         import uvloop
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _announce(app, port: int, path: str) -> None:
+def _announce(app, port: int, path: str, host: str = "127.0.0.1") -> None:
     """Write the worker's state file once its /metrics answers (at once with ``metrics_port: 0``, /metrics off)."""
     import asyncio
     import json
@@ -80,7 +80,8 @@ def _announce(app, port: int, path: str) -> None:
     import urllib.request
     from pathlib import Path
 
-    url = f"http://127.0.0.1:{port}/metrics" if port else None
+    reach = "127.0.0.1" if host in ("", "0.0.0.0", "::") else host  # every interface: ask through loopback
+    url = f"http://{reach}:{port}/metrics" if port else None
 
     def write() -> None:
         p = Path(path)

@@ -98,8 +98,10 @@ class InferenceEvent(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc
     model: _Id
     model_version: _Id
     ts: _Ts
-    # feature names checked by msgspec (measured: 0.2 us/record cheaper than a Python check after decoding)
-    features: Annotated[dict[_Id, Union[float, _Str, None]], msgspec.Meta(min_length=1, max_length=MAX_FEATURES)]
+    # feature names are plain str: a key constraint would turn off msgspec's key cache (repeated names decoded
+    # once, as one shared string): 2.06 -> 1.42 us per 20-feature record; the validator checks their length
+    # (1..MAX_ID_LEN) per batch over the distinct names (streams.contracts.validate._feature_names_ok)
+    features: Annotated[dict[str, Union[float, _Str, None]], msgspec.Meta(min_length=1, max_length=MAX_FEATURES)]
     entity: Union[dict[str, Union[str, int]], None] = None
     prediction: Union[float, str, None] = None
     scores: Union[Annotated[tuple[float, ...], msgspec.Meta(min_length=1)], None] = None
@@ -170,7 +172,8 @@ class LabelledExample:
 #: (model, model_version) of an event, label or labelled example (C-level, for grouping whole batches).
 model_version_of = operator.attrgetter("model", "model_version")
 
-ALERT_KINDS = ("data_drift", "prediction_drift", "performance", "concept_drift", "parity", "cardinality")
+ALERT_KINDS = ("data_drift", "prediction_drift", "performance", "concept_drift", "parity", "cardinality",
+               "estimated_performance", "slo_burn")
 SEVERITIES = ("warning", "critical")
 
 

@@ -13,10 +13,11 @@ import functools
 import itertools
 import json
 import math
+import operator
 import re
 import time
 from datetime import datetime, timezone
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import msgspec
 
@@ -120,17 +121,39 @@ def parse_inputs(raws: "Sequence[bytes]", max_bytes: int = DEFAULT_MAX_BYTES, *,
                  max_future_s: float | None = DEFAULT_MAX_FUTURE_S) -> "list[InferenceEvent | InvalidRecord]":
     """:func:`parse_input` over a micro-batch: one event or one :class:`InvalidRecord` per record, in order
     (the same verdicts; the common shape is decoded without a Python call per record)."""
+    return parse_input_batch(raws, max_bytes, now=now, max_future_s=max_future_s)[0]
+
+
+def parse_input_batch(raws: "Sequence[bytes]", max_bytes: int = DEFAULT_MAX_BYTES, *, now: float | None = None,
+                      max_future_s: float | None = DEFAULT_MAX_FUTURE_S
+                      ) -> "tuple[list[InferenceEvent | InvalidRecord], set[tuple[str, str]] | None]":
+    """:func:`parse_inputs`, and the set of (model, model_version) of the batch when every record is valid
+    (None when some are not).
+
+    The usual batch (every record bytes within ``max_bytes``, of the fast path's shape, not in the future, with
+    valid names) is decoded by one C-level ``map`` and checked in bulk: the event times by their maximum, the
+    names once per distinct (model, version).  Otherwise (or when any record fails there) every record goes
+    through the per-record path below, which gives each one its verdict."""
     if max_future_s is not None and now is None:
         now = time.time()
     limit = math.inf if max_future_s is None else now + max_future_s
-    decode, names_ok = _INPUT_DECODER.decode, _names_ok
+    if raws and len(set(map(type, raws))) == 1 and raws[0].__class__ is bytes and max(map(len, raws)) <= max_bytes:
+        try:
+            evs = list(map(_INPUT_DECODER.decode, raws))
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+            evs = None
+        if evs is not None and max(map(_TS, evs)) <= limit and _feature_names_ok(set().union(*map(_FEATURES, evs))):
+            keys = set(map(_MODEL_VERSION, evs))
+            if all(_names_ok(m, v) for m, v in keys):
+                return evs, keys
+    decode, names_ok, feature_names_ok = _INPUT_DECODER.decode, _names_ok, _feature_names_ok
     out: list = []
     add = out.append
     for raw in raws:
         if raw.__class__ is bytes and len(raw) <= max_bytes:
             try:
                 ev = decode(raw)
-                if ev.ts <= limit and names_ok(ev.model, ev.model_version):
+                if ev.ts <= limit and names_ok(ev.model, ev.model_version) and feature_names_ok(ev.features):
                     add(ev)
                     continue
             except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
@@ -139,7 +162,12 @@ def parse_inputs(raws: "Sequence[bytes]", max_bytes: int = DEFAULT_MAX_BYTES, *,
             add(_parse_input_full(raw, max_bytes, now=now, max_future_s=max_future_s))
         except InvalidRecord as err:
             add(err)
-    return out
+    return out, (None if raws else set())
+
+
+_TS = operator.attrgetter("ts")
+_MODEL_VERSION = operator.attrgetter("model", "model_version")
+_FEATURES = operator.attrgetter("features")
 
 
 def _parse_input_full(raw: bytes | str | Mapping[str, Any], max_bytes: int = DEFAULT_MAX_BYTES, *,
@@ -204,7 +232,7 @@ _LABEL_DECODER = msgspec.json.Decoder(LabelEvent)
 
 
 def _fast_input(ev: InferenceEvent, now: float | None = None, max_future_s: float | None = None) -> InferenceEvent | None:
-    if not _names_ok(ev.model, ev.model_version):
+    if not _names_ok(ev.model, ev.model_version) or not _feature_names_ok(ev.features):
         return None
     if max_future_s is not None and ev.ts > now + max_future_s:
         return None
@@ -217,6 +245,13 @@ def _fast_label(lab: LabelEvent, now: float | None = None, max_future_s: float |
     if max_future_s is not None and lab.ts > now + max_future_s:
         return None
     return lab
+
+
+def _feature_names_ok(names: "Iterable[str]") -> bool:
+    """Feature names of 1..MAX_ID_LEN characters (what the full path's _input_from_obj accepts; msgspec
+    already refused lone surrogates in them).  A batch passes the set of its distinct names: msgspec's key
+    cache makes repeated names one object, so the set is built without comparing strings."""
+    return all(0 < len(k) <= MAX_ID_LEN for k in names)
 
 
 def is_valid_name(name: Any) -> bool:

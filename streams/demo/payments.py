@@ -20,6 +20,7 @@ import time
 import uuid
 
 from streams import config as cfg
+from streams.adapters.kafka_clients import child_section
 from streams.demo.processes import Child, kafka_for_demo, say
 from streams.demo.processes import cli as _cli
 
@@ -37,6 +38,9 @@ def run(args: argparse.Namespace) -> int:
     from streams.judge.profile_build import build_profile
     from streams.cli.sample import CATEGORICAL, CHANNELS, COUNTRIES, NUMERIC, Drift, SampleTraffic, fraud_ring, malformed
 
+    import logging
+
+    logging.getLogger("streams.adapters.kafka_admin").setLevel(logging.WARNING)
     raw = cfg.load_file(args.config)
     topics0 = cfg.topics(raw)
     run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:4]
@@ -52,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
             topics["partitions"] = topics0.partitions
             per_window = int(args.rate * args.window_seconds)
             conf = {
-                "kafka": {"bootstrap_servers": bootstrap},
+                "kafka": child_section(bootstrap, cfg.kafka_settings(raw), home),
                 "topics": topics,
                 "drift": {"window_seconds": args.window_seconds, "min_samples": min(500, per_window // 2)},
                 "worker": {
@@ -120,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
             labels = traffic.labels(events[:n_clean], delay_s=30) + \
                 SampleTraffic(seed=12).labels(events[n_clean:], delay_s=30, rule=fraud_ring(150.0))
             bad = malformed(args.bad, seed=3)
-            producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20)
+            producer = KafkaProducer(**bootstrap.kafka_python(), acks="all", linger_ms=20)
             stride = max(1, len(events) // max(1, len(bad)))
             # In event-time order, as a live system sees them: each label arrives 30 s after its input.
             stream = sorted([(ev["ts"], 0, i, ev) for i, ev in enumerate(events)] +
@@ -136,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
                 f"with 'amount' x3 and a fraud ring on web payments over 150), {len(labels)} labels and {len(bad)} malformed records")
 
             # ---------------------------------------------------------------- follow alerts and results
-            consumer = KafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False,
+            consumer = KafkaConsumer(**bootstrap.kafka_python(), auto_offset_reset="earliest", enable_auto_commit=False,
                                      group_id=f"driftloop-demo-follow-{run_id}")
             ensure_topics(bootstrap, [topics["alerts"], topics["retrain_results"], topics["retrain_requests"]],
                           partitions=1)

@@ -6,25 +6,30 @@ import contextlib
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from streams import config as cfg
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository (streams/demo/processes.py)
 
 
+_T0 = time.monotonic()
+
+
 def say(msg: str) -> None:
-    """One line of the demo's story (above any progress bar on screen)."""
+    """One line of the demo's story, with the seconds since the demo started (above any progress bar on screen)."""
     from tqdm import tqdm
 
-    tqdm.write(f"[demo] {msg}", file=sys.stdout)
+    tqdm.write(f"[demo {time.monotonic() - _T0:5.0f}s] {msg}", file=sys.stdout)
     sys.stdout.flush()
 
 
 @contextlib.contextmanager
-def kafka_for_demo(raw: dict, keep_running: bool) -> Iterator[str]:
-    """The bootstrap address of the configured cluster, or of a local broker started for the demo."""
+def kafka_for_demo(raw: dict, keep_running: bool) -> Iterator[Any]:
+    """The connection (``streams.adapters.kafka_clients.KafkaConnection``; ``str()`` is the bootstrap address) of
+    the configured cluster, or of a local broker started for the demo."""
     from infra.kafka.launcher import LocalKafka
 
     kafka = LocalKafka(cfg.kafka_settings(raw))
@@ -37,7 +42,7 @@ def kafka_for_demo(raw: dict, keep_running: bool) -> Iterator[str]:
         say(f"started Kafka at {res.bootstrap} in {res.total_s:.1f}s (state in {kafka.state_dir})")
     started = not (res.external or res.already_running)
     try:
-        yield res.bootstrap
+        yield kafka.connection
     finally:
         if started and not keep_running:
             kafka.stop()

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from streams import config as cfg
+from streams.adapters.kafka_clients import child_section
 from streams.cli.stack import LocalStack, StackProgress
 from streams.demo.processes import kafka_for_demo, say
 from streams.errors import StackError
@@ -67,9 +68,13 @@ def prepare_feature_store(repo: Path) -> None:
 
     shutil.copytree(REPO_PATH, repo, ignore=shutil.ignore_patterns("data", "__pycache__", "*.db"))
     data_gen.generate(repo, days=2, n_customers=50, n_merchants=10, n_transactions=200)
+    import contextlib
+    import io
+
     fs = st.open_store(repo, "sqlite")
-    st.apply(fs)
-    st.materialize(fs, datetime.now(timezone.utc) + timedelta(seconds=1))
+    with contextlib.redirect_stdout(io.StringIO()):  # Feast prints a coloured line per view
+        st.apply(fs)
+        st.materialize(fs, datetime.now(timezone.utc) + timedelta(seconds=1))
 
 
 @dataclass
@@ -105,14 +110,19 @@ class Follower:
                     self._seen.add(a.alert_id)
                     self.alerts.append(a)
                     self.recorder.add("alerts", [data])
+                    held = a.kind in ("performance", "concept_drift") and any(
+                        p.kind == "parity" and p.model_version == a.model_version for p in self.alerts)
                     say(f"ALERT {a.severity:<8} {a.kind:<16} {a.feature or '-':<11} v{a.model_version} "
                         f"{a.metric}={a.score:.3f} (threshold {a.threshold}) in {self.phase_of(a.window.start)}"
-                        + (f" [explained by {a.explained_by}]" if a.explained_by else ""))
+                        + (f" [explained by {a.explained_by}]" if a.explained_by else "")
+                        + (" [no retrain while a parity alert is open: worker.retrain.hold_while_parity_open]"
+                           if held else ""))
                 elif rec.topic == self.topics["retrain_requests"]:
                     self.requests.append(data)
                     self.recorder.add("retrain_requests", [data])
                     say(f"retrain request {data.get('request_id')} for v{data.get('model_version')} "
-                        f"({', '.join(data.get('kinds', []))}, {data.get('n_labelled')} labelled examples)")
+                        f"({', '.join(data.get('kinds', []))}; {data.get('n_labelled')} labelled examples of this "
+                        "version so far, the job trains on those of the alert window)")
                 elif rec.topic == self.topics["retrain_results"]:
                     res = RetrainResult(**data)
                     self.results.append(res)
@@ -189,7 +199,10 @@ def run(args: argparse.Namespace) -> int:
     from streams.demo.tweets_world import build_world
     from streams.judge.profile_build import build_profile
 
-    plan = TweetsPlan()
+    import logging
+
+    logging.getLogger("streams.adapters.kafka_admin").setLevel(logging.WARNING)  # the story says what it creates
+    plan = TweetsPlan.quick() if getattr(args, "quick", False) else TweetsPlan()
     raw = cfg.load_file(args.config)
     topics0 = cfg.topics(raw)
     run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:4]
@@ -208,7 +221,7 @@ def run(args: argparse.Namespace) -> int:
             topics["partitions"] = topics0.partitions
             metrics_port = _free_port()
             conf = {
-                "kafka": {"bootstrap_servers": bootstrap},
+                "kafka": child_section(bootstrap, cfg.kafka_settings(raw), home),
                 "topics": topics,
                 "drift": {"window_seconds": plan.window_s, "min_samples": plan.per_window // 2,
                           "reference_events": plan.per_window},
@@ -224,6 +237,7 @@ def run(args: argparse.Namespace) -> int:
                     "retrain": {"min_labelled": 200, "cooldown_s": 3600.0, "kinds": ["performance", "concept_drift"]},
                 },
                 "dispatcher": {"state_dir": str(home / "dispatcher"), "registry": str(home / "registry"),
+                               "metrics_port": _free_port(),
                                "stop_local_cluster_on_exit": not args.keep_running},
                 "licences": {"accept": tweets_model.LICENCE_ACCEPTANCE},
                 "trainers": {"registry": str(home / "registry"), "min_examples": 100, "data_until": "window",
@@ -269,11 +283,11 @@ def run(args: argparse.Namespace) -> int:
             metrics_url = info.metrics_url
 
             sim = ServingSimulator(str(home / "registry"), model)
-            consumer = KafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+            consumer = KafkaConsumer(**bootstrap.kafka_python(), auto_offset_reset="earliest",
                                      enable_auto_commit=False, group_id=f"driftloop-demo-follow-{run_id}")
             consumer.subscribe([topics[t] for t in ("alerts", "retrain_requests", "retrain_results", "model_updates")])
             follow = Follower(consumer, topics, recorder, sim.on_model_update, plan)
-            producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20)
+            producer = KafkaProducer(**bootstrap.kafka_python(), acks="all", linger_ms=20)
             served: dict[str, Any] = {}
 
             def publish(phase: str) -> None:
@@ -320,6 +334,7 @@ def run(args: argparse.Namespace) -> int:
             if not ok:
                 say(f"the worker did not reach the end of the bug within {args.timeout:.0f}s; see {home}")
                 return _fail(stack, recorder)
+            _snapshot_metrics(metrics_url, home / "metrics.prom")
             kept = sim.accuracy_of("1", served["recovery"].inputs, served["recovery"].labels)
             from streams.judge.drift_config import DriftConfig
 
@@ -333,8 +348,18 @@ def run(args: argparse.Namespace) -> int:
                 say("stopping: " + "; ".join(stack.down()))
             elif stack is not None:
                 where = f"DRIFTLOOP_HOME={home} driftloop --config {config_file}"
-                say(f"--keep: everything is still running. Look with `{where} status`, stop with `{where} down` "
-                    "(and Kafka with `driftloop kafka stop`)")
+                say(f"--keep: everything is still running. Look with `{where} status`, stop with `{where} down`, "
+                    f"and Kafka with `DRIFTLOOP_HOME={cfg.home()} driftloop kafka stop`")
+
+
+def _snapshot_metrics(url: str, path: Path) -> None:
+    """The worker's /metrics at the end of the run (what Prometheus and the Grafana dashboard would show)."""
+    import urllib.request
+
+    try:
+        path.write_bytes(urllib.request.urlopen(url, timeout=5).read())
+    except OSError as exc:
+        say(f"could not read the worker's /metrics ({exc}); no metrics snapshot")
 
 
 def _record_gate(recorder: RunRecorder, registry: Path, model: str, final: Any) -> None:
@@ -347,6 +372,17 @@ def _record_gate(recorder: RunRecorder, registry: Path, model: str, final: Any) 
     recorder.add("gate_reports", [{"model": model, "version": final.new_version, "promoted": bool(final.promoted),
                                    "status": final.status, "reasons": list(report.get("reasons", [])),
                                    "report": report}])
+    gate = report.get("gate", report)
+
+    def pct(key: str, d: Any = gate) -> str:
+        v = d.get(key) if isinstance(d, dict) else None
+        return "?" if v is None else f"{v:.1%}"
+
+    say(f"promotion gate on v{final.new_version}: new data {pct('accuracy_new_before')} -> {pct('accuracy_new_after')}, "
+        f"old data (v1's replay hold-out) {pct('accuracy_old_before')} -> {pct('accuracy_old_after')}; plain "
+        f"fine-tuned baseline {pct('accuracy_new', gate.get('baseline'))} new / {pct('accuracy_old', gate.get('baseline'))} "
+        f"old; {'promoted' if final.promoted else 'refused: ' + '; '.join(report.get('reasons', [])[:1])} "
+        f"(`driftloop models show {model} {final.new_version}` prints the whole report)")
 
 
 def _fail(stack: Any, recorder: RunRecorder) -> int:

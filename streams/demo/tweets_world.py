@@ -45,6 +45,13 @@ class TweetsPlan:
     seed: int = 7
     t0: float = 1_764_115_200.0  # 2025-11-26T00:00:00Z, a whole number of windows
 
+    @classmethod
+    def quick(cls) -> "TweetsPlan":
+        """The same timeline on a shorter stream (half the tweets per window, fewer of them, a smaller version 1
+        training set): ``driftloop demo --quick``, and the demo in the default test run."""
+        return cls(window_s=60.0, windows={"quiet": 2, "change": 3, "recovery": 3, "pipeline_bug": 2, "fixed": 1},
+                   n_train=2000, n_reference=1200)
+
     @property
     def per_window(self) -> int:
         return int(round(self.window_s * self.rate))

@@ -59,6 +59,7 @@ from streams.judge.drift_metrics import BernoulliCusum, binomial_increase, ece_f
 from streams.judge.loss import LossCusum
 from streams.contracts.events import Alert, make_alert_id
 from streams.judge.policy import Component, FeatureTest, Finding, select_findings
+from streams.judge.quality import QualityMixin, quality_state
 from streams.judge.windows import CONF_UNITS, WindowAccumulator
 
 
@@ -116,6 +117,7 @@ class ConceptState:
             "river": {name: t.to_dict() for name, t in sorted(self.river.items())},
             "error_tail": {"n": int(len(self.tail)),
                            "bits": base64.b64encode(np.packbits(self.tail.astype(np.uint8)).tobytes()).decode("ascii")},
+            "quality": quality_state(self),  # streams.judge.quality
         }
 
     def load_concept(self, m: dict[str, Any]) -> None:
@@ -133,10 +135,12 @@ class ConceptState:
         tail = m.get("error_tail") or {"n": 0, "bits": ""}
         bits = np.unpackbits(np.frombuffer(base64.b64decode(tail["bits"]), dtype=np.uint8))
         self.tail = bits[: int(tail["n"])].astype(np.int8)
+        self.quality_saved = m.get("quality")  # read by streams.judge.quality when the track is first needed
 
 
-class ConceptMixin:
-    """Performance and concept-drift judging; see the module docstring."""
+class ConceptMixin(QualityMixin):
+    """Performance and concept-drift judging; see the module docstring (and :mod:`streams.judge.quality`:
+    label-free estimates and SLO burn rates, the rest of the engine's model-quality side)."""
 
     # ------------------------------------------------------------------ reference error rate
     def _p0(self, ms) -> float | None:

@@ -37,6 +37,8 @@ class DriftConfig:
     n_bins: int = 10  # PSI bins of profiles built by backtest
     fine_bins: int = 100  # KS/Wasserstein bins of profiles built by backtest
     top_k: int = 20  # categories kept by profiles built by backtest
+    estimate_performance: bool = True  # label-free accuracy estimates per input window (streams.judge.estimate)
+    estimate_calibration: str = "isotonic"  # how the reference's labelled scores are calibrated: isotonic | histogram
 
     def __post_init__(self) -> None:
         th = self.thresholds
@@ -56,6 +58,8 @@ class DriftConfig:
             )
         if self.min_samples < 1:
             raise ValueError("drift.min_samples must be >= 1")
+        if self.estimate_calibration not in ("isotonic", "histogram"):
+            raise ValueError(f"drift.estimate_calibration must be 'isotonic' or 'histogram', got {self.estimate_calibration!r}")
         if self.river_history < 1:
             raise ValueError("drift.river_history must be >= 1")
         unknown = [d for d in self.concept_detectors if d != "cusum" and d not in RIVER_DETECTORS]

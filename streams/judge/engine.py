@@ -20,7 +20,7 @@ API (the truth for other modules)::
     engine.flush() -> list[Alert]; engine.state_dict() -> dict (JSON-safe); engine.load_state_dict(d)
     engine.stats -> dict of counters; engine.take_cleared() -> list[dict] (alerts closed by hysteresis)
     engine.set_profile(profile, judge_from=-inf)   # windows starting before judge_from are not judged
-    engine.open_alerts() -> {(model, version, kind, feature): alert_id}
+    engine.open_alerts() -> {(model, version, kind, feature): alert_id}; engine.slo, .take_quality(): quality.py
     engine.window_observer = fn(key, n, {kind: [FeatureTest]}) # every judged data window's tests (reports)
   Distributed path (partials per partition, merged by an aggregator, judged once):
     engine.accumulate(events) -> dict[WindowKey, WindowAccumulator]           # no judging, no state
@@ -183,9 +183,9 @@ class DriftEngine(ConceptMixin, DataTestsMixin):
 
     # ------------------------------------------------------------------ accumulate (no judging)
     @staticmethod
-    def _group(events: Iterable[Any]) -> dict[tuple[str, str], list[Any]]:
+    def _group(events: Iterable[Any], mv: tuple[str, str] | None = None) -> dict[tuple[str, str], list[Any]]:
         if isinstance(events, list) and events:
-            keys = set(map(model_version_of, events))
+            keys = {mv} if mv is not None else set(map(model_version_of, events))  # mv: the caller knows it
             if len(keys) == 1:  # the usual micro-batch: one model version, no per-event Python loop
                 return {keys.pop(): events}
         groups: dict[tuple[str, str], list[Any]] = {}
@@ -193,24 +193,24 @@ class DriftEngine(ConceptMixin, DataTestsMixin):
             groups.setdefault((e.model, e.model_version), []).append(e)
         return groups
 
-    def accumulate(self, events: Sequence[InferenceEvent]) -> dict[WindowKey, WindowAccumulator]:
-        """Partial window accumulators of a batch of input events (no judging, engine state untouched)."""
+    def accumulate(self, events: Sequence[InferenceEvent], mv: tuple[str, str] | None = None
+                   ) -> dict[WindowKey, WindowAccumulator]:
+        """Partial window accumulators of input events (no judging, state untouched; ``mv``: every event's pair)."""
         out: dict[WindowKey, WindowAccumulator] = {}
-        for (model, version), evs in self._group(events).items():
+        for (model, version), evs in self._group(events, mv).items():
             ms = self._state(model, version)
             if ms is None:
                 self.stats["no_reference"] += len(evs)
                 continue
             enc = ms.encoder
             ts = np.fromiter((e.ts for e in evs), dtype=float, count=len(evs))
-            cols = enc.events_to_columns(evs)
             preds = [e.prediction for e in evs] if enc.pred_segment is not None else None
             if preds is not None and all(p is None for p in preds):
                 preds = None
             scores = [e.scores for e in evs] if enc.score_segment is not None else None
             if scores is not None and all(s is None for s in scores):
                 scores = None
-            out.update(self._accumulate_encoded(ms, model, version, ts, enc.encode(cols, len(evs)), preds, scores))
+            out.update(self._accumulate_encoded(ms, model, version, ts, enc.encode_events(evs), preds, scores))
         return out
 
     def accumulate_columns(
@@ -367,13 +367,13 @@ class DriftEngine(ConceptMixin, DataTestsMixin):
                 "accumulate and judge with the same reference"
             )
         labels = key.stream == LABELS
-        concept: list[Alert] = []
+        concept: list[Alert] = self._quality_observe(ms, key, acc, labels)  # before gating: the window's own counts
         if labels:
             # event-level concept detectors first: this window's own error sequence, in (event time,
             # event_id) order, whatever its verdict below (a carried window is not fed again)
             ts, errors, ids, loss = acc.sequence()
             if len(ts):
-                concept = self._observe_errors(ms, ts, errors, ids, loss)
+                concept += self._observe_errors(ms, ts, errors, ids, loss)
         carry = ms.lcarry if labels else ms.carry
         start = key.start
         if carry is not None:
@@ -405,7 +405,7 @@ class DriftEngine(ConceptMixin, DataTestsMixin):
                 self.window_observer(WindowKey(key.model, key.model_version, start, key.end, key.stream), n, by_kind)
             for kind, tests in by_kind.items():
                 findings += select_findings(tests, self.config.fdr_alpha, self.config.thresholds)
-            kinds = DATA_KINDS
+            kinds = self._with_estimate(ms, acc, findings, DATA_KINDS)  # + estimated_performance (quality.py)
         findings.sort(key=lambda f: (-f.ratio, f.kind, str(f.feature)))
         rank = {(f.kind, f.feature): i + 1 for i, f in enumerate(findings)}
         model, version = key.model, key.model_version

@@ -48,6 +48,7 @@ class Thresholds:
     missing_rate: Level = Level(0.05, 0.2)  # absolute change of the missing (or invalid) rate
     error_rate: Level = Level(0.05, 0.1)  # absolute increase over the reference error rate
     ece: Level = Level(0.05, 0.1)  # absolute increase over the reference ECE
+    estimated_accuracy: Level = Level(0.05, 0.1)  # drop of the label-free accuracy estimate below the reference accuracy
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any] | None) -> "Thresholds":

@@ -141,6 +141,21 @@ def _feature_from_dict(d: Mapping[str, Any]) -> FeatureProfile:
 
 
 @dataclass
+class ScoreCalibration:
+    """The reference's labelled outcomes per score bin (the bins of ``ReferenceProfile.score``).
+
+    ``count[b]``, ``correct[b]``: labelled reference rows whose score value (:func:`streams.judge.
+    profile_build._score_value`) falls in bin ``b`` and how many of them were right; ``confidence[b]``:
+    their mean top-class probability.  What :mod:`streams.judge.estimate` calibrates on (label-free
+    performance estimates); absent in profiles built before it (then nothing is estimated).
+    """
+
+    count: list[int]
+    correct: list[int]
+    confidence: list[float | None]
+
+
+@dataclass
 class LabelProfile:
     """Reference performance: error rate (1 - accuracy) and calibration, and what an error is.
 
@@ -162,6 +177,11 @@ class LabelProfile:
     tolerance: float | None = None
     abs_error_quantiles: list[float] | None = None
     loss_quantiles: list[float] | None = None
+    calibration: ScoreCalibration | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.calibration, Mapping):
+            self.calibration = ScoreCalibration(**self.calibration)
 
     def is_error(self, prediction: Any, label: Any) -> bool:
         return is_error(prediction, label, self)
@@ -273,6 +293,8 @@ def content_id(profile: ReferenceProfile) -> str:
     d = profile.to_dict()
     for k in ("id", "created_at", "source"):
         d.pop(k, None)
+    if d.get("labels") is not None and d["labels"].get("calibration") is None:
+        d["labels"].pop("calibration", None)  # profiles without one keep the id they had before it existed
     return "ref-" + hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 

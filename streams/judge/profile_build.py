@@ -273,6 +273,11 @@ def build_profile(
                     label_prof.ece = ece_from_bins(cnt, cor, csum)
                     label_prof.ece_count = [int(x) for x in cnt]
                     label_prof.ece_correct = [int(x) for x in cor]
+            if score_prof is not None and kind == "mismatch":
+                from streams.judge.estimate import score_calibration
+
+                label_prof.calibration = score_calibration(score_prof.edges, sv[both.to_numpy()], conf[both.to_numpy()],
+                                                           ~err)
     elif error is not None:
         raise ProfileError("an error definition needs labelled rows: give --label-column and --prediction-column")
     prof = ReferenceProfile(

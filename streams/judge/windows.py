@@ -8,9 +8,9 @@ merge exactly and in any order.  A label window also carries its *error sequence
 starts the window, see :meth:`WindowAccumulator.add_labels`): merging concatenates it,
 and :meth:`WindowAccumulator.error_sequence` sorts it by (event time, event_id), a total
 order that does not depend on partitioning or batching.  Updates are column-wise: a micro-batch is encoded
-to bucket indices with one ``np.searchsorted`` per numeric feature and one
-``pandas.Categorical`` lookup per categorical feature, then counted with a single
-``np.bincount`` over all features.
+to bucket indices (numeric features: ``np.searchsorted`` on their edges, for all of them at once through
+:class:`GridSearch` when they form a float matrix; one ``pandas.Categorical`` lookup per categorical
+feature), then counted with a single ``np.bincount`` over all features.
 
 Windows are tumbling (``hop == size``) or hopping (``size`` a multiple of ``hop``);
 an event at time ``t`` belongs to the windows starting at ``k*hop`` with
@@ -40,6 +40,7 @@ import pandas as pd
 from streams.judge.profile import (ECE_BINS, CategoricalProfile, NumericProfile, ReferenceProfile, category_text,
                                    error_array, loss_array)
 from streams.judge.profile_build import _confidence, _score_value
+from streams.judge.encoding import BatchEncoding, GridSearch
 from streams.judge.tables import as_float as _as_float
 
 #: Confidence sums are kept as integers in these units, so that merging is exact.
@@ -91,7 +92,7 @@ class Segment:
     size: int  # buckets incl. missing and invalid
 
 
-class Encoder:
+class Encoder(BatchEncoding):
     """Turns columns of a micro-batch into global bucket indices for one reference profile.
 
     Layout per feature: its value buckets, then ``missing`` (None/NaN/absent), then ``invalid``
@@ -122,6 +123,10 @@ class Encoder:
         names = self.numeric_names
         self._numeric_getter = operator.itemgetter(*names) if len(names) > 1 else (lambda f: tuple(f[k] for k in names))
         self._edges = {s.name: np.asarray(profile.features[s.name].edges, dtype=float) for s in self.numeric}
+        self._grid = GridSearch([self._edges[n] for n in names])
+        self._num_missing = np.array([len(self._edges[n]) + 1 for n in names], dtype=np.int64)[:, None]
+        self._num_offsets = np.array([s.offset for s in self.numeric], dtype=np.int64)[:, None]
+        self._num_rows = [i for i, s in enumerate(self.segments) if s.kind == "numeric"]
         self._cats = {
             s.name: pd.CategoricalDtype(profile.features[s.name].categories) for s in self.segments if s.kind == "categorical"
         }
@@ -168,21 +173,6 @@ class Encoder:
                 parts.append(seg.offset + self._cat_local(self._cats[seg.name], col))
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
-    def encode_matrix(self, x: np.ndarray) -> np.ndarray:
-        """Fast path: ``x`` is (n, len(numeric_names)) floats in ``numeric_names`` order, NaN = missing.
-
-        Returns indices feature-major (all events of the first feature, then the next), like :meth:`encode`.
-        """
-        xt = np.ascontiguousarray(x.T)
-        out = np.empty(xt.shape, dtype=np.int64)
-        for j, seg in enumerate(self.numeric):
-            edges = self._edges[seg.name]
-            idx = out[j]
-            idx[:] = np.searchsorted(edges, xt[j], side="left")
-            idx[np.isnan(xt[j])] = len(edges) + 1
-            idx += seg.offset
-        return out.ravel()
-
     def encode_outputs(self, predictions: Sequence[Any] | None, scores: Sequence[Any] | None, n: int) -> np.ndarray:
         parts = []
         prof = self.profile
@@ -199,32 +189,6 @@ class Encoder:
             )
             parts.append(self.score_segment.offset + self._num_local(np.asarray(prof.score.edges), sv))
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
-
-    def events_to_columns(self, events: Sequence[Any]) -> dict[str, Any]:
-        """Typed events -> columns: one float matrix for numeric features, object arrays for categorical ones."""
-        feats = [e.features for e in events]
-        cols: dict[str, Any] = {}
-        if self.numeric_names:
-            try:  # every numeric feature present (the usual case): one C-level pass
-                rows = list(map(self._numeric_getter, feats))
-            except KeyError:
-                rows = [list(map(f.get, self.numeric_names)) for f in feats]
-            # no dtype: numpy infers float/int/bool when every value is a number (the usual case);
-            # text gives a string dtype and None an object dtype: then column by column, so that
-            # text is counted invalid whatever else the batch holds (np.array(..., float) would parse "12")
-            mat = np.array(rows)
-            if mat.dtype.kind in "fiub" and mat.ndim == 2:
-                mat = mat.astype(float, copy=False)
-                for j, name in enumerate(self.numeric_names):
-                    cols[name] = mat[:, j]
-            else:
-                for j, name in enumerate(self.numeric_names):
-                    cols[name] = np.array([r[j] for r in rows], dtype=object)
-        for seg in self.segments:
-            if seg.kind == "categorical":
-                cols[seg.name] = np.array([f.get(seg.name) for f in feats], dtype=object)
-        return cols
-
 
 # --------------------------------------------------------------------------- accumulator
 

@@ -43,11 +43,16 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, config: Dri
     """Build the page of ``run_dir`` and write it (default ``RUN_DIR/report.html``); returns its path.
 
     Raises :class:`RunDirError` (the message says what is missing and how to make a run directory)."""
-    report = build_report(run_dir, config)
+    import warnings
+
+    with warnings.catch_warnings():  # matplotlib's font parsers warn about pyparsing's renamed API at import
+        warnings.simplefilter("ignore")
+        report = build_report(run_dir, config)
+        page = render_html(report)
     path = Path(out) if out is not None else Path(run_dir) / REPORT_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(render_html(report), encoding="utf-8")
+    tmp.write_text(page, encoding="utf-8")
     tmp.replace(path)
     return path
 

@@ -247,6 +247,10 @@ def _outcome(report: RunReport) -> str:
     for k, v in out.items():
         if k == "verdict":
             continue
+        if isinstance(v, dict):  # e.g. the demo's checks: one line each
+            rows.append([_e(k), "<br>".join(f"{_e('ok' if c is True else 'NOT' if c is False else _num(c))} {_e(n)}"
+                                            for n, c in v.items())])
+            continue
         shown = _pct(v) if "accuracy" in k and isinstance(v, float) and 0 <= v <= 1 else _num(v)
         rows.append([_e(k), _e(shown)])
     parts.append(_table(["outcome", "value"], rows, "no outcome recorded"))
@@ -357,14 +361,16 @@ def render_html(report: RunReport) -> str:
     info = report.info
     title = f"driftloop run report: {info.domain or info.model} ({info.model})"
     with warnings.catch_warnings():  # matplotlib's font and mathtext parsers warn about pyparsing's renamed API
-        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore")
         drift_fig = drift_figure(report)
         acc_fig = accuracy_figure(report)
     sections = [
         ("outcome", "Outcome", _outcome(report)),
         ("drift", "Drift scores per feature", _figure(
             "drift-scores", drift_fig, "PSI per feature and judged window (the drift engine of the worker and "
-            "`driftloop backtest`, log scale); shaded: phases; triangles: alerts (red critical, orange warning); "
+            "`driftloop backtest`, log scale); shaded: phases; triangles: alerts (red critical, orange warning), drawn at "
+            "their window's PSI: an alert on another metric (e.g. Wasserstein) has its own threshold, in the alerts "
+            "table; "
             "dashed lines: model updates (hot-swaps).")),
         ("accuracy", "Live accuracy by served version", _figure(
             "accuracy", acc_fig, "Share of labelled predictions equal to their label, per window and served version; "

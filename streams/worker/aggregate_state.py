@@ -189,6 +189,11 @@ class AggState:
         wins = self.pending.get(stream, {})
         return sorted((w for w in wins if geom.closed(win_parse(w)[1], global_wm)), key=win_parse)
 
+    def take_quality(self) -> list:
+        """The judge's quality records since the last call (:mod:`streams.judge.quality`; [] before it exists)."""
+        take = getattr(self._judge, "take_quality", None)
+        return take() if take is not None else []
+
     def judge_ready(self, stream: str, global_wm: float | None, geom: Geometry, port: EnginePort, bootstrap_n: int,
                     chunks: "MutableMapping[str, Any] | None" = None) -> JudgeOutcome:
         out = JudgeOutcome()

@@ -65,6 +65,10 @@ class Aggregator:
                 self.m.alerts.labels(model=m, kind=kind, severity=severity)
         self.m.labelled.labels(model=m, model_version=v)
         self.m.labelled_errors.labels(model=m, model_version=v)
+        slo = getattr(self.s, "slo", None)
+        obj = slo.objective(m) if slo is not None and slo.enabled else None
+        if obj is not None:  # the alerting rules' per-model objective (infra/prometheus/rules)
+            self.m.slo_objective.labels(model=m, metric=obj.metric).set(obj.target)
 
     def watermarks(self, q: int) -> Watermarks:
         st = self.wms.get(q)
@@ -150,6 +154,8 @@ class Aggregator:
         for w, n_lab, n_err in out.labelled:  # the model-quality SLO's counters (error budget burn rate)
             self.m.labelled.labels(model=m, model_version=v).inc(n_lab)
             self.m.labelled_errors.labels(model=m, model_version=v).inc(n_err)
+        for rec in agg.take_quality():
+            quality_metrics(self.m, rec)
         alerts = out.alerts
         if not alerts:
             return
@@ -178,4 +184,21 @@ class Aggregator:
                      a.model_version, a.metric, a.score, a.severity, a.window.start, a.window.end, a.window.n)
 
 
-__all__ = ["Aggregator", "BOOTSTRAP_SOURCE"]
+def quality_metrics(m: Any, rec: dict) -> None:
+    """One quality record of the judge (:mod:`streams.judge.quality`) as gauges."""
+    t, mv = rec.get("type"), {"model": rec["model"], "model_version": rec["model_version"]}
+    if t == "estimate":
+        m.estimated_accuracy.labels(**mv).set(rec["estimated_accuracy"])
+    elif t == "realised":
+        m.realised_accuracy.labels(**mv).set(rec["realised_accuracy"])
+    elif t == "estimate_error":
+        m.estimate_abs_error.labels(**mv).set(rec["abs_error"])
+        m.estimate_error.labels(model=rec["model"]).observe(rec["abs_error"])
+    elif t == "slo":
+        for name, b in rec["burn_rates"].items():
+            for span in ("long", "short"):
+                if b.get(span) is not None:
+                    m.slo_burn_rate.labels(**mv, burn_rate=name, span=span).set(b[span])
+
+
+__all__ = ["Aggregator", "BOOTSTRAP_SOURCE", "quality_metrics"]

@@ -8,8 +8,8 @@ write, partitions to pause or resume).  What the core needs from the consumer is
 :class:`ConsumerView` (assignment, unread records), so the in-memory harness of the tests can
 drive it through scripted batches, restarts and rebalances without a broker.
 
-Per source partition (:mod:`streams.worker.state`): validate (bad records become dead
-letters with their reason), drop retried ``event_id``\\ s, window the inputs
+Per source partition (:mod:`streams.worker.state`): validate (bad records become dead letters with their
+reason), drop retried ``event_id``\\ s, window the inputs
 (:class:`SourceState`, partials and watermarks to the internal topic), store them for the
 label join (:class:`JoinState`, :class:`InputStore`), keep inputs and labels together in
 event time while one lags (pacing), and announce partitions that went idle.  Per internal
@@ -25,14 +25,8 @@ import time
 from collections import Counter, defaultdict
 from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 
-from streams.contracts.events import (
-    DEFAULT_DLQ_MAX_BYTES,
-    Alert,
-    DeadLetter,
-    InvalidRecord,
-    model_version_of,
-)
-from streams.contracts.validate import parse_inputs, parse_label
+from streams.contracts.events import DEFAULT_DLQ_MAX_BYTES, Alert, DeadLetter, InvalidRecord, model_version_of
+from streams.contracts.validate import parse_input_batch, parse_label
 from streams.judge.dedupe import EventDedup
 from streams.worker import state as ws
 from streams.worker.aggregator import Aggregator
@@ -45,6 +39,7 @@ from streams.worker.source import SourceState
 log = logging.getLogger("driftloop.worker")
 _SECOND = operator.itemgetter(1)
 _EVENT_ID = operator.attrgetter("event_id")
+_OFFSET = operator.attrgetter("offset")
 
 
 class ConsumerView(Protocol):
@@ -71,7 +66,7 @@ class WorkerCore:
         self.rec = Recorder(reader)
         self.geom = ws.Geometry(float(d.window_seconds), float(d.hop), w.lateness(d.allowed_lateness_s))
         self.ttl = float(w.label_ttl_s)
-        self.port = ws.engine_port(d)
+        self.port = ws.engine_port(d, getattr(settings, "slo", None))
         self.profiles = profiles
         self.max_future_s = None if w.max_future_s is None or w.max_future_s < 0 else float(w.max_future_s)
         self.n = settings.partitions
@@ -151,6 +146,7 @@ class WorkerCore:
         name = self.topics.inputs
         now = self.clock()  # one wall-clock reading per batch bounds its event times (max_future_s)
         accepted_all: list = []
+        counts: Counter = Counter()  # accepted events per (model, version)
         n_records = 0
         for p in sorted(by_partition):
             src = self.source(p)
@@ -162,21 +158,28 @@ class WorkerCore:
             self._announce_active(p)
             self._check_partitioner("inputs", p, recs)
             values = [r.value or b"" for r in recs]
-            parsed = parse_inputs(values, now=now, max_future_s=self.max_future_s)
-            valid = [(r.offset, ev) for r, ev in zip(recs, parsed) if ev.__class__ is not InvalidRecord]
-            if len(valid) < len(recs):
+            parsed, keys = parse_input_batch(values, now=now, max_future_s=self.max_future_s)  # keys: (model, version)s
+            if keys is not None:
+                valid = list(zip(map(_OFFSET, recs), parsed))
+            else:
+                valid = [(r.offset, ev) for r, ev in zip(recs, parsed) if ev.__class__ is not InvalidRecord]
                 for r, ev in zip(recs, parsed):
                     if ev.__class__ is InvalidRecord:
                         self._dead_letter(name, "inputs_dlq", r, ev)
+                keys = set(map(model_version_of, map(_SECOND, valid)))
             if valid:
+                n_valid = len(valid)
                 valid = self._first_occurrences(p, valid)
+                if len(valid) < n_valid:  # retries dropped: the pairs of what is left
+                    keys = set(map(model_version_of, map(_SECOND, valid)))
             if valid:
-                valid = self._tracked(p, valid)
+                valid, keys = self._tracked(p, valid, keys)
             if not valid:
                 src.offset = recs[-1].offset
                 self._put(f"in|{p}", src.to_dict(), p)
                 continue
-            out = src.ingest(valid, self.geom, self.port, self.profiles.get, self.s.worker.max_rows_per_message)
+            mv = next(iter(keys)) if len(keys) == 1 else None  # the usual batch: one (model, version), no grouping
+            out = src.ingest(valid, self.geom, self.port, self.profiles.get, self.s.worker.max_rows_per_message, mv=mv)
             src.offset = max(src.offset, recs[-1].offset)
             accepted = valid
             by_offset = {r.offset: r for r in recs} if (out.late or len(valid) < len(recs)) else None
@@ -189,6 +192,10 @@ class WorkerCore:
                     self.m.late.labels(topic=name, model=e.model, model_version=e.model_version).inc()
                 accepted = [(o, e) for o, e in valid if o not in late_ids]
             accepted_all.extend(map(_SECOND, accepted))
+            if mv is not None:
+                counts[mv] += len(accepted)
+            else:
+                counts.update(map(model_version_of, map(_SECOND, accepted)))
             for mv, rec in out.records:
                 self.rec.send("partials", mv.encode(), ws.encode_state(rec))
                 self.m.partials.labels(action="published").inc()
@@ -204,7 +211,7 @@ class WorkerCore:
                 self._put(f"lb|{p}", js.to_dict(), p)
             self._put(f"in|{p}", src.to_dict(), p)
             self._pace(p, view)
-        self._count_events(name, accepted_all)
+        self._count(name, counts)
         self.m.batch_size.labels(agent="inputs").observe(n_records)
         fx = self.rec.end()
         fx.accepted = accepted_all
@@ -258,10 +265,9 @@ class WorkerCore:
             return [v for v, k in zip(valid, keep) if k]
         return valid
 
-    def _count_events(self, topic_name: str, events: Iterable[Any], p: int | None = None) -> None:
-        """Count events per model version; with ``p`` (labels), versions that partition does not track count as
-        ``_untracked`` (the label sets of /metrics stay bounded)."""
-        counts = Counter(map(model_version_of, events))  # C-level counting
+    def _count(self, topic_name: str, counts: Mapping[tuple[str, str | None], int], p: int | None = None) -> None:
+        """Count events per model version (``counts``); with ``p`` (labels), versions that partition does not track
+        count as ``_untracked`` (the label sets of /metrics stay bounded)."""
         guard = None if p is None else self._guard(p)
         for (m, v), k in counts.items():
             v = v or ""
@@ -276,12 +282,12 @@ class WorkerCore:
             g = self.guards[p] = CardinalityGuard(w.max_models, w.max_versions_per_model, self.rec.get("state", f"card|{p}"))
         return g
 
-    def _tracked(self, p: int, valid: list) -> list:
-        """``valid`` without the events of model versions beyond the cardinality limits (counted and reported)."""
+    def _tracked(self, p: int, valid: list, keys: set) -> tuple[list, set]:
+        """``valid`` without the events of model versions beyond the cardinality limits (counted and reported),
+        and the (model, version) pairs kept (``keys``: those of ``valid``)."""
         guard = self._guard(p)
-        keys = set(map(model_version_of, map(_SECOND, valid)))
         if all(guard.tracked(*k) for k in keys):  # the usual batch
-            return valid
+            return valid, keys
         refused = {k: why for k in sorted(keys) if (why := guard.admit(*k)) is not None}
         if refused:
             counts: dict[str, int] = defaultdict(int)
@@ -300,8 +306,9 @@ class WorkerCore:
                     self._cardinality_alert(p, why, n, first[why])
                 guard.refused[why] = guard.refused.get(why, 0) + n
             valid = keep
+            keys = keys.difference(refused)
         self._put(f"card|{p}", guard.to_dict(), p)
-        return valid
+        return valid, keys
 
     def _cardinality_alert(self, p: int, why: str, n: int, first: tuple[str, str, float]) -> None:
         w = self.s.worker
@@ -345,7 +352,7 @@ class WorkerCore:
                     valid.append((r.offset, parse_label(r.value or b"", now=now, max_future_s=self.max_future_s)))
                 except InvalidRecord as err:
                     self._dead_letter(name, "labels_dlq", r, err)
-            self._count_events(name, (lab for _, lab in valid), p)
+            self._count(name, Counter(map(model_version_of, map(_SECOND, valid))), p)  # C-level counting
             if self.s.worker.label_join:
                 self._sync_input_wm(p, js)
                 out = js.ingest_labels(self._store(p), valid, self.geom, self.ttl, self.port, self.profiles.get)
@@ -505,9 +512,7 @@ def _retrain_config(raw: Any) -> Any:
     from streams import config as cfg
     from streams.alerts.retrain_policy import RetrainPolicyConfig
 
-    raw = dict(raw or {})
-    if "kinds" in raw:
-        raw["kinds"] = tuple(raw["kinds"])
+    raw = {k: tuple(v) if k == "kinds" else v for k, v in dict(raw or {}).items()}
     return cfg.section(RetrainPolicyConfig, raw, "worker.retrain")
 
 

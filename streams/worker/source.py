@@ -83,8 +83,10 @@ class SourceState:
         port: EnginePort,
         get_profile: Callable[[str, str], Any],
         max_rows_per_message: int = 500,
+        mv: tuple[str, str] | None = None,
     ) -> InputOutcome:
-        """Add a micro-batch of (offset, event) of this partition, in offset order."""
+        """Add a micro-batch of (offset, event) of this partition, in offset order (``mv``: the (model, version) of
+        every event, when the caller knows there is one only)."""
         out = InputOutcome()
         done = self.offset
         fresh = batch if not batch or batch[0][0] > done else [(o, e) for o, e in batch if o > done]
@@ -110,7 +112,8 @@ class SourceState:
             else:
                 items = fresh[start:stop]
             if items:
-                self._add(port, geom, items, None if math.isinf(wm_seg) else float(wm_seg), get_profile, rows_out, out)
+                wm = None if math.isinf(wm_seg) else float(wm_seg)
+                self._add(port, geom, items, wm, get_profile, rows_out, out, mv)
         self.late += len(out.late)
         out.accepted = n - len(out.late)
         self.events += out.accepted
@@ -125,11 +128,13 @@ class SourceState:
         self._close(geom, out)
         return out
 
-    def _add(self, port, geom, items, wm_seg, get_profile, rows_out, out) -> None:
+    def _add(self, port, geom, items, wm_seg, get_profile, rows_out, out, mv=None) -> None:
         by_mv: dict[str, list[tuple[int, InferenceEvent]]] = {}
-        keys = set(map(model_version_of, map(_SECOND, items)))
+        keys = {mv} if mv is not None else set(map(model_version_of, map(_SECOND, items)))
+        single = None  # the (model, version) of every item, when there is one only
         if len(keys) == 1:  # the usual micro-batch: one model version
-            by_mv[mv_key(*keys.pop())] = items
+            single = keys.pop()
+            by_mv[mv_key(*single)] = items
         else:
             for o, e in items:
                 by_mv.setdefault(mv_key(e.model, e.model_version), []).append((o, e))
@@ -138,7 +143,7 @@ class SourceState:
             windows = self.open.setdefault(mv, {})
             profile = get_profile(m, v)
             if profile is not None:
-                parts = port.accumulate(profile, [e for _, e in evs])
+                parts = port.accumulate(profile, list(map(_SECOND, evs)), mv=single)
                 for key, acc in parts.items():
                     w = win_str(key.start, key.end)
                     if geom.closed(key.end, wm_seg):

@@ -60,6 +60,9 @@ class WorkerConfig:
     reference_dir: str = ""  # default: $DRIFTLOOP_HOME/references
     reference_bootstrap_n: int = 10_000
     metrics_port: int = 9108  # 0: no /metrics server
+    # interface of /metrics (and of Faust's web server when web_port is set): loopback unless you say otherwise,
+    # e.g. "0.0.0.0" for a Prometheus on another host (then protect the port: /metrics has no authentication)
+    metrics_host: str = "127.0.0.1"
     web_port: int = 0  # Faust's own web server; 0 picks a free port
     source_partitions: int = 0  # 0: topics.partitions
     internal_partitions: int = 0  # 0: topics.partitions (tables' changelogs get the same count)
@@ -95,6 +98,10 @@ class WorkerConfig:
     lag_interval_s: float = 5.0
     session_timeout_s: float = 10.0  # a killed worker's partitions move to the others after this long
     retrain: dict = field(default_factory=dict)  # RetrainPolicyConfig fields
+
+    def __post_init__(self) -> None:
+        if not 0 <= int(self.metrics_port) <= 65535:
+            raise ValueError(f"worker.metrics_port must be a TCP port, 0 to 65535 (0: no /metrics), got {self.metrics_port}")
 
     def lateness(self, drift_allowed_lateness: float | None) -> float:
         if self.allowed_lateness_s is not None:
@@ -144,7 +151,8 @@ def win_parse(s: str) -> tuple[float, float]:
 class EnginePort:
     """What the worker needs from the drift engine; :func:`engine_port` builds the real one.
 
-    ``accumulate(profile, events)`` and ``accumulate_labelled(profile, examples)`` return
+    ``accumulate(profile, events, mv=None)`` (``mv``: the (model, version) of every event, when known)
+    and ``accumulate_labelled(profile, examples)`` return
     {WindowKey: WindowAccumulator}; ``acc_from_dict(d)``; ``new_judge(profile)`` returns an
     object with ``judge(key, acc) -> list[Alert]``, ``state_dict()`` and ``load_state_dict(d)``;
     ``build_profile(events, model, version)``; ``profile_from_dict(d)``;
@@ -196,8 +204,9 @@ def compact_event(ev: InferenceEvent) -> dict[str, Any]:
 # --------------------------------------------------------------------------- the real engine
 
 
-def engine_port(drift_config: Any) -> EnginePort:
-    """An :class:`EnginePort` on :class:`streams.judge.engine.DriftEngine` (one engine per reference profile)."""
+def engine_port(drift_config: Any, slo: Any = None) -> EnginePort:
+    """An :class:`EnginePort` on :class:`streams.judge.engine.DriftEngine` (one engine per reference profile;
+    ``slo``: the :class:`streams.judge.slo.SloConfig` its judges alert burn rates with)."""
     from streams.judge.engine import DriftEngine
     from streams.judge.profile import ReferenceProfile
     from streams.judge.profile_build import build_profile
@@ -214,14 +223,17 @@ def engine_port(drift_config: Any) -> EnginePort:
         return eng
 
     def new_judge(profile: Any) -> Any:
-        return DriftEngine(drift_config, [profile])
+        eng = DriftEngine(drift_config, [profile])
+        if slo is not None:
+            eng.slo = slo
+        return eng
 
     def build(events: Sequence[InferenceEvent], model: str, version: str) -> Any:
         return build_profile(list(events), model, version, n_bins=drift_config.n_bins, fine_bins=drift_config.fine_bins, top_k=drift_config.top_k,
                              source="worker-bootstrap")
 
     return EnginePort(
-        accumulate=lambda profile, events: _engine(profile).accumulate(events),
+        accumulate=lambda profile, events, mv=None: _engine(profile).accumulate(events, mv=mv),
         accumulate_labelled=lambda profile, examples: _engine(profile).accumulate_labelled(examples),
         acc_from_dict=WindowAccumulator.from_dict,
         new_judge=new_judge,

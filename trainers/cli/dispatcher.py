@@ -2,7 +2,9 @@
 
 A thin shell around :class:`trainers.dispatch.ledger.DispatchLedger`: a kafka-python consumer
 group reads the retrain-requests topic (offsets committed only after each request is
-recorded in the ledger file), :class:`JobsAdapter` submits ``python -m
+recorded in the ledger file, or dead-lettered to ``<topic>.dlq`` when it is no request or
+:func:`trainers.dispatch.validate.check_request` refuses it: malformed ids or names, a bad window,
+an unknown kind, a model or version the registry does not hold), :class:`JobsAdapter` submits ``python -m
 trainers.retrain_job`` through ``JobSubmissionClient`` with a submission id derived from
 the request (``retrain-<model>-v<version>-<request>-a<attempt>``) and metadata {model, version,
 request_id, alert_ids, kinds, n_labelled, ...}, polls running jobs and reads each finished job's
@@ -30,6 +32,7 @@ from typing import Any, Callable, Mapping
 from streams.contracts.events import DeadLetter, InvalidRecord
 from trainers.records import RetrainRequest, RetrainResult
 from streams.contracts.validate import decode_json
+from trainers.dispatch.validate import Refusal, check_request
 from trainers.dispatch.ledger import (
     TERMINAL_JOB, DispatchLedger, DispatcherConfig, Publish, Submit, is_duplicate_submission_error, job_metadata,
     parse_job_result,
@@ -205,9 +208,14 @@ class Dispatcher:
 
 
 def serve(dispatcher: Dispatcher, consumer: Any, *, poll_interval_s: float = 1.0,
-          dead_letter: Callable[[DeadLetter], None] | None = None,
+          dead_letter: Callable[[DeadLetter, bytes | None], None] | None = None,
+          check: Callable[[RetrainRequest], Refusal | None] | None = None,
           should_stop: Callable[[], bool] = lambda: False) -> None:
-    """The consume -> record -> commit -> submit -> poll loop (kafka-python consumer)."""
+    """The consume -> check -> record -> commit -> submit -> poll loop (kafka-python consumer).
+
+    A record that is no retrain request, or that ``check`` refuses (:func:`trainers.dispatch.validate.check_request`),
+    is never submitted: it goes to ``dead_letter(letter, key)`` (the worker's dead-letter format, to
+    ``<topic>.dlq``) and is counted in ``driftloop_retrain_requests_refused_total{reason}``."""
     dispatcher.recover()
     last_poll = 0.0
     while not should_stop():
@@ -216,10 +224,17 @@ def serve(dispatcher: Dispatcher, consumer: Any, *, poll_interval_s: float = 1.0
             for m in msgs:
                 try:
                     req = RetrainRequest.from_dict(decode_json(m.value))
+                    refusal = check(req) if check is not None else None
+                    if refusal is not None:
+                        raise InvalidRecord(refusal.reason, refusal.error)
                 except InvalidRecord as err:
-                    log.warning("invalid retrain request at %s[%d]@%d: %s", tp.topic, tp.partition, m.offset, err)
+                    log.warning("refused retrain request at %s[%d]@%d (%s): %s", tp.topic, tp.partition, m.offset,
+                                err.reason, err)
+                    if dispatcher.metrics is not None:
+                        dispatcher.metrics.refused(err.reason)
                     if dead_letter is not None:
-                        dead_letter(DeadLetter.from_bytes(tp.topic, tp.partition, m.offset, err, m.value))
+                        dead_letter(DeadLetter.from_bytes(tp.topic, tp.partition, m.offset, err, m.value),
+                                    DeadLetter.key_for(m.key))
                     continue
                 dispatcher.handle(req)
         if batch:
@@ -247,6 +262,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stop-local-cluster", action="store_true",
                         help="stop the local Ray cluster this dispatcher started earlier, then exit")
     parser.add_argument("--cluster-info", action="store_true", help="print the local Ray cluster's address and exit")
+
+
+def job_settings(raw: Mapping[str, Any], registry: str, state_dir: Path) -> tuple[dict[str, Any], dict[str, str], Any]:
+    """What a retrain job is told: its config (``--settings``), its environment, and the dispatcher's own Kafka
+    connection.  No secret in either: Ray stores the entrypoint, the metadata and the runtime_env and shows them in
+    its dashboard, so the Kafka password reaches the job as the path of a 0600 file (``kafka.sasl_password_file``)."""
+    from streams import config as C
+    from streams.adapters.kafka_clients import child_section, from_settings
+
+    kafka = C.kafka_settings(raw)
+    conn = from_settings(kafka)
+    settings = {"kafka": child_section(conn, kafka, state_dir), "topics": raw.get("topics") or {},
+                "trainers": dict(raw.get("trainers") or {}, registry=registry),
+                "licences": dict(raw.get("licences") or {}),  # the job's licence gate uses the operator's policy
+                "registry": dict(raw.get("registry") or {})}  # signing: allow_unsigned, key_file (a path, never the key)
+    key_env = {k: os.environ[k] for k in ("DRIFTLOOP_REGISTRY_KEY_FILE",) if os.environ.get(k)}
+    env = {"KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers, "DRIFTLOOP_HOME": str(C.home()), **key_env}
+    return settings, env, conn
 
 
 def run(args: argparse.Namespace) -> int:
@@ -282,22 +315,21 @@ def run(args: argparse.Namespace) -> int:
         log.info("%s local Ray cluster: dashboard %s", "started" if started else "reusing", address)
     python = cfg.entrypoint_python or (sys.executable if cluster is not None else "python")
     registry = str(Path(args.registry or cfg.registry or tcfg.registry or C.home() / "registry").resolve())
-    kafka = C.kafka_settings(raw)
     topics = C.topics(raw)
-    settings = {"kafka": {"bootstrap_servers": kafka.bootstrap_servers}, "topics": raw.get("topics") or {},
-                "trainers": dict(raw.get("trainers") or {}, registry=registry),
-                "licences": dict(raw.get("licences") or {})}  # the job's licence gate uses the operator's policy
+    settings, extra_env, conn = job_settings(raw, registry, state_dir)
+    if os.environ.get("DRIFTLOOP_REGISTRY_KEY") and cluster is None:
+        log.warning("DRIFTLOOP_REGISTRY_KEY is set here but is not sent to the Ray cluster at %s (a secret in a job's "
+                    "runtime_env would show in the Ray dashboard): set it on the Ray nodes too, or give every process "
+                    "the key as a file (DRIFTLOOP_REGISTRY_KEY_FILE or registry.key_file)", address)
     jobs = JobsAdapter(job_client(address), settings=settings, registry=registry, python=python,
                        runtime_env=cfg.runtime_env, labelled_file=args.labelled_file or cfg.labelled_file,
-                       entrypoint_num_cpus=cfg.entrypoint_num_cpus,
-                       extra_env={"KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-                                  "DRIFTLOOP_HOME": str(C.home())})
+                       entrypoint_num_cpus=cfg.entrypoint_num_cpus, extra_env=extra_env)
 
     from kafka import KafkaConsumer, KafkaProducer
 
-    producer = KafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all", enable_idempotence=True,
-                             value_serializer=lambda s: s.encode("utf-8"))
-    consumer = KafkaConsumer(topics.retrain_requests, bootstrap_servers=kafka.bootstrap_servers,
+    producer = KafkaProducer(**conn.kafka_python(), acks="all", enable_idempotence=True,
+                             value_serializer=lambda s: s if isinstance(s, bytes) else s.encode("utf-8"))
+    consumer = KafkaConsumer(topics.retrain_requests, **conn.kafka_python(),
                              group_id=cfg.group_id, enable_auto_commit=False, auto_offset_reset="earliest")
 
     def publish(result: RetrainResult) -> None:
@@ -305,16 +337,24 @@ def run(args: argparse.Namespace) -> int:
         producer.send(topics.retrain_results, key=result.request_id.encode(), value=result.to_json())
         producer.flush(timeout=30)
 
-    def dead_letter(dl: DeadLetter) -> None:
-        producer.send(topics.dlq(topics.retrain_requests), value=dl.to_json())
+    def dead_letter(dl: DeadLetter, key: bytes | None) -> None:
+        # written before the offset is committed (get() raises when the broker refuses it: nothing is lost)
+        producer.send(topics.dlq(topics.retrain_requests), key=key, value=dl.to_bytes()).get(timeout=30)
+
+    from trainers.registry import ModelRegistry
+
+    known = ModelRegistry(registry)
+
+    def check(req: RetrainRequest) -> Refusal | None:
+        return check_request(req, known.known_versions)
 
     from trainers.dispatch.metrics import DispatcherMetrics
 
     metrics = DispatcherMetrics()
     if cfg.metrics_port:
         try:
-            metrics.serve(cfg.metrics_port)
-            log.info("dispatcher metrics on :%d/metrics", cfg.metrics_port)
+            metrics.serve(cfg.metrics_port, cfg.metrics_host)
+            log.info("dispatcher metrics on %s:%d/metrics", cfg.metrics_host, cfg.metrics_port)
         except OSError as exc:  # a second dispatcher (or anything) on the port: dispatch anyway
             log.warning("dispatcher metrics: cannot listen on port %d (%s); running without /metrics. Set "
                         "dispatcher.metrics_port to a free port (0: none)", cfg.metrics_port, exc)
@@ -337,7 +377,7 @@ def run(args: argparse.Namespace) -> int:
 
     log.info("dispatching %s -> Ray jobs at %s (registry %s)", topics.retrain_requests, address, registry)
     try:
-        serve(dispatcher, consumer, poll_interval_s=cfg.poll_interval_s, dead_letter=dead_letter,
+        serve(dispatcher, consumer, poll_interval_s=cfg.poll_interval_s, dead_letter=dead_letter, check=check,
               should_stop=should_stop)
     finally:
         consumer.close()

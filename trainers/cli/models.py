@@ -4,13 +4,16 @@
     driftloop models show MODEL [VERSION] [--json]
     driftloop models promote MODEL VERSION          (publishes a ModelUpdate)
     driftloop models rollback MODEL                 (publishes a ModelUpdate)
+    driftloop models sign MODEL [VERSION | --all]   (signs unsigned manifests with the registry key)
     driftloop models register-base MODEL --spec SPEC.json --source URL --licence SPDX
                                    [--weights W.safetensors | --train DATA.jsonl] [--pretrained]
                                    [--tokenizer FEATURE=FILE] [--promote]
 
 The registry folder is ``--registry``, else ``trainers.registry`` from the config, else
 ``$DRIFTLOOP_HOME/registry``.  Promotion events go to the model-updates topic unless
-``--no-publish``.
+``--no-publish``.  With a registry signing key (``DRIFTLOOP_REGISTRY_KEY``, ``DRIFTLOOP_REGISTRY_KEY_FILE`` or
+``registry.key_file``) new versions are signed, ``show`` checks and prints the signature, and ``sign`` signs the
+versions of a registry from before signing (after checking their files).
 """
 
 from __future__ import annotations
@@ -39,6 +42,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         if name == "promote":
             p.add_argument("version")
         p.add_argument("--no-publish", action="store_true", help="do not publish the ModelUpdate to Kafka")
+    p = sub.add_parser("sign", help="sign unsigned versions with the registry key (after checking their files)")
+    p.add_argument("model")
+    p.add_argument("version", nargs="?", help="default: the current version")
+    p.add_argument("--all", action="store_true", help="every version of the model")
     p = sub.add_parser("register-base", help="register an initial (base) version with its source and licence")
     p.add_argument("model")
     p.add_argument("--spec", required=True, help="ModelSpec JSON (feature_names, n_classes, hidden, categorical[, classes])")
@@ -64,13 +71,17 @@ def run(args: argparse.Namespace) -> int:
     from streams import config as C
     from trainers.licences import LicencePolicy
     from trainers.registry import ModelRegistry, RegistryError
+    from trainers.registry_signing import RegistrySettings
     from trainers.retrain_job import TrainerConfig
 
     raw = C.load_file(args.config)
     tcfg = C.section(TrainerConfig, raw.get("trainers"), "trainers")
     args.licence_policy = C.section(LicencePolicy, raw.get("licences"), "licences")
-    reg = ModelRegistry(args.registry or tcfg.registry or C.home() / "registry")
     try:
+        reg = ModelRegistry(args.registry or tcfg.registry or C.home() / "registry",
+                            settings=C.section(RegistrySettings, raw.get("registry"), "registry"))
+        if args.models_command == "sign":
+            return _sign(reg, args)
         if args.models_command == "list":
             return _list(reg, args)
         if args.models_command == "show":
@@ -115,12 +126,26 @@ def _list(reg: Any, args: argparse.Namespace) -> int:
     return 0
 
 
+def _sign(reg: Any, args: argparse.Namespace) -> int:
+    versions = [v.version for v in reg.versions(args.model)] if args.all else [reg.info(args.model, args.version).version]
+    for version in versions:
+        before = reg.signature(args.model, version)
+        after = reg.sign(args.model, version)
+        print(f"{args.model} v{version}: {'already ' if before.signed else ''}{after.describe()}")
+    return 0
+
+
 def _show(reg: Any, args: argparse.Namespace) -> int:
     info = reg.info(args.model, args.version)
+    signature = reg.signature(args.model, info.version)
+    if signature.signed and signature.valid is False:
+        print(f"model {info.model} version {info.version}: signature: {signature.describe()}", file=sys.stderr)
     hashes = reg.verify(args.model, info.version)
     d = info.to_dict()
     d["files"] = hashes
     d["integrity"] = "ok"
+    d["signature"] = {"signed": signature.signed, "valid": signature.valid, "key_id": signature.key_id,
+                      "text": signature.describe()}
     if args.json:
         print(json.dumps(d, indent=2, default=str))
         return 0
@@ -144,6 +169,7 @@ def _show(reg: Any, args: argparse.Namespace) -> int:
         print(f"  licence gate: {'accepted in config: ' + str(decision.get('acceptance')) if decision.get('accepted') else 'allowed'}")
     print(f"  reference:    {prov.get('reference_profile_id')}")
     print("  integrity:    ok (sha256 of every file matches the manifest)")
+    print(f"  signature:    {signature.describe()}")
     for name, sha in sorted(hashes.items()):
         print(f"    {name:<20} {sha}")
     text = reg.report_text(args.model, info.version)
@@ -161,8 +187,9 @@ def _publish(raw: dict, update: Any, no_publish: bool) -> int:
     try:
         from kafka import KafkaProducer
 
-        producer = KafkaProducer(bootstrap_servers=C.kafka_settings(raw).bootstrap_servers, acks="all",
-                                 max_block_ms=15000)
+        from streams.adapters.kafka_clients import connection
+
+        producer = KafkaProducer(**connection(raw).kafka_python(), acks="all", max_block_ms=15000)
         try:
             producer.send(C.topics(raw).model_updates, key=update.model.encode(), value=update.to_json().encode())
             producer.flush(timeout=15)

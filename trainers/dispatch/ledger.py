@@ -63,6 +63,7 @@ class DispatcherConfig:
     poll_interval_s: float = 1.0
     submission_prefix: str = "retrain"  # Ray submission ids: <prefix>-<model>-v<version>-<request>-a<attempt>
     metrics_port: int = 9109  # /metrics of the dispatcher (driftloop_retrain_jobs_total); 0: none
+    metrics_host: str = "127.0.0.1"  # its interface; "0.0.0.0" for a Prometheus elsewhere (no authentication)
     entrypoint_python: str = ""  # default: this interpreter (local cluster); "python" on remote clusters
     runtime_env: str = "pythonpath"  # "pythonpath" (shared file system) or "working_dir" (upload the project)
     entrypoint_num_cpus: float = 0.0
@@ -77,6 +78,8 @@ class DispatcherConfig:
     def __post_init__(self) -> None:
         if int(self.max_attempts) < 1:
             raise ValueError(f"dispatcher.max_attempts must be >= 1, got {self.max_attempts}")
+        if not 0 <= int(self.metrics_port) <= 65535:
+            raise ValueError(f"dispatcher.metrics_port must be a TCP port, 0 to 65535 (0: none), got {self.metrics_port}")
         if self.runtime_env not in ("pythonpath", "working_dir"):
             raise ValueError(f"dispatcher.runtime_env must be 'pythonpath' or 'working_dir', got {self.runtime_env!r}")
 

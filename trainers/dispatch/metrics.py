@@ -1,9 +1,12 @@
 """Prometheus metrics of the dispatcher, in a :class:`DispatcherMetrics` object with its own registry.
 
-One counter, ``driftloop_retrain_jobs_total{model, outcome}``, fed with every result the dispatcher
+``driftloop_retrain_jobs_total{model, outcome}``, fed with every result the dispatcher
 publishes (:func:`trainers.dispatch.ledger.outcome_of` names the outcome); the alerting rules in
 ``infra/prometheus/rules/`` page on ``failed`` and open a ticket on repeated ``rejected``.  A model's
 series are created at zero on its first request, so ``increase()`` sees its first failure too.
+``driftloop_retrain_requests_refused_total{reason}`` counts records refused before anything was submitted
+(dead-lettered: not a request, or refused by :func:`trainers.dispatch.validate.check_request`); by reason only,
+since a refused request's model name is not to be trusted as a label.
 
 >>> from trainers.records import RetrainResult
 >>> m = DispatcherMetrics()
@@ -29,6 +32,10 @@ class DispatcherMetrics:
                             "gate, not promoted), rejected (by the gate or before training), failed (gave up after "
                             "dispatcher.max_attempts); retried counts each failed attempt that was retried",
                             ["model", "outcome"], registry=r)
+        self.refusals = Counter("driftloop_retrain_requests_refused_total", "Records on the retrain-requests topic "
+                                "refused before submission and dead-lettered, by reason (not a request, malformed "
+                                "ids or names, bad window, unknown kind, model or version not in the registry)",
+                                ["reason"], registry=r)
         self._models: set[str] = set()
 
     def count(self, result: RetrainResult) -> None:
@@ -41,9 +48,13 @@ class DispatcherMetrics:
         if outcome is not None:
             self.jobs.labels(model=result.model, outcome=outcome).inc()
 
+    def refused(self, reason: str) -> None:
+        """Count one refused (dead-lettered) record on the retrain-requests topic."""
+        self.refusals.labels(reason=reason).inc()
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
-    def serve(self, port: int, addr: str = "0.0.0.0"):
-        """Serve ``/metrics`` on ``port`` (returns the server and its thread)."""
+    def serve(self, port: int, addr: str = "127.0.0.1"):
+        """Serve ``/metrics`` on ``addr``:``port``, loopback unless told otherwise (returns the server and its thread)."""
         return start_http_server(port, addr=addr, registry=self.registry)

@@ -1,7 +1,8 @@
 """Start or connect to a local Ray cluster, with token authentication on.
 
 The local cluster is a ``ray start --head --block`` child process in its own session,
-with every port chosen free on 127.0.0.1, its own temp dir (so it never collides with
+with every port chosen free on 127.0.0.1 and every Ray process listening on loopback only
+(:data:`LOOPBACK_ENV`), its own temp dir (so it never collides with
 another Ray on the machine) and ``RAY_AUTH_MODE=token`` with a token file under
 driftloop's home.  It outlives the dispatcher that started it, so a restarted
 dispatcher finds its running jobs again; :func:`stop_local_cluster` ends it by pid.
@@ -28,6 +29,10 @@ from typing import Any, Mapping
 log = logging.getLogger(__name__)
 
 AUTH_MODE_ENV = "RAY_AUTH_MODE"
+#: A single-machine cluster on loopback only.  ``ray start --node-ip-address 127.0.0.1`` alone is not enough: Ray
+#: swaps a loopback node address for the machine's own ("remotely reachable") one, and its GCS, raylet and agents
+#: then listen on every interface.  Ray's single-machine mode (as on macOS/Windows) keeps every one on 127.0.0.1.
+LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 AUTH_TOKEN_PATH_ENV = "RAY_AUTH_TOKEN_PATH"
 
 
@@ -159,6 +164,8 @@ def _start_once(state_dir, *, num_cpus, num_gpus, object_store_mb, dashboard_por
     if token_path is None:
         env.pop(AUTH_TOKEN_PATH_ENV, None)
     env["RAY_USAGE_STATS_ENABLED"] = "0"
+    env.update(LOOPBACK_ENV)
+    env.pop("DRIFTLOOP_KAFKA_PASSWORD", None)  # the cluster outlives the dispatcher; jobs read a password file
     env.pop("RAY_ADDRESS", None)
     log_file = state / "ray-head.log"
     log_offset = log_file.stat().st_size if log_file.exists() else 0
