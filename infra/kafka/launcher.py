@@ -809,8 +809,11 @@ class LocalKafkaCluster:
                                                      "ports": [list(p) for p in self.layout.ports]}, indent=2))
             for node in self.nodes:
                 node.role = dataclasses.replace(node.role, cluster_id=cluster_id)
+        from streams.adapters.kafka_admin import _quiet_kafka_logs
+
         ensure_libs(self.nodes[0].libs)  # once, before the nodes race for it
-        with ThreadPoolExecutor(len(self.nodes)) as pool:
+        # one quiet span for all nodes (each node's probe restoring the log level would let the others' noise out)
+        with _quiet_kafka_logs(), ThreadPoolExecutor(len(self.nodes)) as pool:
             futures = [pool.submit(n.start_detailed, note) for n in self.nodes]
             outcomes: list[StartResult | BaseException] = []
             for f in futures:
