@@ -244,6 +244,9 @@ class KafkaSettings:
     controller_port: int = 9093
     start_timeout_s: float = 90.0
     heap: str = "512m"
+    # Local cluster size: 1, or 3 combined controller+broker nodes (node i on port + 2(i-1) and
+    # controller_port + 2(i-1)); topics then get replication factor 3 and min.insync.replicas 2.
+    nodes: int = 1
     # Security of every client driftloop makes (and of the local broker, which then serves SASL_SSL only on its
     # client port): PLAINTEXT, or SASL_SSL with a SCRAM (or PLAIN) user; see streams/adapters/kafka_clients.py.
     security_protocol: str = "PLAINTEXT"
@@ -301,9 +304,12 @@ def kafka_settings(raw: Mapping[str, Any]) -> KafkaSettings:
         sect["bootstrap_servers"] = env
     if from_outside and "external" not in sect:
         sect["external"] = True
-    if not from_outside and "port" in sect:
-        sect["bootstrap_servers"] = f"127.0.0.1:{sect['port']}"
-    return section(KafkaSettings, sect, "kafka")
+    settings = section(KafkaSettings, sect, "kafka")
+    if not from_outside and ("port" in sect or settings.nodes > 1):
+        port, n = settings.port, max(1, settings.nodes)
+        settings = dataclasses.replace(
+            settings, bootstrap_servers=",".join(f"127.0.0.1:{port + 2 * i}" for i in range(n)))
+    return settings
 
 
 def topics(raw: Mapping[str, Any]) -> Topics:

@@ -5,6 +5,10 @@ set, that cluster is used as is; otherwise driftloop's own broker (infra/kafka/l
 started on free ports with its state in a temporary folder, and stopped at the end of the
 session.  The broker starts only when a test asks for it.
 
+``kafka_cluster`` (session): driftloop's own three-node cluster (``driftloop kafka start --nodes 3``) on free
+ports, for the replication and fault tests (tests/test_faults.py); started only when a test asks for it,
+always our own (never ``KAFKA_BOOTSTRAP_SERVERS``: the fault tests kill and pause its brokers).
+
 ``unique_topic`` / ``kafka_topic_factory`` (function): topic names that never collide between
 tests or runs.  ``kafka_env`` (function): ``KAFKA_BOOTSTRAP_SERVERS`` set for code that reads
 its address from the configuration (CLI commands, ``streams.config.kafka_settings``).
@@ -71,6 +75,38 @@ def kafka_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaSes
         yield KafkaSession(bootstrap, False)
     finally:
         kafka.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A running three-node ``infra.kafka.launcher.LocalKafkaCluster`` (every node restarted between tests
+    that stop one: use :func:`heal_cluster`)."""
+    from infra.kafka.launcher import ClusterLayout, LocalKafkaCluster
+    from streams.config import KafkaSettings
+
+    ports = free_ports(6)
+    layout = ClusterLayout(tuple((ports[2 * i], ports[2 * i + 1]) for i in range(3)))
+    settings = KafkaSettings(external=False, start_timeout_s=180.0, heap="384m")
+    cluster = LocalKafkaCluster(settings, tmp_path_factory.mktemp("kafka-cluster"), layout=layout)
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        heal_cluster(cluster)
+        cluster.stop()
+
+
+def heal_cluster(cluster) -> None:
+    """Every node of ``cluster`` running and not paused (after a fault test, passed or failed)."""
+    import signal
+
+    for node in cluster.nodes:
+        pid = node.running_pid()
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+    if any(n.running_pid() is None for n in cluster.nodes):
+        cluster.start()  # starts the stopped nodes together (a lone node waits for a quorum); running ones stay
 
 
 @pytest.fixture(scope="session")

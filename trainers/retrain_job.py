@@ -447,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
 
         from streams.adapters.kafka_clients import connection
 
-        producer = KafkaProducer(**connection(raw).kafka_python(), acks="all")
+        producer = KafkaProducer(**connection(raw).kafka_python(), acks="all", enable_idempotence=True)
     if cfg.data_until not in ("window", "latest"):
         raise SystemExit(f"trainers.data_until must be 'window' or 'latest', got {cfg.data_until!r}")
     data_end = req.window_end if cfg.data_until == "window" else float("inf")

@@ -13,12 +13,21 @@ Environment: ``DRIFTLOOP_KAFKA_LIBS`` (jar folder, default ``~/.cache/driftloop/
 shared by every clone on the machine), ``DRIFTLOOP_KAFKA_JVM_OPTS`` (extra broker JVM flags),
 ``JAVA_HOME``; Maven honours ``MAVEN_OPTS`` (e.g. ``-Dmaven.repo.local=...``).
 
-Command line: ``driftloop kafka start|stop|status|fetch``.  From Python::
+A local cluster of three combined controller+broker nodes (``--nodes 3`` / ``kafka.nodes: 3``)
+uses the same launcher per node: node *i* listens on ``port + 2(i-1)`` and ``controller_port + 2(i-1)``,
+keeps its state under ``<state dir>/node-<i>``, and the nodes form a static KRaft quorum
+(``controller.quorum.voters``).  Topics get replication factor 3 and ``min.insync.replicas`` 2 there.
+
+Command line: ``driftloop kafka start|stop|status|fetch [--nodes N]``.  From Python::
 
     kafka = LocalKafka(streams.config.kafka_settings({}), Path("/tmp/k"))
     bootstrap = kafka.start()      # "127.0.0.1:9092"
     ...
     kafka.stop()
+    cluster = LocalKafkaCluster(dataclasses.replace(settings, nodes=3), Path("/tmp/k3"))
+    cluster.start()                # "127.0.0.1:9092,127.0.0.1:9094,127.0.0.1:9096"
+    cluster.nodes[1].kill()        # one broker SIGKILLed (fault tests); cluster.nodes[1].start() again
+    cluster.stop()
 """
 
 from __future__ import annotations
@@ -41,6 +50,7 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Iterator, Sequence
 
@@ -168,6 +178,65 @@ def java_executable() -> str:
     return found
 
 
+# --------------------------------------------------------------------------- cluster layout
+
+
+MAX_NODES = 9
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeRole:
+    """One node's place in a local cluster: its id, the static quorum and the cluster's size and id."""
+
+    node_id: int = NODE_ID
+    voters: str = ""  # "1@127.0.0.1:9093,2@..."; empty: a single node with a dynamic (standalone) quorum
+    cluster_size: int = 1
+    cluster_id: str = ""  # shared by every node of a cluster; empty: a new one at format time
+
+    @property
+    def replication(self) -> int:
+        """Replication factor of every topic on this cluster: min(3, nodes)."""
+        return min(3, self.cluster_size)
+
+    @property
+    def min_isr(self) -> int:
+        """``min.insync.replicas``: 2 from three nodes on (one broker may fail without losing acks=all writes)."""
+        return 2 if self.cluster_size >= 3 else 1
+
+
+@dataclasses.dataclass(frozen=True)
+class ClusterLayout:
+    """Ports of the nodes of a local cluster (pure): node i gets ``port + 2(i-1)``, ``controller_port + 2(i-1)``."""
+
+    ports: tuple[tuple[int, int], ...]  # (client, controller) per node, node ids 1..n
+
+    @classmethod
+    def from_settings(cls, settings: KafkaSettings) -> "ClusterLayout":
+        n = int(settings.nodes)
+        if not 1 <= n <= MAX_NODES:
+            raise KafkaError(f"kafka.nodes must be between 1 and {MAX_NODES} (got {n}); 3 is the usual cluster")
+        ports = tuple((settings.port + 2 * i, settings.controller_port + 2 * i) for i in range(n))
+        flat = [p for pair in ports for p in pair]
+        if len(set(flat)) != len(flat):
+            raise KafkaError(
+                f"with {n} nodes the client ports {[c for c, _ in ports]} and controller ports "
+                f"{[c for _, c in ports]} overlap; choose --controller-port outside them (e.g. port + 1, the default)"
+            )
+        return cls(ports)
+
+    @property
+    def size(self) -> int:
+        return len(self.ports)
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(f"127.0.0.1:{c}" for c, _ in self.ports)
+
+    @property
+    def voters(self) -> str:
+        return ",".join(f"{i}@127.0.0.1:{c}" for i, (_, c) in enumerate(self.ports, start=1))
+
+
 # --------------------------------------------------------------------------- results
 
 
@@ -236,8 +305,10 @@ class LocalKafka:
         state_dir: Path | str | None = None,
         libs: Path | None = None,
         jvm_opts: Sequence[str] | None = None,
+        role: NodeRole | None = None,
     ):
         self.settings = settings
+        self.role = role or NodeRole()
         # Extra JVM flags for the broker: the argument, else $DRIFTLOOP_KAFKA_JVM_OPTS (even empty), else the default.
         env_opts = os.environ.get("DRIFTLOOP_KAFKA_JVM_OPTS")
         if jvm_opts is not None:
@@ -307,12 +378,16 @@ class LocalKafka:
 
     # configuration ----------------------------------------------------------
     def properties(self) -> dict[str, str]:
-        """The broker's ``server.properties`` (single node: broker + controller, RF 1 everywhere)."""
+        """The broker's ``server.properties`` (broker + controller; RF min(3, nodes), min ISR 2 from 3 nodes)."""
         port, cport = self.settings.port, self.settings.controller_port
+        role = self.role
+        rf, isr = str(role.replication), str(role.min_isr)
+        quorum = ({"controller.quorum.voters": role.voters} if role.voters
+                  else {"controller.quorum.bootstrap.servers": f"127.0.0.1:{cport}"})
         return {
             "process.roles": "broker,controller",
-            "node.id": str(NODE_ID),
-            "controller.quorum.bootstrap.servers": f"127.0.0.1:{cport}",
+            "node.id": str(role.node_id),
+            **quorum,
             "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{cport}",
             "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{cport}",
             "inter.broker.listener.name": "PLAINTEXT",
@@ -320,16 +395,16 @@ class LocalKafka:
             "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
             "log.dirs": str(self.data_dir),
             "num.partitions": "1",
-            "default.replication.factor": "1",
-            "min.insync.replicas": "1",
+            "default.replication.factor": rf,
+            "min.insync.replicas": isr,
             "auto.create.topics.enable": "true",
             "delete.topic.enable": "true",
-            # Internal topics: one broker, so replication factor 1 and min ISR 1.
-            "offsets.topic.replication.factor": "1",
-            "transaction.state.log.replication.factor": "1",  # Faust exactly-once needs this on one broker
-            "transaction.state.log.min.isr": "1",
-            "share.coordinator.state.topic.replication.factor": "1",
-            "share.coordinator.state.topic.min.isr": "1",
+            # Internal topics: as the user topics (one broker: RF 1, min ISR 1; Faust exactly-once needs this).
+            "offsets.topic.replication.factor": rf,
+            "transaction.state.log.replication.factor": rf,
+            "transaction.state.log.min.isr": isr,
+            "share.coordinator.state.topic.replication.factor": rf,
+            "share.coordinator.state.topic.min.isr": isr,
             # Fewer internal partitions than the production default of 50: faster first group join.
             "offsets.topic.num.partitions": "10",
             "transaction.state.log.num.partitions": "10",
@@ -429,7 +504,8 @@ class LocalKafka:
         return (self.data_dir / "meta.properties").is_file()
 
     def _format_if_needed(self) -> bool:
-        """Format KRaft storage once (``StorageTool random-uuid`` + ``format --standalone``)."""
+        """Format KRaft storage once (``StorageTool random-uuid`` + ``format --standalone``; a cluster's
+        nodes share one cluster id and the static voters of their properties)."""
         if self.is_formatted():
             formatted_port = self._meta().get("controller_port")
             if formatted_port is not None and formatted_port != self.settings.controller_port:
@@ -447,9 +523,10 @@ class LocalKafka:
                 )
             return False
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        uuid = new_cluster_id()
+        uuid = self.role.cluster_id or new_cluster_id()
+        standalone = () if self.role.voters else ("--standalone",)
         scram = self.security.format_args() if self.security is not None else []
-        self._run_tool("format", "-t", uuid, "-c", str(self.properties_file), "--standalone", *scram)
+        self._run_tool("format", "-t", uuid, "-c", str(self.properties_file), *standalone, *scram)
         self.meta_file.write_text(
             json.dumps(
                 {"cluster_id": uuid, "kafka_version": KAFKA_VERSION, "controller_port": self.settings.controller_port,
@@ -625,6 +702,160 @@ class LocalKafka:
         )
 
 
+    def send_signal(self, sig: int) -> int:
+        """Send ``sig`` to the running broker (fault tests: SIGSTOP/SIGCONT); returns its pid."""
+        pid = self.running_pid()
+        if pid is None:
+            raise KafkaError(f"no broker runs in {self.state_dir}; start it first")
+        os.kill(pid, sig)
+        return pid
+
+    def kill(self) -> int:
+        """SIGKILL the broker (a crash, for fault tests) and wait until it is gone; returns its pid."""
+        pid = self.send_signal(signal.SIGKILL)
+        self._wait_gone(pid, 30.0)
+        self.pid_file.unlink(missing_ok=True)
+        self._proc = None
+        return pid
+
+
+class LocalKafkaCluster:
+    """``settings.nodes`` local KRaft nodes (combined controller+broker) started, stopped and asked together.
+
+    One node is exactly :class:`LocalKafka` in ``state_dir``; more nodes live in ``state_dir/node-<i>``
+    with a shared cluster id recorded in ``state_dir/cluster.json``, which also lets ``stop`` and
+    ``status`` find every node of a cluster without ``--nodes``.
+    """
+
+    def __init__(self, settings: KafkaSettings, state_dir: Path | str | None = None, libs: Path | None = None,
+                 jvm_opts: Sequence[str] | None = None, layout: ClusterLayout | None = None):
+        """``layout``: the nodes' ports when not derived from ``settings`` (tests: free ports)."""
+        if layout is not None:
+            settings = dataclasses.replace(settings, nodes=layout.size, port=layout.ports[0][0],
+                                           controller_port=layout.ports[0][1])
+        single = LocalKafka(dataclasses.replace(settings, nodes=1), state_dir, libs, jvm_opts)
+        self.settings, self.state_dir = settings, single.state_dir
+        recorded = self._recorded()
+        nodes = int(settings.nodes)
+        if recorded and nodes == 1 and not settings.external:  # stop/status of a cluster started with --nodes N
+            nodes = int(recorded["nodes"])
+        if recorded and nodes != int(recorded["nodes"]):
+            raise KafkaError(
+                f"the Kafka state in {self.state_dir} belongs to a {recorded['nodes']}-node cluster, not {nodes}: "
+                f"use --nodes {recorded['nodes']}, or delete {self.state_dir} to start afresh (its topics are lost)"
+            )
+        if nodes > 1 and not settings.external and settings.security_protocol.upper() != "PLAINTEXT":
+            raise KafkaError(
+                f"a local cluster of {nodes} nodes runs PLAINTEXT only (kafka.security_protocol is "
+                f"{settings.security_protocol}): use kafka.nodes 1 for the SASL_SSL broker, or a cluster of yours"
+            )
+        if nodes == 1 or settings.external:
+            self.nodes = [single]
+            self.layout = ClusterLayout(((settings.port, settings.controller_port),))
+            return
+        self.layout = layout or ClusterLayout.from_settings(dataclasses.replace(settings, nodes=nodes))
+        cluster_id = recorded["cluster_id"] if recorded else ""
+        self.nodes = [
+            LocalKafka(dataclasses.replace(settings, port=port, controller_port=cport, nodes=1),
+                       self.state_dir / f"node-{i}", libs, jvm_opts,
+                       role=NodeRole(i, self.layout.voters, self.layout.size, cluster_id))
+            for i, (port, cport) in enumerate(self.layout.ports, start=1)
+        ]
+
+    @property
+    def cluster_file(self) -> Path:
+        return self.state_dir / "cluster.json"
+
+    def _recorded(self) -> dict | None:
+        try:
+            return json.loads(self.cluster_file.read_text())
+        except (OSError, ValueError):
+            return None
+
+    @property
+    def external(self) -> bool:
+        return bool(self.settings.external)
+
+    @property
+    def bootstrap(self) -> str:
+        return self.nodes[0].bootstrap if len(self.nodes) == 1 else self.layout.bootstrap
+
+    @property
+    def server_log(self) -> Path:
+        return self.nodes[0].server_log
+
+    @property
+    def security(self):
+        """The single node's SASL_SSL (``infra.kafka.security.BrokerSecurity``); None for a cluster (PLAINTEXT)."""
+        return self.nodes[0].security if len(self.nodes) == 1 else None
+
+    @property
+    def connection(self):
+        """How driftloop's clients reach the cluster (every node's address)."""
+        return dataclasses.replace(self.nodes[0].connection, bootstrap=self.bootstrap)
+
+    def start(self) -> str:
+        return self.start_detailed().bootstrap
+
+    def start_detailed(self, note: IO[str] | None = None) -> StartResult:
+        """Start every node at once (a static quorum answers only once a majority runs); all or none."""
+        if len(self.nodes) == 1:
+            return self.nodes[0].start_detailed(note)
+        t0 = time.monotonic()
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        if not self.cluster_file.exists():
+            cluster_id = new_cluster_id()
+            self.cluster_file.write_text(json.dumps({"cluster_id": cluster_id, "nodes": len(self.nodes),
+                                                     "ports": [list(p) for p in self.layout.ports]}, indent=2))
+            for node in self.nodes:
+                node.role = dataclasses.replace(node.role, cluster_id=cluster_id)
+        from streams.adapters.kafka_admin import _quiet_kafka_logs
+
+        ensure_libs(self.nodes[0].libs)  # once, before the nodes race for it
+        # one quiet span for all nodes (each node's probe restoring the log level would let the others' noise out)
+        with _quiet_kafka_logs(), ThreadPoolExecutor(len(self.nodes)) as pool:
+            futures = [pool.submit(n.start_detailed, note) for n in self.nodes]
+            outcomes: list[StartResult | BaseException] = []
+            for f in futures:
+                try:
+                    outcomes.append(f.result())
+                except BaseException as exc:  # noqa: BLE001 - reported below, after the others are stopped
+                    outcomes.append(exc)
+        failed = [o for o in outcomes if isinstance(o, BaseException)]
+        if failed:
+            for node in self.nodes:
+                with contextlib.suppress(Exception):
+                    node.stop(timeout_s=15.0)
+            raise KafkaError(f"{len(failed)} of {len(self.nodes)} nodes did not start: {failed[0]}")
+        results = [o for o in outcomes if isinstance(o, StartResult)]
+        return StartResult(
+            self.bootstrap, results[0].pid, already_running=all(r.already_running for r in results),
+            formatted=any(r.formatted for r in results), fetch_s=max(r.fetch_s for r in results),
+            format_s=max(r.format_s for r in results), broker_s=max(r.broker_s for r in results),
+            total_s=time.monotonic() - t0,
+        )
+
+    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> bool:
+        """Stop every node (all at once: a node alone cannot finish a controlled shutdown without a quorum)."""
+        if len(self.nodes) == 1:
+            return self.nodes[0].stop(timeout_s)
+        with ThreadPoolExecutor(len(self.nodes)) as pool:
+            futures = [pool.submit(n.stop, timeout_s) for n in self.nodes]
+        errors, stopped = [], []
+        for f in futures:
+            try:
+                stopped.append(f.result())
+            except KafkaError as exc:
+                errors.append(str(exc))
+        if errors:
+            raise KafkaError("; ".join(errors))
+        return any(stopped)
+
+    def status(self) -> list[Status]:
+        """One :class:`Status` per node."""
+        return [n.status() for n in self.nodes]
+
+
 # --------------------------------------------------------------------------- CLI
 
 
@@ -642,6 +873,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="data, logs and pid folder (default: kafka.state_dir or $DRIFTLOOP_HOME/kafka)")
     parser.add_argument("--timeout", type=float,
                         help="seconds to wait for the broker to answer (default: kafka.start_timeout_s)")
+    parser.add_argument("--nodes", type=int,
+                        help="local cluster size: 3 starts three controller+broker nodes on port, port+2, port+4 "
+                        "(default: kafka.nodes, 1; stop and status find a cluster's nodes by themselves)")
 
 
 def settings_from_args(args: argparse.Namespace) -> KafkaSettings:
@@ -657,6 +891,8 @@ def settings_from_args(args: argparse.Namespace) -> KafkaSettings:
         changes["state_dir"] = args.state_dir
     if getattr(args, "timeout", None):
         changes["start_timeout_s"] = args.timeout
+    if getattr(args, "nodes", None):
+        changes["nodes"] = args.nodes
     return dataclasses.replace(settings, **changes)
 
 
@@ -664,8 +900,8 @@ def run(args: argparse.Namespace) -> int:
     if not getattr(args, "verbose", False):
         logging.getLogger("kafka").setLevel(logging.WARNING)  # kafka-python's per-connection INFO lines
     settings = settings_from_args(args)
-    kafka = LocalKafka(settings)
     try:
+        kafka = LocalKafkaCluster(settings)
         if args.action == "fetch":
             libs = libs_dir()
             took = ensure_libs(libs)
@@ -703,7 +939,10 @@ def run(args: argparse.Namespace) -> int:
             else:
                 print(f"Kafka is not running (state: {kafka.state_dir})")
             return 0
-        st = kafka.status()
+        statuses = kafka.status()
+        if len(statuses) > 1:
+            return _print_cluster_status(statuses)
+        st = statuses[0]
         if st.external:
             state = "answers" if st.error is None else f"does NOT answer ({st.error})"
             print(f"external cluster {st.bootstrap}: {state}; topics: {st.topics if st.topics is not None else '?'}")
@@ -718,3 +957,17 @@ def run(args: argparse.Namespace) -> int:
     except KafkaError as exc:
         print(f"driftloop kafka {args.action}: {exc}", file=sys.stderr)
         return 1
+
+
+def _print_cluster_status(statuses: list[Status]) -> int:
+    """One line per node; exit 0 when every node runs, 3 otherwise."""
+    up = [s for s in statuses if s.running]
+    for i, st in enumerate(statuses, start=1):
+        if st.running:
+            extra = f"; {st.error}" if st.error else ""
+            print(f"Kafka node {i}: running, pid {st.pid}, {st.bootstrap}, topics "
+                  f"{st.topics if st.topics is not None else '?'}, state {st.state_dir}{extra}")
+        else:
+            print(f"Kafka node {i}: not running ({st.bootstrap}, state {st.state_dir})")
+    print(f"{len(up)} of {len(statuses)} nodes running")
+    return 0 if len(up) == len(statuses) else 3

@@ -49,8 +49,25 @@ class TableReader:
         return list(self.table.data.keys())
 
 
+#: A partition's highwater is trusted for "nothing unread" only when a fetch answered for it this recently.
+HIGHWATER_FRESH_S = 5.0
+
+
 class ConsumerView:
     """The core's view of Faust's consumer: assignment and unread records (aiokafka internals, pinned by tests)."""
+
+    @staticmethod
+    def _fresh(consumer: Any, tp: Any) -> bool:
+        """A fetch answered for ``tp`` within :data:`HIGHWATER_FRESH_S` (aiokafka's ``last_poll_timestamp``);
+        True when the client does not say (an older aiokafka: the highwater alone, as before)."""
+        client = getattr(getattr(consumer, "_thread", None), "_consumer", None)
+        if client is None or not hasattr(client, "last_poll_timestamp"):
+            return True
+        try:
+            polled_ms = client.last_poll_timestamp(tp)
+        except Exception:  # not assigned to the client (yet)
+            return False
+        return polled_ms is not None and time.time() * 1000 - polled_ms <= HIGHWATER_FRESH_S * 1000
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -75,6 +92,10 @@ class ConsumerView:
         return self._tps.get((topic, partition))
 
     def backlog(self, topic: str, partition: int) -> bool | None:
+        """Whether ``partition`` has records not read yet; None when not known: nothing fetched yet, or the last
+        fetch answer is older than :data:`HIGHWATER_FRESH_S` (a broker down or paused leaves the highwater
+        standing, and a partition that only *looks* read up must not be announced idle: its records would come
+        after the watermark moved past them)."""
         tp = self.tp(topic, partition)
         if tp is None:
             return None
@@ -86,7 +107,9 @@ class ConsumerView:
         if hw is None:
             return None
         read = consumer._read_offset.get(tp)
-        return hw > (read + 1 if read is not None else 0)
+        if hw > (read + 1 if read is not None else 0):
+            return True
+        return False if self._fresh(consumer, tp) else None  # "all read" only on a fresh answer
 
 
 async def deliver_dead_letter(topic: Any, letter: Send, attempts: int = 3) -> None:
@@ -295,6 +318,7 @@ def register(app: Any, settings: Any, metrics: Any, parity_step: Any = None, del
     t = settings.topics
     n = settings.partitions
     raw = dict(value_serializer="raw", key_serializer="raw")
+    durable = getattr(app, "driftloop_topic_configs", {})  # min.insync.replicas on a cluster of 3+ brokers
     topics = {
         "inputs": app.topic(t.inputs, partitions=n, **raw),
         "labels": app.topic(t.labels, partitions=n, **raw),
@@ -303,14 +327,14 @@ def register(app: Any, settings: Any, metrics: Any, parity_step: Any = None, del
         "alerts": app.topic(t.alerts, **raw),
         "labelled": app.topic(t.labelled, **raw),
         "retrain_requests": app.topic(t.retrain_requests, **raw),
-        "partials": app.topic(settings.partials_topic, partitions=n, internal=True, **raw),
+        "partials": app.topic(settings.partials_topic, partitions=n, internal=True, config=dict(durable), **raw),
     }
     import faust
 
     schema = faust.Schema(key_serializer="json", value_serializer="raw")  # values: msgspec JSON (TableKV)
     state = app.Table("state", default=None, partitions=n, schema=schema,
-                      extra_topic_configs={"max.message.bytes": "8000000"})
-    joins = app.Table("joinstore", default=None, partitions=n, schema=schema)
+                      extra_topic_configs={"max.message.bytes": "8000000", **durable})
+    joins = app.Table("joinstore", default=None, partitions=n, schema=schema, extra_topic_configs=dict(durable))
     worker = Worker(app, settings, metrics, topics, state, joins, parity_step)
     app.driftloop_worker = worker
     w = settings.worker

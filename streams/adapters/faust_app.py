@@ -124,14 +124,43 @@ def _drift_config(cls: type, raw: Any) -> Any:
     return cfg.section(cls, raw, "drift")
 
 
-def make_app(raw_config: Mapping[str, Any] | None = None, *, parity_step: Any = None, metrics: Any = None):
-    """Build the Faust app (agents registered, nothing started)."""
+def idempotent_producer_class() -> type:
+    """Faust's aiokafka producer with ``acks=all`` and idempotence always on (Faust turns idempotence on only
+    inside transactions): a retried send after a broker failure is never written twice."""
+    from faust.transport.drivers import aiokafka as drv
+
+    class IdempotentProducer(drv.Producer):
+        def _settings_extra(self) -> Mapping[str, Any]:
+            return {**super()._settings_extra(), "acks": "all", "enable_idempotence": True}
+
+    return IdempotentProducer
+
+
+def _durability(bootstrap: Any) -> Any:
+    """The cluster's :class:`streams.adapters.kafka_admin.Durability`; one broker's when it cannot be asked."""
+    from streams.adapters.kafka_admin import Durability, cluster_durability
+
+    try:
+        return cluster_durability(bootstrap)
+    except Exception as exc:  # the worker starts anyway; Faust waits for the broker itself
+        log.warning("could not count the brokers at %s (%s); internal topics get replication factor 1", bootstrap, exc)
+        return Durability()
+
+
+def make_app(raw_config: Mapping[str, Any] | None = None, *, parity_step: Any = None, metrics: Any = None,
+             durability: Any = None):
+    """Build the Faust app (agents registered, nothing started).
+
+    ``durability`` (:class:`streams.adapters.kafka_admin.Durability`): replication of the internal topics
+    and changelogs; by default asked from the cluster (RF min(3, brokers), min ISR 2 from three brokers).
+    """
     import faust
 
     from streams.adapters.faust_agents import register
     from streams.adapters.metrics import WorkerMetrics
 
     s = load_settings(raw_config)
+    durability = durability or _durability(s.connection)
     w = s.worker
     s.data_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
@@ -140,7 +169,7 @@ def make_app(raw_config: Mapping[str, Any] | None = None, *, parity_step: Any = 
         datadir=str(s.data_dir),
         store="memory://",
         topic_partitions=s.partitions,
-        topic_replication_factor=1,
+        topic_replication_factor=durability.replication,
         processing_guarantee=w.processing_guarantee,
         consumer_auto_offset_reset="earliest",
         table_standby_replicas=0,
@@ -165,6 +194,8 @@ def make_app(raw_config: Mapping[str, Any] | None = None, *, parity_step: Any = 
 
         delivery = BatchDelivery(fetch_max_wait_ms=w.fetch_max_wait_ms)
         install(app, delivery)
+    app.transport.Producer = idempotent_producer_class()  # acks=all + idempotence for every record the worker sends
+    app.driftloop_topic_configs = durability.topic_configs()  # min.insync.replicas of internal topics
     metrics = metrics or WorkerMetrics()
     if parity_step is None and ((raw_config or {}).get("parity") or {}).get("enabled") is True:
         from streams.adapters.parity_step import from_config

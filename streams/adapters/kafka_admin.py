@@ -13,6 +13,7 @@ and closes its own admin client.  ``bootstrap`` is an address (PLAINTEXT) or a
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import time
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
@@ -35,6 +36,37 @@ class BrokerUnavailable(TimeoutError):
 
 class TopicSetupError(RuntimeError):
     """The broker refused to create a topic (the message says why)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Durability:
+    """How the project's topics are replicated on a cluster of ``brokers`` brokers (pure).
+
+    Replication factor min(3, brokers); ``min.insync.replicas`` 2 from three brokers on, so an
+    ``acks=all`` write survives one broker failing and is refused (not lost) when two are down.
+
+    >>> Durability.for_brokers(3)
+    Durability(replication=3, min_isr=2)
+    >>> Durability.for_brokers(1).topic_configs()
+    {}
+    """
+
+    replication: int = 1
+    min_isr: int = 1
+
+    @classmethod
+    def for_brokers(cls, brokers: int) -> "Durability":
+        return cls(max(1, min(3, brokers)), 2 if brokers >= 3 else 1)
+
+    def topic_configs(self) -> dict[str, str]:
+        """Topic-level configs to create topics with (none beyond the broker defaults on one broker)."""
+        return {"min.insync.replicas": str(self.min_isr)} if self.min_isr > 1 else {}
+
+
+def cluster_durability(bootstrap: "str | KafkaConnection", timeout_s: float = 10.0) -> Durability:
+    """:class:`Durability` for the cluster at ``bootstrap`` (its live broker count)."""
+    with admin_client(bootstrap, timeout_s) as admin:
+        return Durability.for_brokers(len(admin.describe_cluster().get("brokers") or []))
 
 
 @contextlib.contextmanager
@@ -137,7 +169,7 @@ def ensure_topics(
     bootstrap: "str | KafkaConnection",
     names: Iterable[str],
     partitions: int = 1,
-    replication: int = 1,
+    replication: int | None = None,
     *,
     configs: dict[str, str] | None = None,
     timeout_s: float = 30.0,
@@ -146,6 +178,8 @@ def ensure_topics(
 
     Idempotent: existing topics are left as they are (their partition count is not changed).
     Returns once metadata shows every named topic with a leader for each partition.
+    ``replication=None``: as :class:`Durability` says for the cluster's broker count (RF min(3, brokers),
+    ``min.insync.replicas`` 2 from three brokers on; ``configs`` win over it).
     """
     wanted = list(dict.fromkeys(names))
     if not wanted:
@@ -155,8 +189,14 @@ def ensure_topics(
         missing = [n for n in wanted if n not in existing]
         created: list[str] = []
         if missing:
+            if replication is None:
+                durability = Durability.for_brokers(len(admin.describe_cluster().get("brokers") or []))
+            else:
+                durability = Durability(replication, 1)
+            topic_configs = {**durability.topic_configs(), **(configs or {})}
             spec = {
-                n: {"num_partitions": partitions, "replication_factor": replication, "configs": dict(configs or {})}
+                n: {"num_partitions": partitions, "replication_factor": durability.replication,
+                    "configs": dict(topic_configs)}
                 for n in missing
             }
             result = admin.create_topics(spec, timeout_ms=int(timeout_s * 1000), raise_errors=False)

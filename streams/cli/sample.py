@@ -193,7 +193,7 @@ def run(args: argparse.Namespace) -> int:
     events = traffic.events(args.n)
     from streams.adapters.kafka_clients import from_settings
 
-    producer = KafkaProducer(**from_settings(kafka).kafka_python(), acks="all", linger_ms=20)
+    producer = KafkaProducer(**from_settings(kafka).kafka_python(), acks="all", enable_idempotence=True, linger_ms=20)
     topic = args.topic or topics.inputs
     bad = malformed(args.bad, seed=args.seed)
     stride = max(1, len(events) // max(1, len(bad)))

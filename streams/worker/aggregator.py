@@ -10,6 +10,7 @@ every output is an effect recorded on the shared :class:`streams.worker.effects.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import defaultdict
 from typing import Any, Iterable, Sequence
@@ -146,6 +147,8 @@ class Aggregator:
             except OSError as exc:
                 log.warning("could not save the bootstrapped reference: %r", exc)
         for st, w, n in out.judged:
+            # one line per judged window: what a window counted survives the worker (fault tests compare them)
+            log.info("judged window %s of %s v%s (%s): n=%d", json.dumps(w), json.dumps(m), json.dumps(v), st, n)
             self.m.window_samples.labels(model=m, model_version=v, stream=st).set(n)
             self.m.windows_judged.labels(model=m, model_version=v, stream=st).inc()
         for w, n_lab, n_err in out.labelled:  # the model-quality SLO's counters (error budget burn rate)

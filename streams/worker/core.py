@@ -25,13 +25,7 @@ import time
 from collections import Counter, defaultdict
 from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 
-from streams.contracts.events import (
-    DEFAULT_DLQ_MAX_BYTES,
-    Alert,
-    DeadLetter,
-    InvalidRecord,
-    model_version_of,
-)
+from streams.contracts.events import DEFAULT_DLQ_MAX_BYTES, Alert, DeadLetter, InvalidRecord, model_version_of
 from streams.contracts.validate import parse_input_batch, parse_label
 from streams.judge.dedupe import EventDedup
 from streams.worker import state as ws
@@ -444,8 +438,13 @@ class WorkerCore:
         for p, topics in sorted(owned.items()):
             if p in self.idle:
                 continue
+            if any(self._backlog(view, topic, p, unknown=True) for topic in topics):
+                # records unread, or not known (no fresh fetch answer: a broker down or paused): not quiet, and
+                # its quiet time starts again, so a partition is idle only after t seconds *known* to be quiet
+                self.active_at[p] = now
+                continue
             since = self.active_at.setdefault(p, now)
-            if now - since < t or any(self._backlog(view, topic, p, unknown=True) for topic in topics):
+            if now - since < t:
                 continue
             self._send_watermarks(p, idle=True)
             self.idle.add(p)

@@ -327,7 +327,7 @@ def run(args: argparse.Namespace) -> int:
 
     from kafka import KafkaConsumer, KafkaProducer
 
-    producer = KafkaProducer(**conn.kafka_python(), acks="all",
+    producer = KafkaProducer(**conn.kafka_python(), acks="all", enable_idempotence=True,
                              value_serializer=lambda s: s if isinstance(s, bytes) else s.encode("utf-8"))
     consumer = KafkaConsumer(topics.retrain_requests, **conn.kafka_python(),
                              group_id=cfg.group_id, enable_auto_commit=False, auto_offset_reset="earliest")
