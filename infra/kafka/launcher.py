@@ -269,7 +269,8 @@ class Status:
 # --------------------------------------------------------------------------- the broker
 
 
-def _port_free(port: int, host: str = "127.0.0.1") -> bool:
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether a TCP port can be bound on ``host`` now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -582,7 +583,7 @@ class LocalKafka:
             if stale and note:
                 print(stale, file=note)
             for what, port in (("client", self.settings.port), ("controller", self.settings.controller_port)):
-                if not _port_free(port):
+                if not port_free(port):
                     raise KafkaError(
                         f"the {what} port 127.0.0.1:{port} is in use by another process; "
                         f"choose another with --{'port' if what == 'client' else 'controller-port'} "

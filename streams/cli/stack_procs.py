@@ -113,14 +113,7 @@ def broker_ok(bootstrap: Any, timeout_s: float = 3.0) -> tuple[bool, str]:
         return False, f"no answer within {timeout_s:.0f} s"
 
 
-def port_free(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
+from infra.kafka.launcher import port_free  # noqa: E402,F401  (one implementation, used by stack.py)
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -17,11 +17,10 @@ import argparse
 import json
 import os
 import time
-import uuid
 
 from streams import config as cfg
 from streams.adapters.kafka_clients import child_section
-from streams.demo.processes import Child, kafka_for_demo, say
+from streams.demo.processes import new_run_home, Child, kafka_for_demo, say
 from streams.demo.processes import cli as _cli
 
 MODEL = "fraud"
@@ -43,9 +42,7 @@ def run(args: argparse.Namespace) -> int:
     logging.getLogger("streams.adapters.kafka_admin").setLevel(logging.WARNING)
     raw = cfg.load_file(args.config)
     topics0 = cfg.topics(raw)
-    run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:4]
-    home = cfg.home() / "demo" / run_id
-    home.mkdir(parents=True, exist_ok=True)
+    run_id, home = new_run_home()
     t0 = time.monotonic()
     children: list[Child] = []
     with kafka_for_demo(raw, args.keep_running) as bootstrap:

@@ -84,3 +84,13 @@ def cli(argv: list[str], env: dict[str, str]) -> str:
     return out.stdout
 
 
+
+
+def new_run_home() -> tuple[str, "Path"]:
+    """A run id (time + random suffix) and its folder ``$DRIFTLOOP_HOME/demo/<run id>`` (created)."""
+    import uuid
+
+    run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:4]
+    home = cfg.home() / "demo" / run_id
+    home.mkdir(parents=True, exist_ok=True)
+    return run_id, home

@@ -28,7 +28,6 @@ import os
 import socket
 import sys
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -36,7 +35,7 @@ from typing import Any, Callable
 from streams import config as cfg
 from streams.adapters.kafka_clients import child_section
 from streams.cli.stack import LocalStack, StackProgress
-from streams.demo.processes import kafka_for_demo, say
+from streams.demo.processes import new_run_home, kafka_for_demo, say
 from streams.errors import StackError
 from streams.demo.recorder import RunRecorder
 from streams.demo.serving import MIXUP
@@ -205,9 +204,7 @@ def run(args: argparse.Namespace) -> int:
     plan = TweetsPlan.quick() if getattr(args, "quick", False) else TweetsPlan()
     raw = cfg.load_file(args.config)
     topics0 = cfg.topics(raw)
-    run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:4]
-    home = cfg.home() / "demo" / run_id
-    home.mkdir(parents=True, exist_ok=True)
+    run_id, home = new_run_home()
     t0 = time.monotonic()
     stack = consumer = producer = None
     model = tweets_model.MODEL
