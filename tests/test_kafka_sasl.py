@@ -14,7 +14,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 import uuid
 from pathlib import Path
@@ -138,14 +137,12 @@ def test_a_client_with_a_wrong_password_is_refused(sasl_kafka: dict) -> None:
     from kafka import KafkaProducer
 
     bad = dataclasses.replace(sasl_kafka["conn"], password="wrong-" + CANARY[::-1])
-    t0 = time.monotonic()
-    with pytest.raises(Exception):
+    with pytest.raises(Exception):  # refused within the client's own bounds (max_block_ms, get's timeout)
         producer = KafkaProducer(**bad.kafka_python(), acks="all", max_block_ms=8000)
         try:
             producer.send("test.sasl.refused", b"must not land").get(timeout=8)
         finally:
             producer.close(timeout=2)
-    assert time.monotonic() - t0 < 60
     server_log = sasl_kafka["kafka"].server_log.read_text(errors="replace")
     assert "Failed authentication" in server_log and "invalid credentials" in server_log
     # the same through a command: the error names the address, never either password

@@ -144,12 +144,22 @@ def test_produce_jsonl_keys_by_event_id_on_the_workers_partition(kafka_env, uniq
 
 
 @pytest.mark.kafka
-def test_produce_rate_limits(kafka_env, unique_topic, tmp_path, capsys):
+def test_produce_rate_limits(kafka_env, unique_topic, tmp_path, capsys, monkeypatch):
+    """The command paces its sends by the token bucket: on a clock that moves only when it waits, 30 records at
+    20/s (a burst of 2) take 28/20 s of waiting, whatever the machine's speed."""
+    import types
+
+    import streams.cli.produce as produce
+
+    clock = [0.0]
+    own_time = types.SimpleNamespace(**{k: getattr(time, k) for k in dir(time) if not k.startswith("_")})
+    own_time.sleep = lambda s: clock.__setitem__(0, clock[0] + s)  # the command's waits only, not the client's
+    monkeypatch.setattr(produce, "time", own_time)
+    real_bucket = produce.TokenBucket
+    monkeypatch.setattr(produce, "TokenBucket", lambda rate: real_bucket(rate, clock=lambda: clock[0]))
     path = _jsonl(tmp_path / "in.jsonl", 30)
-    t0 = time.monotonic()
     assert _produce(tmp_path, str(path), "--topic", unique_topic, "--rate", "20") == 0
-    took = time.monotonic() - t0
-    assert took >= (30 - 2) / 20 * 0.95  # a lower bound only (a burst of 2 at 20/s)
+    assert clock[0] == pytest.approx((30 - 2) / 20)
     assert len(_consume(kafka_env, unique_topic, 30)) == 30
 
 
