@@ -178,7 +178,7 @@ def test_09_too_large_dead_letters_fit_the_broker_and_nothing_is_skipped(kafka_b
 
 # ---------------------------------------------------------------- real broker, through the worker
 
-from tests.test_worker_kafka import Setup, workers  # noqa: E402,F401  (the worker subprocess harness and its fixture)
+from tests.test_worker_kafka import Setup  # noqa: E402  (the worker subprocess harness)
 
 
 @pytest_kafka

@@ -256,14 +256,6 @@ def test_brokers_paused_30s(reference, cluster, tmp_path, workers):
     assert w.metrics().get("driftloop_events_total") == N_EVENTS
 
 
-@pytest.fixture
-def workers():
-    started: list[WorkerProc] = []
-    yield started
-    for w in started:
-        w.stop()
-
-
 @pytest.mark.slow
 @pytest.mark.ray
 def test_dispatcher_killed_while_its_ray_job_runs(cluster, ray_cluster, ray_jobs, tmp_path):

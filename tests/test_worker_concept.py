@@ -13,7 +13,7 @@ import yaml
 from streams.contracts.events import Alert
 from streams.adapters.reference_store import ReferenceStore
 from streams.cli.sample import SampleTraffic
-from tests.test_worker_kafka import ROOT, START, Setup, register_reference, workers  # noqa: F401
+from tests.test_worker_kafka import ROOT, START, Setup, register_reference
 
 pytestmark = pytest.mark.kafka
 

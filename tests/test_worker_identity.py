@@ -7,7 +7,7 @@ import json
 import pytest
 
 from streams.cli.sample import Drift, SampleTraffic
-from tests.test_worker_kafka import DRIFT_AT, Setup, workers  # noqa: F401  (fixture)
+from tests.test_worker_kafka import DRIFT_AT, Setup
 
 pytestmark = pytest.mark.kafka
 

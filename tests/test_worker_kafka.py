@@ -204,14 +204,6 @@ class WorkerProc:
         self._log.close()
 
 
-@pytest.fixture
-def workers():
-    started: list[WorkerProc] = []
-    yield started
-    for w in started:
-        w.stop()
-
-
 def drift_traffic() -> list[tuple[bytes, bytes]]:
     tr = SampleTraffic(seed=7)
     tr.drifts.append(Drift("amount", tr.start_ts + DRIFT_AT, scale=3.0))

@@ -8,7 +8,7 @@ import pytest
 
 from streams.worker.partitioners import crc32_partition
 from streams.cli.sample import SampleTraffic
-from tests.test_worker_kafka import Setup, workers  # noqa: F401  (fixture)
+from tests.test_worker_kafka import Setup
 
 pytestmark = pytest.mark.kafka
 

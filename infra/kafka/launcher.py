@@ -280,7 +280,8 @@ def port_free(port: int, host: str = "127.0.0.1") -> bool:
     return True
 
 
-def _tail(path: Path, lines: int = 40) -> str:
+def tail(path: Path | str, lines: int = 40) -> str:
+    """The last ``lines`` lines of a log file (read from its last 64 KiB); "" when it cannot be read."""
     try:
         with open(path, "rb") as fh:
             fh.seek(0, os.SEEK_END)
@@ -575,7 +576,7 @@ class LocalKafka:
                 except BrokerUnavailable as exc:
                     raise KafkaError(
                         f"the broker (pid {pid}) runs but does not answer at {self.bootstrap}: {exc}\n"
-                        f"log tail ({self.server_log}):\n{_tail(self.server_log)}\n"
+                        f"log tail ({self.server_log}):\n{tail(self.server_log)}\n"
                         "Stop it with `driftloop kafka stop` and start again."
                     ) from exc
                 return StartResult(self.bootstrap, pid, already_running=True, total_s=time.monotonic() - t0)
@@ -624,8 +625,8 @@ class LocalKafka:
                         else "Raise kafka.start_timeout_s (or --timeout) if the machine is slow.")
                 raise KafkaError(
                     f"the local Kafka broker did not come up at {self.bootstrap}: {exc}\n"
-                    f"--- {self.console_log} (tail)\n{_tail(self.console_log, 20)}\n"
-                    f"--- {self.server_log} (tail)\n{_tail(self.server_log)}\n"
+                    f"--- {self.console_log} (tail)\n{tail(self.console_log, 20)}\n"
+                    f"--- {self.server_log} (tail)\n{tail(self.server_log)}\n"
                     f"{hint} State folder: {self.state_dir}"
                 ) from exc
             broker_s = time.monotonic() - t_broker

@@ -73,12 +73,9 @@ class KafkaConnection:
         return kw
 
     def aiokafka(self) -> dict[str, Any]:
-        """Keyword arguments of aiokafka's ``AIOKafkaProducer``, ``AIOKafkaConsumer`` and admin client."""
-        kw: dict[str, Any] = {"bootstrap_servers": self.bootstrap, "security_protocol": self.protocol}
-        if self.secure:
-            kw.update(sasl_mechanism=self.mechanism, sasl_plain_username=self.username,
-                      sasl_plain_password=self.password, ssl_context=self.ssl_context())
-        return kw
+        """Keyword arguments of aiokafka's ``AIOKafkaProducer``, ``AIOKafkaConsumer`` and admin client (aiokafka
+        takes the same names as kafka-python)."""
+        return self.kafka_python()
 
     def faust(self) -> dict[str, Any]:
         """Keyword arguments of ``faust.App``: ``broker`` (one ``kafka://`` URL per address) and its credentials."""

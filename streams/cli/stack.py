@@ -200,7 +200,7 @@ class LocalStack:
                 proc = self._procs.get(n)
                 if proc is not None and proc.poll() is not None:
                     raise StackError(f"the {n} exited while starting; its log ends with:\n"
-                                     f"{procs.tail(self.paths.log_file(n))}",
+                                     f"{procs.tail(self.paths.log_file(n), 8)}",
                                      f"see {self.paths.log_file(n)}; `driftloop down` cleans up")
             waiting = "; ".join(s.reason or f"{n} not up yet" for n, s in statuses.items() if s.state != RUNNING)
             if time.monotonic() - t0 > timeout_s:

@@ -113,7 +113,7 @@ def broker_ok(bootstrap: Any, timeout_s: float = 3.0) -> tuple[bool, str]:
         return False, f"no answer within {timeout_s:.0f} s"
 
 
-from infra.kafka.launcher import port_free  # noqa: E402,F401  (one implementation, used by stack.py)
+from infra.kafka.launcher import port_free, tail  # noqa: E402,F401  (one implementation each, used by stack.py)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -122,12 +122,3 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-def tail(path: Path | str, lines: int = 8) -> str:
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, fh.tell() - 32 * 1024))
-            text = fh.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import sys
 import time
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from typing import Any, Callable
 from streams import config as cfg
 from streams.adapters.kafka_clients import child_section
 from streams.cli.stack import LocalStack, StackProgress
+from streams.cli.stack_procs import free_port
 from streams.demo.processes import new_run_home, kafka_for_demo, say
 from streams.errors import StackError
 from streams.demo.recorder import RunRecorder
@@ -48,12 +48,6 @@ DESCRIPTIONS = {
     "pipeline_bug": f"a serving release swaps the columns {MIXUP[0]} and {MIXUP[1]}",
     "fixed": "the serving bug fixed",
 }
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def prepare_feature_store(repo: Path) -> None:
@@ -216,7 +210,7 @@ def run(args: argparse.Namespace) -> int:
             topics = {name: f"{getattr(topics0, name)}.demo-{run_id}" for name in
                       ("inputs", "labels", "alerts", "retrain_requests", "retrain_results", "labelled", "model_updates")}
             topics["partitions"] = topics0.partitions
-            metrics_port = _free_port()
+            metrics_port = free_port()
             conf = {
                 "kafka": child_section(bootstrap, cfg.kafka_settings(raw), home),
                 "topics": topics,
@@ -234,7 +228,7 @@ def run(args: argparse.Namespace) -> int:
                     "retrain": {"min_labelled": 200, "cooldown_s": 3600.0, "kinds": ["performance", "concept_drift"]},
                 },
                 "dispatcher": {"state_dir": str(home / "dispatcher"), "registry": str(home / "registry"),
-                               "metrics_port": _free_port(),
+                               "metrics_port": free_port(),
                                "stop_local_cluster_on_exit": not args.keep_running},
                 "licences": {"accept": tweets_model.LICENCE_ACCEPTANCE},
                 "trainers": {"registry": str(home / "registry"), "min_examples": 100, "data_until": "window",
