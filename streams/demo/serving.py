@@ -23,6 +23,13 @@ import numpy as np
 MIXUP = ("n_words", "n_hashtags")
 
 
+def accuracy(inputs: list[dict[str, Any]], labels: list[dict[str, Any]]) -> float:
+    """Share of ``inputs`` whose prediction equals their label (joined by event_id; unlabelled ones left out)."""
+    truth = {lab["event_id"]: lab["label"] for lab in labels}
+    hits = [inp["prediction"] == truth[inp["event_id"]] for inp in inputs if inp["event_id"] in truth]
+    return sum(hits) / max(1, len(hits))
+
+
 @dataclass(frozen=True)
 class Served:
     """One phase's published records: inputs (with prediction and scores) and their labels."""
@@ -63,12 +70,10 @@ class ServingSimulator:
         import torch
 
         net, spec, classes = self._model(version)
-        truth = {lab["event_id"]: lab["label"] for lab in labels}
         with torch.no_grad():
             X = torch.as_tensor(spec.encode([{"text": r["features"]["text"]} for r in inputs]), dtype=torch.float32)
             pred = net(X).argmax(dim=1).numpy()
-        hits = [classes[int(p)] == truth[r["event_id"]] for r, p in zip(inputs, pred) if r["event_id"] in truth]
-        return sum(hits) / max(1, len(hits))
+        return accuracy([dict(r, prediction=classes[int(p)]) for r, p in zip(inputs, pred)], labels)
 
     def on_model_update(self, update: Any) -> bool:
         """Hot-swap to ``update.version`` when it is for this model and not already served; True if swapped."""

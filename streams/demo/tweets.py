@@ -38,7 +38,7 @@ from streams.cli.stack_procs import free_port
 from streams.demo.processes import new_run_home, kafka_for_demo, say
 from streams.errors import StackError
 from streams.demo.recorder import RunRecorder
-from streams.demo.serving import MIXUP
+from streams.demo.serving import MIXUP, accuracy
 from streams.demo.tweets_world import PHASES, TweetsPlan
 
 DESCRIPTIONS = {
@@ -174,12 +174,6 @@ def wait_for(what: str, done: Callable[[], bool], step: Callable[[], None], time
             step()
             bar.update(0)
     return True
-
-
-def accuracy(inputs: list[dict], labels: list[dict]) -> float:
-    truth = {lab["event_id"]: lab["label"] for lab in labels}
-    hits = [inp["prediction"] == truth[inp["event_id"]] for inp in inputs if inp["event_id"] in truth]
-    return sum(hits) / max(1, len(hits))
 
 
 def run(args: argparse.Namespace) -> int:
