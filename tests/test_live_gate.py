@@ -1,0 +1,221 @@
+"""The live gate (trainers/promotion/live_gate.py): shadow verdicts, watch and rollback, calibration, slices,
+de-duplication, state round trip and the false-verdict rate on healthy traffic.  Pure: no broker."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from trainers.promotion.live_gate import (END_WATCH, PROMOTE, REJECT, ROLLBACK, LiveGate, LiveGateConfig, Paired,
+                                          top_brier)
+
+
+def examples(n, live_acc, shadow_acc=None, *, version="1", shadow="2", model="m", seed=0, t0=0.0, dt=1.0,
+             live_conf=None, shadow_conf=None, slice_of=None, prefix="e"):
+    """n labelled examples (dicts) of a binary model: the live version right with probability ``live_acc``, the
+    shadow one with ``shadow_acc`` (None: no shadow field); confidences as top-label scores when given."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        label = int(rng.integers(2))
+        live_ok = rng.random() < live_acc
+        ex = {"event_id": f"{prefix}{seed}-{i}", "model": model, "model_version": version, "ts": t0 + i * dt,
+              "label": label, "prediction": label if live_ok else 1 - label,
+              "features": {"country": slice_of(i) if slice_of else "DE"}}
+        if live_conf is not None:
+            ex["scores"] = [1 - live_conf, live_conf]
+        if shadow_acc is not None:
+            ok = live_ok if shadow_acc == "same" else rng.random() < (shadow_acc(i) if callable(shadow_acc) else shadow_acc)
+            ex["shadow"] = {"model_version": shadow, "prediction": label if ok else 1 - label}
+            if shadow_conf is not None:
+                ex["shadow"]["scores"] = [1 - shadow_conf, shadow_conf]
+        out.append(ex)
+    return out
+
+
+def run(gate, exs, batch=50):
+    verdicts = []
+    for i in range(0, len(exs), batch):
+        verdicts += gate.on_labelled(exs[i:i + batch])
+    return verdicts
+
+
+CFG = LiveGateConfig(min_samples=200, max_samples=2000)
+
+
+def shadow_gate(cfg=CFG):
+    gate = LiveGate(cfg)
+    gate.on_update({"model": "m", "action": "shadow", "version": "1", "previous_version": "1", "shadow": "2"})
+    return gate
+
+
+def test_a_better_candidate_is_promoted_early():
+    verdicts = run(shadow_gate(), examples(2000, 0.78, 0.89))
+    assert [(v.action, v.version, v.incumbent) for v in verdicts] == [(PROMOTE, "2", "1")]
+    ev = verdicts[0].evidence
+    assert ev["looks"] < 10 and ev["paired"] and ev["error_rate"]["n"] == 200 * ev["looks"]  # at a look, before the last
+    assert ev["error_rate"]["subject"] < ev["error_rate"]["incumbent"]
+
+
+def test_a_candidate_worse_live_is_rejected_with_its_evidence():
+    verdicts = run(shadow_gate(), examples(2000, 0.90, 0.80))
+    assert [v.action for v in verdicts] == [REJECT]
+    v = verdicts[0]
+    assert "worse on live traffic" in v.reason and "error rate" in v.reason
+    assert v.evidence["error_rate"]["p_value"] < v.evidence["alpha"]
+    assert v.evidence["failed"]
+
+
+def test_an_equal_candidate_is_promoted_only_at_max_samples():
+    verdicts = run(shadow_gate(), examples(3000, 0.85, 0.85, seed=3))
+    assert [v.action for v in verdicts] == [PROMOTE]
+    assert verdicts[0].evidence["error_rate"]["n"] == 2000 and verdicts[0].evidence["looks"] == 10
+
+
+def test_fewer_examples_than_min_samples_decide_nothing():
+    assert run(shadow_gate(), examples(199, 0.9, 0.1)) == []
+
+
+def test_examples_without_the_candidates_shadow_do_not_count():
+    gate = shadow_gate()
+    assert run(gate, examples(500, 0.9, 0.1, shadow="7")) == []  # another version's shadow
+    assert run(gate, examples(500, 0.9, None, seed=1)) == []  # no shadow field
+    assert gate.evaluations["m"].paired.n == 0
+
+
+def test_each_event_is_counted_once():
+    gate = shadow_gate()
+    exs = examples(150, 0.9, 0.1)
+    assert run(gate, exs + exs + exs) == []
+    assert gate.evaluations["m"].paired.n == 150
+
+
+def test_worse_calibration_rejects_at_equal_accuracy():
+    # right on the same inputs, the candidate far more confident than it should be (0.99 where 80% are right)
+    verdicts = run(shadow_gate(), examples(2000, 0.8, "same", seed=5, live_conf=0.8, shadow_conf=0.99))
+    assert [v.action for v in verdicts] == [REJECT]
+    assert "Brier" in verdicts[0].reason
+
+
+def test_a_slice_worse_alone_is_found():
+    cfg = LiveGateConfig(min_samples=400, max_samples=2000, slices=("country",), min_slice_samples=100)
+    # candidate as good overall except on country=FR (a quarter of the traffic), where it is much worse
+    country = lambda i: "FR" if i % 4 == 0 else "DE"  # noqa: E731
+    verdicts = run(shadow_gate(cfg), examples(2000, 0.85, lambda i: 0.55 if i % 4 == 0 else 0.93, seed=2,
+                                              slice_of=country))
+    assert [v.action for v in verdicts] == [REJECT]
+    assert "slice country=FR" in verdicts[0].reason
+    assert set(verdicts[0].evidence["slices"]) == {"country=DE", "country=FR"}
+
+
+def promote(gate, parent="1", new="2"):
+    gate.on_update({"model": "m", "action": "promote", "version": new, "previous_version": parent, "shadow": parent})
+
+
+def test_a_degraded_promotion_is_rolled_back_paired():
+    gate = LiveGate(CFG)
+    promote(gate)
+    # served by v2 with v1 in shadow: v2 worse
+    verdicts = run(gate, examples(1000, 0.75, 0.90, version="2", shadow="1"))
+    assert [(v.action, v.version, v.incumbent) for v in verdicts] == [(ROLLBACK, "2", "1")]
+    assert verdicts[0].evidence["paired"] and verdicts[0].evidence["kind"] == "watch"
+
+
+def test_a_healthy_promotion_ends_its_watch_after_the_period():
+    gate = LiveGate(LiveGateConfig(min_samples=200, max_samples=5000, watch_s=600.0))
+    promote(gate)
+    verdicts = run(gate, examples(1000, 0.9, 0.85, version="2", shadow="1", dt=1.0))
+    assert [v.action for v in verdicts] == [END_WATCH]
+    assert verdicts[0].evidence["ended_by"] == "watch period"
+    assert verdicts[0].evidence["window"]["end"] - verdicts[0].evidence["window"]["start"] >= 600
+
+
+def test_a_watch_without_shadow_compares_with_the_parents_last_outcomes():
+    gate = LiveGate(LiveGateConfig(min_samples=300, max_samples=3000, baseline_samples=2000))
+    run(gate, examples(3000, 0.9, None, version="1", prefix="before"))  # v1 live: its outcomes are the baseline
+    promote(gate)
+    ev = gate.evaluations["m"]
+    assert ev.baseline.n == 2000  # the last baseline_samples
+    verdicts = run(gate, examples(1500, 0.8, None, version="2", seed=9))
+    assert [v.action for v in verdicts] == [ROLLBACK]
+    assert not verdicts[0].evidence["paired"] and verdicts[0].evidence["error_rate"]["n_baseline"] == 2000
+
+
+def test_the_watch_of_an_older_promotion_ignores_other_versions():
+    gate = LiveGate(CFG)
+    promote(gate)
+    assert run(gate, examples(1000, 0.1, 0.9, version="1", shadow="2")) == []  # v1's late labels: not the subject
+
+
+def test_a_rollback_or_reject_update_ends_the_evaluation():
+    gate = shadow_gate()
+    gate.on_update({"model": "m", "action": "reject", "version": "1", "previous_version": "1"})
+    assert "m" not in gate.evaluations
+    promote(gate)
+    gate.on_update({"model": "m", "action": "rollback", "version": "1", "previous_version": "2"})
+    assert "m" not in gate.evaluations
+
+
+def test_no_second_verdict_after_the_first():
+    gate = shadow_gate()
+    first = run(gate, examples(400, 0.9, 0.5))
+    assert len(first) == 1
+    assert run(gate, examples(2000, 0.9, 0.5, seed=4)) == []
+
+
+def test_state_round_trips_mid_evaluation():
+    exs = examples(1200, 0.86, 0.83, seed=11)
+    a = shadow_gate()
+    run(a, exs[:700])
+    b = LiveGate(CFG, json.loads(json.dumps(a.to_dict())))
+    rest_a, rest_b = run(a, exs[:1200]), run(b, exs[:1200])  # replayed examples are counted once
+    assert [(v.action, v.evidence) for v in rest_a] == [(v.action, v.evidence) for v in rest_b]
+    assert a.to_dict() == b.to_dict()
+
+
+def test_regression_models_count_errors_by_tolerance():
+    gate = LiveGate(LiveGateConfig(min_samples=100, max_samples=200, error="absolute", tolerance=1.0))
+    gate.on_update({"model": "m", "action": "shadow", "version": "1", "shadow": "2"})
+    exs = [{"event_id": f"r{i}", "model": "m", "model_version": "1", "ts": float(i), "label": 10.0,
+            "prediction": 10.5, "shadow": {"model_version": "2", "prediction": 12.0 if i % 3 else 10.2}}
+           for i in range(200)]
+    verdicts = gate.on_labelled(exs)
+    assert [v.action for v in verdicts] == [REJECT]
+
+
+@pytest.mark.parametrize("kind", ["shadow", "watch"])
+def test_false_verdicts_on_healthy_traffic_stay_below_alpha(kind):
+    """Equal versions, 200 seeded evaluations each run to max_samples: rejections / rollbacks stay rare."""
+    cfg = LiveGateConfig(min_samples=200, max_samples=2000, alpha=0.05)
+    bad = 0
+    for seed in range(200):
+        gate = LiveGate(cfg)
+        if kind == "shadow":
+            gate.on_update({"model": "m", "action": "shadow", "version": "1", "shadow": "2"})
+            exs = examples(2000, 0.85, 0.85, seed=seed)
+        else:
+            promote(gate)
+            exs = examples(2000, 0.85, 0.85, version="2", shadow="1", seed=seed)
+        verdicts = run(gate, exs, batch=200)
+        bad += any(v.action in (REJECT, ROLLBACK) and v.evidence["failed"] for v in verdicts)
+    assert bad / 200 <= 0.05
+
+
+def test_paired_statistics():
+    p = Paired()
+    for s, i in [(True, False)] * 30 + [(False, True)] * 5 + [(False, False)] * 465:
+        p.add(s, i, None)
+    worse, pval, diff = p.worse(0.01, 0.01)
+    assert worse and pval < 1e-4 and diff == pytest.approx(25 / 500)
+    assert not p.better(0.05)[0]
+    assert top_brier(1, [0.2, 0.8], wrong=False) == pytest.approx(0.04)
+    assert top_brier(1, None, wrong=False) is None
+
+
+def test_config_is_checked():
+    with pytest.raises(ValueError, match="min_samples"):
+        LiveGateConfig(min_samples=0)
+    with pytest.raises(ValueError, match="error"):
+        LiveGateConfig(error="huber")

@@ -1,0 +1,479 @@
+"""The live gate: a candidate in shadow and a promoted version under watch, judged on live labelled traffic.
+
+The offline promotion gate (:mod:`trainers.training.gate`) judges a candidate on a held-out split of its own
+training window.  That is not the traffic it will serve.  The live gate closes the loop on real traffic:
+
+- **shadow**: a candidate that passed the offline gate is served in shadow (the server publishes its
+  prediction in the input's ``shadow`` field next to the live one).  Once labels arrive, each labelled
+  example says whether the live version and the candidate were right on *the same input*, so the two are
+  compared paired (McNemar's exact test on the discordant pairs; a paired t-test on the top-label Brier
+  score for calibration; the same per slice).  Verdict: ``promote`` when the candidate is significantly
+  better, or at ``max_samples`` when it is not significantly worse and its error rate is not above the live one's by
+  more than the margin; ``reject`` when it is significantly worse by more than the margin (accuracy,
+  calibration or any slice), or above by more than the margin at ``max_samples`` (as canary analysis:
+  the offline gate already found it better, so the live gate looks for harm).
+- **watch**: after a promotion, the new version is watched for ``watch_s`` seconds of event time.  When the
+  server keeps the parent in shadow, the comparison is paired as above; else the new version's labelled
+  outcomes are compared with the parent's last ``baseline_samples`` outcomes before the promotion
+  (Fisher's exact test, Welch's t-test on Brier: unpaired, so slower to reach significance).  Verdict:
+  ``rollback`` when the new version is significantly worse by more than the margin, ``end_watch`` (kept)
+  when the watch period or ``max_samples`` passes without that.
+
+Repeated looks: a verdict is considered only at ``min_samples``, ``2 * min_samples``, ... up to
+``max_samples`` (``looks`` of them, and one more at the end of a watch period), each at ``alpha / (looks + 1)`` and divided again over the tests of that
+look (accuracy, calibration, each slice): Bonferroni, so the chance of a false verdict over the whole
+evaluation stays below ``alpha``.  Every example is counted once per evaluation (by ``event_id``).
+
+Pure: labelled examples (:class:`streams.contracts.events.LabelledExample` dicts) and model updates
+(:class:`trainers.records.ModelUpdate` dicts) in, :class:`LiveVerdict` out; the dispatcher carries them out
+on the registry (``trainers.dispatch.live_step``).  State round-trips through :meth:`LiveGate.to_dict`.
+
+>>> gate = LiveGate(LiveGateConfig(min_samples=100, max_samples=200))
+>>> gate.on_update({"model": "m", "action": "shadow", "version": "1", "shadow": "2"})
+[]
+>>> ex = [{"event_id": f"e{i}", "model": "m", "model_version": "1", "ts": float(i), "label": i % 2,
+...        "prediction": i % 2 if i % 4 else 1 - i % 2, "shadow": {"model_version": "2", "prediction": i % 2}}
+...       for i in range(100)]
+>>> [(v.action, v.version, v.incumbent) for v in gate.on_labelled(ex)]
+[('promote', '2', '1')]
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterable, Mapping
+
+from streams.judge.profile import is_error
+
+SHADOW, WATCH = "shadow", "watch"
+PROMOTE, REJECT, ROLLBACK, END_WATCH = "promote", "reject", "rollback", "end_watch"
+
+
+@dataclass(frozen=True)
+class LiveGateConfig:
+    """The ``promotion`` config section.
+
+    ``shadow``: a candidate that passed the offline gate is served in shadow before promotion (False:
+    promoted at once, as before).  ``watch``: a promoted version is watched and rolled back on live evidence.
+    ``min_samples``/``max_samples``: labelled examples per look / at which an evaluation ends.
+    ``max_error_increase``: the margin (absolute error-rate increase, e.g. 0.01 = one accuracy point) below
+    which a difference does not matter; ``max_calibration_increase`` the same for the top-label Brier score;
+    ``max_slice_error_increase`` for a slice (a value of one of ``slices``, categorical features) with at least
+    ``min_slice_samples`` pairs.  ``alpha``: the chance of a false verdict over a whole evaluation.
+    ``watch_s``: event-time seconds a promoted version is watched.  ``baseline_samples``: the live version's
+    last labelled outcomes kept, the baseline of a watch without shadow predictions.  ``error``/``tolerance``:
+    what counts as an error (``mismatch``, or ``absolute``/``relative`` within ``tolerance`` for regression
+    models; :func:`streams.judge.profile.is_error`).
+    """
+
+    shadow: bool = True
+    watch: bool = True
+    min_samples: int = 300
+    max_samples: int = 3000
+    alpha: float = 0.01
+    max_error_increase: float = 0.01
+    max_calibration_increase: float = 0.01
+    slices: tuple[str, ...] = ()
+    min_slice_samples: int = 200
+    max_slice_error_increase: float = 0.05
+    watch_s: float = 3600.0
+    baseline_samples: int = 2000
+    error: str = "mismatch"
+    tolerance: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0 < int(self.min_samples) <= int(self.max_samples):
+            raise ValueError(f"promotion.min_samples must be in 1..max_samples ({self.max_samples}), got {self.min_samples}")
+        if not 0 < float(self.alpha) < 1:
+            raise ValueError(f"promotion.alpha must be in (0, 1), got {self.alpha}")
+        if self.error not in ("mismatch", "absolute", "relative"):
+            raise ValueError(f"promotion.error must be mismatch, absolute or relative, got {self.error!r}")
+        object.__setattr__(self, "slices", tuple(self.slices))
+
+    @property
+    def looks(self) -> int:
+        return math.ceil(self.max_samples / self.min_samples)
+
+
+@dataclass(frozen=True)
+class LiveVerdict:
+    """What to do: ``action`` (promote | reject | rollback | end_watch) on ``version`` of ``model``, compared
+    with ``incumbent`` (the live version for a shadow, the parent for a watch); ``reason`` in words and the
+    ``evidence`` (counts, rates, p-values, event-time window) to keep in the registry."""
+
+    action: str
+    model: str
+    version: str
+    incumbent: str
+    reason: str
+    evidence: dict[str, Any]
+
+
+# --------------------------------------------------------------------------- statistics (pure)
+
+
+@dataclass
+class Paired:
+    """Paired outcomes of a subject and an incumbent on the same examples.
+
+    ``b``: subject wrong, incumbent right; ``c``: subject right, incumbent wrong; ``d_*``: sums of the
+    per-example Brier difference (subject - incumbent) over the ``nd`` examples where both gave scores."""
+
+    n: int = 0
+    subj_err: int = 0
+    inc_err: int = 0
+    b: int = 0
+    c: int = 0
+    nd: int = 0
+    d_sum: float = 0.0
+    d_sq: float = 0.0
+
+    def add(self, subj_wrong: bool, inc_wrong: bool, d_brier: float | None) -> None:
+        self.n += 1
+        self.subj_err += subj_wrong
+        self.inc_err += inc_wrong
+        self.b += subj_wrong and not inc_wrong
+        self.c += inc_wrong and not subj_wrong
+        if d_brier is not None:
+            self.nd += 1
+            self.d_sum += d_brier
+            self.d_sq += d_brier * d_brier
+
+    def worse(self, margin: float, alpha: float) -> tuple[bool, float, float]:
+        """(subject significantly worse by more than ``margin``, p-value, error-rate difference)."""
+        from scipy.stats import binomtest
+
+        diff = (self.subj_err - self.inc_err) / self.n if self.n else 0.0
+        p = binomtest(self.b, self.b + self.c, 0.5, alternative="greater").pvalue if self.b + self.c else 1.0
+        return (p < alpha and diff > margin), float(p), diff
+
+    def better(self, alpha: float) -> tuple[bool, float]:
+        from scipy.stats import binomtest
+
+        p = binomtest(self.c, self.b + self.c, 0.5, alternative="greater").pvalue if self.b + self.c else 1.0
+        return p < alpha and self.c > self.b, float(p)
+
+    def upper_difference(self, alpha: float) -> float:
+        """One-sided upper confidence bound (level 1 - alpha) of the error-rate difference (Wald, paired)."""
+        from scipy.stats import norm
+
+        if not self.n:
+            return math.inf
+        d = (self.b - self.c) / self.n
+        var = max((self.b + self.c) / self.n - d * d, 0.0) / self.n
+        return d + norm.isf(alpha) * math.sqrt(var) + 1.0 / self.n
+
+    def calibration_worse(self, margin: float, alpha: float) -> tuple[bool, float, float]:
+        """Paired one-sided t-test that the mean Brier difference exceeds 0, with effect > ``margin``."""
+        return _mean_test(self.nd, self.d_sum, self.d_sq, margin, alpha)
+
+
+def _mean_test(n: int, s: float, sq: float, margin: float, alpha: float) -> tuple[bool, float, float]:
+    from scipy.stats import t as student
+
+    if n < 2:
+        return False, 1.0, 0.0
+    mean = s / n
+    var = max((sq - n * mean * mean) / (n - 1), 0.0)
+    if var == 0.0:
+        return mean > margin, 0.0 if mean > 0 else 1.0, mean
+    p = float(student.sf(mean / math.sqrt(var / n), n - 1))
+    return (p < alpha and mean > margin), p, mean
+
+
+@dataclass
+class Outcomes:
+    """Unpaired outcomes of one version: errors and Brier scores (sums)."""
+
+    n: int = 0
+    err: int = 0
+    nb: int = 0
+    b_sum: float = 0.0
+    b_sq: float = 0.0
+
+    def add(self, wrong: bool, brier: float | None) -> None:
+        self.n += 1
+        self.err += wrong
+        if brier is not None:
+            self.nb += 1
+            self.b_sum += brier
+            self.b_sq += brier * brier
+
+    @property
+    def error_rate(self) -> float | None:
+        return self.err / self.n if self.n else None
+
+    @property
+    def brier(self) -> float | None:
+        return self.b_sum / self.nb if self.nb else None
+
+
+def unpaired_worse(subj: Outcomes, base: Outcomes, margin: float, alpha: float) -> tuple[bool, float, float]:
+    """Fisher's exact test (one-sided) that the subject's error rate is above the baseline's, with effect > margin."""
+    from scipy.stats import fisher_exact
+
+    if not subj.n or not base.n:
+        return False, 1.0, 0.0
+    diff = subj.err / subj.n - base.err / base.n
+    _, p = fisher_exact([[subj.err, subj.n - subj.err], [base.err, base.n - base.err]], alternative="greater")
+    return (p < alpha and diff > margin), float(p), diff
+
+
+def unpaired_calibration_worse(subj: Outcomes, base: Outcomes, margin: float, alpha: float) -> tuple[bool, float, float]:
+    """Welch's one-sided t-test that the subject's mean Brier score is above the baseline's, with effect > margin."""
+    from scipy.stats import t as student
+
+    if subj.nb < 2 or base.nb < 2:
+        return False, 1.0, 0.0
+    m1, m2 = subj.b_sum / subj.nb, base.b_sum / base.nb
+    v1 = max((subj.b_sq - subj.nb * m1 * m1) / (subj.nb - 1), 0.0) / subj.nb
+    v2 = max((base.b_sq - base.nb * m2 * m2) / (base.nb - 1), 0.0) / base.nb
+    diff = m1 - m2
+    if v1 + v2 == 0.0:
+        return diff > margin, 0.0 if diff > 0 else 1.0, diff
+    df = (v1 + v2) ** 2 / ((v1 * v1 / (subj.nb - 1) if v1 else 0.0) + (v2 * v2 / (base.nb - 1) if v2 else 0.0) or 1.0)
+    p = float(student.sf(diff / math.sqrt(v1 + v2), df))
+    return (p < alpha and diff > margin), p, diff
+
+
+# --------------------------------------------------------------------------- evaluations
+
+
+@dataclass
+class Evaluation:
+    """One evaluation in progress: a ``shadow`` (subject = candidate, incumbent = live) or a ``watch``
+    (subject = the promoted version, incumbent = its parent)."""
+
+    kind: str
+    model: str
+    subject: str
+    incumbent: str
+    paired: Paired = field(default_factory=Paired)
+    alone: Outcomes = field(default_factory=Outcomes)  # the subject's outcomes, shadow or not (watch)
+    baseline: Outcomes = field(default_factory=Outcomes)  # the incumbent's last outcomes before a watch
+    slices: dict[str, Paired] = field(default_factory=dict)
+    seen: set[str] = field(default_factory=set)
+    first_ts: float | None = None
+    last_ts: float | None = None
+    looks_done: int = 0
+    decided: str | None = None
+
+    @property
+    def n(self) -> int:
+        return self.paired.n if self.kind == SHADOW or self.paired.n >= self.alone.n / 2 else self.alone.n
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["seen"] = sorted(self.seen)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Evaluation":
+        d = dict(d)
+        d["paired"] = Paired(**d["paired"])
+        d["alone"] = Outcomes(**d["alone"])
+        d["baseline"] = Outcomes(**d["baseline"])
+        d["slices"] = {k: Paired(**v) for k, v in d["slices"].items()}
+        d["seen"] = set(d["seen"])
+        return cls(**d)
+
+
+class _ErrorDefinition:
+    def __init__(self, cfg: LiveGateConfig) -> None:
+        self.error, self.tolerance = cfg.error, cfg.tolerance
+
+
+def top_brier(prediction: Any, scores: Any, wrong: bool) -> float | None:
+    """Top-label Brier score of one prediction: ``(max(scores) - correct)^2``; None without scores."""
+    if not scores:
+        return None
+    try:
+        conf = max(float(s) for s in scores)
+    except (TypeError, ValueError):
+        return None
+    return (conf - (0.0 if wrong else 1.0)) ** 2
+
+
+class LiveGate:
+    """Live evaluations of every model (see the module docstring).  ``state``: :meth:`to_dict` of a former gate."""
+
+    def __init__(self, cfg: LiveGateConfig | None = None, state: Mapping[str, Any] | None = None) -> None:
+        self.cfg = cfg or LiveGateConfig()
+        self._def = _ErrorDefinition(self.cfg)
+        self.evaluations: dict[str, Evaluation] = {}
+        self.baselines: dict[tuple[str, str], deque] = {}  # (model, version) -> recent (wrong, brier)
+        if state:
+            self.evaluations = {m: Evaluation.from_dict(e) for m, e in state.get("evaluations", {}).items()}
+            for m, v, rows in state.get("baselines", []):
+                self.baselines[(m, v)] = deque(map(tuple, rows), maxlen=self.cfg.baseline_samples)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"evaluations": {m: e.to_dict() for m, e in self.evaluations.items()},
+                "baselines": [[m, v, list(q)] for (m, v), q in self.baselines.items()]}
+
+    # ------------------------------------------------------------------ model updates
+    def on_update(self, update: Mapping[str, Any]) -> list[LiveVerdict]:
+        """A model update (dict of :class:`trainers.records.ModelUpdate`): starts, ends or replaces evaluations."""
+        model, action, version = str(update["model"]), update.get("action"), str(update.get("version"))
+        current = self.evaluations.get(model)
+        if action == SHADOW and update.get("shadow"):
+            self.evaluations[model] = Evaluation(SHADOW, model, str(update["shadow"]), version)
+        elif action == PROMOTE:
+            self.evaluations.pop(model, None)
+            parent = update.get("previous_version")
+            if self.cfg.watch and parent:
+                ev = Evaluation(WATCH, model, version, str(parent))
+                for wrong, brier in self.baselines.get((model, str(parent)), ()):
+                    ev.baseline.add(bool(wrong), brier)
+                self.evaluations[model] = ev
+        elif action in (ROLLBACK, "reject", "watch_end") and current is not None:
+            del self.evaluations[model]
+        for (m, v) in [k for k in self.baselines if k[0] == model and k[1] not in (version, update.get("previous_version"))]:
+            del self.baselines[(m, v)]  # keep the baselines of the live version and its parent only
+        return []
+
+    # ------------------------------------------------------------------ labelled examples
+    def on_labelled(self, examples: Iterable[Mapping[str, Any]]) -> list[LiveVerdict]:
+        """Labelled examples (dicts of :class:`streams.contracts.events.LabelledExample`), any models, any order."""
+        touched: set[str] = set()
+        for ex in examples:
+            model, version = str(ex.get("model")), str(ex.get("model_version"))
+            label, pred = ex.get("label"), ex.get("prediction")
+            if label is None or pred is None:
+                continue
+            wrong = is_error(pred, label, self._def)
+            brier = top_brier(pred, ex.get("scores"), wrong)
+            ev = self.evaluations.get(model)
+            if ev is None or ev.decided or (ev.kind == WATCH and ev.subject != version) \
+                    or (ev.kind == SHADOW and ev.incumbent != version):
+                self._baseline(model, version, wrong, brier)
+                continue
+            eid = str(ex.get("event_id"))
+            if eid in ev.seen:
+                continue
+            ev.seen.add(eid)
+            ts = float(ex.get("ts") or 0.0)
+            ev.first_ts = ts if ev.first_ts is None else min(ev.first_ts, ts)
+            ev.last_ts = ts if ev.last_ts is None else max(ev.last_ts, ts)
+            if ev.kind == WATCH:
+                ev.alone.add(wrong, brier)
+            else:
+                self._baseline(model, version, wrong, brier)
+            shadow = ex.get("shadow") or None
+            if shadow and str(shadow.get("model_version")) == (ev.subject if ev.kind == SHADOW else ev.incumbent):
+                s_pred = shadow.get("prediction")
+                if s_pred is None:
+                    continue
+                s_wrong = is_error(s_pred, label, self._def)
+                s_brier = top_brier(s_pred, shadow.get("scores"), s_wrong)
+                subj = (s_wrong, s_brier) if ev.kind == SHADOW else (wrong, brier)
+                inc = (wrong, brier) if ev.kind == SHADOW else (s_wrong, s_brier)
+                d = None if subj[1] is None or inc[1] is None else subj[1] - inc[1]
+                ev.paired.add(subj[0], inc[0], d)
+                for feat in self.cfg.slices:
+                    value = (ex.get("features") or {}).get(feat)
+                    if value is not None:
+                        ev.slices.setdefault(f"{feat}={value}", Paired()).add(subj[0], inc[0], d)
+            touched.add(model)
+        out = []
+        for model in sorted(touched):
+            v = self._judge(self.evaluations[model])
+            if v is not None:
+                out.append(v)
+        return out
+
+    def _baseline(self, model: str, version: str, wrong: bool, brier: float | None) -> None:
+        q = self.baselines.get((model, version))
+        if q is None:
+            q = self.baselines[(model, version)] = deque(maxlen=self.cfg.baseline_samples)
+        q.append((int(wrong), brier))
+
+    # ------------------------------------------------------------------ verdicts
+    def _judge(self, ev: Evaluation) -> LiveVerdict | None:
+        c = self.cfg
+        if ev.kind == WATCH and ev.first_ts is not None and ev.last_ts is not None \
+                and ev.last_ts - ev.first_ts >= c.watch_s:  # the period is over: one last look, whatever n is
+            ev.looks_done += 1
+            worse, tests = self._tests(ev, c.alpha / (c.looks + 1))
+            if worse and ev.n >= c.min_samples:
+                return self._verdict(ev, ROLLBACK, worse, tests)
+            return self._verdict(ev, END_WATCH, [], tests, ended_by="watch period")
+        if ev.n < (ev.looks_done + 1) * c.min_samples:
+            return None
+        ev.looks_done += 1
+        alpha = c.alpha / (c.looks + 1)  # one more look for the end of a watch period
+        worse, tests = self._tests(ev, alpha)
+        last = ev.looks_done >= c.looks or ev.n >= c.max_samples
+        if ev.kind == SHADOW:
+            if worse:
+                return self._verdict(ev, REJECT, worse, tests)
+            better, p = ev.paired.better(alpha)
+            if better:
+                return self._verdict(ev, PROMOTE, worse, tests, better_p=p)
+            if last:  # not shown worse: promoted unless its error rate is above the incumbent's by more than the margin
+                diff = tests["error_rate"]["difference"]
+                action = PROMOTE if diff <= c.max_error_increase else REJECT
+                return self._verdict(ev, action, worse, tests, upper_difference=float(ev.paired.upper_difference(0.05)))
+            return None
+        if worse:
+            return self._verdict(ev, ROLLBACK, worse, tests)
+        return self._verdict(ev, END_WATCH, worse, tests, ended_by="max_samples") if last else None
+
+    def _tests(self, ev: Evaluation, alpha: float) -> tuple[list[str], dict[str, Any]]:
+        """The failed checks (in words) and every test's figures, at ``alpha`` split over the tests."""
+        c = self.cfg
+        paired = ev.kind == SHADOW or ev.paired.n >= ev.alone.n / 2
+        slices = {k: s for k, s in ev.slices.items() if s.n >= c.min_slice_samples} if paired else {}
+        a = alpha / (2 + len(slices))
+        tests: dict[str, Any] = {"paired": paired, "alpha": a}
+        worse: list[str] = []
+        if paired:
+            bad, p, diff = ev.paired.worse(c.max_error_increase, a)
+            cal_bad, cal_p, cal_d = ev.paired.calibration_worse(c.max_calibration_increase, a)
+            tests["error_rate"] = {"subject": ev.paired.subj_err / max(ev.paired.n, 1),
+                                   "incumbent": ev.paired.inc_err / max(ev.paired.n, 1), "difference": diff,
+                                   "p_value": p, "n": ev.paired.n, "discordant": [ev.paired.b, ev.paired.c]}
+        else:
+            bad, p, diff = unpaired_worse(ev.alone, ev.baseline, c.max_error_increase, a)
+            cal_bad, cal_p, cal_d = unpaired_calibration_worse(ev.alone, ev.baseline, c.max_calibration_increase, a)
+            tests["error_rate"] = {"subject": ev.alone.error_rate, "incumbent": ev.baseline.error_rate,
+                                   "difference": diff, "p_value": p, "n": ev.alone.n, "n_baseline": ev.baseline.n}
+        tests["calibration"] = {"metric": "top-label Brier", "difference": cal_d, "p_value": cal_p}
+        if bad:
+            worse.append(f"error rate {diff:+.3f} (p={p:.2g}, margin {c.max_error_increase})")
+        if cal_bad:
+            worse.append(f"top-label Brier {cal_d:+.3f} (p={cal_p:.2g}, margin {c.max_calibration_increase})")
+        tests["slices"] = {}
+        for name, s in sorted(slices.items()):
+            s_bad, s_p, s_diff = s.worse(c.max_slice_error_increase, a)
+            tests["slices"][name] = {"difference": s_diff, "p_value": s_p, "n": s.n}
+            if s_bad:
+                worse.append(f"slice {name}: error rate {s_diff:+.3f} (p={s_p:.2g}, margin {c.max_slice_error_increase})")
+        return worse, tests
+
+    def _verdict(self, ev: Evaluation, action: str, worse: list[str], tests: dict[str, Any], **extra: Any) -> LiveVerdict:
+        ev.decided = action
+        er = tests["error_rate"]
+        what = {SHADOW: f"candidate v{ev.subject} in shadow against live v{ev.incumbent}",
+                WATCH: f"v{ev.subject} watched against its parent v{ev.incumbent}"}[ev.kind]
+        how = "paired on the same inputs" if tests["paired"] else "against the parent's outcomes before the promotion"
+        rates = (f"error rate {er['subject']:.3f} vs {er['incumbent']:.3f}" if er["subject"] is not None
+                 and er["incumbent"] is not None else "no labelled outcomes")
+        if worse:
+            reason = f"{what}: worse on live traffic ({'; '.join(worse)}), {how}, n={er['n']}"
+        elif action == PROMOTE:
+            reason = f"{what}: not worse on live traffic ({rates}, {how}, n={er['n']})"
+        elif action == REJECT:
+            reason = (f"{what}: not shown better at promotion.max_samples and its error rate is higher by more than "
+                      f"the margin {self.cfg.max_error_increase} ({rates}, n={er['n']})")
+        else:
+            reason = f"{what}: kept ({rates}, {how}, n={er['n']}, ended by {extra.get('ended_by')})"
+        evidence = {"kind": ev.kind, "subject": ev.subject, "incumbent": ev.incumbent, "looks": ev.looks_done,
+                    "window": {"start": ev.first_ts, "end": ev.last_ts}, "failed": worse, **tests, **extra}
+        return LiveVerdict(action, ev.model, ev.subject, ev.incumbent, reason, evidence)
+
+
+__all__ = ["LiveGate", "LiveGateConfig", "LiveVerdict", "Paired", "Outcomes", "top_brier", "unpaired_worse",
+           "unpaired_calibration_worse"]
