@@ -178,6 +178,7 @@ SECTIONS: dict[str, str] = {
     "features": "feature_repo.settings.FeaturesSettings",
     "dispatcher": "trainers.dispatch.ledger.DispatcherConfig",
     "trainers": "trainers.retrain_job.TrainerConfig",
+    "promotion": "trainers.promotion.live_gate.LiveGateConfig",
     "licences": "trainers.licences.LicencePolicy",
     "registry": "trainers.registry_signing.RegistrySettings",
 }

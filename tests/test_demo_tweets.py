@@ -18,7 +18,7 @@ import pytest
 from streams.demo.tweets_world import PHASES, TweetsPlan, build_world
 
 SMALL = TweetsPlan(window_s=20.0, rate=5.0, n_train=400, n_reference=200,
-                   windows={"quiet": 2, "change": 2, "recovery": 2, "pipeline_bug": 1, "fixed": 1})
+                   windows={"quiet": 2, "change": 2, "shadow": 1, "recovery": 2, "pipeline_bug": 1, "fixed": 1})
 
 
 @pytest.fixture(scope="module")

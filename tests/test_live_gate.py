@@ -219,3 +219,20 @@ def test_config_is_checked():
         LiveGateConfig(min_samples=0)
     with pytest.raises(ValueError, match="error"):
         LiveGateConfig(error="huber")
+
+
+def test_the_same_update_again_changes_nothing():
+    gate = shadow_gate()
+    run(gate, examples(150, 0.9, 0.1))
+    gate.on_update({"model": "m", "action": "shadow", "version": "1", "previous_version": "1", "shadow": "2"})
+    assert gate.evaluations["m"].paired.n == 150
+    promote(gate)
+    run(gate, examples(150, 0.9, 0.9, version="2", shadow="1"))
+    promote(gate)
+    assert gate.evaluations["m"].kind == "watch" and gate.evaluations["m"].paired.n == 150
+
+
+def test_a_shadow_without_shadow_predictions_is_rejected_saying_why():
+    verdicts = run(shadow_gate(), examples(2100, 0.9, None))
+    assert [v.action for v in verdicts] == [REJECT]
+    assert "shadow` field" in verdicts[0].reason and verdicts[0].evidence["missing"] == 2000

@@ -50,11 +50,12 @@ class JobOutcome:
     text: str = ""  # what the job log shows of the work: training progress and the gate's table
     gate_passed: bool = False
     reasons: list[str] = field(default_factory=list)  # the gate's reasons (why it rejected, or its warnings)
+    shadow: bool = False  # passed the gate, served in shadow until the live gate decides (promotion.shadow)
 
     def result(self, req: RetrainRequest, job_id: str | None) -> RetrainResult:
         return RetrainResult(request_id=req.request_id, model=req.model, parent_version=req.model_version,
                              status=self.status, job_id=job_id, new_version=self.new_version, promoted=self.promoted,
-                             error=self.error, report=self.report)
+                             error=self.error, report=self.report, shadow=self.shadow)
 
 
 def verdict_line(outcome: JobOutcome, req: RetrainRequest) -> str:
@@ -65,6 +66,8 @@ def verdict_line(outcome: JobOutcome, req: RetrainRequest) -> str:
     'candidate v3 rejected by the promotion gate: forgetting 12.0 pts > 5.0 (fraud, parent v2)'
     >>> verdict_line(JobOutcome("succeeded", "3", promoted=True, gate_passed=True), req)
     'candidate v3 promoted: passed the promotion gate (fraud, parent v2)'
+    >>> verdict_line(JobOutcome("succeeded", "3", gate_passed=True, shadow=True), req)
+    'candidate v3 passed the promotion gate; in shadow on live traffic until the live gate decides (fraud, parent v2)'
     >>> verdict_line(JobOutcome("rejected", error="insufficient data: 7 labelled examples"), req)
     'no candidate: insufficient data: 7 labelled examples (fraud, parent v2)'
     """
@@ -80,6 +83,8 @@ def verdict_line(outcome: JobOutcome, req: RetrainRequest) -> str:
         return f"{v} rejected by the promotion gate: {first} {who}"
     if outcome.promoted:
         return f"{v} promoted: passed the promotion gate {who}"
+    if outcome.shadow:
+        return f"{v} passed the promotion gate; in shadow on live traffic until the live gate decides {who}"
     return f"{v} passed the promotion gate, not promoted: the current version moved while training {who}"
 
 

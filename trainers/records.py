@@ -84,6 +84,7 @@ class RetrainResult:
     error: str | None = None
     report: dict[str, Any] = field(default_factory=dict)
     at: float = field(default_factory=time.time)
+    shadow: bool = False  # the candidate passed the gate and is served in shadow until the live gate decides
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -173,7 +173,7 @@ class LabelledExample:
 model_version_of = operator.attrgetter("model", "model_version")
 
 ALERT_KINDS = ("data_drift", "prediction_drift", "performance", "concept_drift", "parity", "cardinality",
-               "estimated_performance", "slo_burn")
+               "estimated_performance", "slo_burn", "shadow_rejected", "rollback")
 SEVERITIES = ("warning", "critical")
 
 

@@ -5,7 +5,10 @@ registry says is live, answers requests (here: rows of the demo's world) with th
 prediction and class probabilities, publishes each request as an inference input
 (docs/design.md contract) and, later, its label; when a model-updates event arrives
 (``trainers.records.ModelUpdate``), it loads the new version and serves it from the next
-request on (:meth:`ServingSimulator.on_model_update`).
+request on (:meth:`ServingSimulator.on_model_update`).  When the update names a ``shadow`` version
+(a candidate before its promotion, or the parent while a promotion is watched), each input also
+carries that version's prediction and scores in its ``shadow`` field, as a real server running a
+shadow model would publish them (the live gate compares both on the same labelled inputs).
 
 Features are computed at serving time with the same function as the feature store's batch
 pipeline (``feature_repo/tweets.py``), unless ``column_mixup`` simulates a serving bug that
@@ -48,6 +51,8 @@ class ServingSimulator:
         self.registry = ModelRegistry(registry_dir)
         self.model_name = model
         self.version: str | None = None
+        self.shadow: str | None = None  # the version whose predictions go in the inputs' shadow field
+        self._shadow_model: tuple[Any, Any, list[Any]] | None = None
         self.swaps: list[tuple[str, str]] = []  # (from version, to version) in order
         self._net = self._spec = self._classes = None
         live = self.registry.current(model)
@@ -76,21 +81,29 @@ class ServingSimulator:
         return accuracy([dict(r, prediction=classes[int(p)]) for r, p in zip(inputs, pred)], labels)
 
     def on_model_update(self, update: Any) -> bool:
-        """Hot-swap to ``update.version`` when it is for this model and not already served; True if swapped."""
-        if update.model != self.model_name or update.version == self.version:
+        """Serve ``update.version`` (hot swap when it is not already served) and shadow ``update.shadow`` (None: no
+        shadow) when the update is for this model; True if the live version was swapped."""
+        if update.model != self.model_name:
+            return False
+        shadow = getattr(update, "shadow", None)
+        if shadow != self.shadow:
+            self._shadow_model = self._model(shadow) if shadow else None
+            self.shadow = shadow
+        if update.version == self.version:
             return False
         old = self.version
         self._load(update.version)
         self.swaps.append((old or "", update.version))
         return True
 
-    def predict_proba(self, features: list[dict[str, Any]]) -> np.ndarray:
-        """Class probabilities of the live version, shape (n, n_classes)."""
+    def predict_proba(self, features: list[dict[str, Any]], model: tuple[Any, Any, list[Any]] | None = None) -> np.ndarray:
+        """Class probabilities of the live version (or of ``model``: (net, spec, classes)), shape (n, n_classes)."""
         import torch
 
-        X = torch.as_tensor(self._spec.encode(features), dtype=torch.float32)
+        net, spec, _ = model or (self._net, self._spec, None)
+        X = torch.as_tensor(spec.encode(features), dtype=torch.float32)
         with torch.no_grad():
-            return torch.softmax(self._net(X), dim=1).numpy()
+            return torch.softmax(net(X), dim=1).numpy()
 
     def serve(self, rows: Iterable[tuple[int, str, str]], *, t_start: float, rate: float, label_delay_s: float,
               column_mixup: bool = False) -> Served:
@@ -99,7 +112,9 @@ class ServingSimulator:
         from feature_repo.tweets import text_stats, tweet_key
 
         rows = list(rows)
-        proba = self.predict_proba([{"text": text} for _, text, _ in rows])
+        texts = [{"text": text} for _, text, _ in rows]
+        proba = self.predict_proba(texts)
+        shadow = self.predict_proba(texts, self._shadow_model) if self._shadow_model is not None else None
         inputs, labels = [], []
         for i, ((tid, text, outlet), p) in enumerate(zip(rows, proba)):
             ts = round(t_start + i / rate, 3)
@@ -112,6 +127,10 @@ class ServingSimulator:
                            "entity": {"tweet_id": tweet_key(tid)}, "features": feats,
                            "prediction": self._classes[int(p.argmax())],
                            "scores": [round(float(v), 5) for v in p]})
+            if shadow is not None:
+                classes = self._shadow_model[2]
+                inputs[-1]["shadow"] = {"model_version": self.shadow, "prediction": classes[int(shadow[i].argmax())],
+                                        "scores": [round(float(v), 5) for v in shadow[i]]}
             labels.append({"event_id": eid, "model": self.model_name, "ts": round(ts + label_delay_s, 3),
                            "label": outlet})
         return Served(inputs, labels, self.version or "")

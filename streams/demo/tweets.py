@@ -44,6 +44,7 @@ from streams.demo.tweets_world import PHASES, TweetsPlan
 DESCRIPTIONS = {
     "quiet": "2013 tweets (the reference period's traffic), served by version 1",
     "change": "January-June 2014: the world changed (outlet mix, topics, link shorteners)",
+    "shadow": "July 2014, served by version 1 with the candidate in shadow (the live gate compares both)",
     "recovery": "July-December 2014, served by the live version",
     "pipeline_bug": f"a serving release swaps the columns {MIXUP[0]} and {MIXUP[1]}",
     "fixed": "the serving bug fixed",
@@ -121,13 +122,16 @@ class Follower:
                     self.results.append(res)
                     self.recorder.add("retrain_results", [data])
                     say(f"Ray job {res.job_id}: {res.status}" + (f", candidate v{res.new_version}" if res.new_version
-                                                                 else "") + (" promoted" if res.promoted else ""))
+                                                                 else "") + (" promoted" if res.promoted else "")
+                        + (" passed the gate: in shadow on live traffic" if res.shadow else ""))
                 elif rec.topic == self.topics["model_updates"]:
-                    upd = ModelUpdate(**data)
+                    upd = ModelUpdate.from_dict(data)
                     self.updates.append(upd)
                     self.recorder.add("model_updates", [data])
-                    if self.on_update(upd):
-                        say(f"serving simulator hot-swapped to v{upd.version} ({upd.action})")
+                    swapped = self.on_update(upd)
+                    shadow = f"; v{upd.shadow} in shadow" if upd.shadow else "; no shadow"
+                    say(f"serving simulator {'hot-swapped to' if swapped else 'serves'} v{upd.version}{shadow} "
+                        f"({upd.action})")
 
     def phase_of(self, ts: float) -> str:
         for p in PHASES:
@@ -137,6 +141,11 @@ class Follower:
 
     def final_result(self) -> Any:
         return next((r for r in self.results if r.status in ("succeeded", "rejected", "failed")), None)
+
+    def live_verdict(self, candidate: str) -> Any:
+        """The model update that ended ``candidate``'s shadow (promote or reject), or None."""
+        return next((u for u in self.updates if (u.action == "promote" and u.version == candidate)
+                     or u.action == "reject"), None)
 
 
 def watermarks(metrics_url: str, stream: str) -> list[float]:
@@ -225,6 +234,10 @@ def run(args: argparse.Namespace) -> int:
                                "metrics_port": free_port(),
                                "stop_local_cluster_on_exit": not args.keep_running},
                 "licences": {"accept": tweets_model.LICENCE_ACCEPTANCE},
+                # a candidate that passes the offline gate is served in shadow for the shadow phase; the live gate
+                # decides on its labelled tweets (the last look at the phase's end), then watches the promotion
+                "promotion": {"shadow": True, "min_samples": plan.n_events("shadow") // 2,
+                              "max_samples": plan.n_events("shadow"), "watch_s": 2 * plan.window_s},
                 "trainers": {"registry": str(home / "registry"), "min_examples": 100, "data_until": "window",
                              # the backbone stays frozen: the encoder and head adapt (fast on CPU; see
                              # bench/continual_text.py for the other strategies)
@@ -306,6 +319,21 @@ def run(args: argparse.Namespace) -> int:
             final = follow.final_result()
             _record_gate(recorder, home / "registry", model, final)
 
+            # ------------------------------------------------------------ the candidate in shadow, the live gate
+            publish("shadow")
+            live = None
+            if final.shadow:
+                ok = wait_for(f"the live gate's verdict on v{final.new_version} in shadow",
+                              lambda: (u := follow.live_verdict(final.new_version)) is not None
+                              and (u.action != "promote" or sim.version == u.version), follow.poll, args.timeout, stack)
+                if not ok:
+                    say(f"no live-gate verdict within {args.timeout:.0f}s; see the dispatcher log in {home}")
+                    return _fail(stack, recorder)
+                live = follow.live_verdict(final.new_version)
+                say(f"live gate: v{final.new_version} {'promoted' if live.action == 'promote' else 'rejected'} on "
+                    f"{len(served['shadow'].inputs)} shadow-served tweets ({_shadow_accuracy(served['shadow'])}); "
+                    f"`driftloop models history {model}` says why")
+
             # ------------------------------------------------------------ recovery, the bug, fixed
             publish("recovery")
             publish("pipeline_bug")
@@ -324,7 +352,8 @@ def run(args: argparse.Namespace) -> int:
             from streams.judge.drift_config import DriftConfig
 
             drift_cfg = cfg.section(DriftConfig, conf["drift"], "drift")  # the report judges as the worker did
-            return _conclude(follow, served, final, kept, recorder, home, time.monotonic() - t0, drift_cfg)
+            promoted = final.promoted or (live is not None and live.action == "promote")
+            return _conclude(follow, served, final, promoted, kept, recorder, home, time.monotonic() - t0, drift_cfg)
         finally:
             for client in (consumer, producer):
                 if client is not None:
@@ -363,10 +392,12 @@ def _record_gate(recorder: RunRecorder, registry: Path, model: str, final: Any) 
         v = d.get(key) if isinstance(d, dict) else None
         return "?" if v is None else f"{v:.1%}"
 
+    verdict = ("promoted" if final.promoted else "passed: in shadow next" if final.shadow
+               else "refused: " + "; ".join(report.get("reasons", [])[:1]))
     say(f"promotion gate on v{final.new_version}: new data {pct('accuracy_new_before')} -> {pct('accuracy_new_after')}, "
         f"old data (v1's replay hold-out) {pct('accuracy_old_before')} -> {pct('accuracy_old_after')}; plain "
         f"fine-tuned baseline {pct('accuracy_new', gate.get('baseline'))} new / {pct('accuracy_old', gate.get('baseline'))} "
-        f"old; {'promoted' if final.promoted else 'refused: ' + '; '.join(report.get('reasons', [])[:1])} "
+        f"old; {verdict} "
         f"(`driftloop models show {model} {final.new_version}` prints the whole report)")
 
 
@@ -392,8 +423,18 @@ def _say_dashboard(stack: Any, home: Path, config_file: Path) -> None:
         "the retrain appears there as a job")
 
 
-def _conclude(follow: Follower, served: dict, final: Any, v1_recovery: float, recorder: RunRecorder, home: Path,
-              elapsed: float, drift_cfg: Any) -> int:
+def _shadow_accuracy(served: Any) -> str:
+    """Live and shadow accuracy of the shadow phase's tweets, in words."""
+    shadowed = [r for r in served.inputs if r.get("shadow")]
+    if not shadowed:
+        return "no shadow predictions"
+    live = accuracy(shadowed, served.labels)
+    cand = accuracy([dict(r, prediction=r["shadow"]["prediction"]) for r in shadowed], served.labels)
+    return f"v{served.version} {live:.1%} live vs v{shadowed[0]['shadow']['model_version']} {cand:.1%} in shadow"
+
+
+def _conclude(follow: Follower, served: dict, final: Any, promoted: bool, v1_recovery: float, recorder: RunRecorder,
+              home: Path, elapsed: float, drift_cfg: Any) -> int:
     """Check the expectations, print the outcome, write the report."""
     in_phase = lambda a, p: follow.phase_of(a.window.start) == p  # noqa: E731
     quiet = [a for a in follow.alerts if in_phase(a, "quiet")]
@@ -409,13 +450,15 @@ def _conclude(follow: Follower, served: dict, final: Any, v1_recovery: float, re
         "no alert in the quiet phase": not quiet,
         "labels confirmed the change (performance or concept alert)": bool(confirmed),
         "the gate decided on a candidate": final.status in ("succeeded", "rejected"),
+        "the live gate decided on the candidate in shadow": not final.shadow or follow.live_verdict(final.new_version)
+        is not None,
         "the pipeline bug raised a parity alert": bool(bug_parity),
         "drift during the bug explained by parity": bool(explained),
         "no retrain request for the bug": not bug_requests,
     }
     outcome = {
-        "verdict": f"v{final.new_version} promoted" if final.promoted else f"retrain {final.status}, v1 kept",
-        "promoted_version": final.new_version if final.promoted else None,
+        "verdict": f"v{final.new_version} promoted" if promoted else f"retrain {final.status}, v1 kept",
+        "promoted_version": final.new_version if promoted else None,
         "accuracy_before": round(before, 4), "accuracy_after": round(after, 4),
         "accuracy_after_if_v1_kept": round(v1_recovery, 4),
         "served_after_change": served["recovery"].version,
@@ -427,7 +470,7 @@ def _conclude(follow: Follower, served: dict, final: Any, v1_recovery: float, re
 
     page = write_report(home, config=drift_cfg)
     say(f"live accuracy: {before:.1%} with v1 while the world changed; then {after:.1%} with "
-        f"v{served['recovery'].version} after the {'hot swap' if final.promoted else 'rejected retrain'} "
+        f"v{served['recovery'].version} after the {'hot swap' if promoted else 'rejected retrain'} "
         f"(v1 would have scored {v1_recovery:.1%} on the same tweets)")
     for what, held in checks.items():
         say(f"{'ok ' if held else 'NOT'} {what}")

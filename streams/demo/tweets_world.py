@@ -9,7 +9,9 @@ Phases, in event time (``t0`` on, ``rate`` tweets per second, windows of ``windo
 
 * ``quiet``: held-out 2013 tweets, served by version 1 (trained on other 2013 tweets);
 * ``change``: January-June 2014 in time order, still served by version 1;
-* ``recovery``: July-December 2014 in time order, served by whichever version is live then;
+* ``shadow``: the first July 2014 tweets, served by version 1 with the retrained candidate in shadow (the live
+  gate compares both on these labelled tweets before the candidate may serve);
+* ``recovery``: the rest of July-December 2014 in time order, served by whichever version is live then;
 * ``pipeline_bug``: more July-December 2014, served with a serving-side column mix-up;
 * ``fixed``: the rest, served correctly again (its traffic also closes the last windows of the bug).
 
@@ -27,7 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-PHASES = ("quiet", "change", "recovery", "pipeline_bug", "fixed")
+PHASES = ("quiet", "change", "shadow", "recovery", "pipeline_bug", "fixed")
 
 
 @dataclass(frozen=True)
@@ -36,7 +38,7 @@ class TweetsPlan:
 
     window_s: float = 120.0
     rate: float = 10.0  # tweets per event-time second
-    windows: dict[str, int] = field(default_factory=lambda: {"quiet": 3, "change": 3, "recovery": 3,
+    windows: dict[str, int] = field(default_factory=lambda: {"quiet": 3, "change": 3, "shadow": 1, "recovery": 3,
                                                               "pipeline_bug": 2, "fixed": 1})
     label_delay_s: float = 30.0
     n_train: int = 3000  # version 1's 2013 training tweets
@@ -51,7 +53,8 @@ class TweetsPlan:
         training set): ``driftloop demo --quick``, and the demo in the default test run."""
         # the change over 6 windows, as the full plan's 3 of twice the length: a label window closes one label TTL
         # (120 s) after it ends, and the retrain needs two labelled windows of the change judged before the pause
-        return cls(window_s=60.0, windows={"quiet": 2, "change": 6, "recovery": 3, "pipeline_bug": 2, "fixed": 1},
+        return cls(window_s=60.0, windows={"quiet": 2, "change": 6, "shadow": 1, "recovery": 3, "pipeline_bug": 2,
+                                           "fixed": 1},
                    n_train=2000, n_reference=1200)
 
     @property
@@ -101,7 +104,8 @@ def build_world(plan: TweetsPlan) -> TweetsWorld:
     new = df[df["event_time"].dt.year == 2014].sort_values("event_time", kind="stable")
     first = new[new["event_time"].dt.month <= 6]
     second = new[new["event_time"].dt.month > 6]
-    need_second = plan.n_events("recovery") + plan.n_events("pipeline_bug") + plan.n_events("fixed")
+    later_phases = ("shadow", "recovery", "pipeline_bug", "fixed")
+    need_second = sum(plan.n_events(p) for p in later_phases)
     for name, have, need in (("2013", len(old), need_old), ("January-June 2014", len(first), plan.n_events("change")),
                              ("July-December 2014", len(second), need_second)):
         if need > have:
@@ -112,9 +116,9 @@ def build_world(plan: TweetsPlan) -> TweetsWorld:
     quiet = old.iloc[plan.n_train + plan.n_reference: need_old]
     change = _evenly(first, plan.n_events("change"))
     later = _evenly(second, need_second)
-    cut = np.cumsum([plan.n_events(p) for p in ("recovery", "pipeline_bug", "fixed")])
-    phases = {"quiet": quiet, "change": change, "recovery": later.iloc[: cut[0]],
-              "pipeline_bug": later.iloc[cut[0]: cut[1]], "fixed": later.iloc[cut[1]: cut[2]]}
+    cut = np.cumsum([0] + [plan.n_events(p) for p in later_phases])
+    phases = {"quiet": quiet, "change": change,
+              **{p: later.iloc[cut[i]: cut[i + 1]] for i, p in enumerate(later_phases)}}
     return TweetsWorld(outlets, train, reference, phases)
 
 

@@ -210,12 +210,13 @@ class Dispatcher:
 def serve(dispatcher: Dispatcher, consumer: Any, *, poll_interval_s: float = 1.0,
           dead_letter: Callable[[DeadLetter, bytes | None], None] | None = None,
           check: Callable[[RetrainRequest], Refusal | None] | None = None,
-          should_stop: Callable[[], bool] = lambda: False) -> None:
+          should_stop: Callable[[], bool] = lambda: False, live: Callable[[], Any] | None = None) -> None:
     """The consume -> check -> record -> commit -> submit -> poll loop (kafka-python consumer).
 
     A record that is no retrain request, or that ``check`` refuses (:func:`trainers.dispatch.validate.check_request`),
     is never submitted: it goes to ``dead_letter(letter, key)`` (the worker's dead-letter format, to
-    ``<topic>.dlq``) and is counted in ``driftloop_retrain_requests_refused_total{reason}``."""
+    ``<topic>.dlq``) and is counted in ``driftloop_retrain_requests_refused_total{reason}``.  ``live``: called once per
+    turn (the live gate's poll of the labelled and model-updates topics, :func:`trainers.dispatch.live_step.poll`)."""
     dispatcher.recover()
     last_poll = 0.0
     while not should_stop():
@@ -239,6 +240,8 @@ def serve(dispatcher: Dispatcher, consumer: Any, *, poll_interval_s: float = 1.0
                 dispatcher.handle(req)
         if batch:
             consumer.commit()
+        if live is not None:
+            live()
         if time.monotonic() - last_poll >= poll_interval_s:
             dispatcher.poll()
             last_poll = time.monotonic()
@@ -276,7 +279,9 @@ def job_settings(raw: Mapping[str, Any], registry: str, state_dir: Path) -> tupl
     settings = {"kafka": child_section(conn, kafka, state_dir), "topics": raw.get("topics") or {},
                 "trainers": dict(raw.get("trainers") or {}, registry=registry),
                 "licences": dict(raw.get("licences") or {}),  # the job's licence gate uses the operator's policy
-                "registry": dict(raw.get("registry") or {})}  # signing: allow_unsigned, key_file (a path, never the key)
+                "registry": dict(raw.get("registry") or {}),  # signing: allow_unsigned, key_file (a path, never the key)
+                "promotion": dict(raw.get("promotion") or {}),  # shadow: a candidate that passes goes to shadow first
+                "worker": {"reference_dir": str(reference_dir(raw))}}  # where the candidate's reference profile goes
     key_env = {k: os.environ[k] for k in ("DRIFTLOOP_REGISTRY_KEY_FILE",) if os.environ.get(k)}
     env = {"KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers, "DRIFTLOOP_HOME": str(C.home()), **key_env}
     return settings, env, conn
@@ -360,6 +365,7 @@ def run(args: argparse.Namespace) -> int:
                         "dispatcher.metrics_port to a free port (0: none)", cfg.metrics_port, exc)
     dispatcher = Dispatcher.open(state_dir / "ledger.json", jobs, publish, cfg.max_attempts, cfg.submission_prefix,
                                  metrics)
+    live_consumer, live = _live_gate(raw, conn, cfg, topics, known, state_dir, producer, metrics)
     stop = {"flag": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(flag=True))
     deadline = time.monotonic() + args.max_seconds if args.max_seconds else None
@@ -378,11 +384,42 @@ def run(args: argparse.Namespace) -> int:
     log.info("dispatching %s -> Ray jobs at %s (registry %s)", topics.retrain_requests, address, registry)
     try:
         serve(dispatcher, consumer, poll_interval_s=cfg.poll_interval_s, dead_letter=dead_letter, check=check,
-              should_stop=should_stop)
+              should_stop=should_stop, live=live)
     finally:
         consumer.close()
+        if live_consumer is not None:
+            live_consumer.close()
         producer.flush(timeout=10)
         producer.close()
         if cluster is not None and cfg.stop_local_cluster_on_exit:
             cluster.stop()
     return 0
+
+
+def _live_gate(raw: Mapping[str, Any], conn: Any, cfg: DispatcherConfig, topics: Any, registry: Any, state_dir: Path,
+               producer: Any, metrics: Any) -> tuple[Any, Callable[[], Any] | None]:
+    """The live gate's consumer (labelled + model-updates topics, group ``<group_id>-live``) and its poll, or
+    (None, None) when ``promotion.shadow`` and ``promotion.watch`` are both off."""
+    from kafka import KafkaConsumer
+
+    from streams import config as C
+    from trainers.dispatch.live_step import LiveStep, poll
+    from trainers.promotion.live_gate import LiveGateConfig
+
+    pcfg = C.section(LiveGateConfig, raw.get("promotion"), "promotion")
+    if not (pcfg.shadow or pcfg.watch):
+        return None, None
+
+    def publish_update(update: Any) -> None:
+        producer.send(topics.model_updates, key=update.model.encode(), value=update.to_json()).get(timeout=30)
+
+    def publish_alert(alert: Any) -> None:
+        producer.send(topics.alerts, key=alert.alert_id.encode(), value=alert.to_json()).get(timeout=30)
+
+    step = LiveStep.open(pcfg, registry, state_dir / "live_gate.json", publish_update=publish_update,
+                         publish_alert=publish_alert, metrics=metrics)
+    consumer = KafkaConsumer(topics.labelled, topics.model_updates, **conn.kafka_python(),
+                             group_id=cfg.group_id + "-live", enable_auto_commit=False, auto_offset_reset="earliest")
+    log.info("live gate: %s and %s (shadow %s, watch %s)", topics.labelled, topics.model_updates,
+             "on" if pcfg.shadow else "off", "on" if pcfg.watch else "off")
+    return consumer, lambda: poll(step, consumer, updates_topic=topics.model_updates)

@@ -104,14 +104,15 @@ Action = Submit | Publish
 
 GAVE_UP_PREFIX = "gave up after"
 #: outcomes of a request, as counted by ``driftloop_retrain_jobs_total{outcome}``
-OUTCOMES = ("promoted", "kept", "rejected", "failed", "retried")
+OUTCOMES = ("promoted", "shadow", "kept", "rejected", "failed", "retried")
 
 
 def outcome_of(result: RetrainResult) -> str | None:
     """How a published result ends a request (or one attempt: ``retried``); None for ``submitted``, ``running``,
-    ``duplicate``.  ``kept``: the candidate passed the gate but was not promoted (the current version moved)."""
+    ``duplicate``.  ``kept``: the candidate passed the gate but was not promoted (the current version moved); ``shadow``: it passed
+    and is served in shadow until the live gate decides (:mod:`trainers.promotion.live_gate`)."""
     if result.status == "succeeded":
-        return "promoted" if result.promoted else "kept"
+        return "promoted" if result.promoted else "shadow" if result.shadow else "kept"
     if result.status == "rejected":
         return "rejected"
     if result.status == "failed":

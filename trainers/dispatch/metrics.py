@@ -36,6 +36,10 @@ class DispatcherMetrics:
                                 "refused before submission and dead-lettered, by reason (not a request, malformed "
                                 "ids or names, bad window, unknown kind, model or version not in the registry)",
                                 ["reason"], registry=r)
+        self.live = Counter("driftloop_live_verdicts_total", "Verdicts of the live gate on live labelled traffic: promote "
+                            "(a candidate in shadow), reject (it), rollback (a watched promotion), end_watch (kept); "
+                            "carried_out=false when the registry had already moved (redone after a restart) or refused",
+                            ["model", "verdict", "carried_out"], registry=r)
         self._models: set[str] = set()
 
     def count(self, result: RetrainResult) -> None:
@@ -51,6 +55,10 @@ class DispatcherMetrics:
     def refused(self, reason: str) -> None:
         """Count one refused (dead-lettered) record on the retrain-requests topic."""
         self.refusals.labels(reason=reason).inc()
+
+    def live_verdict(self, model: str, verdict: str, carried_out: bool) -> None:
+        """Count one verdict of the live gate (trainers.dispatch.live_step)."""
+        self.live.labels(model=model, verdict=verdict, carried_out=str(carried_out).lower()).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

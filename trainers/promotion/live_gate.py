@@ -55,8 +55,9 @@ PROMOTE, REJECT, ROLLBACK, END_WATCH = "promote", "reject", "rollback", "end_wat
 class LiveGateConfig:
     """The ``promotion`` config section.
 
-    ``shadow``: a candidate that passed the offline gate is served in shadow before promotion (False:
-    promoted at once, as before).  ``watch``: a promoted version is watched and rolled back on live evidence.
+    ``shadow``: a candidate that passed the offline gate is served in shadow before promotion (needs a server
+    that publishes the inputs' ``shadow`` field; off by default: promoted at once, then watched).  A shadow
+    whose ``max_samples`` live examples carry no shadow prediction is rejected, saying so.  ``watch``: a promoted version is watched and rolled back on live evidence.
     ``min_samples``/``max_samples``: labelled examples per look / at which an evaluation ends.
     ``max_error_increase``: the margin (absolute error-rate increase, e.g. 0.01 = one accuracy point) below
     which a difference does not matter; ``max_calibration_increase`` the same for the top-label Brier score;
@@ -68,7 +69,7 @@ class LiveGateConfig:
     models; :func:`streams.judge.profile.is_error`).
     """
 
-    shadow: bool = True
+    shadow: bool = False
     watch: bool = True
     min_samples: int = 300
     max_samples: int = 3000
@@ -259,6 +260,7 @@ class Evaluation:
     last_ts: float | None = None
     looks_done: int = 0
     decided: str | None = None
+    missing: int = 0  # a shadow's live examples without the candidate's prediction
 
     @property
     def n(self) -> int:
@@ -318,11 +320,14 @@ class LiveGate:
         """A model update (dict of :class:`trainers.records.ModelUpdate`): starts, ends or replaces evaluations."""
         model, action, version = str(update["model"]), update.get("action"), str(update.get("version"))
         current = self.evaluations.get(model)
+        parent = update.get("previous_version")
+        if current is not None and (current.kind, current.subject, current.incumbent) in (
+                (SHADOW, str(update.get("shadow")), version), (WATCH, version, str(parent))):
+            return []  # the same update again (read back from the topic, or redelivered): nothing changes
         if action == SHADOW and update.get("shadow"):
             self.evaluations[model] = Evaluation(SHADOW, model, str(update["shadow"]), version)
         elif action == PROMOTE:
             self.evaluations.pop(model, None)
-            parent = update.get("previous_version")
             if self.cfg.watch and parent:
                 ev = Evaluation(WATCH, model, version, str(parent))
                 for wrong, brier in self.baselines.get((model, str(parent)), ()):
@@ -330,7 +335,7 @@ class LiveGate:
                 self.evaluations[model] = ev
         elif action in (ROLLBACK, "reject", "watch_end") and current is not None:
             del self.evaluations[model]
-        for (m, v) in [k for k in self.baselines if k[0] == model and k[1] not in (version, update.get("previous_version"))]:
+        for (m, v) in [k for k in self.baselines if k[0] == model and k[1] not in (version, parent)]:
             del self.baselines[(m, v)]  # keep the baselines of the live version and its parent only
         return []
 
@@ -361,11 +366,12 @@ class LiveGate:
                 ev.alone.add(wrong, brier)
             else:
                 self._baseline(model, version, wrong, brier)
+            touched.add(model)
             shadow = ex.get("shadow") or None
-            if shadow and str(shadow.get("model_version")) == (ev.subject if ev.kind == SHADOW else ev.incumbent):
-                s_pred = shadow.get("prediction")
-                if s_pred is None:
-                    continue
+            s_pred = shadow.get("prediction") if isinstance(shadow, Mapping) else None
+            if s_pred is None or str(shadow.get("model_version")) != (ev.subject if ev.kind == SHADOW else ev.incumbent):
+                ev.missing += 1
+            else:
                 s_wrong = is_error(s_pred, label, self._def)
                 s_brier = top_brier(s_pred, shadow.get("scores"), s_wrong)
                 subj = (s_wrong, s_brier) if ev.kind == SHADOW else (wrong, brier)
@@ -376,7 +382,6 @@ class LiveGate:
                     value = (ex.get("features") or {}).get(feat)
                     if value is not None:
                         ev.slices.setdefault(f"{feat}={value}", Paired()).add(subj[0], inc[0], d)
-            touched.add(model)
         out = []
         for model in sorted(touched):
             v = self._judge(self.evaluations[model])
@@ -393,6 +398,17 @@ class LiveGate:
     # ------------------------------------------------------------------ verdicts
     def _judge(self, ev: Evaluation) -> LiveVerdict | None:
         c = self.cfg
+        if ev.kind == SHADOW and ev.missing >= c.max_samples and ev.paired.n < c.min_samples:
+            reason = (f"candidate v{ev.subject} in shadow against live v{ev.incumbent}: {ev.missing} labelled examples "
+                      f"of v{ev.incumbent} carried no shadow prediction of v{ev.subject} ({ev.paired.n} did); the "
+                      "server must publish the inputs' `shadow` field (docs/design.md), or set promotion.shadow: false")
+            ev.decided = REJECT
+            return LiveVerdict(REJECT, ev.model, ev.subject, ev.incumbent, reason,
+                               {"kind": SHADOW, "subject": ev.subject, "incumbent": ev.incumbent, "failed": ["no shadow"],
+                                "missing": ev.missing, "paired": True, "looks": ev.looks_done, "alpha": c.alpha,
+                                "window": {"start": ev.first_ts, "end": ev.last_ts},
+                                "error_rate": {"subject": None, "incumbent": None, "difference": 0.0, "p_value": None,
+                                               "n": ev.paired.n}})
         if ev.kind == WATCH and ev.first_ts is not None and ev.last_ts is not None \
                 and ev.last_ts - ev.first_ts >= c.watch_s:  # the period is over: one last look, whatever n is
             ev.looks_done += 1
