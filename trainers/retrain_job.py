@@ -239,11 +239,18 @@ def train_and_gate(payload: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def run_job(req: RetrainRequest, registry: Any, cfg: TrainerConfig, data: Any, *, use_ray: bool,
-            licence_policy: Any = None) -> JobOutcome:
+            licence_policy: Any = None, references: str | os.PathLike | None = None,
+            reference_options: Mapping[str, int] | None = None) -> JobOutcome:
     """Everything between "request" and "outcome", given the training data (``WindowData``).
 
     ``licence_policy`` (the ``licences`` config section; default OSI only) is applied when the
-    candidate is registered and promoted; its decision goes into the gate report."""
+    candidate is registered and promoted; its decision goes into the gate report.
+
+    ``references``: the folder the worker reads reference profiles from (None: build none).  A candidate that
+    passed the gate gets its own profile there (:mod:`trainers.reference`: its predictions on the window's
+    labelled examples), saved under (model, new version) before it can be promoted, and named in its provenance;
+    a rejected candidate gets none (it is never served), nor does one trained on pre-encoded (npz) data.
+    ``reference_options``: the profile's ``n_bins``/``fine_bins``/``top_k`` (the worker's ``drift`` section)."""
     from trainers.registry import Provenance, code_version
     from trainers.training.replay import ReplayBuffer
     from trainers.training.evaluation import slices_by_value
@@ -334,12 +341,18 @@ def run_job(req: RetrainRequest, registry: Any, cfg: TrainerConfig, data: Any, *
     report = dict(out["gate"], training=training)
     if licence is not None:
         report["licence"] = licence.to_dict()
+    from trainers.reference import build_candidate_reference, save_candidate_reference
+
+    cref = build_candidate_reference(req, data, known, X_all, y_all, spec=spec, classes=classes, state_dict=state,
+                                     gate_passed=bool(out["promoted"]), folder=references, options=reference_options)
+    report["reference_profile"] = cref.to_dict()
     prov = Provenance(parent_version=parent.info.version, request_id=req.request_id, alert_ids=list(req.alert_ids),
                       window={"start": req.window_start, "end": req.window_end}, metrics=out["gate"],
                       training=training, code_version=code_version(),
                       base_model=base_model,
-                      reference_profile_id=parent.provenance.reference_profile_id)
+                      reference_profile_id=cref.id)
     text = out["gate_text"] + f"\ntraining: {training['wall_time_s']:.2f}s on {out['device_name']} ({out['device']})\n"
+    text += cref.line() + "\n"
     if "licence" in report:
         lic = report["licence"]
         text += (f"licence: {', '.join(lic['licences'])}: "
@@ -347,6 +360,7 @@ def run_job(req: RetrainRequest, registry: Any, cfg: TrainerConfig, data: Any, *
     info = registry.register(req.model, spec, state, provenance=prov, replay=new_buf, classes=classes,
                              report=report, report_text=text, gate_passed=out["promoted"],
                              licence_policy=licence_policy)
+    save_candidate_reference(cref, info.version, references)  # before any promotion: v<new> is judged from its first event
     update = None
     if out["promoted"] and out["gate"].get("reasons"):  # promoted, with something to say (e.g. below the baseline)
         log.warning("candidate %s of %s passes the gate with reasons: %s", info.version, req.model,
@@ -363,7 +377,8 @@ def run_job(req: RetrainRequest, registry: Any, cfg: TrainerConfig, data: Any, *
                         req.model, req.model_version, current, info.version)
     summary = {"gate": out["gate"], "training": {k: training[k] for k in ("wall_time_s", "device", "device_name",
                                                                         "n_train", "n_holdout_new", "n_holdout_old",
-                                                                        "baseline") if k in training}}
+                                                                        "baseline") if k in training},
+               "reference_profile": report["reference_profile"]}
     progress = training_progress(out["fit"], "candidate")
     if base is not None:
         progress += training_progress(base["fit"], "baseline (plain fine-tuning)")
@@ -429,6 +444,9 @@ def main(argv: list[str] | None = None) -> int:
 
     licence_policy = C.section(LicencePolicy, raw.get("licences"), "licences")
     req = _load_request(args.request)
+    from trainers.reference import reference_settings
+
+    references, reference_options = reference_settings(raw)  # where the worker reads them, by the worker's rule
     from trainers.registry_signing import RegistrySettings
 
     registry = ModelRegistry(args.registry or cfg.registry or C.home() / "registry",
@@ -466,7 +484,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             raise SystemExit("no training data source: give --labelled-file or use --publish kafka (labelled topic)")
         log.info("request %s: %d labelled examples in window (%s)", req.request_id, len(data), data.stats)
-        outcome = run_job(req, registry, cfg, data, use_ray=use_ray, licence_policy=licence_policy)
+        outcome = run_job(req, registry, cfg, data, use_ray=use_ray, licence_policy=licence_policy,
+                          references=references, reference_options=reference_options)
         result = outcome.result(req, job_id)
         if outcome.text:
             print(outcome.text.rstrip("\n"), flush=True)
