@@ -240,7 +240,7 @@ def train_and_gate(payload: Mapping[str, Any]) -> dict[str, Any]:
 
 def run_job(req: RetrainRequest, registry: Any, cfg: TrainerConfig, data: Any, *, use_ray: bool,
             licence_policy: Any = None, references: str | os.PathLike | None = None,
-            reference_options: Mapping[str, int] | None = None) -> JobOutcome:
+            reference_options: Mapping[str, int] | None = None, promotion: Any = None) -> JobOutcome:
     """Everything between "request" and "outcome", given the training data (``WindowData``).
 
     ``licence_policy`` (the ``licences`` config section; default OSI only) is applied when the
@@ -250,7 +250,10 @@ def run_job(req: RetrainRequest, registry: Any, cfg: TrainerConfig, data: Any, *
     passed the gate gets its own profile there (:mod:`trainers.reference`: its predictions on the window's
     labelled examples), saved under (model, new version) before it can be promoted, and named in its provenance;
     a rejected candidate gets none (it is never served), nor does one trained on pre-encoded (npz) data.
-    ``reference_options``: the profile's ``n_bins``/``fine_bins``/``top_k`` (the worker's ``drift`` section)."""
+    ``reference_options``: the profile's ``n_bins``/``fine_bins``/``top_k`` (the worker's ``drift`` section).
+    ``promotion`` (the ``promotion`` section, :class:`trainers.promotion.live_gate.LiveGateConfig`): with ``shadow``,
+    a candidate that passed the gate is put in shadow (``registry.start_shadow``: the live gate in the dispatcher
+    promotes or rejects it on live traffic) instead of promoted; with ``watch``, a promotion is watched."""
     from trainers.registry import Provenance, code_version
     from trainers.training.replay import ReplayBuffer
     from trainers.training.evaluation import slices_by_value
@@ -370,8 +373,13 @@ def run_job(req: RetrainRequest, registry: Any, cfg: TrainerConfig, data: Any, *
         if current == req.model_version or current is None:
             why = "; ".join([f"passed the promotion gate on request {req.request_id} ({', '.join(req.kinds)})",
                              *out["gate"].get("reasons", [])])
-            update = registry.promote(req.model, info.version, licence_policy=licence_policy,
-                                      actor=f"retrain job (request {req.request_id})", reason=why)
+            actor = f"retrain job (request {req.request_id})"
+            if promotion is not None and promotion.shadow:
+                update = registry.start_shadow(req.model, info.version, actor=actor,
+                                               reason=why + "; in shadow until the live gate decides (promotion.shadow)")
+            else:
+                update = registry.promote(req.model, info.version, licence_policy=licence_policy, actor=actor,
+                                          reason=why, watch=promotion is not None and promotion.watch)
         else:
             log.warning("current version of %s moved from %s to %s while training; candidate %s registered, not promoted",
                         req.model, req.model_version, current, info.version)
@@ -382,11 +390,13 @@ def run_job(req: RetrainRequest, registry: Any, cfg: TrainerConfig, data: Any, *
     progress = training_progress(out["fit"], "candidate")
     if base is not None:
         progress += training_progress(base["fit"], "baseline (plain fine-tuning)")
-    return JobOutcome("succeeded" if out["promoted"] else "rejected", info.version, update is not None,
+    shadow = update is not None and update.action == "shadow"
+    return JobOutcome("succeeded" if out["promoted"] else "rejected", info.version, update is not None and not shadow,
                       report=summary, update=update,
                       error=None if out["promoted"] else "gate rejected: " + "; ".join(out["gate"].get("reasons", [])),
                       text="\n".join(progress) + f"\n\npromotion gate, candidate v{info.version} of {req.model}:\n" + text,
-                      gate_passed=bool(out["promoted"]), reasons=[str(r) for r in out["gate"].get("reasons", [])])
+                      gate_passed=bool(out["promoted"]), reasons=[str(r) for r in out["gate"].get("reasons", [])],
+                      shadow=shadow)
 
 
 def _run_training(payload: dict[str, Any], use_ray: bool) -> tuple[dict[str, Any], dict[str, float]]:
@@ -444,6 +454,7 @@ def main(argv: list[str] | None = None) -> int:
 
     licence_policy = C.section(LicencePolicy, raw.get("licences"), "licences")
     req = _load_request(args.request)
+    from trainers.promotion.live_gate import LiveGateConfig
     from trainers.reference import reference_settings
 
     references, reference_options = reference_settings(raw)  # where the worker reads them, by the worker's rule
@@ -485,7 +496,8 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit("no training data source: give --labelled-file or use --publish kafka (labelled topic)")
         log.info("request %s: %d labelled examples in window (%s)", req.request_id, len(data), data.stats)
         outcome = run_job(req, registry, cfg, data, use_ray=use_ray, licence_policy=licence_policy,
-                          references=references, reference_options=reference_options)
+                          references=references, reference_options=reference_options,
+                          promotion=C.section(LiveGateConfig, raw.get("promotion"), "promotion"))
         result = outcome.result(req, job_id)
         if outcome.text:
             print(outcome.text.rstrip("\n"), flush=True)

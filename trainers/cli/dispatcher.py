@@ -273,6 +273,7 @@ def job_settings(raw: Mapping[str, Any], registry: str, state_dir: Path) -> tupl
     its dashboard, so the Kafka password reaches the job as the path of a 0600 file (``kafka.sasl_password_file``)."""
     from streams import config as C
     from streams.adapters.kafka_clients import child_section, from_settings
+    from trainers.reference import reference_settings
 
     kafka = C.kafka_settings(raw)
     conn = from_settings(kafka)
@@ -281,7 +282,9 @@ def job_settings(raw: Mapping[str, Any], registry: str, state_dir: Path) -> tupl
                 "licences": dict(raw.get("licences") or {}),  # the job's licence gate uses the operator's policy
                 "registry": dict(raw.get("registry") or {}),  # signing: allow_unsigned, key_file (a path, never the key)
                 "promotion": dict(raw.get("promotion") or {}),  # shadow: a candidate that passes goes to shadow first
-                "worker": {"reference_dir": str(reference_dir(raw))}}  # where the candidate's reference profile goes
+                # the candidate's reference profile goes where the worker reads it, binned as the worker bins
+                "worker": {"reference_dir": str(Path(reference_settings(raw)[0]).resolve())},
+                "drift": dict(raw.get("drift") or {})}
     key_env = {k: os.environ[k] for k in ("DRIFTLOOP_REGISTRY_KEY_FILE",) if os.environ.get(k)}
     env = {"KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers, "DRIFTLOOP_HOME": str(C.home()), **key_env}
     return settings, env, conn
