@@ -465,6 +465,9 @@ def _conclude(follow: Follower, served: dict, final: Any, promoted: bool, v1_rec
         "alerts": len(follow.alerts), "checks": checks, "elapsed_s": round(elapsed, 1),
         "unexplained_alerts_during_bug": len(unexplained),
     }
+    # every reference the run made (version 1's, and each candidate's from its training window): the report judges
+    # each version's traffic against its own, as the worker did
+    recorder.meta["reference_profiles"] = [str(p.relative_to(home)) for p in sorted((home / "references").rglob("*.json"))]
     recorder.finish(outcome)
     from streams.report import write_report
 
