@@ -68,7 +68,8 @@ RAW_NUMBERS = [b"NaN", b"Infinity", b"-Infinity", b"1e400", b"-1e400", b"1" + b"
 TOKENS = [b"[", b"]", b"{", b"}", b'"', b"\\", b",", b":", b"null", b"true", b"\\ud800", b"\\udc00", b"\\u0000", b"\\n",
           b"\xff", b"\xed\xa0\x80", b"\xc0\x80", b"\xf4\x90\x80\x80", b"\x00", b" ", b"\n", b"NaN", b"1e400", b"-0",
           b'"x":1', b'"model":"y"', b'"ts":"2499-01-01"', b"[" * 70, b"]" * 70]
-FIELDS_IN = ("event_id", "model", "model_version", "ts", "features", "entity", "prediction", "scores")
+FIELDS_IN = ("event_id", "model", "model_version", "ts", "features", "entity", "prediction", "scores", "shadow")
+FIELDS_SHADOW = ("model_version", "prediction", "scores")
 FIELDS_LB = ("event_id", "model", "model_version", "ts", "label")
 
 
@@ -136,6 +137,12 @@ class Gen:
             d["prediction"] = r.choice([r.random(), r.randint(0, 1), "yes", "no"])
         if r.random() < 0.3:
             d["scores"] = [r.random() for _ in range(r.randint(1, 3))]
+        if r.random() < 0.3:  # the prediction of a version served in shadow
+            d["shadow"] = {"model_version": r.choice(["2", "v4", str(r.randint(1, 99)), self.text()])}
+            if r.random() < 0.7:
+                d["shadow"]["prediction"] = r.choice([r.random(), r.randint(0, 1), "yes", "no", None])
+            if r.random() < 0.6:
+                d["shadow"]["scores"] = r.choice([[r.random() for _ in range(r.randint(1, 3))], None])
         return d
 
     def valid_label(self) -> dict:
@@ -170,6 +177,10 @@ class Gen:
                 d.pop(r.choice(list(d)), None)
             elif what < 0.9:
                 d[self.text(1, 6)] = self.hostile()  # unknown field
+            elif what < 0.93 and isinstance(d.get("shadow"), dict):  # a shadow field broken (or an unknown one)
+                d["shadow"][r.choice(FIELDS_SHADOW + (self.text(1, 4),))] = self.hostile()
+            elif what < 0.93 and "label" not in d:
+                d["shadow"] = {k: self.hostile() for k in r.sample(FIELDS_SHADOW, r.randint(0, 3))}
             elif isinstance(d.get("entity"), dict) or what < 0.95:
                 d["entity"] = {r.choice(HOSTILE_STRINGS + SURROGATES): self.hostile()}
             else:

@@ -71,6 +71,25 @@ def test_inputs_fast_path_agrees_with_the_full_validator(obj):
         outcome(parse_input, raw) for raw in encodings(obj)]
 
 
+shadow_predictions = mostly(
+    st.fixed_dictionaries({"model_version": ids},
+                          optional={"prediction": mostly(numbers | st.text(max_size=5) | st.none(), optional),
+                                    "scores": mostly(st.lists(numbers, min_size=1, max_size=3) | st.none(), optional),
+                                    "x": optional}),
+    optional | st.just({}))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.fixed_dictionaries({"event_id": st.just("e1"), "model": st.just("m"), "model_version": st.just("1"),
+                              "ts": st.just(NOW - 10), "features": st.just({"a": 1.0}), "shadow": shadow_predictions},
+                             optional={"prediction": optional, "scores": optional}))
+def test_shadow_predictions_fast_path_agrees_with_the_full_validator(obj):
+    raws = encodings(obj)
+    for raw in raws:
+        assert outcome(parse_input, raw) == outcome(_parse_input_full, raw)
+    assert [batched(r) for r in parse_inputs(raws, now=NOW, max_future_s=FUTURE)] == [outcome(parse_input, r) for r in raws]
+
+
 def batched(r):
     """The outcome of one record of parse_inputs, in outcome()'s form."""
     if isinstance(r, InvalidRecord):

@@ -11,7 +11,7 @@ from streams.worker import state as ws
 
 from streams.worker.label_join import InputStore, JoinState
 from streams.judge.drift_config import DriftConfig
-from streams.contracts.events import LabelEvent
+from streams.contracts.events import LabelEvent, LabelledExample
 from streams.contracts.validate import parse_input
 from streams.judge.profile_build import build_profile
 from streams.cli.sample import SampleTraffic
@@ -185,3 +185,48 @@ def test_inputs_wait_for_a_labels_backlog_before_they_expire():
         js.label_wm = events[0]["ts"]  # the labels read so far are at the start
         js.store_inputs(store, batch, events[-1]["ts"] + 100.0, ttl=5.0, labels_behind=behind)
         assert len(store) == kept  # behind: their labels may still be in the unread backlog
+
+
+def with_shadow(events, every=2):
+    """Every ``every``-th event with the prediction of version 2 served in shadow."""
+    return [dict(e, shadow={"model_version": "2", "prediction": 1 - (e.get("prediction") or 0), "scores": [0.3, 0.7]})
+            if i % every == 0 else e for i, e in enumerate(events)]
+
+
+@pytest.mark.parametrize("kept", ["raw bytes", "parsed events", "rebuilt after a restart"])
+def test_the_join_carries_the_shadow_prediction_of_the_input(setup, kept):
+    port, prof = setup
+    events = with_shadow(SampleTraffic(seed=5).events(200))
+    raws = [json.dumps(e).encode() for e in events]
+    store, js = InputStore(), JoinState(0)
+    if kept == "rebuilt after a restart":
+        assert store.rebuild(list(enumerate(raws))) == len(events)
+    else:
+        js.store_inputs(store, [(i, parse_input(r)) for i, r in enumerate(raws)], events[-1]["ts"],
+                        raws=raws if kept == "raw bytes" else None)
+    out = js.ingest_labels(store, list(enumerate(labels_for(events))), GEOM, TTL, port, lambda m, v: prof)
+    assert out.matched == len(events)
+    by_id = {e["event_id"]: e for e in events}
+    for p in out.pairs:
+        want = by_id[p.event_id].get("shadow")
+        assert p.shadow == (None if want is None else {**want, "prediction": float(want["prediction"])})
+        assert LabelledExample.from_dict(json.loads(json.dumps(p.to_dict()))) == p
+    assert sum(p.shadow is not None for p in out.pairs) == len(events) // 2
+
+
+def test_the_worker_publishes_labelled_examples_with_their_shadow_across_a_restart(tmp_path):
+    from tests.worker_harness import Harness
+
+    h = Harness(tmp_path, partitions=2)
+    tr = SampleTraffic(seed=6)
+    events = with_shadow(tr.events(600), every=3)
+    h.produce("inputs", events)
+    h.drain()
+    h.start()  # a restarted worker reads its join stores back from the inputs topic
+    h.produce("labels", tr.labels(events, delay_s=1.0))
+    h.drain()
+    labelled = [LabelledExample.from_dict(json.loads(r.value)) for r in h.topics["labelled"].all()]
+    assert len(labelled) == len(events)
+    shadows = {ex.event_id: ex.shadow for ex in labelled}
+    assert all((shadows[e["event_id"]] is not None) == ("shadow" in e) for e in events)
+    assert {s["model_version"] for s in shadows.values() if s} == {"2"}

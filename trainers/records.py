@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -93,19 +94,67 @@ class RetrainResult:
         return json.dumps(self.to_dict(), sort_keys=True, default=json_default)
 
 
+#: What a model update does (ModelUpdate.action).  ``version`` is always the version that must be live after it.
+ACTIONS = ("promote", "rollback", "shadow", "reject", "watch_end")
+_NO_SHADOW = ("rollback", "reject", "watch_end")  # actions after which nothing is served in shadow
+
+
 @dataclass(frozen=True)
 class ModelUpdate:
-    """Published on the model-updates topic when a version is promoted or rolled back."""
+    """Published on the model-updates topic when the live version or the version served in shadow changes.
+
+    ``version`` is always the version that must be live (a server that only knows "load ``version``" stays correct);
+    ``shadow`` is the version whose predictions servers publish as the inputs' ``shadow`` from now on (None: none).
+    Actions (:data:`ACTIONS`): ``promote`` (``version`` becomes live; ``shadow`` its parent while it is watched),
+    ``rollback`` (the previous version is live again), ``shadow`` (start shadowing the candidate ``shadow``),
+    ``reject`` (the candidate was refused on live evidence: stop shadowing), ``watch_end`` (the watch after a promotion
+    ended: stop shadowing the parent)."""
 
     model: str
     version: str
     previous_version: str | None
-    action: str  # "promote" | "rollback"
-    sha256: str
+    action: str
+    sha256: str  # of the live version's weights
     at: float = field(default_factory=time.time)
+    shadow: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "ModelUpdate":
+        """A model update read from the topic, checked (:class:`InvalidRecord` says what is wrong); unknown keys are
+        ignored, as in the other records."""
+        from streams.contracts.validate import is_valid_name
+
+        def bad(reason: str, what: str) -> InvalidRecord:
+            return InvalidRecord(reason, f"not a model update: {what}; see ModelUpdate in trainers/records.py")
+
+        if not isinstance(d, Mapping):
+            raise bad("not_object", f"expected an object, got {type(d).__name__}")
+        for name in ("model", "version", "action", "sha256"):
+            if d.get(name) is None:
+                raise bad("missing_field", f"'{name}' is missing")
+        for name in ("model", "version", "previous_version", "shadow"):
+            value = d.get(name)
+            if value is not None and not is_valid_name(value):
+                raise bad("bad_name", f"'{name}' {value!r} is not a model or version name (1..128 printable characters)")
+        action, sha, at = d["action"], d["sha256"], d.get("at", 0.0)
+        if action not in ACTIONS:
+            raise bad("bad_value", f"'action' {action!r} is not one of {', '.join(ACTIONS)}")
+        if not isinstance(sha, str) or (sha and not (len(sha) == 64 and all(c in "0123456789abcdef" for c in sha))):
+            raise bad("bad_value", f"'sha256' must be 64 lowercase hex digits (or empty), got {sha!r}")
+        if isinstance(at, bool) or not isinstance(at, (int, float)) or not math.isfinite(at):
+            raise bad("wrong_type", f"'at' must be epoch seconds, got {at!r}")
+        shadow = d.get("shadow")
+        if action == "shadow" and shadow is None:
+            raise bad("missing_field", "a 'shadow' update names the candidate to shadow in 'shadow'")
+        if action in _NO_SHADOW and shadow is not None:
+            raise bad("bad_value", f"a {action!r} update stops shadowing: 'shadow' must be null, got {shadow!r}")
+        if shadow is not None and shadow == d["version"]:
+            raise bad("bad_value", f"'shadow' {shadow!r} is the live version itself; shadow another version")
+        return cls(model=d["model"], version=d["version"], previous_version=d.get("previous_version"), action=action,
+                   sha256=sha, at=float(at), shadow=shadow)

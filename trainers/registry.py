@@ -19,8 +19,9 @@ an unsigned manifest is then refused unless ``registry.allow_unsigned``.  A vers
 folder and renamed into place, and ``index.json`` is replaced atomically under a file lock, so a crash never
 leaves a half-written version or pointer.
 
-The registry is pure: :meth:`ModelRegistry.promote` and :meth:`ModelRegistry.rollback`
-return the :class:`~streams.contracts.events.ModelUpdate` to publish; callers publish it.
+The registry is pure: :meth:`ModelRegistry.promote` and :meth:`ModelRegistry.rollback` (and the live evaluation's
+methods, :mod:`trainers.registry_live`: shadow, reject, end of a watch) return the
+:class:`~trainers.records.ModelUpdate` to publish; callers publish it.
 
 >>> import tempfile, torch
 >>> from trainers.training.models import ModelSpec, build_model
@@ -51,11 +52,12 @@ from typing import Any, Iterator, Mapping
 
 from trainers.licences import LicenceError, LicencePolicy  # noqa: F401
 from trainers.records import ModelUpdate
+from trainers.registry_live import LiveEvaluation
 from trainers.registry_records import (_NAME, IntegrityError, LoadedVersion, Provenance, RegistryError, VersionInfo,  # noqa: F401
-                                       _check_name, _fsync_dir, _write_json_atomic, code_version, served_at,
-                                       serving_change, sha256_file, tokenizer_file)
+                                       _check_name, _fsync_dir, _write_json_atomic, code_version, end_live_states,
+                                       live_verdict, served_at, serving_change, sha256_file, tokenizer_file)
 from trainers.registry_signing import (SIGNATURE, RegistrySettings, SignatureError, SignatureState, SigningKey,  # noqa: F401
-                                       UnsignedManifest, load_key, state_without_key)
+                                       UnsignedManifest, check_manifest, load_key, state_without_key)
 from streams.contracts.events import json_default
 
 FORMAT = "driftloop.registry/1"
@@ -74,7 +76,7 @@ MANIFEST = "manifest.json"
 _FROM_ENV: Any = object()
 
 
-class ModelRegistry:
+class ModelRegistry(LiveEvaluation):
     """A folder of model versions (see the module docstring for the layout).
 
     ``key``: the manifest signing key (default: from the environment or ``settings.key_file``, see
@@ -227,15 +229,14 @@ class ModelRegistry:
         return max(nums, default=0) + 1
 
     def promote(self, model: str, version: str, *, action: str = "promote", licence_policy: LicencePolicy | None = None,
-                actor: str = "", reason: str = "") -> ModelUpdate:
+                actor: str = "", reason: str = "", watch: bool = False) -> ModelUpdate:
         """Make ``version`` current (after verifying its files and its backbone's licence under
         ``licence_policy``, default OSI only: :class:`LicenceError`) and return the ModelUpdate to publish.
-        ``actor`` and ``reason`` go into the serving history (:meth:`changes`)."""
+        ``actor`` and ``reason`` go into the serving history (:meth:`changes`).  ``watch``: the previous version is
+        served in shadow while the new one is watched (``index["watch"]``; ended by :meth:`end_watch` or
+        :meth:`rollback`).  A candidate in shadow, or an earlier watch, ends here (it compared the old live version)."""
         version = _check_name("version", version)
-        self.verify(model, version)
-        base = self._info(model, version, self._read_index(model)).provenance.get("base_model") or {}
-        if base:
-            (licence_policy or LicencePolicy()).require(base)
+        self._check_servable(model, version, licence_policy)
         with self._locked(model):
             index = self._read_index(model)
             if version not in index["versions"]:
@@ -243,22 +244,39 @@ class ModelRegistry:
             previous = index.get("current")
             if previous == version:
                 raise RegistryError(f"version {version} of {model!r} is already current")
+            if watch and previous is None:
+                raise RegistryError(f"version {version} of {model!r} is its first promoted version: there is no "
+                                    "parent to watch it against; promote it without watch")
             if previous is not None:
                 index["history"].append(previous)
             index["current"] = version
             index["versions"][version]["promoted_at"] = time.time()
-            index.setdefault("changes", []).append(serving_change(
-                action, version, previous, self.version_dir(model, version), index["versions"][version], actor, reason))
+            change = serving_change(action, version, previous, self.version_dir(model, version),
+                                    index["versions"][version], actor, reason)
+            change.update(end_live_states(index))
+            if watch:
+                index["watch"] = change["watch"] = {"version": version, "parent": previous, "since": change["at"]}
+            index.setdefault("changes", []).append(change)
             self._write_index(model, index)
             if self.key is not None and not self.signature(model, version).signed:
                 self._sign_locked(model, version, index)  # allowed unsigned (migration): promoted versions get signed
             sha = index["versions"][version]["weights_sha256"]
-        return ModelUpdate(model=model, version=version, previous_version=previous, action=action, sha256=sha)
+        return ModelUpdate(model=model, version=version, previous_version=previous, action=action, sha256=sha,
+                           shadow=previous if watch else None)
 
-    def rollback(self, model: str, *, actor: str = "", reason: str = "") -> ModelUpdate:
-        """Make the previously promoted version current again; returns the ModelUpdate to publish."""
+    def rollback(self, model: str, *, actor: str = "", reason: str = "", evidence: Mapping[str, Any] | None = None,
+                 version: str | None = None) -> ModelUpdate | None:
+        """Make the previously promoted version current again; returns the ModelUpdate to publish.  The rolled-back
+        version keeps the live verdict ``rolled_back`` (with ``evidence``); a watch or a shadow ends.  ``version``: the
+        version to roll back (a redo after a crash: None when it was rolled back already; RegistryError when it is
+        not live)."""
         with self._locked(model):
             index = self._read_index(model)
+            if version is not None and index.get("current") != version:
+                if (index["versions"].get(version, {}).get("live_verdict") or {}).get("verdict") == "rolled_back":
+                    return None
+                raise RegistryError(f"version {version} of {model!r} is not live (live: {index.get('current')}); "
+                                    "nothing to roll back")
             history = index.get("history") or []
             if not history:
                 raise RegistryError(
@@ -276,8 +294,10 @@ class ModelRegistry:
             index["current"] = target
             index["versions"][target]["promoted_at"] = time.time()
             index["versions"][previous]["rolled_back_at"] = time.time()
-            index.setdefault("changes", []).append(serving_change(
-                "rollback", target, previous, self.version_dir(model, target), index["versions"][target], actor, reason))
+            index["versions"][previous]["live_verdict"] = live_verdict("rolled_back", actor, reason, evidence)
+            change = serving_change("rollback", target, previous, self.version_dir(model, target),
+                                    index["versions"][target], actor, reason)
+            index.setdefault("changes", []).append(dict(change, **end_live_states(index)))
             self._write_index(model, index)
             sha = index["versions"][target]["weights_sha256"]
         return ModelUpdate(model=model, version=target, previous_version=previous, action="rollback", sha256=sha)
@@ -358,6 +378,7 @@ class ModelRegistry:
             current=index.get("current") == version,
             promoted_at=entry.get("promoted_at"),
             provenance=prov,
+            live_verdict=entry.get("live_verdict"),
         )
 
     def verify(self, model: str, version: str | None = None) -> dict[str, str]:
@@ -380,7 +401,7 @@ class ModelRegistry:
         except ValueError:
             manifest = None
         if self.key is not None and isinstance(manifest, dict):  # before the index: a re-hashed index is no help
-            self._check_signature(model, version, mpath, manifest, allow_unsigned=allow_unsigned)
+            check_manifest(self.key, model, version, mpath, manifest, allow_unsigned=allow_unsigned)
         expected = index["versions"][version].get("manifest_sha256")
         actual = hashlib.sha256(raw).hexdigest()
         if expected and actual != expected:
@@ -400,26 +421,6 @@ class ModelRegistry:
         if extra:
             raise RegistryError(f"{vdir} holds files not in its manifest: {extra}; remove them or register again")
         return out
-
-    def _check_signature(self, model: str, version: str, mpath: Path, manifest: Mapping[str, Any], *,
-                         allow_unsigned: bool) -> SignatureState:
-        assert self.key is not None
-        state = self.key.check(manifest)
-        if not state.signed:
-            if allow_unsigned:
-                return state
-            raise UnsignedManifest(
-                f"{mpath} is not signed, but a registry signing key is set ({self.key.source}); version {version} of "
-                f"{model!r} is refused. If you trust it (a registry from before signing), sign it: `driftloop models "
-                f"sign {model} {version}` (or `--all`); or set registry.allow_unsigned: true in the config while "
-                "migrating. Otherwise register the version again.")
-        if not state.valid:
-            raise SignatureError(mpath, state)
-        if manifest.get("model") != model or manifest.get("version") != version:
-            raise RegistryError(
-                f"{mpath} is signed for {manifest.get('model')!r} version {manifest.get('version')!r}, not {model!r} "
-                f"version {version!r}: a version folder was copied or moved; restore it from a backup")
-        return state
 
     def signature(self, model: str, version: str | None = None) -> SignatureState:
         """Whether a version's manifest is signed, and (with a key) whether the signature is valid; reads no other file."""

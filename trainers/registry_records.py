@@ -78,6 +78,7 @@ class VersionInfo:
     current: bool = False
     promoted_at: float | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
+    live_verdict: dict[str, Any] | None = None  # judged on live traffic (registry_records.live_verdict)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -217,3 +218,70 @@ def served_at(changes: Sequence[Mapping[str, Any]], at: float) -> str | None:
             break
         live = c["version"]
     return live
+
+
+# --------------------------------------------------------------------------- live evaluation (shadow and watch)
+
+
+def live_verdict(verdict: str, actor: str, reason: str, evidence: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A version's verdict on live traffic (its index entry's ``live_verdict``): ``rejected`` (refused in shadow),
+    ``rolled_back`` (rolled back after its promotion) or ``kept`` (its watch ended with it live)."""
+    return {"verdict": verdict, "at": time.time(), "actor": actor or default_actor(), "reason": reason,
+            "evidence": dict(evidence or {})}
+
+
+def live_change(action: str, index: Mapping[str, Any], candidate: str, actor: str = "", reason: str = "",
+                **extra: Any) -> dict[str, Any]:
+    """A serving-history entry for a change of what is served in shadow (``shadow``, ``reject``, ``watch_end``): the
+    live version does not change, so ``version`` and ``previous`` are both the live one (``served_at`` stays right)
+    and ``candidate`` names the version shadowed, rejected or no longer watched."""
+    live = index.get("current")
+    return {"at": time.time(), "action": action, "version": live, "previous": live, "candidate": candidate,
+            "actor": actor or default_actor(), "reason": reason,
+            "weights_sha256": (index["versions"].get(live) or {}).get("weights_sha256"), **extra}
+
+
+def end_live_states(index: dict[str, Any]) -> dict[str, Any]:
+    """Drop the shadow and the watch of a model whose live version changes (both compared the old live version);
+    returns what ended, for its serving-history entry (``{"ended": {"shadow": "4", "watch": "3"}}``, or ``{}``)."""
+    ended = {k: index.pop(k)["version"] for k in ("shadow", "watch") if index.get(k)}
+    return {"ended": ended} if ended else {}
+
+
+def describe_change(c: Mapping[str, Any]) -> str:
+    """One serving-history entry in words (``driftloop models history``)."""
+    what = {"shadow": f"v{c.get('candidate')} in shadow of live v{c['version']}"
+                      + (f" (replaces v{c['replaced']} in shadow)" if c.get("replaced") else ""),
+            "reject": f"v{c.get('candidate')} rejected in shadow; v{c['version']} stays live, nothing in shadow",
+            "watch_end": f"watch of v{c['version']} ended: kept live, v{c.get('parent')} no longer in shadow",
+            }.get(c["action"], f"v{c['version']} (was v{c['previous']})")
+    if c.get("watch"):
+        what += f", watched with v{c['watch']['parent']} in shadow"
+    for k, v in (c.get("ended") or {}).items():
+        what += f"; ends the {k} of v{v}"
+    return what
+
+
+def describe_live(shadow: Mapping[str, Any] | None, watch: Mapping[str, Any] | None, live: str | None) -> str:
+    """What a model serves in shadow, in words (``driftloop models show``)."""
+    if shadow:
+        return f"v{shadow['version']} in shadow of live v{live} (candidate, since {_utc(shadow['since'])})"
+    if watch:
+        return (f"v{watch['version']} watched after its promotion, its parent v{watch['parent']} in shadow "
+                f"(since {_utc(watch['since'])})")
+    return "nothing in shadow, no watch"
+
+
+def describe_verdict(v: Mapping[str, Any] | None) -> str:
+    """A version's live verdict in words."""
+    if not v:
+        return "none"
+    words = {"rejected": "rejected in shadow", "rolled_back": "rolled back after promotion",
+             "kept": "kept after its watch"}.get(v.get("verdict"), str(v.get("verdict")))
+    ev = v.get("evidence") or {}
+    return (f"{words} on {_utc(v.get('at') or 0)} by {v.get('actor')}" + (f": {v['reason']}" if v.get("reason") else "")
+            + (f" (evidence: {json.dumps(ev, sort_keys=True, default=json_default)[:300]})" if ev else ""))
+
+
+def _utc(t: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t))

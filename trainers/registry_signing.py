@@ -151,3 +151,25 @@ class SignatureError(IntegrityError):
 
 class UnsignedManifest(RegistryError):
     """A registry key is set but a version's manifest carries no signature."""
+
+
+def check_manifest(key: SigningKey, model: str, version: str, mpath: Path, manifest: Mapping[str, Any], *,
+                   allow_unsigned: bool) -> SignatureState:
+    """A version's manifest checked with ``key``: signed (else :class:`UnsignedManifest`, unless ``allow_unsigned``),
+    validly (:class:`SignatureError`), for this model and version (a folder copied or moved: :class:`RegistryError`)."""
+    state = key.check(manifest)
+    if not state.signed:
+        if allow_unsigned:
+            return state
+        raise UnsignedManifest(
+            f"{mpath} is not signed, but a registry signing key is set ({key.source}); version {version} of "
+            f"{model!r} is refused. If you trust it (a registry from before signing), sign it: `driftloop models "
+            f"sign {model} {version}` (or `--all`); or set registry.allow_unsigned: true in the config while "
+            "migrating. Otherwise register the version again.")
+    if not state.valid:
+        raise SignatureError(mpath, state)
+    if manifest.get("model") != model or manifest.get("version") != version:
+        raise RegistryError(
+            f"{mpath} is signed for {manifest.get('model')!r} version {manifest.get('version')!r}, not {model!r} "
+            f"version {version!r}: a version folder was copied or moved; restore it from a backup")
+    return state

@@ -270,7 +270,7 @@ def replay(
                 summary["label_model_mismatch"] += 1
                 continue
             exs.append(LabelledExample(e.event_id, e.model, e.model_version, e.ts, e.features, lab.label,
-                                       e.prediction, e.scores, e.entity))
+                                       e.prediction, e.scores, e.entity, None if e.shadow is None else e.shadow.to_dict()))
         return exs
 
     def make_reference(key, evs, note: str, cutoff: float = -math.inf) -> None:

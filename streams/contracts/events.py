@@ -93,6 +93,20 @@ _Ts = Annotated[float, msgspec.Meta(ge=MIN_TS, le=MAX_TS)]
 _Str = Annotated[str, msgspec.Meta(max_length=MAX_STRING_VALUE_LEN)]
 
 
+class ShadowPrediction(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
+    """What a version served in shadow predicted for the same input (``InferenceEvent.shadow``: not returned to
+    the user; the live gate compares it with the live prediction once the label arrives)."""
+
+    model_version: _Id
+    prediction: Union[float, str, None] = None
+    scores: Union[Annotated[tuple[float, ...], msgspec.Meta(min_length=1)], None] = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"model_version", "prediction", "scores"}`` as plain JSON values (the form kept on labelled examples)."""
+        return {"model_version": self.model_version, "prediction": self.prediction,
+                "scores": None if self.scores is None else list(self.scores)}
+
+
 class InferenceEvent(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
     event_id: _Id
     model: _Id
@@ -105,6 +119,7 @@ class InferenceEvent(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc
     entity: Union[dict[str, Union[str, int]], None] = None
     prediction: Union[float, str, None] = None
     scores: Union[Annotated[tuple[float, ...], msgspec.Meta(min_length=1)], None] = None
+    shadow: Union[ShadowPrediction, None] = None
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -120,6 +135,8 @@ class InferenceEvent(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc
             d["prediction"] = self.prediction
         if self.scores is not None:
             d["scores"] = list(self.scores)
+        if self.shadow is not None:
+            d["shadow"] = self.shadow.to_dict()
         return d
 
 
@@ -150,11 +167,15 @@ class LabelledExample:
     prediction: float | str | None = None
     scores: tuple[float, ...] | None = None
     entity: dict[str, Any] | None = None
+    #: the shadow version's prediction for this input (``ShadowPrediction.to_dict``: model_version, prediction, scores)
+    shadow: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         if self.scores is not None:
             d["scores"] = list(self.scores)
+        if self.shadow is None:
+            del d["shadow"]  # records without a shadow stay as they were
         return d
 
     @classmethod
@@ -166,7 +187,8 @@ class LabelledExample:
 
         ev = _input_from_obj(d)
         label = _label_value(d)
-        return cls(ev.event_id, ev.model, ev.model_version, ev.ts, ev.features, label, ev.prediction, ev.scores, ev.entity)
+        return cls(ev.event_id, ev.model, ev.model_version, ev.ts, ev.features, label, ev.prediction, ev.scores, ev.entity,
+                   None if ev.shadow is None else ev.shadow.to_dict())
 
 
 #: (model, model_version) of an event, label or labelled example (C-level, for grouping whole batches).

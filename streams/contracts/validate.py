@@ -10,11 +10,8 @@ refuses goes to the full path, which gives the exact reason (``not_utf8``, ``not
 from __future__ import annotations
 
 import functools
-import itertools
-import json
 import math
 import operator
-import re
 import time
 from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping, Sequence
@@ -27,7 +24,6 @@ from streams.contracts.events import (
     MAX_FEATURES,
     MAX_ID_LEN,
     MAX_NAME_LEN,
-    MAX_NESTING,
     MAX_STRING_VALUE_LEN,
     MAX_TS,
     MIN_TS,
@@ -35,69 +31,9 @@ from streams.contracts.events import (
     InferenceEvent,
     InvalidRecord,
     LabelEvent,
+    ShadowPrediction,
 )
-
-_OPENERS = (b"[", b"{")
-
-
-_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
-
-
-_BRACKET_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
-
-
-_NOT_BRACKETS = bytes(b for b in range(256) if b not in _BRACKET_STEP)
-
-
-def json_depth(data: bytes) -> int:
-    """Deepest bracket nesting of JSON text ``data`` (brackets inside strings do not count).
-
-    Cheap for ordinary records: when there are at most MAX_NESTING opening brackets in all, the
-    depth cannot exceed it and the text is not scanned."""
-    openers = data.count(b"[") + data.count(b"{")
-    if openers <= MAX_NESTING:
-        return openers
-    brackets = _JSON_STRING.sub(b"", data).translate(None, _NOT_BRACKETS)
-    return max(itertools.accumulate(map(_BRACKET_STEP.__getitem__, brackets)), default=0)
-
-
-def _check_depth(data: bytes) -> None:
-    depth = json_depth(data)
-    if depth > MAX_NESTING:
-        raise InvalidRecord("too_deep", f"JSON is nested {depth} levels deep, over the limit of {MAX_NESTING}; "
-                                        "send flat records (unknown fields count too)")
-
-
-def decode_json(raw: bytes | bytearray | memoryview | str | None, max_bytes: int = DEFAULT_MAX_BYTES) -> dict[str, Any]:
-    """Bytes -> JSON object, or :class:`InvalidRecord` saying why not."""
-    if raw is None:
-        raise InvalidRecord("not_json", "empty message (null value); producers must send one JSON object per message")
-    if isinstance(raw, str):
-        data = raw.encode("utf-8", "surrogatepass")
-    else:
-        data = bytes(raw)
-    if len(data) > max_bytes:
-        raise InvalidRecord(
-            "too_large", f"payload is {len(data)} bytes, over the limit of {max_bytes}; send fewer features or raise max_bytes"
-        )
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InvalidRecord("not_utf8", f"payload is not UTF-8 (byte {exc.start}); encode JSON as UTF-8") from None
-    if not text.strip():
-        raise InvalidRecord("not_json", "empty message; producers must send one JSON object per message")
-    _check_depth(data)
-    try:
-        obj = json.loads(text, parse_constant=_reject_constant, parse_int=_parse_int)
-    except InvalidRecord:
-        raise
-    except RecursionError:  # not expected after _check_depth; never let it escape
-        raise InvalidRecord("too_deep", "JSON is nested too deeply; send flat records") from None
-    except (ValueError, TypeError) as exc:
-        raise InvalidRecord("not_json", f"payload is not valid JSON: {exc}") from None
-    if not isinstance(obj, dict):
-        raise InvalidRecord("not_object", f"payload must be a JSON object, got {_json_type(obj)}")
-    return obj
+from streams.contracts.decode import _json_type, decode_json, json_depth  # noqa: F401 (json_depth: re-exported)
 
 
 def parse_input(raw: bytes | str | Mapping[str, Any], max_bytes: int = DEFAULT_MAX_BYTES, *,
@@ -144,7 +80,7 @@ def parse_input_batch(raws: "Sequence[bytes]", max_bytes: int = DEFAULT_MAX_BYTE
             evs = None
         if evs is not None and max(map(_TS, evs)) <= limit and _feature_names_ok(set().union(*map(_FEATURES, evs))):
             keys = set(map(_MODEL_VERSION, evs))
-            if all(_names_ok(m, v) for m, v in keys):
+            if all(_names_ok(m, v) for m, v in keys) and _shadow_names_ok(evs):
                 return evs, keys
     decode, names_ok, feature_names_ok = _INPUT_DECODER.decode, _names_ok, _feature_names_ok
     out: list = []
@@ -153,7 +89,8 @@ def parse_input_batch(raws: "Sequence[bytes]", max_bytes: int = DEFAULT_MAX_BYTE
         if raw.__class__ is bytes and len(raw) <= max_bytes:
             try:
                 ev = decode(raw)
-                if ev.ts <= limit and names_ok(ev.model, ev.model_version) and feature_names_ok(ev.features):
+                if (ev.ts <= limit and names_ok(ev.model, ev.model_version) and feature_names_ok(ev.features)
+                        and (ev.shadow is None or _name_ok_cached(ev.shadow.model_version))):
                     add(ev)
                     continue
             except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
@@ -168,6 +105,13 @@ def parse_input_batch(raws: "Sequence[bytes]", max_bytes: int = DEFAULT_MAX_BYTE
 _TS = operator.attrgetter("ts")
 _MODEL_VERSION = operator.attrgetter("model", "model_version")
 _FEATURES = operator.attrgetter("features")
+_SHADOW = operator.attrgetter("shadow")
+
+
+def _shadow_names_ok(evs: "Sequence[InferenceEvent]") -> bool:
+    """Shadow versions follow the name rule.  Only the batch's shadows are looked at (a C-level filter: nothing is done
+    in Python for an event without one; a Struct is always true)."""
+    return all(_name_ok_cached(s.model_version) for s in filter(None, map(_SHADOW, evs)))
 
 
 def _parse_input_full(raw: bytes | str | Mapping[str, Any], max_bytes: int = DEFAULT_MAX_BYTES, *,
@@ -221,8 +165,8 @@ def _parse_label_full(raw: bytes | str | Mapping[str, Any], max_bytes: int = DEF
 # surrogate escapes): ~3.5x faster than json.loads plus the checks below.  Anything it refuses
 # (integer ids, ISO times, booleans, bad JSON...) goes through the full validator, which gives the
 # exact reason.  The events forbid unknown fields, so a record the fast path accepts holds only
-# known fields: every byte was decoded (UTF-8 checked throughout) and its nesting is at most 2 (the
-# types bound it), so no depth or UTF-8 pre-check is needed; records with extra fields are valid but
+# known fields: every byte was decoded (UTF-8 checked throughout) and its nesting is at most 3 (the
+# types bound it: the object, ``shadow``, its ``scores``), so no depth or UTF-8 pre-check is needed; records with extra fields are valid but
 # take the full path.  tests/test_events_fast_path.py and bench/validator_fuzz.py check that both
 # paths accept the same records with the same result.
 _INPUT_DECODER = msgspec.json.Decoder(InferenceEvent)
@@ -233,6 +177,8 @@ _LABEL_DECODER = msgspec.json.Decoder(LabelEvent)
 
 def _fast_input(ev: InferenceEvent, now: float | None = None, max_future_s: float | None = None) -> InferenceEvent | None:
     if not _names_ok(ev.model, ev.model_version) or not _feature_names_ok(ev.features):
+        return None
+    if ev.shadow is not None and not _name_ok_cached(ev.shadow.model_version):
         return None
     if max_future_s is not None and ev.ts > now + max_future_s:
         return None
@@ -268,6 +214,9 @@ def _name_ok(s: str) -> bool:
     # isprintable() is False for every lone surrogate, control and format character, and every
     # whitespace but the ASCII space
     return 0 < len(s) <= MAX_NAME_LEN and s.isprintable() and s[0] != " " and s[-1] != " "
+
+
+_name_ok_cached = functools.lru_cache(maxsize=4096)(_name_ok)  # shadow versions: a few names on every record
 
 
 def _not_future(ts: float, now: float | None, max_future_s: float | None, name: str = "ts") -> float:
@@ -343,33 +292,56 @@ def _input_from_obj(obj: Mapping[str, Any], now: float | None = None, max_future
             if isinstance(v, str):
                 _scalar_values(v, f"entity {_show(k, 40)}")
         entity = dict(entity)
-    prediction = obj.get("prediction")
-    if prediction is not None:
-        if isinstance(prediction, bool):
-            prediction = float(prediction)
-        elif isinstance(prediction, (int, float)):
-            try:
-                prediction = _finite(float(prediction), "prediction")
-            except OverflowError:
-                raise InvalidRecord("non_finite", "'prediction' is too large for a float") from None
-        elif isinstance(prediction, str):
-            _scalar_values(prediction, "'prediction'")
-        else:
-            raise InvalidRecord("wrong_type", f"'prediction' must be a number or string, got {_json_type(prediction)}")
-    scores = obj.get("scores")
-    if scores is not None:
-        if not isinstance(scores, list) or not scores:
-            raise InvalidRecord("wrong_type", f"'scores' must be a non-empty list of numbers, got {_json_type(scores)}")
-        out = []
-        for i, s in enumerate(scores):
-            if isinstance(s, bool) or not isinstance(s, (int, float)):
-                raise InvalidRecord("wrong_type", f"'scores[{i}]' must be a number, got {_json_type(s)}")
-            try:
-                out.append(_finite(float(s), f"scores[{i}]"))
-            except OverflowError:
-                raise InvalidRecord("non_finite", f"'scores[{i}]' is too large for a float") from None
-        scores = tuple(out)
-    return InferenceEvent(event_id, model, version, ts, features, entity, prediction, scores)
+    prediction = _prediction_value(obj.get("prediction"), "prediction")
+    scores = _scores_value(obj.get("scores"), "scores")
+    return InferenceEvent(event_id, model, version, ts, features, entity, prediction, scores, _shadow_value(obj.get("shadow")))
+
+
+def _prediction_value(prediction: Any, name: str) -> float | str | None:
+    """A prediction (``name``: where it is, for the message): a number (booleans count as 0/1), a string or null."""
+    if prediction is None:
+        return None
+    if isinstance(prediction, bool):
+        return float(prediction)
+    if isinstance(prediction, (int, float)):
+        try:
+            return _finite(float(prediction), name)
+        except OverflowError:
+            raise InvalidRecord("non_finite", f"'{name}' is too large for a float") from None
+    if isinstance(prediction, str):
+        _scalar_values(prediction, f"'{name}'")
+        return prediction
+    raise InvalidRecord("wrong_type", f"'{name}' must be a number or string, got {_json_type(prediction)}")
+
+
+def _scores_value(scores: Any, name: str) -> tuple[float, ...] | None:
+    """Scores (``name``: where they are): a non-empty list of finite numbers, or null."""
+    if scores is None:
+        return None
+    if not isinstance(scores, list) or not scores:
+        raise InvalidRecord("wrong_type", f"'{name}' must be a non-empty list of numbers, got {_json_type(scores)}")
+    out = []
+    for i, s in enumerate(scores):
+        if isinstance(s, bool) or not isinstance(s, (int, float)):
+            raise InvalidRecord("wrong_type", f"'{name}[{i}]' must be a number, got {_json_type(s)}")
+        try:
+            out.append(_finite(float(s), f"{name}[{i}]"))
+        except OverflowError:
+            raise InvalidRecord("non_finite", f"'{name}[{i}]' is too large for a float") from None
+    return tuple(out)
+
+
+def _shadow_value(shadow: Any) -> ShadowPrediction | None:
+    """The optional ``shadow`` object: a version's name and its prediction/scores, by the top-level rules (unknown
+    fields inside it are ignored, as at the top level)."""
+    if shadow is None:
+        return None
+    if not isinstance(shadow, dict):
+        raise InvalidRecord("wrong_type", "'shadow' must be an object {\"model_version\", \"prediction\", \"scores\"} "
+                                          f"(the prediction of the version served in shadow) or null, got {_json_type(shadow)}")
+    return ShadowPrediction(_name(shadow, "model_version", "shadow.model_version"),
+                            _prediction_value(shadow.get("prediction"), "shadow.prediction"),
+                            _scores_value(shadow.get("scores"), "shadow.scores"))
 
 
 def _feature_value(name: str, value: Any) -> FeatureValue:
@@ -408,14 +380,16 @@ def _label_value(obj: Mapping[str, Any]) -> float | str:
     raise InvalidRecord("wrong_type", f"'label' must be a number or a non-empty string, got {_json_type(label)}")
 
 
-def _required(obj: Mapping[str, Any], name: str) -> Any:
+def _required(obj: Mapping[str, Any], name: str, label: str | None = None) -> Any:
+    """``obj[name]`` (``label``: the field's path in messages, default ``name``)."""
     if name not in obj or obj[name] is None:
-        raise InvalidRecord("missing_field", f"required field '{name}' is missing; see the event contract in docs/design.md")
+        raise InvalidRecord("missing_field", f"required field '{label or name}' is missing; see the event contract in docs/design.md")
     return obj[name]
 
 
-def _id(obj: Mapping[str, Any], name: str) -> str:
-    value = _required(obj, name)
+def _id(obj: Mapping[str, Any], name: str, label: str | None = None) -> str:
+    value = _required(obj, name, label)
+    name = label or name
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise InvalidRecord("wrong_type", f"'{name}' must be a string (or integer), got {_json_type(value)}")
     text = value if isinstance(value, str) else _int_text(value, name)
@@ -425,9 +399,10 @@ def _id(obj: Mapping[str, Any], name: str) -> str:
     return text
 
 
-def _name(obj: Mapping[str, Any], name: str) -> str:
+def _name(obj: Mapping[str, Any], name: str, label: str | None = None) -> str:
     """A model or version name: an id that also follows the name pattern (see MAX_NAME_LEN)."""
-    text = _id(obj, name)
+    text = _id(obj, name, label)
+    name = label or name
     if not _name_ok(text):
         raise InvalidRecord(
             "bad_name", f"'{name}' {_show(text, 40)} is not a valid name: 1..{MAX_NAME_LEN} printable characters, "
@@ -467,33 +442,3 @@ def _finite(value: float, what: str) -> float:
     if not math.isfinite(value):
         raise InvalidRecord("non_finite", f"{what} is {value}; send a finite number or null for missing")
     return value
-
-
-def _parse_int(text: str) -> int | float:
-    # Python refuses int() of more than 4300 digits (a CPython guard, not a JSON rule); such a number
-    # is valid JSON (msgspec skips it in unknown fields) and far beyond any float: make it +-inf, which
-    # the checks reject as non_finite (or wrong_type) wherever it is kept.
-    try:
-        return int(text)
-    except ValueError:
-        return float("-inf") if text.startswith("-") else float("inf")
-
-
-def _reject_constant(name: str) -> Any:
-    raise InvalidRecord("non_finite", f"JSON contains {name}, which is not valid JSON; send null for missing values")
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__

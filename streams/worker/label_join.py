@@ -340,7 +340,7 @@ class JoinState:
         out.matched += 1
         e = ev if isinstance(ev, InferenceEvent) else parse_input(ev.encode() if isinstance(ev, str) else ev)  # bytes: fast path
         out.pairs.append(LabelledExample(e.event_id, e.model, e.model_version, e.ts, e.features, lab["label"],
-                                         e.prediction, e.scores, e.entity))
+                                         e.prediction, e.scores, e.entity, None if e.shadow is None else e.shadow.to_dict()))
 
     def _accumulate(self, out: JoinOutcome, geom: Geometry, ttl: float, port: EnginePort, get_profile) -> None:
         # A pair is late only when its (last) window was already sent (closed at an earlier close()):

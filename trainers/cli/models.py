@@ -149,9 +149,12 @@ def _show(reg: Any, args: argparse.Namespace) -> int:
     if signature.signed and signature.valid is False:
         print(f"model {info.model} version {info.version}: signature: {signature.describe()}", file=sys.stderr)
     hashes = reg.verify(args.model, info.version)
+    from trainers.registry_records import describe_live, describe_verdict
+
     d = info.to_dict()
     d["files"] = hashes
     d["integrity"] = "ok"
+    d["shadow"], d["watch"] = reg.shadow(args.model), reg.watch(args.model)
     d["signature"] = {"signed": signature.signed, "valid": signature.valid, "key_id": signature.key_id,
                       "text": signature.describe()}
     if args.json:
@@ -176,6 +179,8 @@ def _show(reg: Any, args: argparse.Namespace) -> int:
     if decision:
         print(f"  licence gate: {'accepted in config: ' + str(decision.get('acceptance')) if decision.get('accepted') else 'allowed'}")
     print(f"  reference:    {prov.get('reference_profile_id')}")
+    print(f"  live verdict: {describe_verdict(info.live_verdict)}")
+    print(f"  shadow:       {describe_live(d['shadow'], d['watch'], reg.current(args.model))}")
     print("  integrity:    ok (sha256 of every file matches the manifest)")
     print(f"  signature:    {signature.describe()}")
     for name, sha in sorted(hashes.items()):
@@ -282,6 +287,8 @@ def _history(reg, args: argparse.Namespace) -> int:
     """``models history MODEL [--at T]``: the serving history, oldest first (wall-clock UTC)."""
     import datetime as dt
 
+    from trainers.registry_records import describe_change
+
     if args.at is not None:
         live = reg.served_at(args.model, args.at)
         print(json.dumps({"model": args.model, "at": args.at, "version": live}) if args.json else
@@ -295,9 +302,10 @@ def _history(reg, args: argparse.Namespace) -> int:
     for c in changes:
         when = dt.datetime.fromtimestamp(c["at"], dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
         window = c.get("data_window") or {}
-        print(f"{when}  {c['action']:<8} v{c['version']} (was v{c['previous']})  by {c['actor']}"
+        print(f"{when}  {c['action']:<8} {describe_change(c)}  by {c['actor']}"
               + (f"\n    why: {c['reason']}" if c.get("reason") else "")
-              + f"\n    weights {str(c.get('weights_sha256'))[:12]}  replay {str(c.get('replay_sha256'))[:12]}"
+              + (f"\n    weights {str(c.get('weights_sha256'))[:12]}  replay {str(c.get('replay_sha256'))[:12]}"
+                 if c["action"] in ("promote", "rollback") else "")
               + (f"  data window [{window.get('start')}, {window.get('end')})" if window else ""))
     if not changes:
         print(f"{args.model}: no promotion recorded yet")
