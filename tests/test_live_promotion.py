@@ -12,27 +12,12 @@ import numpy as np
 import pytest
 
 from streams.cli.sample import Drift, SampleTraffic
+from tests.test_live_step import registry_with
 from tests.test_worker_kafka import Setup
 
 pytestmark = pytest.mark.kafka
 
 MODEL = "fraud"
-
-
-def registry_with(tmp, versions=("1", "2")):
-    """A registry holding small versions of ``fraud``, the first promoted; the others passed the offline gate."""
-    from trainers.registry import ModelRegistry, Provenance
-    from trainers.training.models import ModelSpec, build_model
-
-    reg = ModelRegistry(tmp / "registry", key=None)
-    spec = ModelSpec(["amount"], 2, hidden=(4,))
-    for i, v in enumerate(versions):
-        info = reg.register(MODEL, spec, build_model(spec, seed=i).state_dict(), report={"promoted": True},
-                            provenance=Provenance(parent_version=versions[i - 1] if i else None,
-                                                  base_model={"source": "scratch", "licence": "Apache-2.0"}))
-        assert info.version == v
-    reg.promote(MODEL, versions[0], actor="test", reason="base")
-    return reg
 
 
 def served(events, labels, version, live_acc, shadow=None, shadow_acc=None, seed=0):
@@ -90,7 +75,7 @@ def produce_served(setup, events, labels):
 
 def test_a_candidate_better_offline_but_worse_live_is_not_promoted(kafka_bootstrap, tmp_path, workers):
     setup = Setup(kafka_bootstrap, tmp_path, label_ttl_s=60.0, reference_bootstrap_n=1000)
-    reg = registry_with(tmp_path)
+    reg = registry_with(tmp_path, model=MODEL)
     assert reg.info(MODEL, "2").promoted  # the offline gate passed it
     update = reg.start_shadow(MODEL, "2", actor="test", reason="passed the offline gate")
     setup.produce("model_updates", [(MODEL.encode(), update.to_json().encode())])
@@ -125,7 +110,7 @@ def test_a_degraded_promotion_is_rolled_back_and_the_reference_switches_back(kaf
     from streams.judge.profile_build import build_profile
 
     setup = Setup(kafka_bootstrap, tmp_path, label_ttl_s=60.0)
-    reg = registry_with(tmp_path)
+    reg = registry_with(tmp_path, model=MODEL)
     ref_events = [parse_input(e) for e in SampleTraffic(seed=123).events(5000)]
     refs = {v: build_profile(ref_events, MODEL, v, source="training window of v" + v) for v in ("1", "2")}
     for p in refs.values():

@@ -91,7 +91,6 @@ class ModelRegistry(LiveEvaluation):
 
     def __repr__(self) -> str:
         return f"ModelRegistry({str(self.root)!r})"
-
     # ------------------------------------------------------------ paths & index
     def model_dir(self, model: str) -> Path:
         return self.root / _check_name("model", model)
@@ -229,12 +228,14 @@ class ModelRegistry(LiveEvaluation):
         return max(nums, default=0) + 1
 
     def promote(self, model: str, version: str, *, action: str = "promote", licence_policy: LicencePolicy | None = None,
-                actor: str = "", reason: str = "", watch: bool = False) -> ModelUpdate:
+                actor: str = "", reason: str = "", watch: bool = False, evidence: Mapping[str, Any] | None = None
+                ) -> ModelUpdate:
         """Make ``version`` current (after verifying its files and its backbone's licence under
         ``licence_policy``, default OSI only: :class:`LicenceError`) and return the ModelUpdate to publish.
         ``actor`` and ``reason`` go into the serving history (:meth:`changes`).  ``watch``: the previous version is
         served in shadow while the new one is watched (``index["watch"]``; ended by :meth:`end_watch` or
-        :meth:`rollback`).  A candidate in shadow, or an earlier watch, ends here (it compared the old live version)."""
+        :meth:`rollback`).  A candidate in shadow or an earlier watch ends here.  ``evidence``: the live gate's, kept
+        as the version's live verdict ``promoted``."""
         version = _check_name("version", version)
         self._check_servable(model, version, licence_policy)
         with self._locked(model):
@@ -251,6 +252,8 @@ class ModelRegistry(LiveEvaluation):
                 index["history"].append(previous)
             index["current"] = version
             index["versions"][version]["promoted_at"] = time.time()
+            if evidence is not None:
+                index["versions"][version]["live_verdict"] = live_verdict("promoted", actor, reason, evidence)
             change = serving_change(action, version, previous, self.version_dir(model, version),
                                     index["versions"][version], actor, reason)
             change.update(end_live_states(index))

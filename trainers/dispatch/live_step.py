@@ -101,7 +101,12 @@ class LiveStep:
         return verdicts
 
     def apply(self, v: LiveVerdict) -> ModelUpdate | None:
-        """Carry out one verdict on the registry and publish what it changed (model update, alert)."""
+        """Carry out one verdict on the registry and publish what it changed (model update, alert).
+
+        A verdict the registry already carried out (redone after a crash, before the state was saved) publishes the
+        registry's present state again (:meth:`present`), since the first publication may not have happened; one the
+        registry's state contradicts (a person promoted or rolled back meanwhile) is logged and counted, never
+        applied."""
         from trainers.registry_records import RegistryError
 
         reg, model = self.registry, v.model
@@ -112,25 +117,25 @@ class LiveStep:
                 if shadow and shadow.get("version") == v.version:
                     update = reg.promote(model, v.version, watch=self.gate.cfg.watch, actor=ACTOR, reason=v.reason,
                                          evidence=v.evidence)
+                elif reg.current(model) == v.version:
+                    update = self.present(model, PROMOTE)
             elif v.action == REJECT:
-                shadow = reg.shadow(model)
-                if shadow and shadow.get("version") == v.version:
-                    update = reg.reject(model, v.version, evidence=v.evidence, actor=ACTOR, reason=v.reason)
+                update = reg.reject(model, v.version, evidence=v.evidence, actor=ACTOR, reason=v.reason) \
+                    or self.present(model, REJECT)
             elif v.action == ROLLBACK:
-                if reg.current(model) == v.version:
-                    update = reg.rollback(model, actor=ACTOR, reason=v.reason, evidence=v.evidence)
+                update = reg.rollback(model, actor=ACTOR, reason=v.reason, evidence=v.evidence, version=v.version) \
+                    or self.present(model, ROLLBACK)
             elif v.action == END_WATCH:
-                watch = reg.watch(model)
-                if watch and watch.get("version") == v.version and reg.current(model) == v.version:
-                    update = reg.end_watch(model, v.version, evidence=v.evidence, actor=ACTOR, reason=v.reason)
+                update = reg.end_watch(model, v.version, evidence=v.evidence, actor=ACTOR, reason=v.reason) \
+                    or self.present(model, "watch_end")
         except RegistryError as exc:  # e.g. a person promoted another version meanwhile: report, never crash
             log.error("live gate: cannot %s %s v%s: %s", v.action, model, v.version, exc)
             if self.metrics is not None:
                 self.metrics.live_verdict(model, v.action, carried_out=False)
             return None
         if update is None:
-            log.info("live gate: %s of %s v%s was already carried out (or overtaken); nothing to do",
-                     v.action, model, v.version)
+            log.warning("live gate: %s of %s v%s overtaken by the registry (live: v%s); nothing done", v.action, model,
+                        v.version, reg.current(model))
         else:
             log.warning("live gate: %s %s v%s: %s", v.action, model, v.version, v.reason)
             self.publish_update(update)
@@ -141,6 +146,19 @@ class LiveStep:
         if self.metrics is not None:
             self.metrics.live_verdict(model, v.action, carried_out=update is not None)
         return update
+
+    def present(self, model: str, action: str) -> ModelUpdate | None:
+        """The registry's present state of ``model`` as a model update (the live version, and what servers shadow:
+        the candidate in shadow or the watched version's parent); None without a live version."""
+        current = self.registry.current(model)
+        if current is None:
+            return None
+        in_shadow = (self.registry.shadow(model) or {}).get("version")
+        shadow = in_shadow or (self.registry.watch(model) or {}).get("parent")
+        if shadow is not None and action not in ("shadow", PROMOTE):  # what is shadowed now says which update it is
+            action = "shadow" if in_shadow else PROMOTE
+        return ModelUpdate(model=model, version=current, previous_version=current, action=action,
+                           sha256=self.registry.info(model, current).weights_sha256, shadow=shadow)
 
 
 def poll(step: LiveStep, consumer: Any, *, updates_topic: str, timeout_ms: int = 0,
