@@ -369,20 +369,9 @@ def run_job(req: RetrainRequest, registry: Any, cfg: TrainerConfig, data: Any, *
         log.warning("candidate %s of %s passes the gate with reasons: %s", info.version, req.model,
                     "; ".join(out["gate"]["reasons"]))
     if out["promoted"]:
-        current = registry.current(req.model)
-        if current == req.model_version or current is None:
-            why = "; ".join([f"passed the promotion gate on request {req.request_id} ({', '.join(req.kinds)})",
-                             *out["gate"].get("reasons", [])])
-            actor = f"retrain job (request {req.request_id})"
-            if promotion is not None and promotion.shadow:
-                update = registry.start_shadow(req.model, info.version, actor=actor,
-                                               reason=why + "; in shadow until the live gate decides (promotion.shadow)")
-            else:
-                update = registry.promote(req.model, info.version, licence_policy=licence_policy, actor=actor,
-                                          reason=why, watch=promotion is not None and promotion.watch)
-        else:
-            log.warning("current version of %s moved from %s to %s while training; candidate %s registered, not promoted",
-                        req.model, req.model_version, current, info.version)
+        from trainers.promotion.stage import put_forward
+
+        update = put_forward(registry, req, info.version, out["gate"].get("reasons", []), promotion, licence_policy)
     summary = {"gate": out["gate"], "training": {k: training[k] for k in ("wall_time_s", "device", "device_name",
                                                                         "n_train", "n_holdout_new", "n_holdout_old",
                                                                         "baseline") if k in training},
