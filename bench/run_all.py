@@ -20,6 +20,7 @@ BENCHES = [
     ("parity_cost.py", ["--kafka"]),
     ("worker_throughput.py", []),
     ("dispatch_latency.py", []),
+    ("rollback_speed.py", []),
 ]
 
 
