@@ -171,3 +171,16 @@ def test_adapter_loop_retries_then_succeeds_and_survives_restart(tmp_path: Path)
     assert len(published) == n
     d2.handle(req)
     assert published[-1].status == "duplicate" and len(fake.jobs) == 2
+
+
+def test_a_candidate_put_in_shadow_is_reported_as_such() -> None:
+    ledger = DispatchLedger()
+    req = _req()
+    sid = ledger.on_request(req)[0].submission_id
+    ledger.on_submitted(req.request_id, sid)
+    out = ledger.on_job_status(req.request_id, sid, "SUCCEEDED",
+                               job_result={"status": "succeeded", "new_version": "4", "promoted": False, "shadow": True})
+    assert [(a.result.status, a.result.promoted, a.result.shadow) for a in out] == [("succeeded", False, True)]
+    from trainers.dispatch.ledger import outcome_of
+
+    assert outcome_of(out[0].result) == "shadow"

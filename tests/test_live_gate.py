@@ -236,3 +236,21 @@ def test_a_shadow_without_shadow_predictions_is_rejected_saying_why():
     verdicts = run(shadow_gate(), examples(2100, 0.9, None))
     assert [v.action for v in verdicts] == [REJECT]
     assert "shadow` field" in verdicts[0].reason and verdicts[0].evidence["missing"] == 2000
+
+
+def test_the_parents_late_labels_join_the_watch_baseline():
+    """Labels of inputs the parent served before the promotion, arriving after it, are its latest outcomes."""
+    gate = LiveGate(LiveGateConfig(min_samples=300, max_samples=3000))
+    run(gate, examples(200, 0.9, None, version="1", prefix="early"))
+    promote(gate)
+    run(gate, examples(500, 0.9, None, version="1", prefix="late", t0=200.0))
+    run(gate, examples(500, 0.9, None, version="1", prefix="late", t0=200.0))  # redelivered: counted once
+    assert gate.evaluations["m"].baseline.n == 700
+
+
+def test_a_watch_without_shadow_and_without_a_baseline_waits_and_says_it_could_not_compare():
+    gate = LiveGate(LiveGateConfig(min_samples=300, max_samples=3000, watch_s=600.0))
+    promote(gate)  # the parent has no labelled outcomes yet
+    verdicts = run(gate, examples(1000, 0.5, None, version="2"))
+    assert [v.action for v in verdicts] == [END_WATCH]
+    assert verdicts[0].evidence["compared"] is False and "without a comparison" in verdicts[0].reason

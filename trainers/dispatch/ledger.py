@@ -254,7 +254,7 @@ class DispatchLedger:
             status_out = jr.get("status") if jr.get("status") in ("succeeded", "rejected") else "succeeded"
             return [Publish(self._result(e, status_out, now, new_version=jr.get("new_version"),
                                          promoted=bool(jr.get("promoted", False)), report=jr.get("report") or {},
-                                         error=jr.get("error")))]
+                                         error=jr.get("error"), shadow=bool(jr.get("shadow", False))))]
         if status in (FAILED, STOPPED):
             return self._failed_attempt(request_id, sid, f"job {status.lower()}: {message}".rstrip(": "), now)
         return []

@@ -264,7 +264,12 @@ class Evaluation:
 
     @property
     def n(self) -> int:
-        return self.paired.n if self.kind == SHADOW or self.paired.n >= self.alone.n / 2 else self.alone.n
+        return self.paired.n if self.is_paired else self.alone.n
+
+    @property
+    def is_paired(self) -> bool:
+        """Judged paired: a shadow always; a watch when most of its examples carried the parent's shadow prediction."""
+        return self.kind == SHADOW or self.paired.n >= self.alone.n / 2
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -351,6 +356,15 @@ class LiveGate:
             wrong = is_error(pred, label, self._def)
             brier = top_brier(pred, ex.get("scores"), wrong)
             ev = self.evaluations.get(model)
+            if ev is not None and not ev.decided and ev.kind == WATCH and ev.incumbent == version:
+                # the parent's labels still arriving for inputs it served before the promotion: the most recent
+                # outcomes it has, so they join the watch's baseline (once each)
+                eid = str(ex.get("event_id"))
+                if eid not in ev.seen:
+                    ev.seen.add(eid)
+                    ev.baseline.add(wrong, brier)
+                self._baseline(model, version, wrong, brier)
+                continue
             if ev is None or ev.decided or (ev.kind == WATCH and ev.subject != version) \
                     or (ev.kind == SHADOW and ev.incumbent != version):
                 self._baseline(model, version, wrong, brier)
@@ -409,13 +423,16 @@ class LiveGate:
                                 "window": {"start": ev.first_ts, "end": ev.last_ts},
                                 "error_rate": {"subject": None, "incumbent": None, "difference": 0.0, "p_value": None,
                                                "n": ev.paired.n}})
+        uncomparable = ev.kind == WATCH and not ev.is_paired and ev.baseline.n < c.min_samples
         if ev.kind == WATCH and ev.first_ts is not None and ev.last_ts is not None \
                 and ev.last_ts - ev.first_ts >= c.watch_s:  # the period is over: one last look, whatever n is
             ev.looks_done += 1
             worse, tests = self._tests(ev, c.alpha / (c.looks + 1))
-            if worse and ev.n >= c.min_samples:
+            if worse and ev.n >= c.min_samples and not uncomparable:
                 return self._verdict(ev, ROLLBACK, worse, tests)
-            return self._verdict(ev, END_WATCH, [], tests, ended_by="watch period")
+            return self._verdict(ev, END_WATCH, [], tests, ended_by="watch period", compared=not uncomparable)
+        if uncomparable:  # no shadow, and too few outcomes of the parent to compare with: wait for the period's end
+            return None
         if ev.n < (ev.looks_done + 1) * c.min_samples:
             return None
         ev.looks_done += 1
@@ -440,7 +457,7 @@ class LiveGate:
     def _tests(self, ev: Evaluation, alpha: float) -> tuple[list[str], dict[str, Any]]:
         """The failed checks (in words) and every test's figures, at ``alpha`` split over the tests."""
         c = self.cfg
-        paired = ev.kind == SHADOW or ev.paired.n >= ev.alone.n / 2
+        paired = ev.is_paired
         slices = {k: s for k, s in ev.slices.items() if s.n >= c.min_slice_samples} if paired else {}
         a = alpha / (2 + len(slices))
         tests: dict[str, Any] = {"paired": paired, "alpha": a}
@@ -484,6 +501,10 @@ class LiveGate:
         elif action == REJECT:
             reason = (f"{what}: not shown better at promotion.max_samples and its error rate is higher by more than "
                       f"the margin {self.cfg.max_error_increase} ({rates}, n={er['n']})")
+        elif extra.get("compared") is False:
+            reason = (f"{what}: watch ended without a comparison: no shadow predictions of v{ev.incumbent} and only "
+                      f"{ev.baseline.n} labelled outcomes of it before the promotion (promotion.min_samples "
+                      f"{self.cfg.min_samples}); kept unjudged ({rates})")
         else:
             reason = f"{what}: kept ({rates}, {how}, n={er['n']}, ended by {extra.get('ended_by')})"
         evidence = {"kind": ev.kind, "subject": ev.subject, "incumbent": ev.incumbent, "looks": ev.looks_done,
