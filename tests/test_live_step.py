@@ -122,3 +122,28 @@ def test_the_state_of_the_registry_as_an_update_is_a_valid_record(tmp_path, acti
     update = step_for(tmp_path, reg, pub).present(MODEL, "reject")
     assert ModelUpdate.from_dict(update.to_dict()) == update
     assert (update.action, update.shadow) == (("shadow", "2") if action == "shadow" else ("promote", "1"))
+
+
+def test_a_promotion_the_licence_gate_refuses_is_reported_not_a_crash(tmp_path):
+    from trainers.licences import LicencePolicy
+    from trainers.registry import ModelRegistry, Provenance
+    from trainers.training.models import ModelSpec, build_model
+
+    reg, pub = ModelRegistry(tmp_path / "registry", key=None), Published()
+    spec = ModelSpec(["amount"], 2, hidden=(4,))
+    base = {"source": "a wheel", "licence": "LicenseRef-Custom"}
+    accepted = LicencePolicy(accept={"a wheel": "tested here"})
+    for i in range(2):
+        reg.register(MODEL, spec, build_model(spec, seed=i).state_dict(), report={"promoted": True},
+                     provenance=Provenance(base_model=dict(base)), licence_policy=accepted)
+    reg.promote(MODEL, "1", licence_policy=accepted)
+    reg.start_shadow(MODEL, "2", licence_policy=accepted)
+    # the operator's policy accepts it: promoted
+    LiveStep.open(CFG, reg, tmp_path / "a.json", licence_policy=accepted, **pub.kw()).handle([], examples(2000, 0.78, 0.9))
+    assert reg.current(MODEL) == "2"
+    # without the acceptance: refused at promotion, logged, nothing published, no exception
+    reg.rollback(MODEL)
+    reg.start_shadow(MODEL, "2", licence_policy=accepted)
+    pub2 = Published()
+    LiveStep.open(CFG, reg, tmp_path / "b.json", **pub2.kw()).handle([], examples(2000, 0.78, 0.9, seed=3))
+    assert reg.current(MODEL) == "1" and pub2.updates == []

@@ -419,10 +419,14 @@ def _live_gate(raw: Mapping[str, Any], conn: Any, cfg: DispatcherConfig, topics:
     def publish_alert(alert: Any) -> None:
         producer.send(topics.alerts, key=alert.alert_id.encode(), value=alert.to_json()).get(timeout=30)
 
+    from trainers.licences import LicencePolicy
+
     step = LiveStep.open(pcfg, registry, state_dir / "live_gate.json", publish_update=publish_update,
-                         publish_alert=publish_alert, metrics=metrics)
+                         publish_alert=publish_alert, metrics=metrics,
+                         licence_policy=C.section(LicencePolicy, raw.get("licences"), "licences"))
     consumer = KafkaConsumer(topics.labelled, topics.model_updates, **conn.kafka_python(),
                              group_id=cfg.group_id + "-live", enable_auto_commit=False, auto_offset_reset="earliest")
     log.info("live gate: %s and %s (shadow %s, watch %s)", topics.labelled, topics.model_updates,
              "on" if pcfg.shadow else "off", "on" if pcfg.watch else "off")
-    return consumer, lambda: poll(step, consumer, updates_topic=topics.model_updates)
+    # not 0 ms: kafka-python joins the group and fetches only within a poll's time (0 returns before it ever joins)
+    return consumer, lambda: poll(step, consumer, updates_topic=topics.model_updates, timeout_ms=200)

@@ -60,8 +60,9 @@ class LiveStep:
 
     def __init__(self, gate: LiveGate, registry: Any, state_path: str | os.PathLike, *,
                  publish_update: Callable[[ModelUpdate], None], publish_alert: Callable[[Alert], None],
-                 metrics: Any = None) -> None:
+                 metrics: Any = None, licence_policy: Any = None) -> None:
         self.gate, self.registry = gate, registry
+        self.licence_policy = licence_policy  # the operator's ``licences`` section: checked again at promotion
         self.state_path = Path(state_path)
         self.publish_update, self.publish_alert = publish_update, publish_alert
         self.metrics = metrics
@@ -107,6 +108,7 @@ class LiveStep:
         registry's present state again (:meth:`present`), since the first publication may not have happened; one the
         registry's state contradicts (a person promoted or rolled back meanwhile) is logged and counted, never
         applied."""
+        from trainers.licences import LicenceError
         from trainers.registry_records import RegistryError
 
         reg, model = self.registry, v.model
@@ -116,7 +118,7 @@ class LiveStep:
                 shadow = reg.shadow(model)
                 if shadow and shadow.get("version") == v.version:
                     update = reg.promote(model, v.version, watch=self.gate.cfg.watch, actor=ACTOR, reason=v.reason,
-                                         evidence=v.evidence)
+                                         evidence=v.evidence, licence_policy=self.licence_policy)
                 elif reg.current(model) == v.version:
                     update = self.present(model, PROMOTE)
             elif v.action == REJECT:
@@ -128,7 +130,7 @@ class LiveStep:
             elif v.action == END_WATCH:
                 update = reg.end_watch(model, v.version, evidence=v.evidence, actor=ACTOR, reason=v.reason) \
                     or self.present(model, "watch_end")
-        except RegistryError as exc:  # e.g. a person promoted another version meanwhile: report, never crash
+        except (RegistryError, LicenceError) as exc:  # e.g. a person promoted another version meanwhile: never crash
             log.error("live gate: cannot %s %s v%s: %s", v.action, model, v.version, exc)
             if self.metrics is not None:
                 self.metrics.live_verdict(model, v.action, carried_out=False)
@@ -161,7 +163,7 @@ class LiveStep:
                            sha256=self.registry.info(model, current).weights_sha256, shadow=shadow)
 
 
-def poll(step: LiveStep, consumer: Any, *, updates_topic: str, timeout_ms: int = 0,
+def poll(step: LiveStep, consumer: Any, *, updates_topic: str, timeout_ms: int = 200,
          on_bad: Callable[[str, Exception], None] | None = None) -> int:
     """One poll of a kafka-python consumer of the labelled and model-updates topics: handle, save, commit.
     Records that are not JSON objects are skipped and logged (the worker validated the labelled records; a foreign
