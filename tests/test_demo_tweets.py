@@ -154,7 +154,18 @@ def test_demo_quick_timeline_on_the_test_broker(kafka_bootstrap, tmp_path: Path)
     requests = [json.loads(line) for line in (run / "retrain_requests.jsonl").read_text().splitlines()]
     assert len(requests) == 1 and requests[0]["model_version"] == "1"  # one retrain, none for the bug
     updates = [json.loads(line) for line in (run / "model_updates.jsonl").read_text().splitlines()]
-    assert [(u["version"], u["action"]) for u in updates] == [("2", "promote")]
+    # the candidate in shadow, promoted by the live gate on the shadow phase's labelled pairs, watched with v1 in
+    # shadow; the watch may end (kept) before the demo does, never in a rollback
+    steps = [(u["action"], u["version"], u["shadow"]) for u in updates]
+    assert steps[:2] == [("shadow", "1", "2"), ("promote", "2", "1")] and steps[2:] in ([], [("watch_end", "2", None)])
+    from trainers.registry import ModelRegistry
+
+    verdict = ModelRegistry(run / "registry", key=None).info("tweets", "2").live_verdict
+    assert verdict["verdict"] in ("promoted", "kept") and verdict["evidence"]["paired"], verdict
+    shadowed = [json.loads(line) for line in (run / "inputs.jsonl").read_text().splitlines()]
+    shadow_phase = [p for p in meta["phases"] if p["name"] == "shadow"][0]
+    in_shadow = [r for r in shadowed if shadow_phase["start"] <= r["ts"] < shadow_phase["end"]]
+    assert in_shadow and all(r["model_version"] == "1" and r["shadow"]["model_version"] == "2" for r in in_shadow)
     check_in_chromium(run / "report.html", tmp_path / "report.png")
 
 

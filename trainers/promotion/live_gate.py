@@ -347,7 +347,7 @@ class LiveGate:
     # ------------------------------------------------------------------ labelled examples
     def on_labelled(self, examples: Iterable[Mapping[str, Any]]) -> list[LiveVerdict]:
         """Labelled examples (dicts of :class:`streams.contracts.events.LabelledExample`), any models, any order."""
-        touched: set[str] = set()
+        out: list[LiveVerdict] = []
         for ex in examples:
             model, version = str(ex.get("model")), str(ex.get("model_version"))
             label, pred = ex.get("label"), ex.get("prediction")
@@ -380,7 +380,6 @@ class LiveGate:
                 ev.alone.add(wrong, brier)
             else:
                 self._baseline(model, version, wrong, brier)
-            touched.add(model)
             shadow = ex.get("shadow") or None
             s_pred = shadow.get("prediction") if isinstance(shadow, Mapping) else None
             if s_pred is None or str(shadow.get("model_version")) != (ev.subject if ev.kind == SHADOW else ev.incumbent):
@@ -396,12 +395,17 @@ class LiveGate:
                     value = (ex.get("features") or {}).get(feat)
                     if value is not None:
                         ev.slices.setdefault(f"{feat}={value}", Paired()).add(subj[0], inc[0], d)
-        out = []
-        for model in sorted(touched):
-            v = self._judge(self.evaluations[model])
-            if v is not None:
-                out.append(v)
+            if self._look_due(ev):  # judged at the example that completes a look: the same verdict whatever the batching
+                v = self._judge(ev)
+                if v is not None:
+                    out.append(v)
         return out
+
+    def _look_due(self, ev: Evaluation) -> bool:
+        c = self.cfg
+        return (ev.n >= (ev.looks_done + 1) * c.min_samples
+                or (ev.kind == SHADOW and ev.missing >= c.max_samples)
+                or (ev.kind == WATCH and ev.last_ts is not None and ev.last_ts - ev.first_ts >= c.watch_s))
 
     def _baseline(self, model: str, version: str, wrong: bool, brier: float | None) -> None:
         q = self.baselines.get((model, version))
