@@ -188,9 +188,10 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
     assert panels_without_data(runs[0] / "metrics.prom") <= EMPTY_BY_DESIGN
 
 
-#: dashboard panels that stay empty on the demo's traffic by design: the dispatcher's outcomes live on its
-#: own /metrics, and the demo has no late events, dead letters, duplicates, untracked versions or restarts
-EMPTY_BY_DESIGN = {"driftloop_retrain_jobs_total", "driftloop_late_events_total", "driftloop_invalid_events_total",
+#: dashboard panels that stay empty on the demo's traffic by design: the dispatcher's outcomes and live verdicts
+#: live on its own /metrics, and the demo has no late events, dead letters, duplicates, untracked versions or restarts
+EMPTY_BY_DESIGN = {"driftloop_retrain_jobs_total", "driftloop_live_verdicts_total", "driftloop_late_events_total",
+                   "driftloop_invalid_events_total",
                    "driftloop_duplicate_events_total", "driftloop_untracked_events_total",
                    "driftloop_broken_references_total", "driftloop_partitioner_mismatch",
                    "driftloop_replayed_records_total"}  # records replayed after a restart: none here
