@@ -79,15 +79,18 @@ def test_a_promoted_candidate_gets_its_own_reference_before_promotion(tmp_path: 
     prof = store.get("toy", "2")
     assert prof is not None and prof.model == "toy" and prof.model_version == "2"
     assert prof.n == len(data) == 300  # every row of the window, not only the training split
-    assert prof.labels is not None and prof.labels.n == 300 and prof.labels.calibration is not None
+    # labels (error rate, calibration) only of the 60 rows the candidate did not train on: out of sample
+    from trainers.retrain_job import split_indices
+
+    _, held_out = split_indices(300, 0.2, 0)
+    assert prof.labels is not None and prof.labels.n == len(held_out) == 60 and prof.labels.calibration is not None
     assert set(prof.features) == {"a", "b"}
 
     # the predictions are the candidate's (class names, as the server publishes them), not the parent's
     counts = dict(zip(prof.prediction.categories, prof.prediction.counts))
     assert counts == dict(_predicted(reg, "2", X))
     assert counts != dict(_predicted(reg, "1", X))
-    cand_acc = _predicted_accuracy(reg, "2", X, y)
-    assert prof.reference_accuracy == pytest.approx(cand_acc)
+    assert prof.reference_accuracy == pytest.approx(_predicted_accuracy(reg, "2", X[held_out], y[held_out]))
 
     prov = reg.load("toy", "2").provenance
     assert prov.reference_profile_id == prof.id != v1_ref_id

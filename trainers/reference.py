@@ -84,21 +84,23 @@ def candidate_scores(spec: Any, state_dict: Mapping[str, Any], X: np.ndarray, ba
 
 
 def candidate_rows(examples: Sequence[Any], y: np.ndarray, proba: np.ndarray,
-                   classes: Sequence[Any] | None) -> list[Any]:
+                   classes: Sequence[Any] | None, labelled: np.ndarray | None = None) -> list[Any]:
     """``LabelledExample``s of ``examples`` with the candidate's prediction (class name, or index without
-    ``classes``), scores and label (class ``y`` by the same naming); their ``model_version`` is left empty."""
+    ``classes``), scores and label (class ``y`` by the same naming); their ``model_version`` is left empty.
+    ``labelled``: the row indices that keep their label (the others get None); None: all."""
     def name(i: int) -> Any:
         return classes[int(i)] if classes is not None else int(i)
 
-    return [dataclasses.replace(ex, model_version="", label=name(yi), prediction=name(int(p.argmax())),
+    keep = np.ones(len(examples), bool) if labelled is None else np.isin(np.arange(len(examples)), labelled)
+    return [dataclasses.replace(ex, model_version="", label=name(yi) if k else None, prediction=name(int(p.argmax())),
                                 scores=tuple(float(v) for v in p))
-            for ex, yi, p in zip(examples, y, proba)]
+            for ex, yi, p, k in zip(examples, y, proba, keep)]
 
 
 def build_candidate_reference(req: Any, data: Any, known: np.ndarray, X: np.ndarray, y: np.ndarray, *, spec: Any,
                               classes: Sequence[Any] | None, state_dict: Mapping[str, Any], gate_passed: bool,
-                              folder: str | os.PathLike | None,
-                              options: Mapping[str, int] | None = None) -> CandidateReference:
+                              folder: str | os.PathLike | None, options: Mapping[str, int] | None = None,
+                              held_out: np.ndarray | None = None) -> CandidateReference:
     """The reference profile of the candidate trained for request ``req``, or why there is none.
 
     ``data``: the job's ``WindowData``; ``known``: its rows whose label is one of the model's classes, encoded as
@@ -106,6 +108,9 @@ def build_candidate_reference(req: Any, data: Any, known: np.ndarray, X: np.ndar
     the candidate's weights.  None (with the reason) when ``folder`` is None (the job saves no references), when
     the candidate did not pass the gate (it is never served), when the data is pre-encoded (npz: no feature
     values), or when no profile can be built from the rows.  ``options``: ``n_bins``/``fine_bins``/``top_k``.
+    ``held_out``: the rows the candidate did not train on; only they keep their labels, so the profile's error rate
+    and score calibration are out of sample (on its training rows a candidate looks better than it will serve, and
+    the worker would then see a performance drop on its first window); the features and predictions are all rows'.
     """
     from streams.judge.profile_build import build_profile
     from streams.judge.tables import ProfileError
@@ -121,9 +126,10 @@ def build_candidate_reference(req: Any, data: Any, known: np.ndarray, X: np.ndar
     if not examples:
         return CandidateReference(why="no labelled example of a known class in the window")
     proba = candidate_scores(spec, state_dict, X)
-    rows = candidate_rows(examples, y, proba, classes)
+    rows = candidate_rows(examples, y, proba, classes, held_out)
+    labels = f", labels of the {len(held_out)} held out" if held_out is not None else ""
     source = (f"retrain job {req.request_id}: the candidate's predictions on the {len(rows)} labelled examples of "
-              f"window [{req.window_start}, {req.window_end}] (parent v{req.model_version})")
+              f"window [{req.window_start}, {req.window_end}]{labels} (parent v{req.model_version})")
     try:
         prof = build_profile(rows, req.model, "", source=source, **dict(options or {}))
     except ProfileError as exc:

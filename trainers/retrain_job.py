@@ -347,7 +347,8 @@ def run_job(req: RetrainRequest, registry: Any, cfg: TrainerConfig, data: Any, *
     from trainers.reference import build_candidate_reference, save_candidate_reference
 
     cref = build_candidate_reference(req, data, known, X_all, y_all, spec=spec, classes=classes, state_dict=state,
-                                     gate_passed=bool(out["promoted"]), folder=references, options=reference_options)
+                                     gate_passed=bool(out["promoted"]), folder=references, options=reference_options,
+                                     held_out=ho)
     report["reference_profile"] = cref.to_dict()
     prov = Provenance(parent_version=parent.info.version, request_id=req.request_id, alert_ids=list(req.alert_ids),
                       window={"start": req.window_start, "end": req.window_end}, metrics=out["gate"],
