@@ -24,6 +24,12 @@ def put_forward(registry: Any, req: RetrainRequest, version: str, reasons: Seque
     why = "; ".join([f"passed the promotion gate on request {req.request_id} ({', '.join(req.kinds)})", *reasons])
     actor = f"retrain job (request {req.request_id})"
     if promotion is not None and promotion.shadow and current is not None:
+        watch = registry.watch(req.model)
+        if watch:  # the live version is still being judged against its parent: one comparison at a time
+            log.warning("v%s of %s is watched after its promotion (v%s in shadow); candidate %s registered, not put in "
+                        "shadow: promote it by hand once the watch ends, or retrain again", watch["version"], req.model,
+                        watch["parent"], version)
+            return None
         return registry.start_shadow(req.model, version, actor=actor, licence_policy=licence_policy,
                                      reason=why + "; in shadow until the live gate decides (promotion.shadow)")
     return registry.promote(req.model, version, licence_policy=licence_policy, actor=actor, reason=why,
