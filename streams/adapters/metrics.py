@@ -98,14 +98,20 @@ class WorkerMetrics:
 
 
 def read_metrics(url: str, timeout_s: float = 2.0) -> dict[str, float]:
-    """Scrape a /metrics endpoint: each series as ``name{labels}`` plus, per metric name, the sum
-    over its labels.  ``{}`` when the endpoint does not answer (e.g. the worker is still starting)."""
+    """Scrape a /metrics endpoint (:func:`parse_metrics`); ``{}`` when it does not answer (e.g. the worker is still
+    starting)."""
     import urllib.request
 
     try:
         text = urllib.request.urlopen(url, timeout=timeout_s).read().decode()
     except OSError:
         return {}
+    return parse_metrics(text)
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    """Prometheus text exposition (a scrape, or a snapshot file): each series as ``name{labels}`` plus, per metric
+    name, the sum over its labels."""
     out: dict[str, float] = {}
     for line in text.splitlines():
         if line.startswith("#") or not line.strip():
