@@ -18,8 +18,8 @@ def test_rollback_speed_smoke(tmp_path):
     res = json.loads((tmp_path / "rollback_speed.smoke.json").read_text())
     assert set(res["summary"]) == {"degraded|30", "degraded|600", "healthy|30", "healthy|600"}
     for key, by_detector in res["summary"].items():
-        assert set(by_detector) == {"gate_shadow", "gate_no_shadow", "gate_no_shadow_late_parent",
-                                    "label_only_recent", "label_only_recent_alert", "label_only_profile"}, key
+        assert set(by_detector) == {"gate_shadow", "gate_no_shadow", "label_only_recent", "label_only_recent_alert",
+                                    "label_only_profile"}, key
         for s in by_detector.values():
             assert s["seeds"] == res["sizes"]["seeds"] and 0 <= s["rollbacks"] <= s["seeds"]
     for acc in res["accuracy"].values():
