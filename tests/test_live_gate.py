@@ -128,7 +128,7 @@ def test_a_healthy_promotion_ends_its_watch_after_the_period():
     promote(gate)
     verdicts = run(gate, examples(1000, 0.9, 0.85, version="2", shadow="1", dt=1.0))
     assert [v.action for v in verdicts] == [END_WATCH]
-    assert verdicts[0].evidence["ended_by"] == "watch period"
+    assert verdicts[0].evidence["ended_by"] == "promotion.watch_s"
     assert verdicts[0].evidence["window"]["end"] - verdicts[0].evidence["window"]["start"] >= 600
 
 
@@ -254,3 +254,73 @@ def test_a_watch_without_shadow_and_without_a_baseline_waits_and_says_it_could_n
     verdicts = run(gate, examples(1000, 0.5, None, version="2"))
     assert [v.action for v in verdicts] == [END_WATCH]
     assert verdicts[0].evidence["compared"] is False and "without a comparison" in verdicts[0].reason
+
+
+# ------------------------------------------------------------------ found by the new-user review
+
+
+def test_scores_that_are_not_probabilities_never_break_the_gate_and_evidence_is_strict_json():
+    gate = shadow_gate()
+    exs = examples(2000, 0.9, 0.8, live_conf=0.8, shadow_conf=0.7)
+    for i, e in enumerate(exs):
+        if i % 3 == 0:
+            e["scores"] = [1e300, -1e300]
+            e["shadow"]["scores"] = [1e100, 3.0]
+    verdicts = run(gate, exs)
+    assert [v.action for v in verdicts] == [REJECT]
+    json.dumps(verdicts[0].evidence, allow_nan=False)
+    assert top_brier(1, [4.2, -1.0], wrong=False) is None  # logits: calibration not judged for this example
+
+
+def test_a_promotion_without_a_watch_is_not_watched():
+    gate = LiveGate(CFG)
+    gate.on_update({"model": "m", "action": "promote", "version": "2", "previous_version": "1", "shadow": None})
+    assert "m" not in gate.evaluations  # a person's plain promotion: the registry does not watch it either
+    gate.on_update({"model": "m", "action": "promote", "version": "2", "previous_version": "2", "shadow": "2"})
+    assert "m" not in gate.evaluations  # no version is its own parent
+
+
+def test_a_stale_update_ends_nothing_newer():
+    gate = shadow_gate()
+    gate.on_update({"model": "m", "action": "shadow", "version": "1", "previous_version": "1", "shadow": "3"})
+    gate.on_update({"model": "m", "action": "rollback", "version": "1", "previous_version": "2", "shadow": None})
+    gate.on_update({"model": "m", "action": "watch_end", "version": "2", "previous_version": "2", "shadow": None})
+    assert gate.evaluations["m"].subject == "3"
+
+
+def test_an_early_promotion_waits_for_every_slice_to_be_checked():
+    cfg = LiveGateConfig(min_samples=300, max_samples=3000, slices=("country",), min_slice_samples=200)
+    country = lambda i: "DE" if i % 10 == 0 else "FR"  # noqa: E731  (DE: a tenth of the traffic)
+    verdicts = run(shadow_gate(cfg), examples(3000, 0.8, lambda i: 0.3 if i % 10 == 0 else 0.97, seed=7,
+                                              slice_of=country))
+    assert [v.action for v in verdicts] == [REJECT]
+    assert "slice country=DE" in verdicts[0].reason and verdicts[0].evidence["error_rate"]["n"] >= 2000
+
+
+def test_regression_predictions_that_are_all_errors_are_not_compared():
+    gate = LiveGate(LiveGateConfig(min_samples=100, max_samples=300))  # error: mismatch on continuous predictions
+    gate.on_update({"model": "m", "action": "shadow", "version": "1", "shadow": "2"})
+    exs = [{"event_id": f"r{i}", "model": "m", "model_version": "1", "ts": float(i), "label": 10.0 + i,
+            "prediction": 11.0 + i, "shadow": {"model_version": "2", "prediction": 1000.0 + i}} for i in range(300)]
+    verdicts = gate.on_labelled(exs)
+    assert [v.action for v in verdicts] == [REJECT]
+    assert "without a comparison" in verdicts[0].reason and "regression" in verdicts[0].reason
+
+
+def test_an_uncomparable_watch_ends_at_max_samples_and_a_quiet_shadow_at_its_period():
+    gate = LiveGate(LiveGateConfig(min_samples=100, max_samples=500, watch_s=10_000.0))
+    promote(gate)
+    verdicts = run(gate, examples(600, 0.0, None, version="2"))
+    assert [(v.action, v.evidence["compared"]) for v in verdicts] == [(END_WATCH, False)]
+    gate = LiveGate(LiveGateConfig(min_samples=100, max_samples=500, watch_s=60.0))
+    gate.on_update({"model": "m", "action": "shadow", "version": "1", "shadow": "2"})
+    verdicts = run(gate, examples(50, 0.9, 0.9, dt=2.0))  # 50 pairs over 100 s: fewer than min_samples
+    assert [(v.action, v.evidence["compared"]) for v in verdicts] == [(REJECT, False)]
+    assert "labelled examples" in verdicts[0].reason and "not promoted" in verdicts[0].reason
+
+
+@pytest.mark.parametrize("bad", [{"baseline_samples": -3}, {"watch_s": -5}, {"watch_s": float("nan")},
+                                 {"tolerance": -1.0}, {"max_error_increase": float("inf")}, {"min_slice_samples": 0}])
+def test_config_ranges_are_checked(bad):
+    with pytest.raises(ValueError, match="promotion." + next(iter(bad))):
+        LiveGateConfig(**bad)

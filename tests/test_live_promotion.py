@@ -78,7 +78,9 @@ def test_a_candidate_better_offline_but_worse_live_is_not_promoted(kafka_bootstr
     reg = registry_with(tmp_path, model=MODEL)
     assert reg.info(MODEL, "2").promoted  # the offline gate passed it
     update = reg.start_shadow(MODEL, "2", actor="test", reason="passed the offline gate")
-    setup.produce("model_updates", [(MODEL.encode(), update.to_json().encode())])
+    # foreign records on the model-updates topic first: skipped, never a crash
+    setup.produce("model_updates", [(None, b"not json"), (None, b'{"action": "promote", "version": "2"}'),
+                                    (MODEL.encode(), update.to_json().encode())])
     traffic = SampleTraffic(seed=31)
     events = traffic.events(3000)
     labels = traffic.labels(events, delay_s=5.0)
@@ -97,7 +99,7 @@ def test_a_candidate_better_offline_but_worse_live_is_not_promoted(kafka_bootstr
     er = verdict["evidence"]["error_rate"]
     assert er["subject"] > er["incumbent"] and er["p_value"] < verdict["evidence"]["alpha"]
     assert er["n"] >= 300 and verdict["evidence"]["paired"]
-    updates = records(setup, "model_updates")
+    updates = [json.loads(v) for _, v in setup.read("model_updates")[2:]]
     assert [(u["action"], u["version"], u["shadow"]) for u in updates] == [("shadow", "1", "2"), ("reject", "1", None)]
     rejected = [a for a in records(setup, "alerts") if a["kind"] == "shadow_rejected"]
     assert len(rejected) == 1 and rejected[0]["model_version"] == "2" and "worse on live traffic" in \

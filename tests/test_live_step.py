@@ -100,7 +100,14 @@ def test_a_verdict_redone_after_a_crash_publishes_the_registrys_state_again(tmp_
     again = step_for(tmp_path, reg, pub)
     assert [v.action for v in again.handle([], exs)] == ["promote"]
     assert reg.current(MODEL) == "2" and len([c for c in reg.changes(MODEL) if c["action"] == "promote"]) == 2  # base+v2
-    assert [(u.action, u.version, u.shadow) for u in pub.updates] == [("promote", "2", "1")] * 2
+    assert [(u.action, u.version, u.previous_version, u.shadow) for u in pub.updates] == [("promote", "2", "1", "1")] * 2
+    # and the redone promotion is watched against its parent, as the first one was
+    ev = again.gate.evaluations[MODEL]
+    assert (ev.kind, ev.subject, ev.incumbent) == ("watch", "2", "1")
+    verdicts = again.handle([], examples(1000, 0.6, 0.95, version="2", shadow="1", seed=8, t0=5000.0))
+    assert [v.action for v in verdicts] == ["rollback"] and reg.current(MODEL) == "1"
+    assert [v["verdict"] for v in reg.info(MODEL, "2").live_verdicts] == ["promoted"]  # the shadow's evidence kept
+    assert reg.info(MODEL, "2").live_verdict["verdict"] == "rolled_back"
 
 
 def test_a_verdict_overtaken_by_a_person_changes_nothing(tmp_path):

@@ -54,8 +54,8 @@ from trainers.licences import LicenceError, LicencePolicy  # noqa: F401
 from trainers.records import ModelUpdate
 from trainers.registry_live import LiveEvaluation
 from trainers.registry_records import (_NAME, IntegrityError, LoadedVersion, Provenance, RegistryError, VersionInfo,  # noqa: F401
-                                       _check_name, _fsync_dir, _write_json_atomic, code_version, end_live_states,
-                                       live_verdict, served_at, serving_change, sha256_file, tokenizer_file)
+                                       _check_name, _fsync_dir, _write_json_atomic, code_version, end_live_states, live_verdict,
+                                       served_at, serving_change, set_live_verdict, sha256_file, tokenizer_file)
 from trainers.registry_signing import (SIGNATURE, RegistrySettings, SignatureError, SignatureState, SigningKey,  # noqa: F401
                                        UnsignedManifest, check_manifest, load_key, state_without_key)
 from streams.contracts.events import json_default
@@ -253,7 +253,7 @@ class ModelRegistry(LiveEvaluation):
             index["current"] = version
             index["versions"][version]["promoted_at"] = time.time()
             if evidence is not None:
-                index["versions"][version]["live_verdict"] = live_verdict("promoted", actor, reason, evidence)
+                set_live_verdict(index["versions"][version], live_verdict("promoted", actor, reason, evidence))
             change = serving_change(action, version, previous, self.version_dir(model, version),
                                     index["versions"][version], actor, reason)
             change.update(end_live_states(index))
@@ -297,7 +297,7 @@ class ModelRegistry(LiveEvaluation):
             index["current"] = target
             index["versions"][target]["promoted_at"] = time.time()
             index["versions"][previous]["rolled_back_at"] = time.time()
-            index["versions"][previous]["live_verdict"] = live_verdict("rolled_back", actor, reason, evidence)
+            set_live_verdict(index["versions"][previous], live_verdict("rolled_back", actor, reason, evidence))
             change = serving_change("rollback", target, previous, self.version_dir(model, target),
                                     index["versions"][target], actor, reason)
             index.setdefault("changes", []).append(dict(change, **end_live_states(index)))
@@ -381,7 +381,7 @@ class ModelRegistry(LiveEvaluation):
             current=index.get("current") == version,
             promoted_at=entry.get("promoted_at"),
             provenance=prov,
-            live_verdict=entry.get("live_verdict"),
+            live_verdict=entry.get("live_verdict"), live_verdicts=list(entry.get("live_verdicts") or []),
         )
 
     def verify(self, model: str, version: str | None = None) -> dict[str, str]:

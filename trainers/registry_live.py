@@ -19,7 +19,7 @@ from typing import Any, Mapping
 
 from trainers.licences import LicencePolicy
 from trainers.records import ModelUpdate
-from trainers.registry_records import RegistryError, _check_name, live_change, live_verdict
+from trainers.registry_records import RegistryError, _check_name, live_change, live_verdict, set_live_verdict
 
 
 class LiveEvaluation:
@@ -82,7 +82,7 @@ class LiveEvaluation:
                 raise RegistryError(
                     f"version {version} of {model!r} is not in shadow (in shadow: {shadow or 'nothing'}); only the "
                     "candidate in shadow can be rejected: start_shadow it first")
-            entry["live_verdict"] = live_verdict("rejected", actor, reason, evidence)
+            set_live_verdict(entry, live_verdict("rejected", actor, reason, evidence))
             del index["shadow"]
             index.setdefault("changes", []).append(live_change("reject", index, version, actor, reason))
             self._write_index(model, index)
@@ -107,7 +107,7 @@ class LiveEvaluation:
                         "version: if it was rolled back, its watch is over")
                 raise RegistryError(f"version {version} of {model!r} is live but not watched; promote(..., watch=True) "
                                     "starts a watch")
-            entry["live_verdict"] = live_verdict("kept", actor, reason, evidence)
+            set_live_verdict(entry, live_verdict("kept", actor, reason, evidence))
             del index["watch"]
             index.setdefault("changes", []).append(
                 live_change("watch_end", index, version, actor, reason, parent=watch.get("parent")))

@@ -79,6 +79,7 @@ class VersionInfo:
     promoted_at: float | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
     live_verdict: dict[str, Any] | None = None  # judged on live traffic (registry_records.live_verdict)
+    live_verdicts: list[dict[str, Any]] = field(default_factory=list)  # the earlier ones, oldest first
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -230,6 +231,14 @@ def live_verdict(verdict: str, actor: str, reason: str, evidence: Mapping[str, A
             "evidence": dict(evidence or {})}
 
 
+def set_live_verdict(entry: dict[str, Any], verdict: dict[str, Any]) -> None:
+    """Make ``verdict`` a version's latest live verdict; the one it replaces is kept in ``live_verdicts`` (a promotion's
+    shadow evidence stays when its watch ends)."""
+    if entry.get("live_verdict"):
+        entry.setdefault("live_verdicts", []).append(entry["live_verdict"])
+    entry["live_verdict"] = verdict
+
+
 def live_change(action: str, index: Mapping[str, Any], candidate: str, actor: str = "", reason: str = "",
                 **extra: Any) -> dict[str, Any]:
     """A serving-history entry for a change of what is served in shadow (``shadow``, ``reject``, ``watch_end``): the
@@ -276,11 +285,37 @@ def describe_verdict(v: Mapping[str, Any] | None) -> str:
     """A version's live verdict in words."""
     if not v:
         return "none"
-    words = {"rejected": "rejected in shadow", "rolled_back": "rolled back after promotion",
-             "kept": "kept after its watch"}.get(v.get("verdict"), str(v.get("verdict")))
-    ev = v.get("evidence") or {}
+    words = {"rejected": "rejected in shadow", "rolled_back": "rolled back after promotion", "promoted": "promoted from "
+             "shadow", "kept": "kept after its watch"}.get(v.get("verdict"), str(v.get("verdict")))
     return (f"{words} on {_utc(v.get('at') or 0)} by {v.get('actor')}" + (f": {v['reason']}" if v.get("reason") else "")
-            + (f" (evidence: {json.dumps(ev, sort_keys=True, default=json_default)[:300]})" if ev else ""))
+            + describe_evidence(v.get("evidence") or {}))
+
+
+def describe_evidence(ev: Mapping[str, Any]) -> str:
+    """The live gate's evidence in one parenthesis: the figures behind a verdict (empty without evidence)."""
+    if not ev:
+        return ""
+    if "error_rate" not in ev:  # not the live gate's: as recorded
+        return f" (evidence: {json.dumps(ev, sort_keys=True, default=json_default)[:300]})"
+
+    def num(x: Any, f: str = ".3f") -> str:
+        return "-" if x is None else format(x, f)
+
+    er, cal, w = ev.get("error_rate") or {}, ev.get("calibration") or {}, ev.get("window") or {}
+    parts = [f"{'paired' if ev.get('paired') else 'unpaired'}, n={er.get('n')}",
+             f"error rate v{ev.get('subject')} {num(er.get('subject'))} vs v{ev.get('incumbent')} "
+             f"{num(er.get('incumbent'))} (p worse {num(er.get('p_value'), '.2g')}"
+             + (f", p better {num(ev['better_p'], '.2g')})" if ev.get("better_p") is not None else ")")]
+    if er.get("discordant"):
+        parts.append(f"discordant pairs {er['discordant'][0]} worse / {er['discordant'][1]} better")
+    if cal:
+        parts.append(f"top-label Brier {num(cal.get('difference'), '+.3f')} (p worse {num(cal.get('p_value'), '.2g')})")
+    bad_slices = [k for k, s in (ev.get("slices") or {}).items() if k in " ".join(ev.get("failed") or [])]
+    if bad_slices or ev.get("slices_unchecked"):
+        parts.append(f"slices failed {bad_slices or '-'}, unchecked {sorted(ev.get('slices_unchecked') or {}) or '-'}")
+    if w.get("start") is not None:
+        parts.append(f"event time {_utc(w['start'])} - {_utc(w.get('end') or w['start'])}")
+    return " (" + "; ".join(parts) + ")"
 
 
 def _utc(t: float) -> str:

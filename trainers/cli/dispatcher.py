@@ -241,7 +241,12 @@ def serve(dispatcher: Dispatcher, consumer: Any, *, poll_interval_s: float = 1.0
         if batch:
             consumer.commit()
         if live is not None:
-            live()
+            try:
+                live()
+            except Exception:  # noqa: BLE001 - the live gate must never stop retrain dispatch; its state was not saved
+                log.exception("live gate: a batch of the labelled or model-updates topics failed; dispatching goes on")
+                if dispatcher.metrics is not None:
+                    dispatcher.metrics.live_verdict("-", "error", carried_out=False)
         if time.monotonic() - last_poll >= poll_interval_s:
             dispatcher.poll()
             last_poll = time.monotonic()

@@ -180,6 +180,8 @@ def _show(reg: Any, args: argparse.Namespace) -> int:
         print(f"  licence gate: {'accepted in config: ' + str(decision.get('acceptance')) if decision.get('accepted') else 'allowed'}")
     print(f"  reference:    {prov.get('reference_profile_id')}")
     print(f"  live verdict: {describe_verdict(info.live_verdict)}")
+    for earlier in reversed(info.live_verdicts):
+        print(f"  before that:  {describe_verdict(earlier)}")
     print(f"  shadow:       {describe_live(d['shadow'], d['watch'], reg.current(args.model))}")
     print("  integrity:    ok (sha256 of every file matches the manifest)")
     print(f"  signature:    {signature.describe()}")

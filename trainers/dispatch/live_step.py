@@ -156,10 +156,13 @@ class LiveStep:
         if current is None:
             return None
         in_shadow = (self.registry.shadow(model) or {}).get("version")
-        shadow = in_shadow or (self.registry.watch(model) or {}).get("parent")
+        watched = (self.registry.watch(model) or {}).get("parent")
+        shadow = in_shadow or watched
         if shadow is not None and action not in ("shadow", PROMOTE):  # what is shadowed now says which update it is
             action = "shadow" if in_shadow else PROMOTE
-        return ModelUpdate(model=model, version=current, previous_version=current, action=action,
+        # a watched promotion names its parent, as the first publication did (the gate then watches it again)
+        previous = watched if action == PROMOTE and watched else current
+        return ModelUpdate(model=model, version=current, previous_version=previous, action=action,
                            sha256=self.registry.info(model, current).weights_sha256, shadow=shadow)
 
 
@@ -168,6 +171,8 @@ def poll(step: LiveStep, consumer: Any, *, updates_topic: str, timeout_ms: int =
     """One poll of a kafka-python consumer of the labelled and model-updates topics: handle, save, commit.
     Records that are not JSON objects are skipped and logged (the worker validated the labelled records; a foreign
     record on these topics is not ours to dead-letter).  Returns the records read."""
+    from streams.contracts.events import InvalidRecord
+
     batch = consumer.poll(timeout_ms=timeout_ms)
     updates, labelled, n = [], [], 0
     for tp, msgs in sorted(batch.items(), key=lambda kv: kv[0].topic != updates_topic):  # updates first
@@ -177,7 +182,9 @@ def poll(step: LiveStep, consumer: Any, *, updates_topic: str, timeout_ms: int =
                 d = json.loads(m.value)
                 if not isinstance(d, dict):
                     raise ValueError(f"a JSON {type(d).__name__}, not an object")
-            except (ValueError, UnicodeDecodeError) as exc:
+                if tp.topic == updates_topic:
+                    d = ModelUpdate.from_dict(d).to_dict()  # a record the registry could not have written: skipped
+            except (ValueError, UnicodeDecodeError, InvalidRecord) as exc:
                 log.warning("live gate: skipped %s[%d]@%d: %s", tp.topic, tp.partition, m.offset, exc)
                 if on_bad is not None:
                     on_bad(tp.topic, exc)

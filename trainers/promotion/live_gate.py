@@ -91,6 +91,14 @@ class LiveGateConfig:
             raise ValueError(f"promotion.alpha must be in (0, 1), got {self.alpha}")
         if self.error not in ("mismatch", "absolute", "relative"):
             raise ValueError(f"promotion.error must be mismatch, absolute or relative, got {self.error!r}")
+        for name in ("min_slice_samples", "baseline_samples"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"promotion.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("max_error_increase", "max_calibration_increase", "max_slice_error_increase", "tolerance"):
+            if not 0.0 <= float(getattr(self, name)) < math.inf:
+                raise ValueError(f"promotion.{name} must be a finite number >= 0, got {getattr(self, name)}")
+        if not 0.0 < float(self.watch_s) < math.inf:
+            raise ValueError(f"promotion.watch_s must be a finite number of seconds > 0, got {self.watch_s}")
         object.__setattr__(self, "slices", tuple(self.slices))
 
     @property
@@ -293,12 +301,15 @@ class _ErrorDefinition:
 
 
 def top_brier(prediction: Any, scores: Any, wrong: bool) -> float | None:
-    """Top-label Brier score of one prediction: ``(max(scores) - correct)^2``; None without scores."""
+    """Top-label Brier score of one prediction: ``(max(scores) - correct)^2``; None without scores, or when they are
+    not probabilities (a top score outside [0, 1], e.g. logits: calibration is then not judged for the example)."""
     if not scores:
         return None
     try:
         conf = max(float(s) for s in scores)
     except (TypeError, ValueError):
+        return None
+    if not 0.0 <= conf <= 1.0:
         return None
     return (conf - (0.0 if wrong else 1.0)) ** 2
 
@@ -333,12 +344,17 @@ class LiveGate:
             self.evaluations[model] = Evaluation(SHADOW, model, str(update["shadow"]), version)
         elif action == PROMOTE:
             self.evaluations.pop(model, None)
-            if self.cfg.watch and parent:
+            # watched only when the registry watches it: the update then tells servers to shadow the parent
+            if self.cfg.watch and parent and str(parent) != version and str(update.get("shadow")) == str(parent):
                 ev = Evaluation(WATCH, model, version, str(parent))
                 for wrong, brier in self.baselines.get((model, str(parent)), ()):
                     ev.baseline.add(bool(wrong), brier)
                 self.evaluations[model] = ev
-        elif action in (ROLLBACK, "reject", "watch_end") and current is not None:
+        elif current is not None and (  # only the evaluation the update ends (a stale update ends nothing newer)
+                (action == ROLLBACK and current.kind == WATCH and current.subject == str(parent))
+                or (action == "watch_end" and current.kind == WATCH and current.subject == version)
+                or (action == "reject" and current.kind == SHADOW and current.incumbent == version
+                    and not update.get("shadow"))):
             del self.evaluations[model]
         for (m, v) in [k for k in self.baselines if k[0] == model and k[1] not in (version, parent)]:
             del self.baselines[(m, v)]  # keep the baselines of the live version and its parent only
@@ -405,7 +421,7 @@ class LiveGate:
         c = self.cfg
         return (ev.n >= (ev.looks_done + 1) * c.min_samples
                 or (ev.kind == SHADOW and ev.missing >= c.max_samples)
-                or (ev.kind == WATCH and ev.last_ts is not None and ev.last_ts - ev.first_ts >= c.watch_s))
+                or (ev.last_ts is not None and ev.last_ts - ev.first_ts >= c.watch_s))
 
     def _baseline(self, model: str, version: str, wrong: bool, brier: float | None) -> None:
         q = self.baselines.get((model, version))
@@ -428,35 +444,33 @@ class LiveGate:
                                 "error_rate": {"subject": None, "incumbent": None, "difference": 0.0, "p_value": None,
                                                "n": ev.paired.n}})
         uncomparable = ev.kind == WATCH and not ev.is_paired and ev.baseline.n < c.min_samples
-        if ev.kind == WATCH and ev.first_ts is not None and ev.last_ts is not None \
-                and ev.last_ts - ev.first_ts >= c.watch_s:  # the period is over: one last look, whatever n is
-            ev.looks_done += 1
-            worse, tests = self._tests(ev, c.alpha / (c.looks + 1))
-            if worse and ev.n >= c.min_samples and not uncomparable:
-                return self._verdict(ev, ROLLBACK, worse, tests)
-            return self._verdict(ev, END_WATCH, [], tests, ended_by="watch period", compared=not uncomparable)
-        if uncomparable:  # no shadow, and too few outcomes of the parent to compare with: wait for the period's end
-            return None
-        if ev.n < (ev.looks_done + 1) * c.min_samples:
+        period_over = ev.first_ts is not None and ev.last_ts is not None and ev.last_ts - ev.first_ts >= c.watch_s
+        if uncomparable and not period_over and ev.alone.n < c.max_samples:
+            return None  # no shadow, and too few outcomes of the parent to compare with: wait for the end
+        if not period_over and not uncomparable and ev.n < (ev.looks_done + 1) * c.min_samples:
             return None
         ev.looks_done += 1
-        alpha = c.alpha / (c.looks + 1)  # one more look for the end of a watch period
+        alpha = c.alpha / (c.looks + 1)  # one more look for the end of a period
         worse, tests = self._tests(ev, alpha)
-        last = ev.looks_done >= c.looks or ev.n >= c.max_samples
-        if ev.kind == SHADOW:
-            if worse:
-                return self._verdict(ev, REJECT, worse, tests)
-            better, p = ev.paired.better(alpha)
-            if better:
-                return self._verdict(ev, PROMOTE, worse, tests, better_p=p)
-            if last:  # not shown worse: promoted unless its error rate is above the incumbent's by more than the margin
-                diff = tests["error_rate"]["difference"]
-                action = PROMOTE if diff <= c.max_error_increase else REJECT
-                return self._verdict(ev, action, worse, tests, upper_difference=float(ev.paired.upper_difference(0.05)))
-            return None
-        if worse:
-            return self._verdict(ev, ROLLBACK, worse, tests)
-        return self._verdict(ev, END_WATCH, worse, tests, ended_by="max_samples") if last else None
+        last = period_over or uncomparable or ev.looks_done >= c.looks or ev.n >= c.max_samples
+        enough = ev.n >= c.min_samples and not uncomparable and not tests["degenerate"]
+        ended_by = "promotion.watch_s" if period_over else "promotion.max_samples"
+        if worse and enough:
+            return self._verdict(ev, REJECT if ev.kind == SHADOW else ROLLBACK, worse, tests)
+        if ev.kind == WATCH:
+            return self._verdict(ev, END_WATCH, [], tests, ended_by=ended_by, compared=enough) if last else None
+        better, p = ev.paired.better(alpha)
+        unchecked = {k: v.n for k, v in ev.slices.items() if v.n < c.min_slice_samples}
+        if better and not unchecked and enough:
+            return self._verdict(ev, PROMOTE, worse, tests, better_p=p)
+        if not last:
+            return None  # not shown better yet, or a slice still too small to check: more evidence
+        if not enough:
+            return self._verdict(ev, REJECT, [], tests, ended_by=ended_by, compared=False)
+        # not shown worse: promoted unless its error rate is above the incumbent's by more than the margin
+        diff = tests["error_rate"]["difference"]
+        return self._verdict(ev, PROMOTE if diff <= c.max_error_increase else REJECT, worse, tests, ended_by=ended_by,
+                             upper_difference=float(ev.paired.upper_difference(0.05)))
 
     def _tests(self, ev: Evaluation, alpha: float) -> tuple[list[str], dict[str, Any]]:
         """The failed checks (in words) and every test's figures, at ``alpha`` split over the tests."""
@@ -478,6 +492,8 @@ class LiveGate:
             tests["error_rate"] = {"subject": ev.alone.error_rate, "incumbent": ev.baseline.error_rate,
                                    "difference": diff, "p_value": p, "n": ev.alone.n, "n_baseline": ev.baseline.n}
         tests["calibration"] = {"metric": "top-label Brier", "difference": cal_d, "p_value": cal_p}
+        rates = [r for r in (tests["error_rate"]["subject"], tests["error_rate"]["incumbent"]) if r is not None]
+        tests["degenerate"] = len(rates) == 2 and min(rates) >= 0.99  # every prediction an error: nothing to compare
         if bad:
             worse.append(f"error rate {diff:+.3f} (p={p:.2g}, margin {c.max_error_increase})")
         if cal_bad:
@@ -488,6 +504,7 @@ class LiveGate:
             tests["slices"][name] = {"difference": s_diff, "p_value": s_p, "n": s.n}
             if s_bad:
                 worse.append(f"slice {name}: error rate {s_diff:+.3f} (p={s_p:.2g}, margin {c.max_slice_error_increase})")
+        tests["slices_unchecked"] = {k: v.n for k, v in sorted(ev.slices.items()) if v.n < c.min_slice_samples}
         return worse, tests
 
     def _verdict(self, ev: Evaluation, action: str, worse: list[str], tests: dict[str, Any], **extra: Any) -> LiveVerdict:
@@ -498,22 +515,41 @@ class LiveGate:
         how = "paired on the same inputs" if tests["paired"] else "against the parent's outcomes before the promotion"
         rates = (f"error rate {er['subject']:.3f} vs {er['incumbent']:.3f}" if er["subject"] is not None
                  and er["incumbent"] is not None else "no labelled outcomes")
+        ended = f"ended by {extra.get('ended_by')}"
         if worse:
             reason = f"{what}: worse on live traffic ({'; '.join(worse)}), {how}, n={er['n']}"
-        elif action == PROMOTE:
-            reason = f"{what}: not worse on live traffic ({rates}, {how}, n={er['n']})"
-        elif action == REJECT:
-            reason = (f"{what}: not shown better at promotion.max_samples and its error rate is higher by more than "
-                      f"the margin {self.cfg.max_error_increase} ({rates}, n={er['n']})")
         elif extra.get("compared") is False:
-            reason = (f"{what}: watch ended without a comparison: no shadow predictions of v{ev.incumbent} and only "
-                      f"{ev.baseline.n} labelled outcomes of it before the promotion (promotion.min_samples "
-                      f"{self.cfg.min_samples}); kept unjudged ({rates})")
+            why = ("every prediction of both counts as an error (a regression model? set promotion.error and "
+                   "tolerance)" if tests["degenerate"] else
+                   f"only {er['n']} labelled examples (promotion.min_samples {self.cfg.min_samples})" if ev.n <
+                   self.cfg.min_samples or ev.kind == SHADOW else
+                   f"no shadow predictions of v{ev.incumbent} and only {ev.baseline.n} labelled outcomes of it before "
+                   f"the promotion (promotion.min_samples {self.cfg.min_samples})")
+            verdict = "not promoted" if action == REJECT else "kept unjudged"
+            reason = f"{what}: {ended} without a comparison: {why}; {verdict} ({rates})"
+        elif action == PROMOTE and "better_p" in extra:
+            reason = f"{what}: better on live traffic ({rates}, p={extra['better_p']:.2g}, {how}, n={er['n']})"
+        elif action == PROMOTE:
+            reason = f"{what}: not worse on live traffic ({rates}, {how}, n={er['n']}, {ended})"
+        elif action == REJECT:
+            reason = (f"{what}: not shown better and its error rate is higher by more than the margin "
+                      f"{self.cfg.max_error_increase} ({rates}, n={er['n']}, {ended})")
         else:
-            reason = f"{what}: kept ({rates}, {how}, n={er['n']}, ended by {extra.get('ended_by')})"
+            reason = f"{what}: kept ({rates}, {how}, n={er['n']}, {ended})"
         evidence = {"kind": ev.kind, "subject": ev.subject, "incumbent": ev.incumbent, "looks": ev.looks_done,
                     "window": {"start": ev.first_ts, "end": ev.last_ts}, "failed": worse, **tests, **extra}
-        return LiveVerdict(action, ev.model, ev.subject, ev.incumbent, reason, evidence)
+        return LiveVerdict(action, ev.model, ev.subject, ev.incumbent, reason, _finite(evidence))
+
+
+def _finite(obj: Any) -> Any:
+    """``obj`` with every float that is not finite replaced by None: evidence is strict JSON (alerts, registry)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, Mapping):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
 
 
 __all__ = ["LiveGate", "LiveGateConfig", "LiveVerdict", "Paired", "Outcomes", "top_brier", "unpaired_worse",
