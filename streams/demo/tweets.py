@@ -341,9 +341,9 @@ def run(args: argparse.Namespace) -> int:
                     say(f"no live-gate verdict within {args.timeout:.0f}s; see the dispatcher log in {home}")
                     return _fail(stack, recorder)
                 live = follow.live_verdict(final.new_version)
-                say(f"live gate: v{final.new_version} {'promoted' if live.action == 'promote' else 'rejected'} on "
-                    f"{len(served['shadow'].inputs)} shadow-served tweets ({_shadow_accuracy(served['shadow'])}); "
-                    f"`driftloop models history {model}` says why")
+                judged = sim.registry.info(model, final.new_version).live_verdict or {}
+                say(f"live gate: {judged.get('reason') or live.action} (the shadow phase: "
+                    f"{_shadow_accuracy(served['shadow'])}; `driftloop models show {model} {final.new_version}`)")
 
             # ------------------------------------------------------------ recovery, the bug, fixed
             publish("recovery")

@@ -63,7 +63,8 @@ class LiveGateConfig:
     which a difference does not matter; ``max_calibration_increase`` the same for the top-label Brier score;
     ``max_slice_error_increase`` for a slice (a value of one of ``slices``, categorical features) with at least
     ``min_slice_samples`` pairs.  ``alpha``: the chance of a false verdict over a whole evaluation.
-    ``watch_s``: event-time seconds a promoted version is watched.  ``baseline_samples``: the live version's
+    ``watch_s``: event-time seconds a promoted version is watched, and the longest a candidate stays in shadow
+    (then judged on what it has, or not promoted when that is under ``min_samples``).  ``baseline_samples``: the live version's
     last labelled outcomes kept, the baseline of a watch without shadow predictions.  ``error``/``tolerance``:
     what counts as an error (``mismatch``, or ``absolute``/``relative`` within ``tolerance`` for regression
     models; :func:`streams.judge.profile.is_error`).
