@@ -21,13 +21,14 @@ def test_readme_config_example_is_valid():
     from trainers.registry_signing import RegistrySettings
     from trainers.retrain_job import TrainerConfig
     from streams.judge.slo import SloConfig
+    from trainers.promotion.live_gate import LiveGateConfig
 
     blocks = [b.split("```", 1)[0] for b in README.read_text(encoding="utf-8").split("```yaml")[1:]]
     block = next(b for b in blocks if b.startswith("\nkafka:"))  # the Configuration section's example
     raw = yaml.safe_load(block)
     sections = {"drift": DriftConfig, "worker": WorkerConfig, "dispatcher": DispatcherConfig,
                 "trainers": TrainerConfig, "features": FeaturesSettings, "parity": ParitySettings,
-                "licences": LicencePolicy, "registry": RegistrySettings, "slo": SloConfig}
+                "licences": LicencePolicy, "registry": RegistrySettings, "slo": SloConfig, "promotion": LiveGateConfig}
     optional = {"slo"}  # checked when the example holds it
     assert set(raw) | optional == {"kafka", "topics", *sections}, "a README section without a check here"
     sections = {k: v for k, v in sections.items() if k in raw}
