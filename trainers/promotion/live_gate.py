@@ -390,9 +390,10 @@ class LiveGate:
             if eid in ev.seen:
                 continue
             ev.seen.add(eid)
-            ts = float(ex.get("ts") or 0.0)
-            ev.first_ts = ts if ev.first_ts is None else min(ev.first_ts, ts)
-            ev.last_ts = ts if ev.last_ts is None else max(ev.last_ts, ts)
+            ts = ex.get("ts")
+            if isinstance(ts, (int, float)) and math.isfinite(ts):  # an example without an event time spans nothing
+                ev.first_ts = ts if ev.first_ts is None else min(ev.first_ts, ts)
+                ev.last_ts = ts if ev.last_ts is None else max(ev.last_ts, ts)
             if ev.kind == WATCH:
                 ev.alone.add(wrong, brier)
             else:
