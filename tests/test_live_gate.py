@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from trainers.promotion.live_gate import (END_WATCH, PROMOTE, REJECT, ROLLBACK, LiveGate, LiveGateConfig, Paired,
-                                          top_brier)
+from trainers.promotion.live_gate import END_WATCH, PROMOTE, REJECT, ROLLBACK, LiveGate, LiveGateConfig
+from trainers.promotion.live_statistics import Paired, top_brier
 
 
 def examples(n, live_acc, shadow_acc=None, *, version="1", shadow="2", model="m", seed=0, t0=0.0, dt=1.0,
