@@ -144,6 +144,7 @@ class Worker:
         self.parity = parity_step
         self.view = ConsumerView(app)
         self._order = asyncio.Lock()  # effects go out in the order the core produced them
+        self._state_chain: asyncio.Future | None = None  # the last batch's changelog writes, once handed over
         self._lag_series: set[tuple[str, str]] = set()  # (topic, partition) with a consumer lag series
 
     def reset_caches(self, keep_stores: Iterable[int] = ()) -> None:
@@ -184,16 +185,34 @@ class Worker:
                 await asyncio.gather(*(deliver_dead_letter(self.t[d.role], d) for d in fx.dead_letters))
             for snd in fx.sends:
                 futs.append(await self.t[snd.role].send(key=snd.key, value=snd.value, partition=snd.partition))
-            if fx.sends_before_state and futs:
-                await self._wait(futs)
-            for table, w, value in writes:
-                futs.append(table.send_changelog(w.partition, w.key, value))
+            sent = self._wait(futs) if futs else None
+            if writes:  # the state follows the sends it accounts for, and the state of earlier batches
+                self._state_chain = asyncio.ensure_future(self._write_state(self._state_chain, sent, writes))
+                done: Awaitable[Any] = asyncio.ensure_future(self._state_acked(self._state_chain))
+            else:
+                done = sent if sent is not None else self._wait(futs)
         consumer = self.app.consumer
         for topic, p in fx.pause:
             consumer.pause_partitions([self.view.tp(topic, p)])
         for topic, p in fx.resume:
             consumer.resume_partitions([self.view.tp(topic, p)])
-        return self._wait(futs)
+        return done
+
+    @staticmethod
+    async def _write_state(before: "asyncio.Future | None", sent: "Awaitable[Any] | None", writes: list) -> list:
+        """Hand ``writes`` to the changelog once the previous batch's writes were handed over and this batch's
+        sends are acknowledged.  A state that says "done through offset X" never lands before what the records up
+        to X produced: SIGKILLed between the two, the worker replays those records instead of skipping them
+        (partials and labelled records are idempotent downstream: offsets, event ids)."""
+        if before is not None:
+            await before
+        if sent is not None:
+            await sent
+        return [table.send_changelog(w.partition, w.key, value) for table, w, value in writes]
+
+    @staticmethod
+    async def _state_acked(issued: "asyncio.Future") -> None:
+        await asyncio.gather(*(await issued))
 
     @staticmethod
     def _wait(futs: list) -> Awaitable[None]:

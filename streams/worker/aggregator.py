@@ -82,7 +82,6 @@ class Aggregator:
         by_q: dict[int, list[tuple[int, bytes]]] = defaultdict(list)
         for q, o, value in records:
             by_q[q].append((o, value))
-        self.rec.fx.sends_before_state = True  # alerts and requests out before the state says they are done
         for q in sorted(by_q):
             touched: dict[str, AggState] = {}
             wmst = self.watermarks(q)

@@ -8,11 +8,13 @@ carries it out in this order:
    (a bad record is never skipped: a failed letter stops the worker before its state moves on);
 2. ``sends`` in order (records of one partition keep their order: watermark records follow
    the partials they cover);
-3. when ``sends_before_state``, the sends are acknowledged first ("alerts out before the
-   state says they are done");
-4. ``state`` writes (table, changelog partition, key, value; value ``None`` deletes);
-5. ``pause`` / ``resume`` of (topic, partition);
-6. the batch's offsets are acknowledged once everything above is acknowledged by Kafka.
+3. ``state`` writes (table, changelog partition, key, value; value ``None`` deletes), applied at once
+   in memory and written to the changelog only once the sends above (and the state of earlier calls)
+   are acknowledged: a state that says "done through offset X" never outlives, in a SIGKILL, what the
+   records up to X produced (alerts, partials, labelled records), so a restart replays them instead
+   of skipping them (replays are dropped downstream by offset and event id);
+4. ``pause`` / ``resume`` of (topic, partition);
+5. the batch's offsets are acknowledged once everything above is acknowledged by Kafka.
 
 Topics are named by role (``partials``, ``alerts``, ``labelled``, ``retrain_requests``,
 ``inputs_dlq``, ``labels_dlq``); the adapter maps roles to real topics.
@@ -59,7 +61,6 @@ class Effects:
     state: list[StateWrite] = field(default_factory=list)
     pause: list[tuple[str, int]] = field(default_factory=list)
     resume: list[tuple[str, int]] = field(default_factory=list)
-    sends_before_state: bool = False
     #: valid, first, on-time inputs of an inputs batch (the adapter's parity step checks them)
     accepted: list[Any] = field(default_factory=list)
 
@@ -73,7 +74,6 @@ class Effects:
         self.pause += other.pause
         self.resume += other.resume
         self.accepted += other.accepted
-        self.sends_before_state = self.sends_before_state or other.sends_before_state
         return self
 
 
