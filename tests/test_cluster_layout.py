@@ -78,3 +78,52 @@ def test_soak_decisions() -> None:
 
     assert sustained(1000, 990, 200) and not sustained(1000, 900, 0) and not sustained(1000, 1000, 1500)
     assert loopback_only("127.0.0.1:9092,localhost:9094") and not loopback_only("10.0.0.2:9092")
+
+
+def _stand_in_nodes(tmp_path, ignores_sigterm: tuple[bool, ...]):
+    """A cluster whose nodes are stand-in processes with a broker's command line; those that ignore SIGTERM behave
+    like a node whose controlled shutdown no controller approves (it never ends by itself)."""
+    import subprocess
+    import sys
+
+    cluster = LocalKafkaCluster(KafkaSettings(nodes=len(ignores_sigterm)), tmp_path / "cluster")
+    code = ("import signal, sys, time\n"
+            "if sys.argv[3] == 'ignore': signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+            "print('up', flush=True)\n"
+            "time.sleep(120)\n")
+    procs = []
+    for node, ignore in zip(cluster.nodes, ignores_sigterm):
+        node.state_dir.mkdir(parents=True)
+        p = subprocess.Popen([sys.executable, "-c", code, "kafka.Kafka", str(node.properties_file),
+                              "ignore" if ignore else "stop"], stdout=subprocess.PIPE, text=True)
+        assert p.stdout.readline() == "up\n"  # its SIGTERM handling is in place
+        node.pid_file.write_text(str(p.pid))
+        node._proc = p
+        procs.append(p)
+    return cluster, procs
+
+
+def test_a_node_left_without_its_quorum_is_killed_and_reported_not_an_error(tmp_path, monkeypatch) -> None:
+    import infra.kafka.launcher as launcher
+
+    monkeypatch.setattr(launcher, "QUORUM_GRACE_S", 0.5)
+    cluster, procs = _stand_in_nodes(tmp_path, (False, False, True))
+    try:
+        result = cluster.stop_detailed(timeout_s=60.0)
+        assert result.was_running and result.killed_without_quorum == (3,)
+        assert [p.wait(10) for p in procs][2] == -9  # SIGKILLed, not left running
+        assert not any(n.pid_file.exists() for n in cluster.nodes)
+    finally:
+        for p in procs:
+            p.kill()
+
+
+def test_a_node_that_does_not_stop_while_the_quorum_stands_is_an_error(tmp_path) -> None:
+    cluster, procs = _stand_in_nodes(tmp_path, (False, True, True))
+    try:
+        with pytest.raises(KafkaError, match="did not shut down within 1 s and was killed"):
+            cluster.stop_detailed(timeout_s=1.0)
+        assert all(p.wait(10) is not None for p in procs)
+    finally:
+        for p in procs:
+            p.kill()

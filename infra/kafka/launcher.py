@@ -52,7 +52,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import IO, Iterator, Sequence
+from typing import IO, Callable, Iterator, Sequence
 
 from streams.config import KafkaSettings
 
@@ -62,6 +62,8 @@ POM = HERE / "pom.xml"
 LOG_CONFIG = HERE / "log4j2.yaml"
 NODE_ID = 1
 STOP_TIMEOUT_S = 60.0
+#: seconds a cluster node still stopping is given once a majority of the nodes (the KRaft quorum) has exited
+QUORUM_GRACE_S = 5.0
 # C1-only JIT: on this project's 2-core machines the broker answers ~1.3x (idle) to ~1.8x (loaded)
 # sooner than with the default tiered C2 compiler; a development broker is I/O-bound, not JIT-bound.
 # Set DRIFTLOOP_KAFKA_JVM_OPTS (even to "") to replace these flags.
@@ -238,6 +240,15 @@ class ClusterLayout:
 
 
 # --------------------------------------------------------------------------- results
+
+
+@dataclasses.dataclass(frozen=True)
+class StopResult:
+    """What ``stop`` did: whether anything ran, and the nodes of a cluster that were killed because the quorum
+    had stopped before their controlled shutdown was approved (their logs are recovered at the next start)."""
+
+    was_running: bool
+    killed_without_quorum: tuple[int, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -635,9 +646,9 @@ class LocalKafka:
             broker_s=broker_s, total_s=time.monotonic() - t0,
         )
 
-    def _wait_gone(self, pid: int, timeout_s: float) -> bool:
+    def _wait_gone(self, pid: int, timeout_s: float, give_up: Callable[[], bool] = lambda: False) -> bool:
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not give_up():
             if self._proc is not None and self._proc.pid == pid:
                 try:
                     self._proc.wait(timeout=0.1)
@@ -649,42 +660,53 @@ class LocalKafka:
             time.sleep(0.1)
         return False
 
-    def _terminate(self, pid: int, timeout_s: float) -> bool:
-        """SIGTERM (Kafka's controlled shutdown), SIGKILL after ``timeout_s``. True if it ended cleanly."""
+    def _terminate(self, pid: int, timeout_s: float, quorum_gone: Callable[[], bool] | None) -> str:
+        """SIGTERM (Kafka's controlled shutdown), SIGKILL after ``timeout_s``, or ``QUORUM_GRACE_S`` after
+        ``quorum_gone()`` turns true (a controlled shutdown no controller is left to approve never ends).
+        Returns ``"clean"``, ``"killed"`` (timed out) or ``"orphaned"`` (killed after the quorum stopped)."""
         try:
             os.kill(pid, signal.SIGTERM)
         except ProcessLookupError:
-            return True
-        if self._wait_gone(pid, timeout_s):
-            return True
+            return "clean"
+        gone = quorum_gone or (lambda: False)
+        if self._wait_gone(pid, timeout_s, gone):
+            return "clean"
+        orphaned = gone()
+        if orphaned and self._wait_gone(pid, QUORUM_GRACE_S):
+            return "clean"
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
         self._wait_gone(pid, 10.0)
-        return False
+        return "orphaned" if orphaned else "killed"
 
     def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> bool:
         """Stop the broker with a clean shutdown; return True if one was running.
 
         Never touches an external cluster; a local broker left running in the state folder is
         stopped even when the configuration now names an external cluster (for instance
-        ``KAFKA_BOOTSTRAP_SERVERS`` pointing at this very broker).
+        ``KAFKA_BOOTSTRAP_SERVERS`` pointing at this very broker).  Raises KafkaError when the broker
+        did not stop within ``timeout_s`` (it was killed).
         """
+        return self._stop(timeout_s, None) != "none"
+
+    def _stop(self, timeout_s: float, quorum_gone: Callable[[], bool] | None) -> str:
+        """``"none"`` (nothing ran), ``"clean"`` or ``"orphaned"`` (:meth:`_terminate`); raises when killed."""
         if not self.state_dir.is_dir():
-            return False
+            return "none"
         with _file_lock(self.state_dir / ".lock"):
             pid = self.running_pid()
             if pid is None:
                 self._clear_stale_pid()
-                return False
-            clean = self._terminate(pid, timeout_s)
+                return "none"
+            outcome = self._terminate(pid, timeout_s, quorum_gone)
             self.pid_file.unlink(missing_ok=True)
             self._proc = None
-        if not clean:
+        if outcome == "killed":
             raise KafkaError(
                 f"the broker (pid {pid}) did not shut down within {timeout_s:.0f} s and was killed; "
                 f"see {self.server_log}"
             )
-        return True
+        return outcome
 
     def status(self) -> Status:
         """Whether the broker runs (or the external cluster answers), its pid and its user topic count."""
@@ -838,20 +860,41 @@ class LocalKafkaCluster:
         )
 
     def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> bool:
-        """Stop every node (all at once: a node alone cannot finish a controlled shutdown without a quorum)."""
+        """Stop every node; True if any ran.  See :meth:`stop_detailed`."""
+        return self.stop_detailed(timeout_s).was_running
+
+    def stop_detailed(self, timeout_s: float = STOP_TIMEOUT_S) -> StopResult:
+        """Stop every node at once (a node alone cannot finish a controlled shutdown without a quorum).
+
+        A node's controlled shutdown needs a controller to approve it; when a majority of the nodes has exited
+        first, none is left, so such a node is killed after ``QUORUM_GRACE_S`` (its logs are recovered at the
+        next start) and reported in ``killed_without_quorum``, not as an error.  Raises KafkaError when a node
+        did not stop within ``timeout_s`` while the quorum stood.
+        """
         if len(self.nodes) == 1:
-            return self.nodes[0].stop(timeout_s)
+            return StopResult(self.nodes[0].stop(timeout_s))
+        majority = len(self.nodes) // 2 + 1
+        exited: list[int] = []  # node indexes, appended by the pool's threads (list.append is atomic)
+
+        def stop_node(i: int, node: LocalKafka) -> str:
+            try:
+                return node._stop(timeout_s, quorum_gone=lambda: len(exited) >= majority)
+            finally:
+                exited.append(i)
+
         with ThreadPoolExecutor(len(self.nodes)) as pool:
-            futures = [pool.submit(n.stop, timeout_s) for n in self.nodes]
-        errors, stopped = [], []
+            futures = [pool.submit(stop_node, i, n) for i, n in enumerate(self.nodes)]
+        errors, outcomes = [], []
         for f in futures:
             try:
-                stopped.append(f.result())
+                outcomes.append(f.result())
             except KafkaError as exc:
                 errors.append(str(exc))
+                outcomes.append("killed")
         if errors:
             raise KafkaError("; ".join(errors))
-        return any(stopped)
+        return StopResult(any(o != "none" for o in outcomes),
+                          tuple(i + 1 for i, o in enumerate(outcomes) if o == "orphaned"))
 
     def status(self) -> list[Status]:
         """One :class:`Status` per node."""
@@ -932,10 +975,16 @@ def run(args: argparse.Namespace) -> int:
             return 0
         if args.action == "stop":
             t0 = time.monotonic()
-            was_running = kafka.stop()
-            if was_running:
+            stopped = kafka.stop_detailed()
+            if stopped.was_running:
                 took = time.monotonic() - t0
-                print(f"Kafka stopped (clean shutdown in {took:.1f} s); data kept in {kafka.state_dir}")
+                if stopped.killed_without_quorum:
+                    nodes = ", ".join(map(str, stopped.killed_without_quorum))
+                    print(f"Kafka stopped in {took:.1f} s; node {nodes} killed: the other nodes (the quorum) stopped "
+                          "before its controlled shutdown was approved (its logs are recovered at the next start); "
+                          f"data kept in {kafka.state_dir}")
+                else:
+                    print(f"Kafka stopped (clean shutdown in {took:.1f} s); data kept in {kafka.state_dir}")
             elif kafka.external:
                 print(f"An external Kafka cluster is configured ({kafka.bootstrap}); nothing to stop.")
             else:
