@@ -51,6 +51,28 @@ class RetrainPolicyConfig:
     #: no retrain while a parity alert of the model version is open (rule 3)
     hold_while_parity_open: bool = True
 
+    def __post_init__(self) -> None:
+        """Refuse what would silently never retrain: an alert kind that does not exist (a typo such as
+        ``perfomance``), no kind at all, an unknown severity."""
+        import difflib
+
+        from streams.config import ConfigError  # a ValueError whose message is shown as it is
+        from streams.contracts.events import ALERT_KINDS
+
+        if isinstance(self.kinds, str) or not isinstance(self.kinds, (list, tuple)):
+            raise ConfigError(f"worker.retrain.kinds must be a list of alert kinds, got {self.kinds!r}")
+        unknown = [k for k in self.kinds if k not in ALERT_KINDS]
+        if unknown:
+            hints = [f"{k!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(str(k), ALERT_KINDS, 1))
+                     else repr(k) for k in unknown]
+            raise ConfigError(f"worker.retrain.kinds: unknown alert kind(s) {', '.join(hints)}; "
+                             f"valid kinds: {list(ALERT_KINDS)}")
+        if not self.kinds and self.enabled:
+            raise ConfigError("worker.retrain.kinds is empty: no alert would ever retrain; list the alert kinds that "
+                             f"retrain (valid kinds: {list(ALERT_KINDS)}) or set worker.retrain.enabled: false")
+        if self.min_severity not in _SEV:
+            raise ConfigError(f"worker.retrain.min_severity must be one of {list(_SEV)}, got {self.min_severity!r}")
+
 
 @dataclass(frozen=True)
 class RetrainState:
