@@ -65,9 +65,10 @@ def test_tracker_needs_min_labelled_and_forgets_old_windows():
 
 
 def test_slo_config_is_typed():
-    cfg = section(SloConfig, {"objectives": [{"model": "tweets", "metric": "accuracy", "target": 0.9, "window_days": 30}],
+    cfg = section(SloConfig, {"objectives": [{"model": "tweets", "metric": "accuracy", "target": 0.96, "window_days": 30}],
                               "burn_rates": {"fast": {"long_h": 1, "short_h": 0.0833, "factor": 14.4}}}, "slo")
-    assert cfg.objective("tweets").target == 0.9 and cfg.objective("other").target == 0.95
+    assert cfg.objective("tweets").target == 0.96 and cfg.objective("other") is None  # no default objective
+    assert section(SloConfig, {"default_target": 0.95}, "slo").objective("other").target == 0.95
     assert cfg.burn_rates["fast"].long_h == 1.0
     with pytest.raises(ConfigError, match="slo.objectives\\[0\\]"):
         section(SloConfig, {"objectives": [{"model": "m", "targte": 0.9}]}, "slo")
