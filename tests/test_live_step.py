@@ -154,3 +154,25 @@ def test_a_promotion_the_licence_gate_refuses_is_reported_not_a_crash(tmp_path):
     pub2 = Published()
     LiveStep.open(CFG, reg, tmp_path / "b.json", **pub2.kw()).handle([], examples(2000, 0.78, 0.9, seed=3))
     assert reg.current(MODEL) == "1" and pub2.updates == []
+
+
+def test_a_watch_the_registry_holds_is_restored_without_the_state_file(tmp_path):
+    """The dispatcher restarts on a fresh disk (state file gone, offsets committed): the registry's watch is judged
+    again, and a degraded v2 is still rolled back."""
+    reg, pub = registry_with(tmp_path), Published()
+    reg.promote(MODEL, "2", watch=True, actor="test", reason="passed the gate")
+    step = step_for(tmp_path, reg, pub)
+    assert (step.gate.evaluations[MODEL].kind, step.gate.evaluations[MODEL].incumbent) == ("watch", "1")
+    step.handle([], examples(1000, 0.70, 0.92, version="2", shadow="1"))
+    assert reg.current(MODEL) == "1" and reg.info(MODEL, "2").live_verdict["verdict"] == "rolled_back"
+
+
+def test_an_alert_names_the_check_that_failed(tmp_path):
+    """Worse calibration alone: the rejection's alert is about the top-label Brier score, not the error rate."""
+    reg, pub = registry_with(tmp_path), Published()
+    reg.start_shadow(MODEL, "2")
+    step_for(tmp_path, reg, pub).handle([], examples(2000, 0.9, "same", live_conf=0.9, shadow_conf=0.55))
+    [alert] = pub.alerts
+    assert (alert.kind, alert.metric) == ("shadow_rejected", "brier_increase")
+    assert alert.score > CFG.max_calibration_increase and alert.p_value < 0.01
+    assert "top-label Brier" in alert.details["reason"]

@@ -144,3 +144,19 @@ def test_estimates_can_be_turned_off():
     eng.ingest(_stream(10000, 0.3, 22, 6.0)[0])
     eng.flush()
     assert eng.take_quality() == []
+
+
+def test_a_window_under_min_samples_gets_no_estimate_and_no_estimate_check():
+    prof, _ = _reference(6.0)
+    eng = DriftEngine(DriftConfig(window_seconds=50.0, min_samples=1000), [prof])
+    evs, exs, _ = _stream(20000, 1.0, 21, 6.0, t0=0.0)
+    first = [e for e in evs if e.ts < 50.0]
+    tiny = [e for e in evs if 50.0 <= e.ts < 100.0][:3]
+    ids = {e.event_id for e in first + tiny}
+    eng.ingest(first + tiny)
+    eng.ingest_labelled([x for x in exs if x.event_id in ids])
+    eng.flush()
+    recs = eng.take_quality()
+    assert [r["start"] for r in recs if r["type"] == "estimate"] == [0.0]
+    assert [r["start"] for r in recs if r["type"] == "estimate_error"] == [0.0]
+    assert sorted(r["n_labelled"] for r in recs if r["type"] == "realised") == [3, len(first)]  # facts, kept

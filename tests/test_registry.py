@@ -191,9 +191,13 @@ def test_serving_history_says_what_was_live_when_who_changed_it_and_why(tmp_path
     assert reg.served_at("fraud", changes[1]["at"]) == "2" and reg.served_at("fraud", time.time()) == "1"
     assert main(["models", "--registry", str(tmp_path), "history", "fraud"]) == 0
     out = capsys.readouterr().out
-    assert "rollback v1 (was v2)  by oncall" in out and "why: worse live accuracy" in out
+    assert "rollback  v1 (was v2)  by oncall" in out and "why: worse live accuracy" in out
+    assert "promote   v1 (first)  by ops" in out and "None" not in out
     assert main(["models", "--registry", str(tmp_path), "history", "fraud", "--at", str(mid), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["version"] == "1"
+    assert main(["models", "--registry", str(tmp_path), "history", "fraud", "--at", "nan"]) == 2
+    assert main(["models", "--registry", str(tmp_path), "history", "nope"]) == 2
+    assert "'nope' is not in the registry (fraud)" in capsys.readouterr().err
 
 
 def test_models_cli_list_show_promote_rollback(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

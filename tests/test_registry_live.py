@@ -244,7 +244,7 @@ def test_models_show_and_history_say_the_live_state_in_words(tmp_path: Path, cap
     reg.rollback("m", reason="fell", evidence={"n": 3})
     assert main(base + ["history", "m"]) == 0
     out = capsys.readouterr().out
-    assert "shadow   v2 in shadow of live v1  by dispatcher" in out
-    assert "reject   v2 rejected in shadow; v1 stays live, nothing in shadow  by live gate" in out
-    assert "promote  v3 (was v1), watched with v1 in shadow" in out
-    assert "rollback v1 (was v3); ends the watch of v3" in out
+    assert "shadow    v2 in shadow of live v1  by dispatcher" in out
+    assert "reject    v2 rejected in shadow; v1 stays live, nothing in shadow  by live gate" in out
+    assert "promote   v3 (was v1), watched with v1 in shadow" in out
+    assert "rollback  v1 (was v3); ends the watch of v3" in out

@@ -26,3 +26,9 @@ def test_readable_line_names_the_finding():
     assert line.startswith("2025-11-26 00:02:30Z")
     for part in ("CRITICAL", "data_drift", "fraud/v1", "amount", "wasserstein=3.2", "window 10s n=500", "explained by p-1"):
         assert part in line
+
+
+def test_readable_line_names_the_reference_and_the_live_gates_reason():
+    a = dataclasses.replace(_alert(), kind="rollback", details={"reason": "v2 watched against its parent v1: worse"})
+    line = format_alert(a)
+    assert "reference ref-1" in line and line.endswith("\n    why: v2 watched against its parent v1: worse")

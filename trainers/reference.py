@@ -2,10 +2,10 @@
 
 A version the worker has no reference for bootstraps one from its first served window
 (:mod:`streams.judge.bootstrap`), and those windows go unjudged.  The retrain job instead builds the
-candidate's profile itself (:func:`build_candidate_reference`): the labelled examples of the request
-window (all of them, not only the training split) with the *candidate's* predictions and scores, as a
-server would publish them (class names from the parent's ``classes``, else class indices), and their
-labels (the profile's error rate, calibration and score-bin outcomes for the label-free estimates).
+candidate's profile itself (:func:`build_candidate_reference`): the request window's
+examples with the *candidate's* predictions and scores, as a server would publish them (class names from
+the parent's ``classes``, else class indices), and the labels only of the rows it did not train on (the
+profile's error rate, calibration and score-bin outcomes for the label-free estimates are out of sample).
 It is saved where the worker reads references (:func:`save_candidate_reference`,
 :class:`streams.adapters.reference_store.ReferenceStore`, keyed by (model, version)) before the version
 can be promoted, so the worker judges the new version's traffic against its own reference from its

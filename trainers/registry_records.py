@@ -263,7 +263,7 @@ def describe_change(c: Mapping[str, Any]) -> str:
                       + (f" (replaces v{c['replaced']} in shadow)" if c.get("replaced") else ""),
             "reject": f"v{c.get('candidate')} rejected in shadow; v{c['version']} stays live, nothing in shadow",
             "watch_end": f"watch of v{c['version']} ended: kept live, v{c.get('parent')} no longer in shadow",
-            }.get(c["action"], f"v{c['version']} (was v{c['previous']})")
+            }.get(c["action"], f"v{c['version']}" + (f" (was v{c['previous']})" if c.get("previous") else " (first)"))
     if c.get("watch"):
         what += f", watched with v{c['watch']['parent']} in shadow"
     for k, v in (c.get("ended") or {}).items():
@@ -308,7 +308,9 @@ def describe_evidence(ev: Mapping[str, Any]) -> str:
              + (f", p better {num(ev['better_p'], '.2g')})" if ev.get("better_p") is not None else ")")]
     if er.get("discordant"):
         parts.append(f"discordant pairs {er['discordant'][0]} worse / {er['discordant'][1]} better")
-    if cal:
+    if cal and cal.get("n") == 0:
+        parts.append("calibration not judged (no scores)")
+    elif cal:
         parts.append(f"top-label Brier {num(cal.get('difference'), '+.3f')} (p worse {num(cal.get('p_value'), '.2g')})")
     bad_slices = [k for k, s in (ev.get("slices") or {}).items() if k in " ".join(ev.get("failed") or [])]
     if bad_slices or ev.get("slices_unchecked"):

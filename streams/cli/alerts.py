@@ -38,6 +38,11 @@ def format_alert(a: Alert) -> str:
             + f")  window {secs:g}s n={a.window.n}  id={a.alert_id}")
     if a.explained_by:
         line += f"  explained by {a.explained_by}"
+    if a.reference is not None and a.reference.id:
+        line += f"  reference {a.reference.id}"
+    reason = (a.details or {}).get("reason") if isinstance(a.details, dict) else None
+    if reason:  # the live gate's verdicts (shadow_rejected, rollback) say why in words
+        line += f"\n    why: {reason}"
     return line
 
 

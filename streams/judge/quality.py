@@ -115,14 +115,15 @@ class QualityMixin:
         qt = self._qtrack(ms)
         base = {"model": key.model, "model_version": key.model_version, "start": key.start, "end": key.end}
         side = None
+        gate = self.config.min_samples  # estimates, and their check against the realised accuracy, need as many
         if not labels:
             est = self._estimate(ms, acc)
-            if est is not None:
+            if est is not None and est.n_scored >= gate:
                 side = ("estimate", est.estimated_accuracy, est.n_scored)
                 self._emit_quality({"type": "estimate", **base, **est.to_dict()})
         elif acc.n_labelled > 0:
             real = 1.0 - acc.n_errors / acc.n_labelled
-            side = ("realised", real, int(acc.n_labelled))
+            side = ("realised", real, int(acc.n_labelled)) if acc.n_labelled >= gate else None
             self._emit_quality({"type": "realised", **base, "realised_accuracy": real, "n_labelled": int(acc.n_labelled)})
         if side is not None and (self._calibrator(ms) is not None):
             slot = qt.pending.setdefault(key.start, {})

@@ -291,7 +291,16 @@ def _history(reg, args: argparse.Namespace) -> int:
 
     from trainers.registry_records import describe_change
 
+    import math
+
+    if args.model not in reg.models():
+        print(f"model {args.model!r} is not in the registry ({', '.join(reg.models()) or 'none registered'})",
+              file=sys.stderr)
+        return 2
     if args.at is not None:
+        if not math.isfinite(args.at):
+            print(f"--at must be a time in epoch seconds, got {args.at}", file=sys.stderr)
+            return 2
         live = reg.served_at(args.model, args.at)
         print(json.dumps({"model": args.model, "at": args.at, "version": live}) if args.json else
               f"{args.model}: version {live} was live at {args.at}" if live else
@@ -304,9 +313,10 @@ def _history(reg, args: argparse.Namespace) -> int:
     for c in changes:
         when = dt.datetime.fromtimestamp(c["at"], dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
         window = c.get("data_window") or {}
-        print(f"{when}  {c['action']:<8} {describe_change(c)}  by {c['actor']}"
+        print(f"{when}  {c['action']:<9} {describe_change(c)}  by {c['actor']}"
               + (f"\n    why: {c['reason']}" if c.get("reason") else "")
-              + (f"\n    weights {str(c.get('weights_sha256'))[:12]}  replay {str(c.get('replay_sha256'))[:12]}"
+              + (f"\n    weights {str(c.get('weights_sha256'))[:12]}"
+                 + (f"  replay {c['replay_sha256'][:12]}" if c.get("replay_sha256") else "  no replay buffer")
                  if c["action"] in ("promote", "rollback") else "")
               + (f"  data window [{window.get('start')}, {window.get('end')})" if window else ""))
     if not changes:

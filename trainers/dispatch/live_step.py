@@ -40,14 +40,30 @@ ACTOR = "live gate (dispatcher)"
 
 def verdict_alert(v: LiveVerdict, cfg: LiveGateConfig, now: float | None = None) -> Alert | None:
     """The alert of a ``reject`` (``shadow_rejected``, warning) or ``rollback`` (critical) verdict; None otherwise.
-    Its score is the error-rate difference (subject - incumbent), its reference the incumbent version."""
+    Its metric, score and p-value are those of the first failed check (error rate, top-label Brier or a slice's
+    error rate: the evidence's ``failed_checks``), its reference the incumbent version; ``details.reason`` says it
+    in words."""
     if v.action not in (REJECT, ROLLBACK):
         return None
-    er, w = v.evidence["error_rate"], v.evidence["window"]
+    ev = v.evidence
+    er, w = ev["error_rate"], ev["window"]
+    check = next(iter(ev.get("failed_checks") or ()), "error_rate")
+    feature, metric, score, threshold, p = None, "error_rate_increase", er["difference"], cfg.max_error_increase, \
+        er["p_value"]
+    if check == "calibration":
+        cal = ev.get("calibration") or {}
+        metric, score, threshold, p = "brier_increase", cal.get("difference"), cfg.max_calibration_increase, \
+            cal.get("p_value")
+    elif check.startswith("slice:"):
+        name = check[len("slice:"):]
+        s = (ev.get("slices") or {}).get(name) or {}
+        feature, metric, score, threshold, p = name, "slice_error_rate_increase", s.get("difference"), \
+            cfg.max_slice_error_increase, s.get("p_value")
+    elif check == "no_shadow" or ev.get("compared") is False:
+        metric, score, p = "not_compared", 0.0, None
     start = w["start"] if w["start"] is not None else 0.0
     return Alert(model=v.model, model_version=v.version, kind="rollback" if v.action == ROLLBACK else "shadow_rejected",
-                 feature=None, metric="error_rate_increase", score=float(er["difference"] or 0.0),
-                 threshold=cfg.max_error_increase, p_value=er["p_value"],
+                 feature=feature, metric=metric, score=float(score or 0.0), threshold=threshold, p_value=p,
                  severity="critical" if v.action == ROLLBACK else "warning",
                  window=AlertWindow(start, w["end"] if w["end"] is not None else start, int(er["n"] or 0)),
                  reference=AlertReference(f"live:v{v.incumbent}", int(er.get("n_baseline") or er["n"] or 0)),
@@ -79,10 +95,11 @@ class LiveStep:
                 continue
             shadow, watch, current = registry.shadow(model), registry.watch(model), registry.current(model)
             if shadow and current:
-                step.gate.on_update({"model": model, "action": "shadow", "version": current, "shadow": shadow["version"]})
-            elif watch and watch.get("version") == current:
-                step.gate.on_update({"model": model, "action": "promote", "version": current,
-                                     "previous_version": watch.get("parent")})
+                step.gate.on_update({"model": model, "action": "shadow", "version": current, "shadow": shadow["version"],
+                                     "at": shadow.get("since")})
+            elif watch and watch.get("version") == current:  # servers shadow the parent while it is watched
+                step.gate.on_update({"model": model, "action": "promote", "version": current, "at": watch.get("since"),
+                                     "previous_version": watch.get("parent"), "shadow": watch.get("parent")})
         return step
 
     def save(self) -> None:

@@ -8,19 +8,26 @@ training window.  That is not the traffic it will serve.  The live gate closes t
   example says whether the live version and the candidate were right on *the same input*, so the two are
   compared paired (McNemar's exact test on the discordant pairs; a paired t-test on the top-label Brier
   score for calibration; the same per slice).  Verdict: ``promote`` when the candidate is significantly
-  better, or at ``max_samples`` when it is not significantly worse and its error rate is not above the live one's by
-  more than the margin; ``reject`` when it is significantly worse by more than the margin (accuracy,
-  calibration or any slice), or above by more than the margin at ``max_samples`` (as canary analysis:
-  the offline gate already found it better, so the live gate looks for harm).
+  better, or at ``max_samples`` when it is not significantly worse by more than the margin (as canary analysis:
+  the offline gate already found it better, so the live gate looks for harm, and the watch goes on looking);
+  ``reject`` when it is significantly worse by more than the margin (accuracy, calibration or any slice).
+  Labels of inputs served before the shadow began (they arrive late) carry no shadow prediction and are not
+  its evidence: examples without one count only from the shadow's first shadowed input on; a shadow none of
+  whose examples ever carries one is rejected once they span ``watch_s`` of event time.
 - **watch**: after a promotion, the new version is watched for ``watch_s`` seconds of event time.  When the
   server keeps the parent in shadow, the comparison is paired as above; else the new version's labelled
   outcomes are compared with the parent's last ``baseline_samples`` outcomes before the promotion
   (Fisher's exact test, Welch's t-test on Brier: unpaired, so slower to reach significance).  Verdict:
   ``rollback`` when the new version is significantly worse by more than the margin, ``end_watch`` (kept)
-  when the watch period or ``max_samples`` passes without that.
+  when the watch period or ``max_samples`` passes without that, or (kept unjudged, saying so) when the new
+  version served no labelled example in ``watch_s`` of the model's event time.
+
+Model updates are the registry's state of a model: an evaluation lives while the updates say what it judges
+is live and in shadow (a person's rollback or promotion ends it); an update older (``at``) than the
+evaluation's own, read again after a restart, changes nothing.
 
 Repeated looks: a verdict is considered only at ``min_samples``, ``2 * min_samples``, ... up to
-``max_samples`` (``looks`` of them, and one more at the end of a watch period), each at ``alpha / (looks + 1)`` and divided again over the tests of that
+``max_samples`` (``looks`` of them, the last at ``max_samples`` exactly, and one more at the end of a watch period), each at ``alpha / (looks + 1)`` and divided again over the tests of that
 look (accuracy, calibration, each slice): Bonferroni, so the chance of a false verdict over the whole
 evaluation stays below ``alpha``.  Every example is counted once per evaluation (by ``event_id``).
 
@@ -49,6 +56,10 @@ from streams.judge.profile import is_error
 from trainers.promotion.live_statistics import Outcomes, Paired, top_brier, unpaired_calibration_worse, unpaired_worse
 
 SHADOW, WATCH = "shadow", "watch"
+#: seconds by which a model update may predate the evaluation's own and still count (clocks of two processes)
+STALE_UPDATE_S = 1.0
+#: distinct values per slice feature that are tracked (the rest are counted in the totals only)
+MAX_SLICE_VALUES = 20
 PROMOTE, REJECT, ROLLBACK, END_WATCH = "promote", "reject", "rollback", "end_watch"
 
 
@@ -58,7 +69,7 @@ class LiveGateConfig:
 
     ``shadow``: a candidate that passed the offline gate is served in shadow before promotion (needs a server
     that publishes the inputs' ``shadow`` field; off by default: promoted at once, then watched).  A shadow
-    whose ``max_samples`` live examples carry no shadow prediction is rejected, saying so.  ``watch``: a promoted version is watched and rolled back on live evidence.
+    whose live examples carry no shadow prediction for ``watch_s`` of event time is rejected, saying so.  ``watch``: a promoted version is watched and rolled back on live evidence.
     ``min_samples``/``max_samples``: labelled examples per look / at which an evaluation ends.
     ``max_error_increase``: the margin (absolute error-rate increase, e.g. 0.01 = one accuracy point) below
     which a difference does not matter; ``max_calibration_increase`` the same for the top-label Brier score;
@@ -143,7 +154,11 @@ class Evaluation:
     last_ts: float | None = None
     looks_done: int = 0
     decided: str | None = None
-    missing: int = 0  # a shadow's live examples without the candidate's prediction
+    missing: int = 0  # a shadow's live examples without the candidate's prediction, served after it started
+    opened_at: float | None = None  # the model update's ``at`` (wall clock): older updates change nothing
+    opened_ts: float | None = None  # the model's latest event time when the evaluation opened
+    shadow_start: float | None = None  # a shadow's earliest input that carried the candidate's prediction
+    unshadowed: list = field(default_factory=lambda: [0, None, None])  # examples before shadow_start: n, first, last ts
 
     @property
     def n(self) -> int:
@@ -178,40 +193,46 @@ class LiveGate:
         self._def = self.cfg  # is_error reads .error and .tolerance
         self.evaluations: dict[str, Evaluation] = {}
         self.baselines: dict[tuple[str, str], deque] = {}  # (model, version) -> recent (wrong, brier)
+        self.clock: dict[str, float] = {}  # model -> latest event time of its labelled examples
         if state:
             self.evaluations = {m: Evaluation.from_dict(e) for m, e in state.get("evaluations", {}).items()}
+            self.clock = {str(m): float(t) for m, t in state.get("clock", {}).items()}
             for m, v, rows in state.get("baselines", []):
                 self.baselines[(m, v)] = deque(map(tuple, rows), maxlen=self.cfg.baseline_samples)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"evaluations": {m: e.to_dict() for m, e in self.evaluations.items()},
+        return {"evaluations": {m: e.to_dict() for m, e in self.evaluations.items()}, "clock": dict(self.clock),
                 "baselines": [[m, v, list(q)] for (m, v), q in self.baselines.items()]}
 
     # ------------------------------------------------------------------ model updates
     def on_update(self, update: Mapping[str, Any]) -> list[LiveVerdict]:
-        """A model update (dict of :class:`trainers.records.ModelUpdate`): starts, ends or replaces evaluations."""
-        model, action, version = str(update["model"]), update.get("action"), str(update.get("version"))
+        """A model update (dict of :class:`trainers.records.ModelUpdate`): the registry's state of the model after
+        it (``version`` live, ``shadow`` served in shadow), so it starts, keeps, replaces or ends the evaluation.
+        An update older (``at``) than the evaluation's own, read again after a restart, changes nothing."""
+        model, version = str(update["model"]), str(update.get("version"))
+        action, shadow, parent = update.get("action"), update.get("shadow"), update.get("previous_version")
+        shadow, parent = (str(shadow) if shadow else None), (str(parent) if parent else None)
+        at = update.get("at")
+        at = float(at) if isinstance(at, (int, float)) and math.isfinite(at) else None
         current = self.evaluations.get(model)
-        parent = update.get("previous_version")
-        if current is not None and (current.kind, current.subject, current.incumbent) in (
-                (SHADOW, str(update.get("shadow")), version), (WATCH, version, str(parent))):
-            return []  # the same update again (read back from the topic, or redelivered): nothing changes
-        if action == SHADOW and update.get("shadow"):
-            self.evaluations[model] = Evaluation(SHADOW, model, str(update["shadow"]), version)
-        elif action == PROMOTE:
-            self.evaluations.pop(model, None)
-            # watched only when the registry watches it: the update then tells servers to shadow the parent
-            if self.cfg.watch and parent and str(parent) != version and str(update.get("shadow")) == str(parent):
-                ev = Evaluation(WATCH, model, version, str(parent))
-                for wrong, brier in self.baselines.get((model, str(parent)), ()):
+        if current is not None and at is not None and current.opened_at is not None \
+                and at < current.opened_at - STALE_UPDATE_S:
+            return []
+        wanted = None  # (kind, subject, incumbent) the registry's state calls for
+        if action == SHADOW and shadow:
+            wanted = (SHADOW, shadow, version)
+        elif action == PROMOTE and self.cfg.watch and parent and parent != version and shadow == parent:
+            wanted = (WATCH, version, parent)  # watched only when the registry watches it (servers shadow the parent)
+        if current is not None and (current.kind, current.subject, current.incumbent) == wanted:
+            return []  # the same state again (the update read back from the topic, or redelivered): nothing changes
+        self.evaluations.pop(model, None)
+        if wanted is not None:
+            kind, subject, incumbent = wanted
+            ev = Evaluation(kind, model, subject, incumbent, opened_at=at, opened_ts=self.clock.get(model))
+            if ev.kind == WATCH:
+                for wrong, brier in self.baselines.get((model, ev.incumbent), ()):
                     ev.baseline.add(bool(wrong), brier)
-                self.evaluations[model] = ev
-        elif current is not None and (  # only the evaluation the update ends (a stale update ends nothing newer)
-                (action == ROLLBACK and current.kind == WATCH and current.subject == str(parent))
-                or (action == "watch_end" and current.kind == WATCH and current.subject == version)
-                or (action == "reject" and current.kind == SHADOW and current.incumbent == version
-                    and not update.get("shadow"))):
-            del self.evaluations[model]
+            self.evaluations[model] = ev
         for (m, v) in [k for k in self.baselines if k[0] == model and k[1] not in (version, parent)]:
             del self.baselines[(m, v)]  # keep the baselines of the live version and its parent only
         return []
@@ -227,6 +248,10 @@ class LiveGate:
                 continue
             wrong = is_error(pred, label, self._def)
             brier = top_brier(pred, ex.get("scores"), wrong)
+            ts = ex.get("ts")
+            ts = float(ts) if isinstance(ts, (int, float)) and math.isfinite(ts) else None  # without one: spans nothing
+            if ts is not None:
+                self.clock[model] = max(ts, self.clock.get(model, ts))
             ev = self.evaluations.get(model)
             if ev is not None and not ev.decided and ev.kind == WATCH and ev.incumbent == version:
                 # the parent's labels still arriving for inputs it served before the promotion: the most recent
@@ -236,49 +261,89 @@ class LiveGate:
                     ev.seen.add(eid)
                     ev.baseline.add(wrong, brier)
                 self._baseline(model, version, wrong, brier)
-                continue
-            if ev is None or ev.decided or (ev.kind == WATCH and ev.subject != version) \
+            elif ev is None or ev.decided or (ev.kind == WATCH and ev.subject != version) \
                     or (ev.kind == SHADOW and ev.incumbent != version):
                 self._baseline(model, version, wrong, brier)
-                continue
-            eid = str(ex.get("event_id"))
-            if eid in ev.seen:
-                continue
-            ev.seen.add(eid)
-            ts = ex.get("ts")
-            if isinstance(ts, (int, float)) and math.isfinite(ts):  # an example without an event time spans nothing
-                ev.first_ts = ts if ev.first_ts is None else min(ev.first_ts, ts)
-                ev.last_ts = ts if ev.last_ts is None else max(ev.last_ts, ts)
-            if ev.kind == WATCH:
-                ev.alone.add(wrong, brier)
-            else:
-                self._baseline(model, version, wrong, brier)
-            shadow = ex.get("shadow") or None
-            s_pred = shadow.get("prediction") if isinstance(shadow, Mapping) else None
-            if s_pred is None or str(shadow.get("model_version")) != (ev.subject if ev.kind == SHADOW else ev.incumbent):
-                ev.missing += 1
-            else:
-                s_wrong = is_error(s_pred, label, self._def)
-                s_brier = top_brier(s_pred, shadow.get("scores"), s_wrong)
-                subj = (s_wrong, s_brier) if ev.kind == SHADOW else (wrong, brier)
-                inc = (wrong, brier) if ev.kind == SHADOW else (s_wrong, s_brier)
-                d = None if subj[1] is None or inc[1] is None else subj[1] - inc[1]
-                ev.paired.add(subj[0], inc[0], d)
-                for feat in self.cfg.slices:
-                    value = (ex.get("features") or {}).get(feat)
-                    if value is not None:
-                        ev.slices.setdefault(f"{feat}={value}", Paired()).add(subj[0], inc[0], d)
-            if self._look_due(ev):  # judged at the example that completes a look: the same verdict whatever the batching
+            elif (eid := str(ex.get("event_id"))) not in ev.seen:
+                ev.seen.add(eid)
+                self._count(ev, ex, ts, label, wrong, brier)
+            if ev is not None and not ev.decided and self._look_due(ev):
+                # judged at the example that completes a look: the same verdict whatever the batching
                 v = self._judge(ev)
                 if v is not None:
                     out.append(v)
         return out
 
+    def _count(self, ev: Evaluation, ex: Mapping[str, Any], ts: float | None, label: Any, wrong: bool,
+               brier: float | None) -> None:
+        """One labelled example of the evaluation's live version (served by the subject of a watch, by the incumbent
+        of a shadow), counted once."""
+        if ev.kind == SHADOW:
+            self._baseline(ev.model, ev.incumbent, wrong, brier)
+        shadow = ex.get("shadow") or None
+        s_pred = shadow.get("prediction") if isinstance(shadow, Mapping) else None
+        shadowed = s_pred is not None and str(shadow.get("model_version")) == (
+            ev.subject if ev.kind == SHADOW else ev.incumbent)
+        if ev.kind == SHADOW and not shadowed and (ev.shadow_start is None or ts is None or ts < ev.shadow_start):
+            # served before the candidate was shadowed (labels of earlier inputs arrive late), or by a server that
+            # does not publish shadows: not the shadow's evidence; their event-time span ends a shadow that never
+            # gets any (_judge)
+            u = ev.unshadowed
+            u[0] += 1
+            if ts is not None:
+                u[1], u[2] = min(ts, u[1] if u[1] is not None else ts), max(ts, u[2] if u[2] is not None else ts)
+            return
+        if ts is not None:
+            ev.first_ts = ts if ev.first_ts is None else min(ev.first_ts, ts)
+            ev.last_ts = ts if ev.last_ts is None else max(ev.last_ts, ts)
+        if ev.kind == WATCH:
+            ev.alone.add(wrong, brier)
+        if not shadowed:
+            ev.missing += 1
+            return
+        if ev.kind == SHADOW and ts is not None:
+            ev.shadow_start = ts if ev.shadow_start is None else min(ev.shadow_start, ts)
+        s_wrong = is_error(s_pred, label, self._def)
+        s_brier = top_brier(s_pred, shadow.get("scores"), s_wrong)
+        subj = (s_wrong, s_brier) if ev.kind == SHADOW else (wrong, brier)
+        inc = (wrong, brier) if ev.kind == SHADOW else (s_wrong, s_brier)
+        d = None if subj[1] is None or inc[1] is None else subj[1] - inc[1]
+        ev.paired.add(subj[0], inc[0], d)
+        features = ex.get("features")
+        for feat in self.cfg.slices if isinstance(features, Mapping) else ():
+            value = features.get(feat)
+            if value is None or isinstance(value, (dict, list)):
+                continue
+            name = f"{feat}={value}"
+            if name in ev.slices or sum(k.startswith(feat + "=") for k in ev.slices) < MAX_SLICE_VALUES:
+                ev.slices.setdefault(name, Paired()).add(subj[0], inc[0], d)
+
     def _look_due(self, ev: Evaluation) -> bool:
         c = self.cfg
-        return (ev.n >= (ev.looks_done + 1) * c.min_samples
-                or (ev.kind == SHADOW and ev.missing >= c.max_samples)
-                or (ev.last_ts is not None and ev.last_ts - ev.first_ts >= c.watch_s))
+        return (ev.n >= self._next_look(ev) or (ev.kind == SHADOW and ev.missing >= c.max_samples)
+                or self._period_over(ev) or self._quiet(ev) is not None)
+
+    def _next_look(self, ev: Evaluation) -> int:
+        """Examples at which the next look is due: ``min_samples`` apart, the last one at ``max_samples``."""
+        return min((ev.looks_done + 1) * self.cfg.min_samples, self.cfg.max_samples)
+
+    def _period_over(self, ev: Evaluation) -> bool:
+        return ev.first_ts is not None and ev.last_ts is not None and ev.last_ts - ev.first_ts >= self.cfg.watch_s
+
+    def _quiet(self, ev: Evaluation) -> float | None:
+        """Event-time seconds the evaluation has gone without any evidence, when that is ``watch_s`` or more: a
+        shadow whose live examples never carried the candidate's prediction, or a watch whose promoted version
+        served no labelled example while the model's traffic went on; else None."""
+        c = self.cfg
+        if ev.kind == SHADOW and ev.paired.n == 0 and ev.missing == 0:
+            n, first, last = ev.unshadowed
+            span = last - first if n and first is not None else 0.0
+        elif ev.kind == WATCH and ev.alone.n == 0:
+            now = self.clock.get(ev.model)
+            span = now - ev.opened_ts if now is not None and ev.opened_ts is not None else 0.0
+        else:
+            return None
+        return span if span >= c.watch_s else None
 
     def _baseline(self, model: str, version: str, wrong: bool, brier: float | None) -> None:
         q = self.baselines.get((model, version))
@@ -289,22 +354,41 @@ class LiveGate:
     # ------------------------------------------------------------------ verdicts
     def _judge(self, ev: Evaluation) -> LiveVerdict | None:
         c = self.cfg
-        if ev.kind == SHADOW and ev.missing >= c.max_samples and ev.paired.n < c.min_samples:
-            reason = (f"candidate v{ev.subject} in shadow against live v{ev.incumbent}: {ev.missing} labelled examples "
-                      f"of v{ev.incumbent} carried no shadow prediction of v{ev.subject} ({ev.paired.n} did); the "
-                      "server must publish the inputs' `shadow` field (docs/design.md), or set promotion.shadow: false")
+        quiet = self._quiet(ev)
+        if ev.kind == SHADOW and (quiet is not None or ev.missing >= c.max_samples and ev.paired.n < c.min_samples):
+            n_without = ev.missing + ev.unshadowed[0]
+            over = f" over {quiet:.0f} s of event time" if quiet is not None else ""
+            reason = (f"candidate v{ev.subject} in shadow against live v{ev.incumbent}: {n_without} labelled examples "
+                      f"of v{ev.incumbent}{over} carried no shadow prediction of v{ev.subject} ({ev.paired.n} did); "
+                      "the server must publish the inputs' `shadow` field (docs/design.md), or set promotion.shadow: "
+                      "false")
             ev.decided = REJECT
             return LiveVerdict(REJECT, ev.model, ev.subject, ev.incumbent, reason,
-                               {"kind": SHADOW, "subject": ev.subject, "incumbent": ev.incumbent, "failed": ["no shadow"],
-                                "missing": ev.missing, "paired": True, "looks": ev.looks_done, "alpha": c.alpha,
-                                "window": {"start": ev.first_ts, "end": ev.last_ts},
-                                "error_rate": {"subject": None, "incumbent": None, "difference": 0.0, "p_value": None,
-                                               "n": ev.paired.n}})
+                               _finite({"kind": SHADOW, "subject": ev.subject, "incumbent": ev.incumbent,
+                                        "failed": ["no shadow"], "failed_checks": ["no_shadow"], "missing": n_without,
+                                        "paired": True, "looks": ev.looks_done, "alpha": c.alpha, "compared": False,
+                                        "window": {"start": ev.first_ts if ev.first_ts is not None else
+                                                   ev.unshadowed[1], "end": ev.last_ts if ev.last_ts is not None else
+                                                   ev.unshadowed[2]},
+                                        "error_rate": {"subject": None, "incumbent": None, "difference": 0.0,
+                                                       "p_value": None, "n": ev.paired.n}}))
+        if ev.kind == WATCH and quiet is not None:
+            ev.decided = END_WATCH
+            reason = (f"v{ev.subject} watched against its parent v{ev.incumbent}: no labelled example of v{ev.subject} "
+                      f"in {quiet:.0f} s of the model's event time (promotion.watch_s {c.watch_s:g}): do the servers "
+                      f"serve it? kept unjudged")
+            return LiveVerdict(END_WATCH, ev.model, ev.subject, ev.incumbent, reason,
+                               {"kind": WATCH, "subject": ev.subject, "incumbent": ev.incumbent, "failed": [],
+                                "failed_checks": [], "paired": False, "looks": ev.looks_done, "alpha": c.alpha,
+                                "compared": False, "ended_by": "promotion.watch_s",
+                                "window": {"start": ev.opened_ts, "end": self.clock.get(ev.model)},
+                                "error_rate": {"subject": None, "incumbent": ev.baseline.error_rate if ev.baseline.n
+                                               else None, "difference": 0.0, "p_value": None, "n": 0}})
         uncomparable = ev.kind == WATCH and not ev.is_paired and ev.baseline.n < c.min_samples
-        period_over = ev.first_ts is not None and ev.last_ts is not None and ev.last_ts - ev.first_ts >= c.watch_s
+        period_over = self._period_over(ev)
         if uncomparable and not period_over and ev.alone.n < c.max_samples:
             return None  # no shadow, and too few outcomes of the parent to compare with: wait for the end
-        if not period_over and not uncomparable and ev.n < (ev.looks_done + 1) * c.min_samples:
+        if not period_over and not uncomparable and ev.n < self._next_look(ev):
             return None
         ev.looks_done += 1
         alpha = c.alpha / (c.looks + 1)  # one more look for the end of a period
@@ -324,9 +408,9 @@ class LiveGate:
             return None  # not shown better yet, or a slice still too small to check: more evidence
         if not enough:
             return self._verdict(ev, REJECT, [], tests, ended_by=ended_by, compared=False)
-        # not shown worse: promoted unless its error rate is above the incumbent's by more than the margin
-        diff = tests["error_rate"]["difference"]
-        return self._verdict(ev, PROMOTE if diff <= c.max_error_increase else REJECT, worse, tests, ended_by=ended_by,
+        # not shown worse by more than the margin at the end: promoted (the offline gate found it better; the live
+        # gate looks for harm, at alpha, and the watch after the promotion goes on looking)
+        return self._verdict(ev, PROMOTE, worse, tests, ended_by=ended_by,
                              upper_difference=float(ev.paired.upper_difference(0.05)))
 
     def _tests(self, ev: Evaluation, alpha: float) -> tuple[list[str], dict[str, Any]]:
@@ -348,19 +432,24 @@ class LiveGate:
             cal_bad, cal_p, cal_d = unpaired_calibration_worse(ev.alone, ev.baseline, c.max_calibration_increase, a)
             tests["error_rate"] = {"subject": ev.alone.error_rate, "incumbent": ev.baseline.error_rate,
                                    "difference": diff, "p_value": p, "n": ev.alone.n, "n_baseline": ev.baseline.n}
-        tests["calibration"] = {"metric": "top-label Brier", "difference": cal_d, "p_value": cal_p}
+        n_cal = ev.paired.nd if paired else min(ev.alone.nb, ev.baseline.nb)
+        tests["calibration"] = {"metric": "top-label Brier", "difference": cal_d, "p_value": cal_p, "n": n_cal}
         rates = [r for r in (tests["error_rate"]["subject"], tests["error_rate"]["incumbent"]) if r is not None]
         tests["degenerate"] = len(rates) == 2 and min(rates) >= 0.99  # every prediction an error: nothing to compare
+        tests["failed_checks"] = checks = []  # machine-readable, in the order of ``worse``
         if bad:
             worse.append(f"error rate {diff:+.3f} (p={p:.2g}, margin {c.max_error_increase})")
+            checks.append("error_rate")
         if cal_bad:
             worse.append(f"top-label Brier {cal_d:+.3f} (p={cal_p:.2g}, margin {c.max_calibration_increase})")
+            checks.append("calibration")
         tests["slices"] = {}
         for name, s in sorted(slices.items()):
             s_bad, s_p, s_diff = s.worse(c.max_slice_error_increase, a)
             tests["slices"][name] = {"difference": s_diff, "p_value": s_p, "n": s.n}
             if s_bad:
                 worse.append(f"slice {name}: error rate {s_diff:+.3f} (p={s_p:.2g}, margin {c.max_slice_error_increase})")
+                checks.append(f"slice:{name}")
         tests["slices_unchecked"] = {k: v.n for k, v in sorted(ev.slices.items()) if v.n < c.min_slice_samples}
         return worse, tests
 
@@ -388,9 +477,6 @@ class LiveGate:
             reason = f"{what}: better on live traffic ({rates}, p={extra['better_p']:.2g}, {how}, n={er['n']})"
         elif action == PROMOTE:
             reason = f"{what}: not worse on live traffic ({rates}, {how}, n={er['n']}, {ended})"
-        elif action == REJECT:
-            reason = (f"{what}: not shown better and its error rate is higher by more than the margin "
-                      f"{self.cfg.max_error_increase} ({rates}, n={er['n']}, {ended})")
         else:
             reason = f"{what}: kept ({rates}, {how}, n={er['n']}, {ended})"
         evidence = {"kind": ev.kind, "subject": ev.subject, "incumbent": ev.incumbent, "looks": ev.looks_done,
