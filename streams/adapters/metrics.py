@@ -81,8 +81,9 @@ class WorkerMetrics:
         self.estimate_error = Histogram("driftloop_estimate_error", "|estimated - realised| accuracy per window "
                                         "(rate of _sum / _count: the mean estimation error)", ["model"],
                                         buckets=(0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.5), registry=r)
-        self.slo_objective = Gauge("driftloop_slo_objective", "Quality objective per model (slo section: target of "
-                                   "the metric, e.g. accuracy 0.95); the alerting rules' error budget is 1 - it",
+        self.slo_objective = Gauge("driftloop_slo_objective", "Quality objective of each model that has one (slo "
+                                   "section: slo.objectives, else slo.default_target when set; none by default): "
+                                   "the target of the metric; the alerting rules' error budget is 1 - it",
                                    ["model", "metric"], registry=r)
         self.slo_burn_rate = Gauge("driftloop_slo_burn_rate", "Error-budget burn rate over a burn rate's long or short "
                                    "span of event time, from judged label windows", ["model", "model_version",
