@@ -233,12 +233,24 @@ def test_the_same_update_again_changes_nothing():
 
 
 def test_a_shadow_without_shadow_predictions_is_rejected_saying_why():
-    """No example ever carries the candidate's prediction: rejected once they span promotion.watch_s of event time
-    (not after a count of them: that many may be the late labels of inputs served before the shadow began)."""
-    verdicts = run(shadow_gate(), examples(2100, 0.9, None, dt=2.0))
+    """Inputs served after the shadow began (its update's time, event time on the wall clock) never carry the
+    candidate's prediction: rejected at max_samples of them; the late labels of inputs served before do not count."""
+    gate = LiveGate(CFG)
+    run(gate, examples(100, 0.9, None, prefix="before"))  # the model's traffic up to event time 99
+    gate.on_update({"model": "m", "action": "shadow", "version": "1", "shadow": "2", "at": 1000.0})
+    verdicts = run(gate, examples(3100, 0.9, None, t0=100.0))  # ts 100..3199: the first 960 predate the shadow
     assert [v.action for v in verdicts] == [REJECT]
     v = verdicts[0]
-    assert "shadow` field" in v.reason and "3600 s of event time" in v.reason and v.evidence["missing"] == 1801
+    assert "shadow` field" in v.reason and "since the shadow began" in v.reason and v.evidence["missing"] == 2000
+    assert v.evidence["window"]["start"] == 1060.0
+
+
+def test_a_replay_of_past_event_time_never_takes_the_update_time_for_the_shadows_start():
+    gate = LiveGate(CFG)
+    run(gate, examples(100, 0.9, None, prefix="before"))
+    gate.on_update({"model": "m", "action": "shadow", "version": "1", "shadow": "2", "at": 1.7e9})  # wall clock
+    assert run(gate, examples(3000, 0.9, None, t0=100.0)) == []  # no start known: nothing counts against it
+    assert [v.action for v in run(gate, examples(2000, 0.8, 0.95, t0=4000.0, seed=2))] == [PROMOTE]
 
 
 def test_the_parents_late_labels_join_the_watch_baseline():
@@ -309,6 +321,28 @@ def test_any_newer_update_that_leaves_no_shadow_ends_the_shadow():
     assert run(gate, examples(1000, 0.8, 0.95, version="2", shadow="3", prefix="late")) == []
 
 
+def test_labels_with_random_delays_do_not_reject_a_shadow_before_its_own_labels_arrive():
+    """Labels arrive after exponential delays (mean 30 min, 1 input/s): the oldest late label predates the shadow by
+    hours, yet the shadow waits for the labels of the inputs served in it."""
+    rng = np.random.default_rng(0)
+    start = 30_000.0
+    ts = np.arange(0.0, start + 20_000.0)
+    arrive = ts + rng.exponential(1800.0, len(ts))
+    gate = LiveGate(LiveGateConfig(min_samples=200, max_samples=2000, watch_s=3600.0))
+    seen = [i for i in np.argsort(arrive) if arrive[i] < start]
+    gate.on_labelled([{"event_id": f"e{i}", "model": "m", "model_version": "1", "ts": float(ts[i]), "label": 1,
+                       "prediction": 1} for i in seen])
+    gate.on_update({"model": "m", "action": "shadow", "version": "1", "shadow": "2", "at": start})
+    later = [i for i in np.argsort(arrive) if arrive[i] >= start]
+    exs = [{"event_id": f"e{i}", "model": "m", "model_version": "1", "ts": float(ts[i]), "label": 1,
+            "prediction": 1 if i % 5 else 0} for i in later]
+    for ex in exs:
+        if ex["ts"] >= start + 1.0:
+            ex["shadow"] = {"model_version": "2", "prediction": 1}
+    verdicts = run(gate, exs)
+    assert [v.action for v in verdicts] == [PROMOTE], [v.reason for v in verdicts]
+
+
 def test_late_labels_of_inputs_served_before_the_shadow_do_not_count_against_it():
     """5 inputs/s with labels 10 min late: 3,000 labels of inputs served before the shadow arrive first."""
     gate = LiveGate(LiveGateConfig())  # max_samples 3000, watch_s 3600
@@ -322,14 +356,30 @@ def test_late_labels_of_inputs_served_before_the_shadow_do_not_count_against_it(
 
 
 def test_a_watch_whose_version_serves_nothing_ends_after_its_period_of_the_models_traffic():
-    """The servers never loaded v2: only v1's labels arrive; after watch_s of the model's event time the watch ends
-    (kept unjudged, saying so) instead of blocking every later candidate."""
+    """The servers never loaded v2: v1 goes on serving for watch_s after the promotion; the watch ends (kept
+    unjudged, saying so) instead of blocking every later candidate."""
     gate = LiveGate(LiveGateConfig(watch_s=3600.0))
     run(gate, examples(100, 0.9, None, prefix="before"))
-    promote(gate)
+    gate.on_update({"model": "m", "action": "promote", "version": "2", "previous_version": "1", "shadow": "1",
+                    "at": 100.0})
     verdicts = run(gate, examples(4000, 0.9, None, t0=100.0, prefix="after"))
     assert [v.action for v in verdicts] == [END_WATCH]
-    assert verdicts[0].evidence["compared"] is False and "do the servers serve it" in verdicts[0].reason
+    assert verdicts[0].evidence["compared"] is False and "do the servers serve v2" in verdicts[0].reason
+    assert verdicts[0].evidence["window"] == {"start": 100.0, "end": 3700.0}
+
+
+@pytest.mark.parametrize("delay", [7200.0, 30_000.0])
+def test_the_parents_late_labels_never_end_a_watch_however_late_they_come(delay):
+    """Labels 2 h late (more than watch_s), or a quiet night before the promotion: the parent's labels that arrive
+    afterwards are of inputs it served before the promotion, so the watch waits for v2's and rolls it back."""
+    gate = LiveGate(LiveGateConfig(min_samples=200, max_samples=2000, watch_s=3600.0))
+    run(gate, examples(1000, 0.85, None, prefix="p"))  # labelled up to event time 999
+    switch = 1000.0 + delay
+    gate.on_update({"model": "m", "action": "promote", "version": "2", "previous_version": "1", "shadow": "1",
+                    "at": switch})
+    assert run(gate, examples(int(delay) // 2, 0.85, None, t0=1000.0, dt=2.0, prefix="q")) == []
+    verdicts = run(gate, examples(2000, 0.60, 0.85, version="2", shadow="1", t0=switch, seed=2))
+    assert [v.action for v in verdicts] == [ROLLBACK]
 
 
 def test_an_evaluation_ends_at_max_samples_even_between_looks():
@@ -386,3 +436,12 @@ def test_slices_survive_odd_features_and_track_a_bounded_number_of_values():
     many = examples(500, 0.9, 0.9, slice_of=lambda i: f"c{i}")  # a new value on every example
     assert run(gate, odd + many) == []
     assert len(gate.evaluations["m"].slices) == MAX_SLICE_VALUES and gate.evaluations["m"].paired.n == 550
+
+
+def test_an_update_without_a_time_is_never_stale():
+    """A hand-made record without ``at`` (read from the topic as at=0) still ends the shadow it contradicts."""
+    gate = LiveGate(CFG)
+    gate.on_update({"model": "m", "action": "shadow", "version": "1", "shadow": "2", "at": 1000.0})
+    gate.on_update({"model": "m", "action": "rollback", "version": "0", "previous_version": "1", "shadow": None,
+                    "at": 0.0})
+    assert "m" not in gate.evaluations

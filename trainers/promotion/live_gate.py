@@ -53,13 +53,20 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Mapping
 
 from streams.judge.profile import is_error
-from trainers.promotion.live_statistics import Outcomes, Paired, top_brier, unpaired_calibration_worse, unpaired_worse
+from trainers.promotion.live_statistics import (Outcomes, Paired, finite_json, top_brier, unpaired_calibration_worse,
+                                                unpaired_worse)
 
 SHADOW, WATCH = "shadow", "watch"
 #: seconds by which a model update may predate the evaluation's own and still count (clocks of two processes)
 STALE_UPDATE_S = 1.0
 #: distinct values per slice feature that are tracked (the rest are counted in the totals only)
 MAX_SLICE_VALUES = 20
+#: event-time seconds servers take to act on a model update (inputs served sooner may predate it)
+SERVER_GRACE_S = 60.0
+#: an update's ``at`` is the switch's event time when the model's latest labelled input is at most this much older
+#: (labels arrive late) and at most CLOCK_SLACK_S newer; else event time is not on the wall clock (a replay)
+MAX_LABEL_LAG_S = 30 * 86400.0
+CLOCK_SLACK_S = 300.0
 PROMOTE, REJECT, ROLLBACK, END_WATCH = "promote", "reject", "rollback", "end_watch"
 
 
@@ -70,7 +77,9 @@ class LiveGateConfig:
     ``shadow``: a candidate that passed the offline gate is served in shadow before promotion (needs a server
     that publishes the inputs' ``shadow`` field; off by default: promoted at once, then watched).  A shadow
     whose live examples carry no shadow prediction for ``watch_s`` of event time is rejected, saying so.  ``watch``: a promoted version is watched and rolled back on live evidence.
-    ``min_samples``/``max_samples``: labelled examples per look / at which an evaluation ends.
+    ``min_samples``/``max_samples``: labelled examples per look / at which an evaluation ends (its power:
+    ``bench/results/live_gate_power.md``: a fine-tune 2 points worse than its parent is rejected, an unrelated model
+    with independent errors needs more than 3,000 pairs to tell 2-3 points from noise).
     ``max_error_increase``: the margin (absolute error-rate increase, e.g. 0.01 = one accuracy point) below
     which a difference does not matter; ``max_calibration_increase`` the same for the top-label Brier score;
     ``max_slice_error_increase`` for a slice (a value of one of ``slices``, categorical features) with at least
@@ -157,8 +166,11 @@ class Evaluation:
     missing: int = 0  # a shadow's live examples without the candidate's prediction, served after it started
     opened_at: float | None = None  # the model update's ``at`` (wall clock): older updates change nothing
     opened_ts: float | None = None  # the model's latest event time when the evaluation opened
+    start_ts: float | None = None  # event time of the switch (``opened_at``, when event time is on the wall clock)
+    start_checked: bool = False
     shadow_start: float | None = None  # a shadow's earliest input that carried the candidate's prediction
-    unshadowed: list = field(default_factory=lambda: [0, None, None])  # examples before shadow_start: n, first, last ts
+    unshadowed: list = field(default_factory=lambda: [0, None, None])  # examples not counted: n, first, last ts
+    parent_after: list = field(default_factory=lambda: [0, None])  # a watch's parent-served inputs after start_ts
 
     @property
     def n(self) -> int:
@@ -213,7 +225,7 @@ class LiveGate:
         action, shadow, parent = update.get("action"), update.get("shadow"), update.get("previous_version")
         shadow, parent = (str(shadow) if shadow else None), (str(parent) if parent else None)
         at = update.get("at")
-        at = float(at) if isinstance(at, (int, float)) and math.isfinite(at) else None
+        at = float(at) if isinstance(at, (int, float)) and math.isfinite(at) and at > 0 else None  # 0: not given
         current = self.evaluations.get(model)
         if current is not None and at is not None and current.opened_at is not None \
                 and at < current.opened_at - STALE_UPDATE_S:
@@ -257,9 +269,12 @@ class LiveGate:
                 # the parent's labels still arriving for inputs it served before the promotion: the most recent
                 # outcomes it has, so they join the watch's baseline (once each)
                 eid = str(ex.get("event_id"))
-                if eid not in ev.seen:
+                if eid not in ev.seen and ev.baseline.n < _parent_limit(self.cfg):  # bounded: seen stays small
                     ev.seen.add(eid)
                     ev.baseline.add(wrong, brier)
+                if ts is not None and self._switched(ev, ts) and ts >= ev.start_ts + SERVER_GRACE_S:  # still served
+                    ev.parent_after[0] += 1
+                    ev.parent_after[1] = max(ts, ev.parent_after[1] if ev.parent_after[1] is not None else ts)
                 self._baseline(model, version, wrong, brier)
             elif ev is None or ev.decided or (ev.kind == WATCH and ev.subject != version) \
                     or (ev.kind == SHADOW and ev.incumbent != version):
@@ -284,10 +299,11 @@ class LiveGate:
         s_pred = shadow.get("prediction") if isinstance(shadow, Mapping) else None
         shadowed = s_pred is not None and str(shadow.get("model_version")) == (
             ev.subject if ev.kind == SHADOW else ev.incumbent)
-        if ev.kind == SHADOW and not shadowed and (ev.shadow_start is None or ts is None or ts < ev.shadow_start):
-            # served before the candidate was shadowed (labels of earlier inputs arrive late), or by a server that
-            # does not publish shadows: not the shadow's evidence; their event-time span ends a shadow that never
-            # gets any (_judge)
+        anchor = ev.shadow_start if ev.shadow_start is not None else \
+            ev.start_ts + SERVER_GRACE_S if self._switched(ev, ts) else None
+        if ev.kind == SHADOW and not shadowed and (anchor is None or ts is None or ts < anchor):
+            # served before the shadow began (labels of earlier inputs arrive late): not the shadow's evidence.  Once
+            # the shadow's start is known (its first shadowed input, or the update's time) later ones are: missing
             u = ev.unshadowed
             u[0] += 1
             if ts is not None:
@@ -318,6 +334,20 @@ class LiveGate:
             if name in ev.slices or sum(k.startswith(feat + "=") for k in ev.slices) < MAX_SLICE_VALUES:
                 ev.slices.setdefault(name, Paired()).add(subj[0], inc[0], d)
 
+    def _switched(self, ev: Evaluation, ts: float | None) -> bool:
+        """Whether the event time of the evaluation's switch is known (``ev.start_ts``), deciding it once: the update's
+        ``at`` when the model's event time is on the wall clock (its latest labelled input, or this one, lies at most
+        MAX_LABEL_LAG_S before ``at`` and CLOCK_SLACK_S after); unknown in a replay of past event time."""
+        if not ev.start_checked:
+            ref = ev.opened_ts if ev.opened_ts is not None else ts
+            if ref is None:
+                return False
+            ev.start_checked = True
+            at = ev.opened_at
+            if at is not None and ref - CLOCK_SLACK_S <= at <= ref + MAX_LABEL_LAG_S:
+                ev.start_ts = at
+        return ev.start_ts is not None
+
     def _look_due(self, ev: Evaluation) -> bool:
         c = self.cfg
         return (ev.n >= self._next_look(ev) or (ev.kind == SHADOW and ev.missing >= c.max_samples)
@@ -331,19 +361,12 @@ class LiveGate:
         return ev.first_ts is not None and ev.last_ts is not None and ev.last_ts - ev.first_ts >= self.cfg.watch_s
 
     def _quiet(self, ev: Evaluation) -> float | None:
-        """Event-time seconds the evaluation has gone without any evidence, when that is ``watch_s`` or more: a
-        shadow whose live examples never carried the candidate's prediction, or a watch whose promoted version
-        served no labelled example while the model's traffic went on; else None."""
-        c = self.cfg
-        if ev.kind == SHADOW and ev.paired.n == 0 and ev.missing == 0:
-            n, first, last = ev.unshadowed
-            span = last - first if n and first is not None else 0.0
-        elif ev.kind == WATCH and ev.alone.n == 0:
-            now = self.clock.get(ev.model)
-            span = now - ev.opened_ts if now is not None and ev.opened_ts is not None else 0.0
-        else:
+        """A watch whose promoted version served no labelled example while the parent went on serving inputs for
+        ``watch_s`` after the switch (the servers did not load it): those seconds; else None."""
+        if ev.kind != WATCH or ev.alone.n or ev.start_ts is None or ev.parent_after[1] is None:
             return None
-        return span if span >= c.watch_s else None
+        span = ev.parent_after[1] - ev.start_ts
+        return span if span >= self.cfg.watch_s else None
 
     def _baseline(self, model: str, version: str, wrong: bool, brier: float | None) -> None:
         q = self.baselines.get((model, version))
@@ -355,33 +378,34 @@ class LiveGate:
     def _judge(self, ev: Evaluation) -> LiveVerdict | None:
         c = self.cfg
         quiet = self._quiet(ev)
-        if ev.kind == SHADOW and (quiet is not None or ev.missing >= c.max_samples and ev.paired.n < c.min_samples):
-            n_without = ev.missing + ev.unshadowed[0]
-            over = f" over {quiet:.0f} s of event time" if quiet is not None else ""
+        if ev.kind == SHADOW and ev.paired.n < c.min_samples and ev.missing >= c.min_samples and (
+                ev.missing >= c.max_samples or self._period_over(ev)):
+            n_without = ev.missing
+            span = ev.last_ts - ev.first_ts if ev.first_ts is not None and ev.last_ts is not None else 0.0
             reason = (f"candidate v{ev.subject} in shadow against live v{ev.incumbent}: {n_without} labelled examples "
-                      f"of v{ev.incumbent}{over} carried no shadow prediction of v{ev.subject} ({ev.paired.n} did); "
+                      f"of v{ev.incumbent} served over {span:.0f} s of event time since the shadow began carried no "
+                      f"shadow prediction of v{ev.subject} ({ev.paired.n} did); "
                       "the server must publish the inputs' `shadow` field (docs/design.md), or set promotion.shadow: "
                       "false")
             ev.decided = REJECT
             return LiveVerdict(REJECT, ev.model, ev.subject, ev.incumbent, reason,
-                               _finite({"kind": SHADOW, "subject": ev.subject, "incumbent": ev.incumbent,
+                               finite_json({"kind": SHADOW, "subject": ev.subject, "incumbent": ev.incumbent,
                                         "failed": ["no shadow"], "failed_checks": ["no_shadow"], "missing": n_without,
                                         "paired": True, "looks": ev.looks_done, "alpha": c.alpha, "compared": False,
-                                        "window": {"start": ev.first_ts if ev.first_ts is not None else
-                                                   ev.unshadowed[1], "end": ev.last_ts if ev.last_ts is not None else
-                                                   ev.unshadowed[2]},
+                                        "window": {"start": ev.first_ts, "end": ev.last_ts},
                                         "error_rate": {"subject": None, "incumbent": None, "difference": 0.0,
                                                        "p_value": None, "n": ev.paired.n}}))
         if ev.kind == WATCH and quiet is not None:
             ev.decided = END_WATCH
-            reason = (f"v{ev.subject} watched against its parent v{ev.incumbent}: no labelled example of v{ev.subject} "
-                      f"in {quiet:.0f} s of the model's event time (promotion.watch_s {c.watch_s:g}): do the servers "
-                      f"serve it? kept unjudged")
+            reason = (f"v{ev.subject} watched against its parent v{ev.incumbent}: no labelled example of v{ev.subject}, "
+                      f"and v{ev.incumbent} served {ev.parent_after[0]} labelled inputs over {quiet:.0f} s of event "
+                      f"time after the promotion (promotion.watch_s {c.watch_s:g}): do the servers serve "
+                      f"v{ev.subject}? kept unjudged")
             return LiveVerdict(END_WATCH, ev.model, ev.subject, ev.incumbent, reason,
                                {"kind": WATCH, "subject": ev.subject, "incumbent": ev.incumbent, "failed": [],
                                 "failed_checks": [], "paired": False, "looks": ev.looks_done, "alpha": c.alpha,
                                 "compared": False, "ended_by": "promotion.watch_s",
-                                "window": {"start": ev.opened_ts, "end": self.clock.get(ev.model)},
+                                "window": {"start": ev.start_ts, "end": ev.parent_after[1]},
                                 "error_rate": {"subject": None, "incumbent": ev.baseline.error_rate if ev.baseline.n
                                                else None, "difference": 0.0, "p_value": None, "n": 0}})
         uncomparable = ev.kind == WATCH and not ev.is_paired and ev.baseline.n < c.min_samples
@@ -481,18 +505,12 @@ class LiveGate:
             reason = f"{what}: kept ({rates}, {how}, n={er['n']}, {ended})"
         evidence = {"kind": ev.kind, "subject": ev.subject, "incumbent": ev.incumbent, "looks": ev.looks_done,
                     "window": {"start": ev.first_ts, "end": ev.last_ts}, "failed": worse, **tests, **extra}
-        return LiveVerdict(action, ev.model, ev.subject, ev.incumbent, reason, _finite(evidence))
+        return LiveVerdict(action, ev.model, ev.subject, ev.incumbent, reason, finite_json(evidence))
 
 
-def _finite(obj: Any) -> Any:
-    """``obj`` with every float that is not finite replaced by None: evidence is strict JSON (alerts, registry)."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, Mapping):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
+def _parent_limit(cfg: LiveGateConfig) -> int:
+    """The parent's labelled examples a watch takes in (its baseline, and the evidence that it still serves)."""
+    return cfg.baseline_samples + cfg.max_samples
 
 
 __all__ = ["LiveGate", "LiveGateConfig", "LiveVerdict", "Evaluation"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 
 @dataclass
@@ -151,4 +151,15 @@ def top_brier(prediction: Any, scores: Any, wrong: bool) -> float | None:
     return (conf - (0.0 if wrong else 1.0)) ** 2
 
 
-__all__ = ["Paired", "Outcomes", "top_brier", "unpaired_worse", "unpaired_calibration_worse"]
+def finite_json(obj: Any) -> Any:
+    """``obj`` with every float that is not finite replaced by None: evidence is strict JSON (alerts, registry)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, Mapping):
+        return {k: finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_json(v) for v in obj]
+    return obj
+
+
+__all__ = ["Paired", "Outcomes", "top_brier", "unpaired_worse", "unpaired_calibration_worse", "finite_json"]
