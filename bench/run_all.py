@@ -21,6 +21,7 @@ BENCHES = [
     ("worker_throughput.py", []),
     ("dispatch_latency.py", []),
     ("rollback_speed.py", []),
+    ("live_gate_power.py", []),
 ]
 
 
