@@ -26,14 +26,16 @@ def _slo(raw):
 
 # ------------------------------------------------------------------ item: burn rates that can never alarm
 @pytest.mark.parametrize("raw, says", [
-    ({"default_target": 0.9},
+    ({"default_target": 0.9, "burn_rates": {"fast": {"long_h": 1, "short_h": 0.1, "budget_percent": 2}}},
      [r"slo.burn_rates.fast \(2% of a 30-day budget in 1 h: factor 14.4\) can never be reached for "
       r"slo.default_target 0.9", r"1/\(1-0.9\) = 10 ", "raise the target above 0.9306"]),
     ({"objectives": [{"model": "tweets", "target": 0.9}], "burn_rates": {"fast": {"long_h": 1, "short_h": 0.1,
                                                                                   "factor": 14.4}}},
      [r"slo.burn_rates.fast \(factor 14.4\) can never be reached for model 'tweets''s target 0.9",
       r"highest possible burn rate is 1/\(1-0.9\) = 10 ", "lower the factor below 10,"]),
-    ({"objectives": [{"model": "churn", "target": 0.8}]},
+    ({"objectives": [{"model": "churn", "target": 0.8}], "burn_rates": {
+        "fast": {"long_h": 1, "short_h": 0.1, "budget_percent": 2}, "slow": {"long_h": 6, "short_h": 0.5,
+                                                                           "budget_percent": 5}}},
      ["slo.burn_rates.fast", "slo.burn_rates.slow", "model 'churn''s target 0.8",
       "budget_percent below 0.694, or window_days below 10.416"]),
 ])
@@ -66,9 +68,20 @@ def test_a_factor_equal_to_the_highest_burn_rate_is_refused_and_just_below_is_ac
     assert [s.burning for s in t.observe(3600.0, 100, 100)] == [True]  # reachable: every prediction wrong
 
 
-def test_whole_file_check_refuses_a_silent_objective():
+def test_whole_file_check_refuses_a_silent_objective_of_burn_rates_you_set():
     with pytest.raises(ConfigError, match="can never be reached"):
-        check_all({"slo": {"objectives": [{"model": "fraud", "target": 0.9}]}})
+        check_all({"slo": {"objectives": [{"model": "fraud", "target": 0.9}],
+                           "burn_rates": {"fast": {"long_h": 1, "short_h": 0.1, "factor": 14.4}}}})
+
+
+def test_a_default_burn_rate_out_of_reach_is_left_out_for_that_objective_with_a_warning(caplog):
+    """Accuracy 0.9 over 30 days (the usual example): the default fast burn (14.4) is out of reach, so that
+    objective gets only the slow one, and the load says so; a 0.97 objective keeps both."""
+    with caplog.at_level("WARNING", logger="driftloop.slo"):
+        cfg = _slo({"objectives": [{"model": "fraud", "target": 0.9}, {"model": "ads", "target": 0.97}]})
+    assert sorted(cfg.burn_rates_for(cfg.objective("fraud"))) == ["slow"]
+    assert sorted(cfg.burn_rates_for(cfg.objective("ads"))) == ["fast", "slow"]
+    assert "the default burn rate fast" in caplog.text and "left out for that objective" in caplog.text
 
 
 # ------------------------------------------------------------------ item: malformed slo config
@@ -168,9 +181,10 @@ def test_default_burn_rates_take_their_factor_from_window_days():
 
 def test_a_shorter_period_makes_a_low_target_reachable():
     """0.9 over 30 days cannot page at 2% of the budget in an hour (14.4 > 10); over 7 days it can (3.36)."""
-    with pytest.raises(ConfigError, match="window_days below 20.833"):
-        _slo({"objectives": [{"model": "m", "target": 0.9}]})
+    cfg = _slo({"objectives": [{"model": "m", "target": 0.9}]})
+    assert sorted(cfg.burn_rates_for(cfg.objective("m"))) == ["slow"]
     cfg = _slo({"objectives": [{"model": "m", "target": 0.9, "window_days": 7}]})
+    assert sorted(cfg.burn_rates_for(cfg.objective("m"))) == ["fast", "slow"]
     t = SloTracker(cfg.objective("m"), cfg.burn_rates, min_labelled=100)
     burning = [s.name for s in t.observe(3600.0, 600, 240) if s.burning]  # 40% wrong: burn 4, over 3.36 and 1.4
     assert burning == ["fast", "slow"]

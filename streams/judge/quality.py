@@ -160,8 +160,9 @@ class QualityMixin:
         if not qt.slo_ready:
             qt.slo_ready = True
             obj = self.slo.objective(ms.profile.model) if self.slo.enabled else None
-            if obj is not None and self.slo.burn_rates:
-                qt.slo = SloTracker(obj, self.slo.burn_rates, self.slo.min_labelled, qt.slo_windows)
+            rates = self.slo.burn_rates_for(obj) if obj is not None else {}
+            if rates:
+                qt.slo = SloTracker(obj, rates, self.slo.min_labelled, qt.slo_windows)
         return qt.slo
 
     def _slo_step(self, ms, key, acc) -> list:

@@ -26,10 +26,14 @@ predictions in a burn rate's long span: no verdict from that burn rate.
 
 from __future__ import annotations
 
+import logging
+
 import math
 from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
+
+log = logging.getLogger("driftloop.slo")
 
 METRICS = ("accuracy",)
 SEVERITIES = ("warning", "critical")
@@ -134,8 +138,9 @@ class SloConfig:
     warning).  ``min_labelled``: labelled predictions a burn rate's long span needs for a verdict.
 
     Refused at load: anything not a number where one is due, non-finite or non-positive spans, factors and
-    periods, and every objective (and default_target) x burn rate whose factor the error ratio can never
-    reach (``factor >= 1 / (1 - target)``).
+    periods, and, for burn rates you set, every objective (and default_target) x burn rate whose factor the
+    error ratio can never reach (``factor >= 1 / (1 - target)``).  Of the default burn rates such a pair is
+    left out for that objective, with a warning (:meth:`burn_rates_for`).
     """
 
     enabled: bool = True
@@ -186,8 +191,16 @@ class SloConfig:
             raise _error(f"slo.min_labelled must be an integer >= 1, got {m!r}")
         never = [msg for o, who in self._objectives_to_check() for name, r in rates.items()
                  if (msg := _never_reached(name, r, o, who))]
-        if never:
+        if never and rates != _default_burn_rates():
             raise _error("; ".join(never))
+        for msg in never:  # the default burn rates: the unreachable one is left out for that objective (burn_rates_for)
+            log.warning("%s; it is left out for that objective (set slo.burn_rates to choose reachable ones)",
+                        msg.replace("slo.burn_rates.", "the default burn rate ", 1))
+
+    def burn_rates_for(self, obj: Objective) -> dict[str, BurnRate]:
+        """The burn rates that can alarm for ``obj``: all of them, but for the default burn rates those the error
+        ratio can never reach for its target (a fast 14.4 for a target of 0.93 or lower over 30 days)."""
+        return {name: r for name, r in self.burn_rates.items() if not _never_reached(name, r, obj, "")}
 
     def _objectives_to_check(self) -> list[tuple[Objective, str]]:
         out = [(o, f"model {o.model!r}'s target {o.target:g}") for o in self.objectives]
