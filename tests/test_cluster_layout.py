@@ -103,15 +103,19 @@ def _stand_in_nodes(tmp_path, ignores_sigterm: tuple[bool, ...]):
     return cluster, procs
 
 
-def test_a_node_left_without_its_quorum_is_killed_and_reported_not_an_error(tmp_path, monkeypatch) -> None:
+@pytest.mark.parametrize("ignores", [(False, False, True), (False, True), (False, False, True, True)])
+def test_a_node_left_without_its_quorum_is_killed_and_reported_not_an_error(tmp_path, monkeypatch, ignores) -> None:
+    """3 nodes, one stuck; 2 nodes, one stuck; 4 nodes, two stuck: once the nodes still running are no majority of
+    the voters, the stuck ones are killed and reported."""
     import infra.kafka.launcher as launcher
 
     monkeypatch.setattr(launcher, "QUORUM_GRACE_S", 0.5)
-    cluster, procs = _stand_in_nodes(tmp_path, (False, False, True))
+    cluster, procs = _stand_in_nodes(tmp_path, ignores)
     try:
         result = cluster.stop_detailed(timeout_s=60.0)
-        assert result.was_running and result.killed_without_quorum == (3,)
-        assert [p.wait(10) for p in procs][2] == -9  # SIGKILLed, not left running
+        stuck = tuple(i + 1 for i, ignore in enumerate(ignores) if ignore)
+        assert result.was_running and result.killed_without_quorum == stuck
+        assert all(p.wait(10) == -9 for p, ignore in zip(procs, ignores) if ignore)  # SIGKILLed, not left running
         assert not any(n.pid_file.exists() for n in cluster.nodes)
     finally:
         for p in procs:

@@ -81,3 +81,23 @@ def test_a_failed_send_writes_no_state_and_fails_the_batch():
         assert log == []
 
     asyncio.run(scenario())
+
+
+def test_a_cancelled_waiter_cancels_no_other_batch():
+    """The waiter of one batch's acks is cancelled (a timer at stop): the next batch's state still lands once the
+    sends are acknowledged, and the sends themselves are not cancelled."""
+    async def scenario():
+        log: list = []
+        w, topic = adapter(log)
+        first = await w.run(Effects(sends=[Send("partials", b"k", b"v")], state=[StateWrite("state", 0, "in|0", 1)]))
+        second = await w.run(Effects(state=[StateWrite("state", 0, "in|0", 2)]))
+        waiter = asyncio.ensure_future(asyncio.wait_for(first, 60))
+        await asyncio.sleep(0)
+        waiter.cancel()
+        await asyncio.sleep(0)
+        assert not topic.pending[0].cancelled()
+        topic.pending[0].set_result(None)
+        await asyncio.wait_for(second, 5)
+        assert log == ["in|0", "in|0"]
+
+    asyncio.run(scenario())

@@ -866,19 +866,19 @@ class LocalKafkaCluster:
     def stop_detailed(self, timeout_s: float = STOP_TIMEOUT_S) -> StopResult:
         """Stop every node at once (a node alone cannot finish a controlled shutdown without a quorum).
 
-        A node's controlled shutdown needs a controller to approve it; when a majority of the nodes has exited
-        first, none is left, so such a node is killed after ``QUORUM_GRACE_S`` (its logs are recovered at the
+        A node's controlled shutdown needs a controller to approve it; once the nodes still running are no majority
+        of the voters, none is left, so such a node is killed after ``QUORUM_GRACE_S`` (its logs are recovered at the
         next start) and reported in ``killed_without_quorum``, not as an error.  Raises KafkaError when a node
         did not stop within ``timeout_s`` while the quorum stood.
         """
         if len(self.nodes) == 1:
             return StopResult(self.nodes[0].stop(timeout_s))
-        majority = len(self.nodes) // 2 + 1
+        lost = len(self.nodes) - len(self.nodes) // 2  # exited voters at which the rest are no majority
         exited: list[int] = []  # node indexes, appended by the pool's threads (list.append is atomic)
 
         def stop_node(i: int, node: LocalKafka) -> str:
             try:
-                return node._stop(timeout_s, quorum_gone=lambda: len(exited) >= majority)
+                return node._stop(timeout_s, quorum_gone=lambda: len(exited) >= lost)
             finally:
                 exited.append(i)
 

@@ -204,15 +204,15 @@ class Worker:
         sends are acknowledged.  A state that says "done through offset X" never lands before what the records up
         to X produced: SIGKILLed between the two, the worker replays those records instead of skipping them
         (partials and labelled records are idempotent downstream: offsets, event ids)."""
-        if before is not None:
-            await before
+        if before is not None:  # shielded: one batch's waiter cancelled (a timer at stop) cancels no other batch
+            await asyncio.shield(before)
         if sent is not None:
-            await sent
+            await asyncio.shield(sent)
         return [table.send_changelog(w.partition, w.key, value) for table, w, value in writes]
 
     @staticmethod
     async def _state_acked(issued: "asyncio.Future") -> None:
-        await asyncio.gather(*(await issued))
+        await asyncio.gather(*(await asyncio.shield(issued)))
 
     @staticmethod
     def _wait(futs: list) -> Awaitable[None]:
