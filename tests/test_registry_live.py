@@ -248,3 +248,28 @@ def test_models_show_and_history_say_the_live_state_in_words(tmp_path: Path, cap
     assert "reject    v2 rejected in shadow; v1 stays live, nothing in shadow  by live gate" in out
     assert "promote   v3 (was v1), watched with v1 in shadow" in out
     assert "rollback  v1 (was v3); ends the watch of v3" in out
+
+
+def test_the_live_gates_steps_by_hand(tmp_path: Path, capsys) -> None:
+    """``models shadow``, ``reject`` and ``end-watch``: a person starts a shadow, refuses it, and ends a watch; each
+    prints its model update (not published here) and lands in the serving history."""
+    from streams.cli.main import main
+
+    reg = registry(tmp_path)
+    base = ["models", "--registry", str(tmp_path)]
+    assert main(base + ["shadow", "m", "2", "--reason", "try it", "--no-publish"]) == 0
+    assert json.loads(capsys.readouterr().out)["action"] == "shadow" and reg.shadow("m")["version"] == "2"
+    assert main(base + ["reject", "m", "3", "--no-publish"]) == 1  # v3 is not the one in shadow
+    assert "v3 of m is not in shadow (in shadow: v2)" in capsys.readouterr().err
+    assert main(base + ["reject", "m", "2", "--reason", "too slow", "--no-publish"]) == 0
+    u = json.loads(capsys.readouterr().out)
+    assert (u["action"], u["version"], u["shadow"]) == ("reject", "1", None)
+    assert reg.info("m", "2").live_verdict["verdict"] == "rejected"
+    assert main(base + ["end-watch", "m", "--no-publish"]) == 1  # nothing watched
+    assert "no promotion of m is watched" in capsys.readouterr().err
+    reg.promote("m", "3", watch=True)
+    assert main(base + ["end-watch", "m", "--no-publish"]) == 0
+    assert json.loads(capsys.readouterr().out)["action"] == "watch_end" and reg.watch("m") is None
+    assert reg.info("m", "3").live_verdict["verdict"] == "kept"
+    assert main(base + ["history", "m"]) == 0
+    assert "by driftloop models reject" in capsys.readouterr().out

@@ -4,6 +4,7 @@
     driftloop models show MODEL [VERSION] [--json]
     driftloop models promote MODEL VERSION          (publishes a ModelUpdate)
     driftloop models rollback MODEL                 (publishes a ModelUpdate)
+    driftloop models shadow MODEL VERSION | reject MODEL VERSION | end-watch MODEL   (the live gate's steps by hand)
     driftloop models sign MODEL [VERSION | --all]   (signs unsigned manifests with the registry key)
     driftloop models register-base MODEL --spec SPEC.json --source URL --licence SPDX
                                    [--weights W.safetensors | --train DATA.jsonl] [--pretrained]
@@ -40,6 +41,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         p = sub.add_parser(name, help=help_text)
         p.add_argument("model")
         if name == "promote":
+            p.add_argument("version")
+        p.add_argument("--reason", default="", help="why (kept in the serving history: `driftloop models history`)")
+        p.add_argument("--no-publish", action="store_true", help="do not publish the ModelUpdate to Kafka")
+    for name, help_text in (("shadow", "serve a version in shadow of the live one (the live gate judges it)"),
+                            ("reject", "refuse the candidate in shadow: servers stop shadowing it"),
+                            ("end-watch", "end the watch of the live version: kept, its parent no longer shadowed")):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("model")
+        if name != "end-watch":
             p.add_argument("version")
         p.add_argument("--reason", default="", help="why (kept in the serving history: `driftloop models history`)")
         p.add_argument("--no-publish", action="store_true", help="do not publish the ModelUpdate to Kafka")
@@ -97,6 +107,8 @@ def run(args: argparse.Namespace) -> int:
         if args.models_command == "rollback":
             return _publish(raw, reg.rollback(args.model, actor="driftloop models rollback", reason=args.reason),
                             args.no_publish)
+        if args.models_command in ("shadow", "reject", "end-watch"):
+            return _live_step(raw, reg, args)
         if args.models_command == "history":
             return _history(reg, args)
         if args.models_command == "register-base":
@@ -191,6 +203,33 @@ def _show(reg: Any, args: argparse.Namespace) -> int:
     if text:
         print("\n" + text)
     return 0
+
+
+def _live_step(raw: dict, reg: Any, args: argparse.Namespace) -> int:
+    """``models shadow|reject|end-watch``: the live gate's decisions taken by a person (the dispatcher's gate follows
+    the model update: it starts judging the shadow, or stops)."""
+    actor, cmd = f"driftloop models {args.models_command}", args.models_command
+    by_hand = {"decided_by": actor, "reason": args.reason}
+    if cmd == "shadow":
+        update = reg.start_shadow(args.model, args.version, actor=actor, reason=args.reason,
+                                  licence_policy=args.licence_policy)
+    elif cmd == "reject":
+        shadow = reg.shadow(args.model)
+        if not shadow or shadow.get("version") != args.version:
+            print(f"error: v{args.version} of {args.model} is not in shadow (in shadow: "
+                  f"{'v' + shadow['version'] if shadow else 'nothing'})", file=sys.stderr)
+            return 1
+        update = reg.reject(args.model, args.version, evidence=by_hand, actor=actor, reason=args.reason)
+    else:
+        watch = reg.watch(args.model)
+        if not watch:
+            print(f"error: no promotion of {args.model} is watched", file=sys.stderr)
+            return 1
+        update = reg.end_watch(args.model, watch["version"], evidence=by_hand, actor=actor, reason=args.reason)
+    if update is None:
+        print(f"{args.model}: nothing to do ({cmd} already done)")
+        return 0
+    return _publish(raw, update, args.no_publish)
 
 
 def _publish(raw: dict, update: Any, no_publish: bool) -> int:
