@@ -234,15 +234,36 @@ def test_the_same_update_again_changes_nothing():
 
 def test_a_shadow_without_shadow_predictions_is_rejected_saying_why():
     """Inputs served after the shadow began (its update's time, event time on the wall clock) never carry the
-    candidate's prediction: rejected at max_samples of them; the late labels of inputs served before do not count."""
+    candidate's prediction: rejected once they span watch_s (however many: servers may load a shadow late, or run
+    a clock ahead); the late labels of inputs served before do not count."""
     gate = LiveGate(CFG)
     run(gate, examples(100, 0.9, None, prefix="before"))  # the model's traffic up to event time 99
     gate.on_update({"model": "m", "action": "shadow", "version": "1", "shadow": "2", "at": 1000.0})
-    verdicts = run(gate, examples(3100, 0.9, None, t0=100.0))  # ts 100..3199: the first 960 predate the shadow
+    verdicts = run(gate, examples(4800, 0.9, None, t0=100.0))  # ts 100..4899: the first 960 predate the shadow
     assert [v.action for v in verdicts] == [REJECT]
     v = verdicts[0]
-    assert "shadow` field" in v.reason and "since the shadow began" in v.reason and v.evidence["missing"] == 2000
-    assert v.evidence["window"]["start"] == 1060.0
+    assert "shadow` field" in v.reason and "since the shadow began" in v.reason and v.evidence["missing"] == 3601
+    assert v.evidence["window"] == {"start": 1060.0, "end": 4660.0}
+
+
+def test_a_shadow_loaded_late_by_busy_servers_is_not_rejected():
+    """50 inputs/s, the servers shadow v2 only 180 s after the update, labels 300 s late: 9,000 labels without the
+    candidate's prediction arrive before its first pair, and the equal candidate is still judged on its pairs."""
+    gate = LiveGate(LiveGateConfig())
+    run(gate, examples(1000, 0.9, None, dt=0.02, prefix="before"))
+    gate.on_update({"model": "m", "action": "shadow", "version": "1", "shadow": "2", "at": 20.0})
+    late = examples(9000, 0.9, None, t0=20.0, dt=0.02, prefix="late")  # ts 20..200: not shadowed yet
+    shadowed = examples(3000, 0.9, "same", t0=200.0, dt=0.02, seed=4)
+    assert [v.action for v in run(gate, late + shadowed)] == [PROMOTE]
+
+
+def test_a_restarted_dispatcher_finds_the_switch_however_late_it_restarts():
+    """The evaluation is restored from the registry an hour after the shadow began (first example 3,600 s after
+    ``at``): the switch is still the update's time, and a server that publishes no shadow is rejected."""
+    gate = LiveGate(CFG)
+    gate.on_update({"model": "m", "action": "shadow", "version": "1", "shadow": "2", "at": 1000.0})
+    verdicts = run(gate, examples(4000, 0.9, None, t0=4600.0))
+    assert [v.action for v in verdicts] == [REJECT] and gate.evaluations["m"].start_ts == 1000.0
 
 
 def test_a_replay_of_past_event_time_never_takes_the_update_time_for_the_shadows_start():
@@ -445,3 +466,15 @@ def test_an_update_without_a_time_is_never_stale():
     gate.on_update({"model": "m", "action": "rollback", "version": "0", "previous_version": "1", "shadow": None,
                     "at": 0.0})
     assert "m" not in gate.evaluations
+
+
+def test_a_watch_whose_version_stopped_serving_ends_after_the_parent_served_its_period():
+    """v2 served 100 labelled inputs (under min_samples), then the servers went back to v1 for good."""
+    gate = LiveGate(LiveGateConfig(min_samples=300, watch_s=3600.0))
+    run(gate, examples(100, 0.9, None, prefix="before"))
+    gate.on_update({"model": "m", "action": "promote", "version": "2", "previous_version": "1", "shadow": "1",
+                    "at": 100.0})
+    assert run(gate, examples(100, 0.9, "same", version="2", shadow="1", t0=100.0)) == []
+    verdicts = run(gate, examples(4000, 0.9, None, t0=200.0, prefix="back"))
+    assert [v.action for v in verdicts] == [END_WATCH] and verdicts[0].evidence["error_rate"]["n"] == 100
+    assert verdicts[0].evidence["window"]["end"] - 199.0 >= 3600.0

@@ -12,15 +12,17 @@ training window.  That is not the traffic it will serve.  The live gate closes t
   the offline gate already found it better, so the live gate looks for harm, and the watch goes on looking);
   ``reject`` when it is significantly worse by more than the margin (accuracy, calibration or any slice).
   Labels of inputs served before the shadow began (they arrive late) carry no shadow prediction and are not
-  its evidence: examples without one count only from the shadow's first shadowed input on; a shadow none of
-  whose examples ever carries one is rejected once they span ``watch_s`` of event time.
+  its evidence: the switch's event time is the update's ``at`` when event time is on the wall clock, else the
+  shadow's first shadowed input; inputs served after it without one are rejected as "no shadow" once they span
+  ``watch_s`` of event time while fewer than ``min_samples`` carried one.
 - **watch**: after a promotion, the new version is watched for ``watch_s`` seconds of event time.  When the
   server keeps the parent in shadow, the comparison is paired as above; else the new version's labelled
   outcomes are compared with the parent's last ``baseline_samples`` outcomes before the promotion
   (Fisher's exact test, Welch's t-test on Brier: unpaired, so slower to reach significance).  Verdict:
   ``rollback`` when the new version is significantly worse by more than the margin, ``end_watch`` (kept)
   when the watch period or ``max_samples`` passes without that, or (kept unjudged, saying so) when the new
-  version served no labelled example in ``watch_s`` of the model's event time.
+  version served fewer than ``min_samples`` labelled examples while the parent went on serving for ``watch_s``
+  after the switch (known only when event time is on the wall clock).
 
 Model updates are the registry's state of a model: an evaluation lives while the updates say what it judges
 is live and in shadow (a person's rollback or promotion ends it); an update older (``at``) than the
@@ -63,10 +65,9 @@ STALE_UPDATE_S = 1.0
 MAX_SLICE_VALUES = 20
 #: event-time seconds servers take to act on a model update (inputs served sooner may predate it)
 SERVER_GRACE_S = 60.0
-#: an update's ``at`` is the switch's event time when the model's latest labelled input is at most this much older
-#: (labels arrive late) and at most CLOCK_SLACK_S newer; else event time is not on the wall clock (a replay)
+#: an update's ``at`` is the switch's event time when the model's labelled inputs are within this much of it (labels
+#: arrive late, a dispatcher restarts later); else event time is not on the wall clock (a replay of the past)
 MAX_LABEL_LAG_S = 30 * 86400.0
-CLOCK_SLACK_S = 300.0
 PROMOTE, REJECT, ROLLBACK, END_WATCH = "promote", "reject", "rollback", "end_watch"
 
 
@@ -76,7 +77,7 @@ class LiveGateConfig:
 
     ``shadow``: a candidate that passed the offline gate is served in shadow before promotion (needs a server
     that publishes the inputs' ``shadow`` field; off by default: promoted at once, then watched).  A shadow
-    whose live examples carry no shadow prediction for ``watch_s`` of event time is rejected, saying so.  ``watch``: a promoted version is watched and rolled back on live evidence.
+    whose live examples carry no shadow prediction for ``watch_s`` of event time after the switch is rejected, saying so.  ``watch``: a promoted version is watched and rolled back on live evidence.
     ``min_samples``/``max_samples``: labelled examples per look / at which an evaluation ends (its power:
     ``bench/results/live_gate_power.md``: a fine-tune 2 points worse than its parent is rejected, an unrelated model
     with independent errors needs more than 3,000 pairs to tell 2-3 points from noise).
@@ -335,23 +336,18 @@ class LiveGate:
                 ev.slices.setdefault(name, Paired()).add(subj[0], inc[0], d)
 
     def _switched(self, ev: Evaluation, ts: float | None) -> bool:
-        """Whether the event time of the evaluation's switch is known (``ev.start_ts``), deciding it once: the update's
-        ``at`` when the model's event time is on the wall clock (its latest labelled input, or this one, lies at most
-        MAX_LABEL_LAG_S before ``at`` and CLOCK_SLACK_S after); unknown in a replay of past event time."""
-        if not ev.start_checked:
-            ref = ev.opened_ts if ev.opened_ts is not None else ts
-            if ref is None:
-                return False
-            ev.start_checked = True
-            at = ev.opened_at
-            if at is not None and ref - CLOCK_SLACK_S <= at <= ref + MAX_LABEL_LAG_S:
-                ev.start_ts = at
+        """Whether the event time of the evaluation's switch is known (``ev.start_ts``): the update's ``at`` once the
+        model's event time is seen on the wall clock (its latest labelled input when the evaluation opened, else an
+        example's, within MAX_LABEL_LAG_S of ``at``); unknown in a replay of past event time."""
+        if ev.start_ts is None and ev.opened_at is not None:
+            ref = ev.opened_ts if ev.opened_ts is not None and not ev.start_checked else ts
+            ev.start_checked = True  # the clock at the opening is asked once; then each example
+            if ref is not None and abs(ref - ev.opened_at) <= MAX_LABEL_LAG_S:
+                ev.start_ts = ev.opened_at
         return ev.start_ts is not None
 
     def _look_due(self, ev: Evaluation) -> bool:
-        c = self.cfg
-        return (ev.n >= self._next_look(ev) or (ev.kind == SHADOW and ev.missing >= c.max_samples)
-                or self._period_over(ev) or self._quiet(ev) is not None)
+        return ev.n >= self._next_look(ev) or self._period_over(ev) or self._quiet(ev) is not None
 
     def _next_look(self, ev: Evaluation) -> int:
         """Examples at which the next look is due: ``min_samples`` apart, the last one at ``max_samples``."""
@@ -361,11 +357,12 @@ class LiveGate:
         return ev.first_ts is not None and ev.last_ts is not None and ev.last_ts - ev.first_ts >= self.cfg.watch_s
 
     def _quiet(self, ev: Evaluation) -> float | None:
-        """A watch whose promoted version served no labelled example while the parent went on serving inputs for
-        ``watch_s`` after the switch (the servers did not load it): those seconds; else None."""
-        if ev.kind != WATCH or ev.alone.n or ev.start_ts is None or ev.parent_after[1] is None:
+        """A watch whose promoted version served fewer than ``min_samples`` labelled examples while the parent went on
+        serving inputs for ``watch_s`` after the switch, or after the version's last input (the servers did not load
+        it, or went back): those seconds; else None."""
+        if ev.kind != WATCH or ev.alone.n >= self.cfg.min_samples or ev.start_ts is None or ev.parent_after[1] is None:
             return None
-        span = ev.parent_after[1] - ev.start_ts
+        span = ev.parent_after[1] - max(ev.start_ts, ev.last_ts if ev.last_ts is not None else ev.start_ts)
         return span if span >= self.cfg.watch_s else None
 
     def _baseline(self, model: str, version: str, wrong: bool, brier: float | None) -> None:
@@ -378,8 +375,7 @@ class LiveGate:
     def _judge(self, ev: Evaluation) -> LiveVerdict | None:
         c = self.cfg
         quiet = self._quiet(ev)
-        if ev.kind == SHADOW and ev.paired.n < c.min_samples and ev.missing >= c.min_samples and (
-                ev.missing >= c.max_samples or self._period_over(ev)):
+        if ev.kind == SHADOW and ev.paired.n < c.min_samples and ev.missing >= c.min_samples and self._period_over(ev):
             n_without = ev.missing
             span = ev.last_ts - ev.first_ts if ev.first_ts is not None and ev.last_ts is not None else 0.0
             reason = (f"candidate v{ev.subject} in shadow against live v{ev.incumbent}: {n_without} labelled examples "
@@ -397,8 +393,8 @@ class LiveGate:
                                                        "p_value": None, "n": ev.paired.n}}))
         if ev.kind == WATCH and quiet is not None:
             ev.decided = END_WATCH
-            reason = (f"v{ev.subject} watched against its parent v{ev.incumbent}: no labelled example of v{ev.subject}, "
-                      f"and v{ev.incumbent} served {ev.parent_after[0]} labelled inputs over {quiet:.0f} s of event "
+            reason = (f"v{ev.subject} watched against its parent v{ev.incumbent}: {ev.alone.n} labelled examples of "
+                      f"v{ev.subject} (promotion.min_samples {c.min_samples}), and v{ev.incumbent} served {ev.parent_after[0]} labelled inputs over {quiet:.0f} s of event "
                       f"time after the promotion (promotion.watch_s {c.watch_s:g}): do the servers serve "
                       f"v{ev.subject}? kept unjudged")
             return LiveVerdict(END_WATCH, ev.model, ev.subject, ev.incumbent, reason,
@@ -406,8 +402,9 @@ class LiveGate:
                                 "failed_checks": [], "paired": False, "looks": ev.looks_done, "alpha": c.alpha,
                                 "compared": False, "ended_by": "promotion.watch_s",
                                 "window": {"start": ev.start_ts, "end": ev.parent_after[1]},
-                                "error_rate": {"subject": None, "incumbent": ev.baseline.error_rate if ev.baseline.n
-                                               else None, "difference": 0.0, "p_value": None, "n": 0}})
+                                "error_rate": {"subject": ev.alone.error_rate, "incumbent": ev.baseline.error_rate
+                                               if ev.baseline.n else None, "difference": 0.0, "p_value": None,
+                                               "n": ev.alone.n}})
         uncomparable = ev.kind == WATCH and not ev.is_paired and ev.baseline.n < c.min_samples
         period_over = self._period_over(ev)
         if uncomparable and not period_over and ev.alone.n < c.max_samples:
