@@ -188,3 +188,10 @@ def test_a_shorter_period_makes_a_low_target_reachable():
     t = SloTracker(cfg.objective("m"), cfg.burn_rates, min_labelled=100)
     burning = [s.name for s in t.observe(3600.0, 600, 240) if s.burning]  # 40% wrong: burn 4, over 3.36 and 1.4
     assert burning == ["fast", "slow"]
+
+
+def test_an_objective_left_without_any_default_burn_rate_is_refused():
+    """0.8 over 30 days: neither 14.4 nor 6 can be reached, so the objective would never alarm."""
+    with pytest.raises(ConfigError, match="No burn rate is left for model 'churn''s target 0.8"):
+        _slo({"objectives": [{"model": "churn", "target": 0.8}]})
+    assert _slo({"objectives": [{"model": "churn", "target": 0.8, "window_days": 7}]})  # 3.36 and 1.4: reachable

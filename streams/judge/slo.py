@@ -193,6 +193,10 @@ class SloConfig:
                  if (msg := _never_reached(name, r, o, who))]
         if never and rates != _default_burn_rates():
             raise _error("; ".join(never))
+        silent = [who for o, who in self._objectives_to_check() if not self.burn_rates_for(o)]
+        if silent and rates:  # every default burn rate out of reach: the objective would never alarm
+            raise _error("; ".join(never) + f". No burn rate is left for {', '.join(silent)}: set slo.burn_rates "
+                         "(a lower budget_percent or factor), a shorter window_days, or a higher target")
         for msg in never:  # the default burn rates: the unreachable one is left out for that objective (burn_rates_for)
             log.warning("%s; it is left out for that objective (set slo.burn_rates to choose reachable ones)",
                         msg.replace("slo.burn_rates.", "the default burn rate ", 1))
