@@ -273,3 +273,11 @@ def test_the_live_gates_steps_by_hand(tmp_path: Path, capsys) -> None:
     assert reg.info("m", "3").live_verdict["verdict"] == "kept"
     assert main(base + ["history", "m"]) == 0
     assert "by driftloop models reject" in capsys.readouterr().out
+    # re-runs (the first publication failed): the registry's present state is published again, exit 0
+    assert main(base + ["reject", "m", "2", "--no-publish"]) == 0
+    out = capsys.readouterr()
+    assert "reject already done" in out.err and json.loads(out.out)["version"] == "3"
+    assert main(base + ["end-watch", "m", "--no-publish"]) == 0
+    assert json.loads(capsys.readouterr().out)["shadow"] is None
+    assert main(base + ["end-watch", "nope", "--no-publish"]) == 1
+    assert "'nope' is not in the registry" in capsys.readouterr().err

@@ -207,28 +207,36 @@ def _show(reg: Any, args: argparse.Namespace) -> int:
 
 def _live_step(raw: dict, reg: Any, args: argparse.Namespace) -> int:
     """``models shadow|reject|end-watch``: the live gate's decisions taken by a person (the dispatcher's gate follows
-    the model update: it starts judging the shadow, or stops)."""
-    actor, cmd = f"driftloop models {args.models_command}", args.models_command
+    the model update: it starts judging the shadow, or stops).  Done already (a re-run after Kafka was down): the
+    registry's present state is published again."""
+    from trainers.dispatch.live_step import present_update
+
+    actor, cmd, model = f"driftloop models {args.models_command}", args.models_command, args.model
+    if model not in reg.models():
+        print(f"error: model {model!r} is not in the registry ({', '.join(reg.models()) or 'none registered'})",
+              file=sys.stderr)
+        return 1
     by_hand = {"decided_by": actor, "reason": args.reason}
+    done = {"shadow": lambda: (reg.shadow(model) or {}).get("version") == args.version,
+            "reject": lambda: (reg.info(model, args.version).live_verdict or {}).get("verdict") == "rejected",
+            "end-watch": lambda: (reg.info(model, reg.current(model)).live_verdict or {}).get("verdict") == "kept"}
+    update = None
     if cmd == "shadow":
-        update = reg.start_shadow(args.model, args.version, actor=actor, reason=args.reason,
+        update = reg.start_shadow(model, args.version, actor=actor, reason=args.reason,
                                   licence_policy=args.licence_policy)
-    elif cmd == "reject":
-        shadow = reg.shadow(args.model)
-        if not shadow or shadow.get("version") != args.version:
-            print(f"error: v{args.version} of {args.model} is not in shadow (in shadow: "
-                  f"{'v' + shadow['version'] if shadow else 'nothing'})", file=sys.stderr)
-            return 1
-        update = reg.reject(args.model, args.version, evidence=by_hand, actor=actor, reason=args.reason)
-    else:
-        watch = reg.watch(args.model)
-        if not watch:
-            print(f"error: no promotion of {args.model} is watched", file=sys.stderr)
-            return 1
-        update = reg.end_watch(args.model, watch["version"], evidence=by_hand, actor=actor, reason=args.reason)
-    if update is None:
-        print(f"{args.model}: nothing to do ({cmd} already done)")
-        return 0
+    elif cmd == "reject" and (reg.shadow(model) or {}).get("version") == args.version:
+        update = reg.reject(model, args.version, evidence=by_hand, actor=actor, reason=args.reason)
+    elif cmd == "end-watch" and reg.watch(model):
+        update = reg.end_watch(model, reg.watch(model)["version"], evidence=by_hand, actor=actor, reason=args.reason)
+    elif not done[cmd]():
+        shadow = reg.shadow(model)
+        print(f"error: v{args.version} of {model} is not in shadow (in shadow: "
+              f"{'v' + shadow['version'] if shadow else 'nothing'})" if cmd == "reject" else
+              f"error: no promotion of {model} is watched", file=sys.stderr)
+        return 1
+    if update is None:  # done before: publish the registry's state again (the first publication may have failed)
+        print(f"{model}: {cmd} already done; publishing the registry's present state again", file=sys.stderr)
+        update = present_update(reg, model, {"end-watch": "watch_end"}.get(cmd, cmd))
     return _publish(raw, update, args.no_publish)
 
 
@@ -250,9 +258,11 @@ def _publish(raw: dict, update: Any, no_publish: bool) -> int:
         finally:
             producer.close()
     except Exception as exc:
-        print(f"error: {update.action} of {update.model} v{update.version} is done in the registry, but the "
-              f"model-updates event could not be published ({exc}); publish the line above by hand or re-run "
-              "when Kafka is up", file=sys.stderr)
+        shadow = f", v{update.shadow} in shadow" if update.shadow else ""
+        print(f"error: {update.action} of {update.model} is done in the registry (live v{update.version}{shadow}), "
+              f"but the model-updates event could not be published ({exc}); publish the line above by hand"
+              + (", or re-run the same command when Kafka is up (it publishes the registry's state again)"
+                 if update.action in ("shadow", "reject", "watch_end") else ""), file=sys.stderr)
         return 1
     return 0
 

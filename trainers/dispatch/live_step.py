@@ -167,20 +167,26 @@ class LiveStep:
         return update
 
     def present(self, model: str, action: str) -> ModelUpdate | None:
-        """The registry's present state of ``model`` as a model update (the live version, and what servers shadow:
-        the candidate in shadow or the watched version's parent); None without a live version."""
-        current = self.registry.current(model)
-        if current is None:
-            return None
-        in_shadow = (self.registry.shadow(model) or {}).get("version")
-        watched = (self.registry.watch(model) or {}).get("parent")
-        shadow = in_shadow or watched
-        if shadow is not None and action not in ("shadow", PROMOTE):  # what is shadowed now says which update it is
-            action = "shadow" if in_shadow else PROMOTE
-        # a watched promotion names its parent, as the first publication did (the gate then watches it again)
-        previous = watched if action == PROMOTE and watched else current
-        return ModelUpdate(model=model, version=current, previous_version=previous, action=action,
-                           sha256=self.registry.info(model, current).weights_sha256, shadow=shadow)
+        """:func:`present_update` of this step's registry."""
+        return present_update(self.registry, model, action)
+
+
+def present_update(registry: Any, model: str, action: str) -> ModelUpdate | None:
+    """The registry's present state of ``model`` as a model update (the live version, and what servers shadow: the
+    candidate in shadow or the watched version's parent); None without a live version.  Publishing it again is
+    always safe (servers and the live gate take it as the same state)."""
+    current = registry.current(model)
+    if current is None:
+        return None
+    in_shadow = (registry.shadow(model) or {}).get("version")
+    watched = (registry.watch(model) or {}).get("parent")
+    shadow = in_shadow or watched
+    if shadow is not None and action not in ("shadow", PROMOTE):  # what is shadowed now says which update it is
+        action = "shadow" if in_shadow else PROMOTE
+    # a watched promotion names its parent, as the first publication did (the gate then watches it again)
+    previous = watched if action == PROMOTE and watched else current
+    return ModelUpdate(model=model, version=current, previous_version=previous, action=action,
+                       sha256=registry.info(model, current).weights_sha256, shadow=shadow)
 
 
 def poll(step: LiveStep, consumer: Any, *, updates_topic: str, timeout_ms: int = 200,
@@ -213,4 +219,4 @@ def poll(step: LiveStep, consumer: Any, *, updates_topic: str, timeout_ms: int =
     return n
 
 
-__all__ = ["LiveStep", "poll", "verdict_alert", "ACTOR"]
+__all__ = ["LiveStep", "poll", "present_update", "verdict_alert", "ACTOR"]
