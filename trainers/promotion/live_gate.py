@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Iterable, Mapping
 
 from streams.judge.profile import is_error
@@ -170,7 +170,6 @@ class Evaluation:
     start_ts: float | None = None  # event time of the switch (``opened_at``, when event time is on the wall clock)
     start_checked: bool = False
     shadow_start: float | None = None  # a shadow's earliest input that carried the candidate's prediction
-    unshadowed: list = field(default_factory=lambda: [0, None, None])  # examples not counted: n, first, last ts
     parent_after: list = field(default_factory=lambda: [0, None])  # a watch's parent-served inputs after start_ts
 
     @property
@@ -189,7 +188,8 @@ class Evaluation:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Evaluation":
-        d = dict(d)
+        known = {f.name for f in fields(cls)}
+        d = {k: v for k, v in d.items() if k in known}  # a state of another version of the gate
         d["paired"] = Paired(**d["paired"])
         d["alone"] = Outcomes(**d["alone"])
         d["baseline"] = Outcomes(**d["baseline"])
@@ -305,10 +305,6 @@ class LiveGate:
         if ev.kind == SHADOW and not shadowed and (anchor is None or ts is None or ts < anchor):
             # served before the shadow began (labels of earlier inputs arrive late): not the shadow's evidence.  Once
             # the shadow's start is known (its first shadowed input, or the update's time) later ones are: missing
-            u = ev.unshadowed
-            u[0] += 1
-            if ts is not None:
-                u[1], u[2] = min(ts, u[1] if u[1] is not None else ts), max(ts, u[2] if u[2] is not None else ts)
             return
         if ts is not None:
             ev.first_ts = ts if ev.first_ts is None else min(ev.first_ts, ts)
@@ -394,8 +390,9 @@ class LiveGate:
         if ev.kind == WATCH and quiet is not None:
             ev.decided = END_WATCH
             reason = (f"v{ev.subject} watched against its parent v{ev.incumbent}: {ev.alone.n} labelled examples of "
-                      f"v{ev.subject} (promotion.min_samples {c.min_samples}), and v{ev.incumbent} served {ev.parent_after[0]} labelled inputs over {quiet:.0f} s of event "
-                      f"time after the promotion (promotion.watch_s {c.watch_s:g}): do the servers serve "
+                      f"v{ev.subject} (promotion.min_samples {c.min_samples}), and v{ev.incumbent} served "
+                      f"{ev.parent_after[0]} labelled inputs over {quiet:.0f} s of event time after the promotion "
+                      f"(promotion.watch_s {c.watch_s:g}): do the servers serve "
                       f"v{ev.subject}? kept unjudged")
             return LiveVerdict(END_WATCH, ev.model, ev.subject, ev.incumbent, reason,
                                {"kind": WATCH, "subject": ev.subject, "incumbent": ev.incumbent, "failed": [],
