@@ -270,10 +270,10 @@ class LiveGate:
                 # the parent's labels still arriving for inputs it served before the promotion: the most recent
                 # outcomes it has, so they join the watch's baseline (once each)
                 eid = str(ex.get("event_id"))
-                if eid not in ev.seen and ev.baseline.n < _parent_limit(self.cfg):  # bounded: seen stays small
+                if eid not in ev.seen and ev.baseline.n < self.cfg.baseline_samples + self.cfg.max_samples:  # bounded
                     ev.seen.add(eid)
                     ev.baseline.add(wrong, brier)
-                if ts is not None and self._switched(ev, ts) and ts >= ev.start_ts + SERVER_GRACE_S:  # still served
+                if self._after_switch(ev, ts):  # the parent still serves: the servers did not switch
                     ev.parent_after[0] += 1
                     ev.parent_after[1] = max(ts, ev.parent_after[1] if ev.parent_after[1] is not None else ts)
                 self._baseline(model, version, wrong, brier)
@@ -300,9 +300,7 @@ class LiveGate:
         s_pred = shadow.get("prediction") if isinstance(shadow, Mapping) else None
         shadowed = s_pred is not None and str(shadow.get("model_version")) == (
             ev.subject if ev.kind == SHADOW else ev.incumbent)
-        anchor = ev.shadow_start if ev.shadow_start is not None else \
-            ev.start_ts + SERVER_GRACE_S if self._switched(ev, ts) else None
-        if ev.kind == SHADOW and not shadowed and (anchor is None or ts is None or ts < anchor):
+        if ev.kind == SHADOW and not shadowed and not self._after_switch(ev, ts):
             # served before the shadow began (labels of earlier inputs arrive late): not the shadow's evidence.  Once
             # the shadow's start is known (its first shadowed input, or the update's time) later ones are: missing
             return
@@ -330,6 +328,15 @@ class LiveGate:
             name = f"{feat}={value}"
             if name in ev.slices or sum(k.startswith(feat + "=") for k in ev.slices) < MAX_SLICE_VALUES:
                 ev.slices.setdefault(name, Paired()).add(subj[0], inc[0], d)
+
+    def _after_switch(self, ev: Evaluation, ts: float | None) -> bool:
+        """Whether an input at event time ``ts`` was served after the evaluation's switch: from a shadow's first
+        shadowed input, else from the switch's event time plus SERVER_GRACE_S; False while neither is known."""
+        if ts is None:
+            return False
+        if ev.shadow_start is not None:
+            return ts >= ev.shadow_start
+        return self._switched(ev, ts) and ts >= ev.start_ts + SERVER_GRACE_S
 
     def _switched(self, ev: Evaluation, ts: float | None) -> bool:
         """Whether the event time of the evaluation's switch is known (``ev.start_ts``): the update's ``at`` once the
@@ -500,11 +507,6 @@ class LiveGate:
         evidence = {"kind": ev.kind, "subject": ev.subject, "incumbent": ev.incumbent, "looks": ev.looks_done,
                     "window": {"start": ev.first_ts, "end": ev.last_ts}, "failed": worse, **tests, **extra}
         return LiveVerdict(action, ev.model, ev.subject, ev.incumbent, reason, finite_json(evidence))
-
-
-def _parent_limit(cfg: LiveGateConfig) -> int:
-    """The parent's labelled examples a watch takes in (its baseline, and the evidence that it still serves)."""
-    return cfg.baseline_samples + cfg.max_samples
 
 
 __all__ = ["LiveGate", "LiveGateConfig", "LiveVerdict", "Evaluation"]
