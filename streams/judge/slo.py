@@ -12,7 +12,8 @@ long_h`` (the defaults: 2% of the budget in 1 h with a 5-minute short span, crit
 
 The error ratio cannot exceed 1, so no burn rate can exceed ``1 / (1 - target)``: a factor at or
 above it never alarms (14.4 for a target of 0.93 or lower, 6 for 0.833 or lower).
-:class:`SloConfig` refuses such an objective and burn rate at load, saying what to change.
+:class:`SloConfig` refuses such a burn rate you set, and an objective left with none, at load, saying
+what to change; of the default burn rates it leaves that one out for the objective, with a warning.
 
 :class:`SloTracker` keeps the (end, labelled, wrong) counts of one model version's judged label
 windows for the longest span and answers in event time (the end of the latest window), never
@@ -27,7 +28,6 @@ predictions in a burn rate's long span: no verdict from that burn rate.
 from __future__ import annotations
 
 import logging
-
 import math
 from collections import deque
 from dataclasses import dataclass, field, replace
@@ -189,12 +189,13 @@ class SloConfig:
         m = self.min_labelled
         if isinstance(m, bool) or not isinstance(m, int) or m < 1:
             raise _error(f"slo.min_labelled must be an integer >= 1, got {m!r}")
-        never = [msg for o, who in self._objectives_to_check() for name, r in rates.items()
-                 if (msg := _never_reached(name, r, o, who))]
+        out_of_reach = {who: [msg for name, r in rates.items() if (msg := _never_reached(name, r, o, who))]
+                        for o, who in self._objectives_to_check()}
+        never = [msg for msgs in out_of_reach.values() for msg in msgs]
         if never and rates != _default_burn_rates():
             raise _error("; ".join(never))
-        silent = [who for o, who in self._objectives_to_check() if not self.burn_rates_for(o)]
-        if silent and rates:  # every default burn rate out of reach: the objective would never alarm
+        silent = [who for who, msgs in out_of_reach.items() if rates and len(msgs) == len(rates)]
+        if silent:  # every default burn rate out of reach: the objective would never alarm
             raise _error("; ".join(never) + f". No burn rate is left for {', '.join(silent)}: set slo.burn_rates "
                          "(a lower budget_percent or factor), a shorter window_days, or a higher target")
         for msg in never:  # the default burn rates: the unreachable one is left out for that objective (burn_rates_for)
