@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -205,6 +206,15 @@ def _show(reg: Any, args: argparse.Namespace) -> int:
     return 0
 
 
+def _registered(reg: Any, model: str) -> bool:
+    """Whether ``model`` is in the registry; if not, says so (with the models that are) on stderr."""
+    if model in reg.models():
+        return True
+    print(f"error: model {model!r} is not in the registry ({', '.join(reg.models()) or 'none registered'})",
+          file=sys.stderr)
+    return False
+
+
 def _live_step(raw: dict, reg: Any, args: argparse.Namespace) -> int:
     """``models shadow|reject|end-watch``: the live gate's decisions taken by a person (the dispatcher's gate follows
     the model update: it starts judging the shadow, or stops).  Done already (a re-run after Kafka was down): the
@@ -212,9 +222,7 @@ def _live_step(raw: dict, reg: Any, args: argparse.Namespace) -> int:
     from trainers.dispatch.live_step import present_update
 
     actor, cmd, model = f"driftloop models {args.models_command}", args.models_command, args.model
-    if model not in reg.models():
-        print(f"error: model {model!r} is not in the registry ({', '.join(reg.models()) or 'none registered'})",
-              file=sys.stderr)
+    if not _registered(reg, model):
         return 1
     by_hand = {"decided_by": actor, "reason": args.reason}
     done = {"shadow": lambda: (reg.shadow(model) or {}).get("version") == args.version,
@@ -340,11 +348,7 @@ def _history(reg, args: argparse.Namespace) -> int:
 
     from trainers.registry_records import describe_change
 
-    import math
-
-    if args.model not in reg.models():
-        print(f"model {args.model!r} is not in the registry ({', '.join(reg.models()) or 'none registered'})",
-              file=sys.stderr)
+    if not _registered(reg, args.model):
         return 2
     if args.at is not None:
         if not math.isfinite(args.at):
