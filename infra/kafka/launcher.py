@@ -62,7 +62,7 @@ POM = HERE / "pom.xml"
 LOG_CONFIG = HERE / "log4j2.yaml"
 NODE_ID = 1
 STOP_TIMEOUT_S = 60.0
-#: seconds a cluster node still stopping is given once a majority of the nodes (the KRaft quorum) has exited
+#: seconds a cluster node still stopping is given once the nodes still running are no majority of the voters
 QUORUM_GRACE_S = 5.0
 # C1-only JIT: on this project's 2-core machines the broker answers ~1.3x (idle) to ~1.8x (loaded)
 # sooner than with the default tiered C2 compiler; a development broker is I/O-bound, not JIT-bound.
